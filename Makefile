@@ -1,0 +1,108 @@
+# SignalR client for Lua: C core (csrc/), Lua binding (binding/), Lua sugar (lua/).
+# Every library comes through pkg-config.
+
+PREFIX ?= /usr/local
+LUA_VERSION ?= 5.4
+PKG_CONFIG ?= pkg-config
+BUILD ?= build
+CC ?= cc
+
+LUA_PC ?= lua$(LUA_VERSION)
+LUA_INCDIR ?= $(shell $(PKG_CONFIG) --variable=includedir $(LUA_PC))/lua$(LUA_VERSION)
+CORE_PKGS = libwebsockets libcurl jansson
+
+OPT ?= -O2 -g
+WARN = -std=c99 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wwrite-strings
+CFLAGS_ALL = $(OPT) $(WARN) -fPIC -fvisibility=hidden -D_GNU_SOURCE $(SAN) \
+             $(shell $(PKG_CONFIG) --cflags $(CORE_PKGS)) $(CFLAGS)
+LIBS_CORE = $(shell $(PKG_CONFIG) --libs $(CORE_PKGS)) -lpthread
+LDFLAGS_ALL = $(SAN) $(LDFLAGS)
+
+CORE_SRC = $(sort $(wildcard csrc/*.c))
+CORE_OBJ = $(CORE_SRC:csrc/%.c=$(BUILD)/core/%.o)
+BIND_SRC = $(sort $(wildcard binding/*.c))
+BIND_OBJ = $(BIND_SRC:binding/%.c=$(BUILD)/binding/%.o)
+TEST_SRC = $(sort $(wildcard csrc/test/test_*.c))
+TEST_BIN = $(TEST_SRC:csrc/test/%.c=$(BUILD)/test/%)
+EXAMPLE_SRC = $(sort $(wildcard examples/*.c))
+EXAMPLE_BIN = $(EXAMPLE_SRC:examples/%.c=$(BUILD)/examples/%)
+
+.PHONY: all lib lua tests examples test check-c asan deps demo bench install clean format lint
+
+all: lib lua tests examples
+
+lib: $(BUILD)/libsignalr.a $(BUILD)/libsignalr.so
+lua: $(BUILD)/lua/signalr/core.so
+tests: $(TEST_BIN)
+examples: $(EXAMPLE_BIN)
+
+$(BUILD)/core/%.o: csrc/%.c $(wildcard csrc/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Icsrc -c $< -o $@
+
+$(BUILD)/binding/%.o: binding/%.c $(wildcard csrc/*.h binding/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Icsrc -I$(LUA_INCDIR) -c $< -o $@
+
+$(BUILD)/libsignalr.a: $(CORE_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+# The shared C library exports the public sr_* API only.
+$(BUILD)/libsignalr.so: $(CORE_OBJ)
+	$(CC) -shared $(LDFLAGS_ALL) -Wl,-soname,libsignalr.so.0 -o $@ $^ $(LIBS_CORE)
+
+# The Lua module links the core statically; only luaopen_* is exported.
+$(BUILD)/lua/signalr/core.so: $(BIND_OBJ) $(CORE_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -shared $(LDFLAGS_ALL) -o $@ $^ $(LIBS_CORE)
+
+$(BUILD)/test/%: csrc/test/%.c $(BUILD)/libsignalr.a csrc/test/harness.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Icsrc -o $@ $< $(BUILD)/libsignalr.a $(LIBS_CORE) $(LDFLAGS_ALL)
+
+$(BUILD)/examples/%: examples/%.c $(BUILD)/libsignalr.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Icsrc -o $@ $< $(BUILD)/libsignalr.a $(LIBS_CORE) $(LDFLAGS_ALL)
+
+# Install Debian's build and test dependencies when something is missing.
+deps:
+	@sh scripts/deps.sh
+
+# Everything CI runs: C unit tests (also under valgrind), the C example,
+# the busted specs against the real hub, and the specs again under ASan+UBSan.
+test: deps
+	@sh scripts/test.sh
+
+check-c: tests
+	@for t in $(TEST_BIN); do echo "== $$t"; $$t || exit 1; done
+
+asan:
+	$(MAKE) BUILD=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
+	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined" lua lib tests examples
+
+demo: deps all
+	@sh scripts/demo.sh
+
+bench: deps all
+	@sh scripts/bench.sh
+
+install: lib lua
+	install -d $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION)/signalr $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/signalr
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 755 $(BUILD)/lua/signalr/core.so $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION)/signalr/core.so
+	install -m 644 lua/signalr/*.lua $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/signalr/
+	install -m 644 csrc/signalr.h $(DESTDIR)$(PREFIX)/include/signalr.h
+	install -m 644 $(BUILD)/libsignalr.a $(DESTDIR)$(PREFIX)/lib/libsignalr.a
+	install -m 755 $(BUILD)/libsignalr.so $(DESTDIR)$(PREFIX)/lib/libsignalr.so.0
+	ln -sf libsignalr.so.0 $(DESTDIR)$(PREFIX)/lib/libsignalr.so
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|0.1.0|g' signalr.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/signalr.pc
+
+format:
+	clang-format -i csrc/*.c csrc/*.h csrc/test/*.c csrc/test/*.h binding/*.c examples/*.c
+
+lint:
+	clang-format --dry-run --Werror csrc/*.c csrc/*.h csrc/test/*.c csrc/test/*.h binding/*.c examples/*.c
+
+clean:
+	rm -rf build build-asan

@@ -1,0 +1,82 @@
+/*
+ * protocol.h - hub messages and the hub protocol interface.
+ *
+ * A protocol turns sr_msg into framed bytes and framed bytes back into
+ * sr_msg. It does no I/O (feed bytes in, take messages out). The JSON
+ * protocol lives in json_protocol.c; MessagePack will be a second
+ * sr_protocol with the same shape.
+ */
+#ifndef SR_PROTOCOL_H
+#define SR_PROTOCOL_H
+
+#include <stdint.h>
+#include "signalr.h"
+#include "buf.h"
+
+typedef enum sr_msg_type {
+    SR_MSG_INVOCATION = 1,
+    SR_MSG_STREAM_ITEM = 2,
+    SR_MSG_COMPLETION = 3,
+    SR_MSG_STREAM_INVOCATION = 4,
+    SR_MSG_CANCEL_INVOCATION = 5,
+    SR_MSG_PING = 6,
+    SR_MSG_CLOSE = 7,
+    SR_MSG_ACK = 8,
+    SR_MSG_SEQUENCE = 9
+} sr_msg_type;
+
+/* One hub message. Every pointer is owned by the message (sr__msg_clear
+ * frees them). Fields not used by a type stay NULL/0. */
+typedef struct sr_msg {
+    sr_msg_type type;
+    char *invocation_id;   /* NULL when absent (fire-and-forget) */
+    char *target;          /* Invocation, StreamInvocation */
+    sr_value *arguments;   /* SR_ARRAY; Invocation, StreamInvocation */
+    sr_value *stream_ids;  /* SR_ARRAY of strings, or NULL */
+    sr_value *headers;     /* SR_MAP of strings, or NULL */
+    sr_value *item;        /* StreamItem */
+    int has_result;        /* Completion: 1 when "result" is present */
+    sr_value *result;      /* Completion result (may be SR_NULL) */
+    char *error;           /* Completion or Close error, or NULL */
+    int allow_reconnect;   /* Close */
+    int64_t sequence_id;   /* Ack, Sequence */
+} sr_msg;
+
+void sr__msg_clear(sr_msg *m); /* frees the fields, zeroes the struct */
+
+typedef struct sr_protocol {
+    const char *name;  /* "json" */
+    int version;       /* 1 */
+    int binary;        /* 1: binary transfer format (WebSocket binary frames) */
+    /* Append m, framed, to out. Borrowed fields are only read. */
+    int (*write)(const sr_msg *m, sr_buf *out, sr_error *err);
+    /* Parse one framed message from data[0..len).
+     * Returns >0 = bytes consumed and *m filled (caller clears it),
+     *          0 = incomplete, need more bytes (m untouched),
+     *         <0 = SR_EPROTOCOL with err->message set (the data is bad;
+     *              the connection must close). A message longer than
+     *              max_size is an error too (SR_EPROTOCOL, "message too large"). */
+    int (*parse)(const char *data, size_t len, size_t max_size, sr_msg *m, sr_error *err);
+} sr_protocol;
+
+extern const sr_protocol sr__json_protocol;
+const sr_protocol *sr__protocol_find(const char *name); /* NULL if unknown */
+
+/* A single JSON value to text and back (no framing); used by the protocol
+ * and by the value round-trip tests. Integers stay integers (int64), floats
+ * are written with full precision (17 significant digits, always with a '.'
+ * or exponent so they read back as floats), SR_BINARY is written as base64. */
+int sr__json_encode_value(const sr_value *v, sr_buf *out, sr_error *err);
+int sr__json_decode_value(const char *text, size_t len, sr_value **out, sr_error *err);
+
+/* ------------------------------------------------------------ handshake */
+/* The handshake is always JSON text ending with the record separator. */
+int sr__handshake_write(const char *protocol, int version, sr_buf *out);
+/* Parse the server's handshake response from data[0..len).
+ * Returns >0 = bytes consumed (success: "{}" possibly with extra unknown fields),
+ *          0 = incomplete,
+ *         <0 = SR_EHANDSHAKE (server sent {"error":...}: err->message is that
+ *              text) or SR_EPROTOCOL (not JSON / not an object). */
+int sr__handshake_parse(const char *data, size_t len, sr_error *err);
+
+#endif

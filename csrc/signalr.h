@@ -1,0 +1,246 @@
+/*
+ * signalr.h - public C API of the SignalR client core.
+ *
+ * The core owns: the value model (sr_value), the event loop (sr_loop: the
+ * I/O threads and the event queue), and connections (sr_conn). It never
+ * includes Lua; the Lua module is a thin binding over this header.
+ *
+ * Threading rule: every sr_* function here must be called from one thread,
+ * the thread that owns the loop ("the host thread"). Network I/O runs on the
+ * loop's own threads. Callbacks run only inside sr_loop_dispatch() on the
+ * host thread, never from inside another sr_* call, so a callback may call any
+ * sr_* function (invoke, stop, free) safely.
+ *
+ * Memory: arguments are copied or encoded before a call returns. Data passed
+ * to a callback is borrowed until the callback returns.
+ *
+ * Errors: functions return SR_OK (0) or a negative SR_E* code; where a
+ * message helps, it is written to an sr_error the caller supplies.
+ */
+#ifndef SIGNALR_H
+#define SIGNALR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SR_VERSION "0.1.0"
+
+/* ---------------------------------------------------------------- errors */
+
+enum sr_code {
+    SR_OK = 0,
+    SR_EHUB = -1,       /* the hub method failed; message is the server's */
+    SR_ECLOSED = -2,    /* connection not connected, or closed first */
+    SR_ETIMEOUT = -3,
+    SR_ECANCELED = -4,
+    SR_ENEGOTIATE = -5, /* negotiate failed; status holds the HTTP status */
+    SR_EHANDSHAKE = -6,
+    SR_ETRANSPORT = -7,
+    SR_EPROTOCOL = -8,  /* malformed data from the server */
+    SR_EUSAGE = -9,     /* bad arguments or wrong state for this call */
+    SR_ENOMEM = -10,
+    SR_EFULL = -11      /* a bounded buffer is full */
+};
+
+/* The error kind name used by the Lua API ("hub", "closed", ...). */
+const char *sr_strerror(int code);
+
+typedef struct sr_error {
+    int code;       /* SR_E* */
+    long status;    /* HTTP status for SR_ENEGOTIATE, else 0 */
+    char message[512];
+} sr_error;
+
+/* ---------------------------------------------------------------- values */
+
+/* A JSON/MessagePack value. Arrays and maps own their children. Strings are
+ * byte strings with explicit length (may hold NUL). Map keys are strings and
+ * keep their insertion order. */
+typedef struct sr_value sr_value;
+
+typedef enum sr_type {
+    SR_NULL,
+    SR_BOOL,
+    SR_INT,    /* int64_t */
+    SR_FLOAT,  /* double */
+    SR_STRING, /* UTF-8 text */
+    SR_BINARY, /* raw bytes (MessagePack bin; base64 text in JSON) */
+    SR_ARRAY,
+    SR_MAP
+} sr_type;
+
+sr_value *sr_value_null(void);
+sr_value *sr_value_bool(int b);
+sr_value *sr_value_int(int64_t i);
+sr_value *sr_value_float(double d);
+sr_value *sr_value_string(const char *s, size_t len); /* copies */
+sr_value *sr_value_binary(const void *p, size_t len); /* copies */
+sr_value *sr_value_array(void);
+sr_value *sr_value_map(void);
+/* Take ownership of item (freed on failure too). */
+int sr_value_array_push(sr_value *arr, sr_value *item);
+/* Copies key, takes ownership of item (freed on failure too). */
+int sr_value_map_set(sr_value *map, const char *key, size_t keylen, sr_value *item);
+sr_value *sr_value_copy(const sr_value *v);
+void sr_value_free(sr_value *v);
+
+sr_type sr_value_type(const sr_value *v);
+int sr_value_get_bool(const sr_value *v);
+int64_t sr_value_get_int(const sr_value *v);
+double sr_value_get_float(const sr_value *v);
+/* String or binary bytes; *len receives the length. */
+const char *sr_value_get_string(const sr_value *v, size_t *len);
+/* Number of items of an array or entries of a map. */
+size_t sr_value_len(const sr_value *v);
+const sr_value *sr_value_at(const sr_value *arr_or_map, size_t i);
+const char *sr_value_key_at(const sr_value *map, size_t i, size_t *keylen);
+/* Map lookup by key (linear; maps are small); NULL when absent. */
+const sr_value *sr_value_get(const sr_value *map, const char *key);
+
+/* ----------------------------------------------------------------- logging */
+
+typedef enum sr_log_level {
+    SR_LOG_TRACE,
+    SR_LOG_DEBUG,
+    SR_LOG_INFORMATION,
+    SR_LOG_WARNING,
+    SR_LOG_ERROR,
+    SR_LOG_CRITICAL,
+    SR_LOG_NONE
+} sr_log_level;
+
+/* Log sink; runs on the host thread, inside dispatch or an sr_* call. */
+typedef void (*sr_log_fn)(void *ud, sr_log_level level, const char *message);
+
+/* ------------------------------------------------------------------ loop */
+
+typedef struct sr_loop sr_loop;
+
+/* Create a loop and start its I/O threads. */
+sr_loop *sr_loop_new(sr_error *err);
+/* Stops the I/O threads; all connections of the loop must be freed first. */
+void sr_loop_free(sr_loop *loop);
+/* A descriptor that is readable whenever sr_loop_dispatch has work (events
+ * or a due timer). Owned by the loop. */
+int sr_loop_fd(const sr_loop *loop);
+/* Run the callbacks of what is ready, waiting at most timeout_ms for the
+ * first event (0: never block, -1: no limit). Returns the number of events
+ * dispatched. */
+int sr_loop_dispatch(sr_loop *loop, int timeout_ms);
+/* Milliseconds until the next timer is due, -1 if none. */
+int sr_loop_next_timeout(const sr_loop *loop);
+
+/* One-shot timer on the host thread: fn(ud) runs inside dispatch after
+ * delay_ms. Returns an id for sr_loop_cancel_timer, or 0 on failure. */
+typedef void (*sr_timer_fn)(void *ud);
+uint64_t sr_loop_add_timer(sr_loop *loop, double delay_ms, sr_timer_fn fn, void *ud);
+void sr_loop_cancel_timer(sr_loop *loop, uint64_t id);
+
+/* ------------------------------------------------------------ connection */
+
+typedef struct sr_conn sr_conn;
+
+typedef enum sr_state {
+    SR_STATE_DISCONNECTED,
+    SR_STATE_CONNECTING,
+    SR_STATE_CONNECTED,
+    SR_STATE_RECONNECTING,
+    SR_STATE_DISCONNECTING
+} sr_state;
+
+const char *sr_state_name(sr_state s); /* "disconnected", ... */
+
+enum sr_transport_kind {
+    SR_TRANSPORT_WEBSOCKETS = 1,
+    SR_TRANSPORT_SSE = 2,
+    SR_TRANSPORT_LONG_POLLING = 4
+};
+
+typedef struct sr_header {
+    const char *name;
+    const char *value;
+} sr_header;
+
+/* Options for sr_conn_new; copied. Zero means the default. */
+typedef struct sr_conn_options {
+    const char *url;              /* http(s)://host[:port]/path[?query] */
+    int transports;               /* SR_TRANSPORT_* mask; 0 = all */
+    int skip_negotiation;
+    const char *protocol;         /* "json" (default) */
+    const sr_header *headers;     /* extra HTTP headers */
+    size_t nheaders;
+    const char *access_token;     /* static bearer token, or NULL */
+    /* Called on the host thread before every negotiate/connect; returns a
+     * malloc'd token (freed by the core) or NULL. Overrides access_token. */
+    char *(*access_token_fn)(void *ud);
+    void *access_token_ud;
+    int tls_no_verify;            /* certificates are verified unless set */
+    const char *ca_file;
+    const char *cert_file;
+    const char *key_file;
+    const char *proxy;
+    double server_timeout_ms;     /* default 30000 */
+    double keepalive_ms;          /* default 15000 */
+    double handshake_timeout_ms;  /* default 15000 */
+    size_t max_message_size;      /* largest message accepted; default 16 MiB */
+    sr_log_fn log;                /* NULL: no logging */
+    void *log_ud;
+    sr_log_level log_level;       /* default SR_LOG_INFORMATION; 0 is TRACE, so set it */
+} sr_conn_options;
+
+sr_conn *sr_conn_new(sr_loop *loop, const sr_conn_options *opts, sr_error *err);
+/* Frees at once if idle; a connection that is not disconnected is stopped
+ * first (pending calls fail with SR_ECLOSED, callbacks are not called). Safe
+ * to call from inside a callback of this connection: freeing is deferred
+ * until the callback returns. */
+void sr_conn_free(sr_conn *c);
+
+sr_state sr_conn_state(const sr_conn *c);
+/* NULL until negotiated, and with skip_negotiation. */
+const char *sr_conn_connection_id(const sr_conn *c);
+sr_loop *sr_conn_loop(const sr_conn *c);
+
+/* Result of start/stop/invoke. err is NULL on success; result is the
+ * invocation's result (NULL for void), borrowed. */
+typedef void (*sr_done_fn)(void *ud, const sr_error *err, const sr_value *result);
+
+/* Connect (negotiate, transport, handshake). done runs once. */
+int sr_conn_start(sr_conn *c, sr_done_fn done, void *ud);
+/* Close gracefully; done runs once the connection is disconnected. */
+int sr_conn_stop(sr_conn *c, sr_done_fn done, void *ud);
+
+/* Call a hub method. args is an SR_ARRAY (borrowed; NULL = no arguments).
+ * done runs exactly once: with the result, the server's error, or
+ * SR_ECLOSED when the connection ends first. *id_out (if given) receives an
+ * id for sr_conn_cancel. Returns SR_ECLOSED at once when not connected (then
+ * done is not called). */
+int sr_conn_invoke(sr_conn *c, const char *target, const sr_value *args,
+                   sr_done_fn done, void *ud, uint64_t *id_out);
+/* Fire and forget: returns once the message is queued for the transport. */
+int sr_conn_send(sr_conn *c, const char *target, const sr_value *args);
+/* Give up on an invocation: its done runs with SR_ECANCELED (inside this
+ * call) and the server is told with a CancelInvocation. */
+int sr_conn_cancel(sr_conn *c, uint64_t id);
+
+/* A call from the server. target is as sent (match it case-insensitively);
+ * args is an SR_ARRAY. */
+typedef void (*sr_invocation_fn)(void *ud, sr_conn *c, const char *target,
+                                 const sr_value *args);
+void sr_conn_on_invocation(sr_conn *c, sr_invocation_fn fn, void *ud);
+
+/* The connection closed for good; err is NULL after sr_conn_stop. */
+typedef void (*sr_close_fn)(void *ud, sr_conn *c, const sr_error *err);
+void sr_conn_on_close(sr_conn *c, sr_close_fn fn, void *ud);
+
+/* Every state change (old -> new), after it happened. */
+typedef void (*sr_state_fn)(void *ud, sr_conn *c, sr_state old_state, sr_state new_state);
+void sr_conn_on_state(sr_conn *c, sr_state_fn fn, void *ud);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

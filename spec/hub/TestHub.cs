@@ -1,0 +1,282 @@
+using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
+using System.Security.Claims;
+using System.Text.Encodings.Web;
+using System.Text.Json;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Authorization;
+using Microsoft.AspNetCore.Http.Connections.Features;
+using Microsoft.AspNetCore.SignalR;
+using Microsoft.AspNetCore.SignalR.Protocol;
+using Microsoft.Extensions.Options;
+
+namespace TestHub;
+
+// Parameters and results that carry arbitrary client values are typed
+// `object?`: with the JSON protocol they bind as JsonElement (exact raw text,
+// so 64-bit integers and floats round-trip byte for byte); with MessagePack
+// they bind as the decoded primitives / arrays / maps.
+public class TestHub : Hub
+{
+    // Per-connection record of values sent with Record(); kept after the
+    // connection goes away so another connection can inspect it
+    // (GetRecordedFor).
+    private static readonly ConcurrentDictionary<string, List<(object? Item, string Raw)>> Recorded = new();
+
+    public override Task OnConnectedAsync()
+    {
+        // ?fail_connect=<msg>: fail the connection right after the handshake.
+        // The server then sends a Close message whose error is
+        // "Connection closed with an error. HubException: <msg>".
+        var fail = Context.GetHttpContext()?.Request.Query["fail_connect"].ToString();
+        if (!string.IsNullOrEmpty(fail))
+            throw new HubException(fail);
+        return base.OnConnectedAsync();
+    }
+
+    // ---- echo -------------------------------------------------------------
+
+    public object? Echo(object? x) => x;
+
+    public object?[] EchoTwo(object? a, object? b) => new[] { a, b };
+
+    public object?[] EchoMany(object? a, object? b, object? c) => new[] { a, b, c };
+
+    public long Add(long a, long b) => a + b;
+
+    public string Concat(string a, string b) => a + b;
+
+    public Task Nop() => Task.CompletedTask;
+
+    // ---- errors -----------------------------------------------------------
+
+    public void ThrowHub(string msg) => throw new HubException(msg);
+
+    public void ThrowPlain() => throw new InvalidOperationException("secret detail 42");
+
+    // ---- timing -----------------------------------------------------------
+
+    public async Task<int> Delay(int ms)
+    {
+        await Task.Delay(ms);
+        return ms;
+    }
+
+    public async Task<object?> DelayEcho(int ms, object? x)
+    {
+        await Task.Delay(ms);
+        return x;
+    }
+
+    // ---- server -> client -------------------------------------------------
+
+    public async Task<string> CallMeBack(string method, object? arg)
+    {
+        await Clients.Caller.SendAsync(method, arg);
+        return "ok";
+    }
+
+    public async Task<int> CallMeBackMany(string method, int count)
+    {
+        for (var i = 1; i <= count; i++)
+            await Clients.Caller.SendAsync(method, i);
+        return count;
+    }
+
+    public async Task<string> CallMeBackTwo(string method, object? a, object? b)
+    {
+        await Clients.Caller.SendAsync(method, a, b);
+        return "ok";
+    }
+
+    // Sends method() with no arguments.
+    public async Task<string> CallMeBackNoArgs(string method)
+    {
+        await Clients.Caller.SendCoreAsync(method, Array.Empty<object?>());
+        return "ok";
+    }
+
+    public async Task<string> Broadcast(string method, object? x)
+    {
+        await Clients.All.SendAsync(method, x);
+        return "ok";
+    }
+
+    // ---- recording (for send / fire-and-forget tests) ---------------------
+
+    public void Record(object? x)
+    {
+        var raw = x is JsonElement je ? je.GetRawText() : JsonSerializer.Serialize(x);
+        if (x is JsonElement el) x = el.Clone();
+        var list = Recorded.GetOrAdd(Context.ConnectionId, _ => new List<(object?, string)>());
+        lock (list) list.Add((x, raw));
+    }
+
+    public int GetRecorded() => GetRecordedFor(Context.ConnectionId);
+
+    public object?[] GetRecordedItems()
+    {
+        if (!Recorded.TryGetValue(Context.ConnectionId, out var list)) return Array.Empty<object?>();
+        lock (list) return list.Select(e => e.Item).ToArray();
+    }
+
+    // Raw JSON text of each recorded item (JSON protocol: exactly as sent).
+    public string[] GetRecordedRaw()
+    {
+        if (!Recorded.TryGetValue(Context.ConnectionId, out var list)) return Array.Empty<string>();
+        lock (list) return list.Select(e => e.Raw).ToArray();
+    }
+
+    // Count recorded by another (possibly closed) connection.
+    public int GetRecordedFor(string connectionId)
+    {
+        if (!Recorded.TryGetValue(connectionId, out var list)) return 0;
+        lock (list) return list.Count;
+    }
+
+    public void ClearRecorded() => Recorded.TryRemove(Context.ConnectionId, out _);
+
+    // ---- connection info --------------------------------------------------
+
+    public string GetConnectionId() => Context.ConnectionId;
+
+    public string? GetQuery(string key)
+    {
+        var q = Context.GetHttpContext()?.Request.Query;
+        if (q is null || !q.TryGetValue(key, out var v)) return null;
+        return v.ToString();
+    }
+
+    public string? GetHeader(string name)
+    {
+        var h = Context.GetHttpContext()?.Request.Headers;
+        if (h is null || !h.TryGetValue(name, out var v)) return null;
+        return v.ToString();
+    }
+
+    public string? GetTransport() =>
+        Context.Features.Get<IHttpTransportFeature>()?.TransportType.ToString();
+
+    public string? GetUserName() => Context.User?.Identity?.IsAuthenticated == true
+        ? Context.User.Identity.Name
+        : null;
+
+    // ---- connection control -----------------------------------------------
+
+    // Server drops the connection (it still tries to send a Close message
+    // without error first).
+    public void Abort() => Context.Abort();
+
+    // Sends a Close message carrying `msg` as its error, then aborts.
+    public Task CloseWithError(string msg) => CloseCore(msg, allowReconnect: false);
+
+    // Same, with allowReconnect = true.
+    public Task CloseWithErrorReconnect(string msg) => CloseCore(msg, allowReconnect: true);
+
+    private async Task CloseCore(string msg, bool allowReconnect)
+    {
+        var conn = TrackingConnections.Get(Context.ConnectionId);
+        if (conn is not null)
+            await conn.WriteAsync(new CloseMessage(msg, allowReconnect));
+        Context.Abort();
+    }
+
+    // ---- streaming --------------------------------------------------------
+
+    // Server -> client stream: 1..count, delayMs between items.
+    public async IAsyncEnumerable<int> Counter(int count, int delayMs,
+        [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        for (var i = 1; i <= count; i++)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            if (delayMs > 0) await Task.Delay(delayMs, cancellationToken);
+            yield return i;
+        }
+    }
+
+    // Client -> server stream: sum of the streamed integers.
+    public async Task<long> Sum(IAsyncEnumerable<long> values)
+    {
+        long total = 0;
+        await foreach (var v in values) total += v;
+        return total;
+    }
+}
+
+// /authhub: needs the token AuthConstants.ValidToken.
+[Authorize]
+public class AuthHub : TestHub
+{
+}
+
+// /clientresulthub: MaximumParallelInvocationsPerClient = 2, so a hub method
+// may wait for a client result.
+public class ClientResultHub : TestHub
+{
+    // Invokes `method(arg)` on the caller and returns the client's result.
+    public async Task<object?> AskClient(string method, object? arg)
+    {
+        return await Clients.Caller.InvokeAsync<object?>(method, arg, CancellationToken.None);
+    }
+}
+
+// Keeps HubConnectionContext per connection id so hub methods can write raw
+// protocol messages (Close with an error) to their own connection.
+public static class TrackingConnections
+{
+    private static readonly ConcurrentDictionary<string, HubConnectionContext> Map = new();
+    public static void Add(HubConnectionContext c) => Map[c.ConnectionId] = c;
+    public static void Remove(HubConnectionContext c) => Map.TryRemove(c.ConnectionId, out _);
+    public static HubConnectionContext? Get(string id) => Map.TryGetValue(id, out var c) ? c : null;
+}
+
+public class TrackingHubLifetimeManager<THub> : DefaultHubLifetimeManager<THub> where THub : Hub
+{
+    public TrackingHubLifetimeManager(ILogger<DefaultHubLifetimeManager<THub>> logger) : base(logger) { }
+
+    public override Task OnConnectedAsync(HubConnectionContext connection)
+    {
+        TrackingConnections.Add(connection);
+        return base.OnConnectedAsync(connection);
+    }
+
+    public override Task OnDisconnectedAsync(HubConnectionContext connection)
+    {
+        TrackingConnections.Remove(connection);
+        return base.OnDisconnectedAsync(connection);
+    }
+}
+
+public static class AuthConstants
+{
+    public const string Scheme = "TestToken";
+    public const string ValidToken = "valid-token";
+}
+
+// Accepts "Authorization: Bearer valid-token" or "?access_token=valid-token";
+// the user name is "test-user".
+public class TestTokenAuthHandler : AuthenticationHandler<AuthenticationSchemeOptions>
+{
+    public TestTokenAuthHandler(IOptionsMonitor<AuthenticationSchemeOptions> options,
+        ILoggerFactory logger, UrlEncoder encoder) : base(options, logger, encoder) { }
+
+    protected override Task<AuthenticateResult> HandleAuthenticateAsync()
+    {
+        string? token = null;
+        var auth = Request.Headers.Authorization.ToString();
+        if (auth.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase))
+            token = auth.Substring("Bearer ".Length).Trim();
+        else if (Request.Query.TryGetValue("access_token", out var q))
+            token = q.ToString();
+
+        if (token is null)
+            return Task.FromResult(AuthenticateResult.NoResult());
+        if (token != AuthConstants.ValidToken)
+            return Task.FromResult(AuthenticateResult.Fail("invalid token"));
+
+        var identity = new ClaimsIdentity(new[] { new Claim(ClaimTypes.Name, "test-user") }, Scheme.Name);
+        return Task.FromResult(AuthenticateResult.Success(
+            new AuthenticationTicket(new ClaimsPrincipal(identity), Scheme.Name)));
+    }
+}
