@@ -72,4 +72,12 @@ void sr__http_io_resume(struct sr_http_io *io);
 void sr__transport_dispatch(sr_event *ev); /* transport.c */
 void sr__http_dispatch(sr_event *ev);      /* http.c */
 
+/* Release hooks for events still queued when sr_loop_free runs (after both
+ * I/O threads have stopped): drop the reference ev->target holds, run no
+ * upcall. The loop frees the event itself afterwards, as the dispatcher does
+ * after a dispatch hook. SR_EV_CALL events left over are freed without
+ * running fn. */
+void sr__transport_event_discard(sr_event *ev); /* transport.c */
+void sr__http_event_discard(sr_event *ev);      /* http.c */
+
 #endif

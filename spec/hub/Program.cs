@@ -13,6 +13,8 @@
 //                    optional overrides of the SignalR hub options.
 //   HUB_LONGPOLL_TIMEOUT_MS
 //                    optional override of the long-polling poll timeout.
+//   HUB_PARENT_PID   if set, the server shuts itself down once that process is
+//                    gone (so a killed test runner leaves no server behind).
 using System.Security.Cryptography.X509Certificates;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.DataProtection;
@@ -107,6 +109,8 @@ app.MapHub<ClientResultHub>("/clientresulthub", o => Common(o));
 
 await app.StartAsync();
 
+WatchParent(app);
+
 var addresses = app.Services.GetRequiredService<IServer>()
     .Features.Get<IServerAddressesFeature>()?.Addresses.ToList() ?? new List<string>();
 // http first, then https; keep the order Kestrel reports within each group.
@@ -126,3 +130,42 @@ if (!string.IsNullOrEmpty(readyFile))
 }
 
 await app.WaitForShutdownAsync();
+
+// Stop the server when the process named by HUB_PARENT_PID exits (checked via
+// /proc: the pid disappears, turns zombie, or is reused by another process).
+static void WatchParent(WebApplication app)
+{
+    if (!int.TryParse(Environment.GetEnvironmentVariable("HUB_PARENT_PID"), out var ppid) || ppid <= 1)
+        return;
+
+    static string? StartTime(int pid)
+    {
+        try
+        {
+            var stat = File.ReadAllText($"/proc/{pid}/stat");
+            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            return fields[0] == "Z" ? null : fields[19]; // state, starttime
+        }
+        catch
+        {
+            return null;
+        }
+    }
+
+    var started = StartTime(ppid);
+    if (started is null)
+        return; // no /proc or parent already gone: don't guess
+    _ = Task.Run(async () =>
+    {
+        while (!app.Lifetime.ApplicationStopping.IsCancellationRequested)
+        {
+            await Task.Delay(500);
+            if (StartTime(ppid) != started)
+            {
+                Console.Error.WriteLine($"parent process {ppid} is gone; stopping");
+                app.Lifetime.StopApplication();
+                return;
+            }
+        }
+    });
+}

@@ -1,0 +1,29 @@
+/*
+ * pending.h - the table of invocations waiting for a Completion, keyed by
+ * invocation id. Owned by one connection, used on the host thread only.
+ */
+#ifndef SR_PENDING_H
+#define SR_PENDING_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "signalr.h"
+
+typedef struct sr_pending_entry {
+    uint64_t id;
+    sr_done_fn done;
+    void *ud;
+} sr_pending_entry;
+
+typedef struct sr_pending {
+    sr_pending_entry *slots; /* open addressing, linear probing; id 0 = empty */
+    size_t cap;              /* power of two */
+    size_t count;
+} sr_pending;
+
+int sr__pending_put(sr_pending *p, uint64_t id, sr_done_fn done, void *ud);
+/* Remove id; fills *out and returns 1 when it was there. */
+int sr__pending_take(sr_pending *p, uint64_t id, sr_pending_entry *out);
+void sr__pending_free(sr_pending *p);
+
+#endif
