@@ -2,6 +2,8 @@
 # Every library comes through pkg-config.
 
 PREFIX ?= /usr/local
+LUADIR ?= $(PREFIX)/share/lua/$(LUA_VERSION)
+LUA_LIBDIR ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
 LUA_VERSION ?= 5.4
 PKG_CONFIG ?= pkg-config
 BUILD ?= build
@@ -88,10 +90,10 @@ bench: deps all
 	@sh scripts/bench.sh
 
 install: lib lua
-	install -d $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION)/signalr $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/signalr
+	install -d $(DESTDIR)$(LUA_LIBDIR)/signalr $(DESTDIR)$(LUADIR)/signalr
 	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
-	install -m 755 $(BUILD)/lua/signalr/core.so $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION)/signalr/core.so
-	install -m 644 lua/signalr/*.lua $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/signalr/
+	install -m 755 $(BUILD)/lua/signalr/core.so $(DESTDIR)$(LUA_LIBDIR)/signalr/core.so
+	install -m 644 lua/signalr/*.lua $(DESTDIR)$(LUADIR)/signalr/
 	install -m 644 csrc/signalr.h $(DESTDIR)$(PREFIX)/include/signalr.h
 	install -m 644 $(BUILD)/libsignalr.a $(DESTDIR)$(PREFIX)/lib/libsignalr.a
 	install -m 755 $(BUILD)/libsignalr.so $(DESTDIR)$(PREFIX)/lib/libsignalr.so.0

@@ -1,0 +1,559 @@
+/*
+ * http.c - the loop's HTTP thread: one libcurl multi handle driven by one
+ * thread (curl_multi_poll, woken by curl_multi_wakeup), and the one-shot
+ * requests of http.h on top of it.
+ *
+ * The thread is general so SSE and Long Polling can add their long-running
+ * transfers later:
+ *  - Work reaches the thread as jobs (a function run on the thread), queued
+ *    under mu. Jobs run in FIFO order before every curl_multi_perform.
+ *  - Every easy handle in the multi is an `xfer` (CURLOPT_PRIVATE) with its
+ *    own completion function, called on the thread after the handle left the
+ *    multi. A write callback that returns CURL_WRITEFUNC_PAUSE under
+ *    backpressure marks its xfer paused; sr__http_io_resume unpauses them.
+ *
+ * One-shot request lifetime (refs, atomic): the host holds one from
+ * sr__http_request until its done ran or it cancelled; the thread holds one
+ * while the transfer is queued or in the multi and hands it to the
+ * SR_EV_HTTP_DONE event when the transfer ends; a cancel job holds the
+ * host's while it is queued. The last one frees the request (on either
+ * thread). The easy handle is created and configured on the host (so bad
+ * options fail at once), then only touched by the HTTP thread.
+ */
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "http.h"
+#include "loop.h"
+
+#define DEFAULT_MAX_BODY (1u << 20)
+#define MAX_REDIRECTS 10L
+
+/* ------------------------------------------------------- the HTTP thread */
+
+typedef struct sr_http_io sr_http_io;
+
+typedef struct job {
+    struct job *next;
+    void (*run)(sr_http_io *io, struct job *job);
+} job;
+
+typedef struct xfer {
+    CURL *easy;
+    /* Thread: called after the handle left the multi (rc is CURLE_OK or the
+     * failure). The owner cleans up the easy handle. */
+    void (*complete)(sr_http_io *io, struct xfer *x, CURLcode rc);
+    struct xfer *prev, *next; /* io->active, thread only */
+    int paused;               /* thread only */
+} xfer;
+
+struct sr_http_io {
+    sr_loop *loop;
+    CURLM *multi;
+    pthread_t thread;
+
+    pthread_mutex_t mu;
+    job *jobs, *jobs_tail; /* mu */
+    int stop;              /* mu */
+    int resume;            /* mu */
+
+    xfer *active; /* thread only: every xfer in the multi */
+    char user_agent[80];
+};
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_rc;
+
+/* Never paired with curl_global_cleanup: other libraries in the process may
+ * use libcurl too, and cleanup is not safe while they do. */
+static void curl_init(void)
+{
+    curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+static void set_err(sr_error *err, int code, const char *msg)
+{
+    if (!err)
+        return;
+    err->code = code;
+    err->status = 0;
+    snprintf(err->message, sizeof err->message, "%s", msg);
+}
+
+static void io_submit(sr_http_io *io, job *j)
+{
+    j->next = NULL;
+    pthread_mutex_lock(&io->mu);
+    if (io->jobs_tail)
+        io->jobs_tail->next = j;
+    else
+        io->jobs = j;
+    io->jobs_tail = j;
+    pthread_mutex_unlock(&io->mu);
+    curl_multi_wakeup(io->multi);
+}
+
+static CURLMcode xfer_add(sr_http_io *io, xfer *x)
+{
+    CURLMcode mc;
+    curl_easy_setopt(x->easy, CURLOPT_PRIVATE, (void *)x);
+    mc = curl_multi_add_handle(io->multi, x->easy);
+    if (mc != CURLM_OK)
+        return mc;
+    x->prev = NULL;
+    x->next = io->active;
+    if (io->active)
+        io->active->prev = x;
+    io->active = x;
+    x->paused = 0;
+    return CURLM_OK;
+}
+
+static void xfer_remove(sr_http_io *io, xfer *x)
+{
+    curl_multi_remove_handle(io->multi, x->easy);
+    if (x->prev)
+        x->prev->next = x->next;
+    else
+        io->active = x->next;
+    if (x->next)
+        x->next->prev = x->prev;
+    x->prev = x->next = NULL;
+}
+
+static void resume_paused(sr_http_io *io)
+{
+    xfer *x;
+    for (x = io->active; x; x = x->next) {
+        if (x->paused) {
+            x->paused = 0;
+            curl_easy_pause(x->easy, CURLPAUSE_CONT);
+        }
+    }
+}
+
+static void *io_main(void *arg)
+{
+    sr_http_io *io = arg;
+    for (;;) {
+        job *j;
+        int stop, resume, running;
+        CURLMsg *msg;
+        pthread_mutex_lock(&io->mu);
+        j = io->jobs;
+        io->jobs = io->jobs_tail = NULL;
+        stop = io->stop;
+        resume = io->resume;
+        io->resume = 0;
+        pthread_mutex_unlock(&io->mu);
+        while (j) {
+            job *next = j->next;
+            j->run(io, j); /* may free j */
+            j = next;
+        }
+        if (stop)
+            break;
+        if (resume)
+            resume_paused(io);
+        curl_multi_perform(io->multi, &running);
+        while ((msg = curl_multi_info_read(io->multi, &running)) != NULL) {
+            xfer *x = NULL;
+            CURL *easy = msg->easy_handle;
+            CURLcode rc = msg->data.result;
+            if (msg->msg != CURLMSG_DONE)
+                continue;
+            curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&x);
+            xfer_remove(io, x);
+            x->complete(io, x, rc);
+        }
+        /* Returns early for curl's own timeouts and curl_multi_wakeup. */
+        curl_multi_poll(io->multi, NULL, 0, 1000, NULL);
+    }
+    /* Stopping: the host is gone (sr_loop_free), so transfers still running
+     * end as aborted. Their completion posts events the loop discards. */
+    while (io->active) {
+        xfer *x = io->active;
+        xfer_remove(io, x);
+        x->complete(io, x, CURLE_ABORTED_BY_CALLBACK);
+    }
+    return NULL;
+}
+
+struct sr_http_io *sr__http_io_new(sr_loop *loop, sr_error *err)
+{
+    curl_version_info_data *vi;
+    sr_http_io *io;
+    pthread_once(&curl_once, curl_init);
+    if (curl_init_rc != CURLE_OK) {
+        set_err(err, SR_ETRANSPORT, curl_easy_strerror(curl_init_rc));
+        return NULL;
+    }
+    io = calloc(1, sizeof *io);
+    if (!io) {
+        set_err(err, SR_ENOMEM, "out of memory");
+        return NULL;
+    }
+    io->loop = loop;
+    /* With AsynchDNS (Debian's build: the threaded resolver) name lookups
+     * never stall this thread; without it they would stall only this
+     * thread, never the host. */
+    vi = curl_version_info(CURLVERSION_NOW);
+    snprintf(io->user_agent, sizeof io->user_agent, "signalr-lua/%s (libcurl/%s)", SR_VERSION,
+             vi && vi->version ? vi->version : "?");
+    io->multi = curl_multi_init();
+    if (!io->multi) {
+        free(io);
+        set_err(err, SR_ENOMEM, "curl_multi_init failed");
+        return NULL;
+    }
+    pthread_mutex_init(&io->mu, NULL);
+    if (pthread_create(&io->thread, NULL, io_main, io) != 0) {
+        pthread_mutex_destroy(&io->mu);
+        curl_multi_cleanup(io->multi);
+        free(io);
+        set_err(err, SR_ENOMEM, "cannot start the HTTP thread");
+        return NULL;
+    }
+    return io;
+}
+
+void sr__http_io_free(struct sr_http_io *io)
+{
+    if (!io)
+        return;
+    pthread_mutex_lock(&io->mu);
+    io->stop = 1;
+    pthread_mutex_unlock(&io->mu);
+    curl_multi_wakeup(io->multi);
+    pthread_join(io->thread, NULL);
+    curl_multi_cleanup(io->multi);
+    pthread_mutex_destroy(&io->mu);
+    free(io);
+}
+
+void sr__http_io_resume(struct sr_http_io *io)
+{
+    pthread_mutex_lock(&io->mu);
+    io->resume = 1;
+    pthread_mutex_unlock(&io->mu);
+    curl_multi_wakeup(io->multi);
+}
+
+/* ------------------------------------------------------ one-shot requests */
+
+struct sr_http_req {
+    xfer x; /* first: CURLOPT_PRIVATE points here */
+    int refs; /* atomic */
+    int cancelled; /* atomic: set by the host, read by the thread */
+    int finished;  /* host only: done is running or ran */
+    sr_http_io *io;
+    sr_http_done_fn done;
+    void *ud;
+    job add_job, cancel_job;
+    struct curl_slist *headers;
+    char *what;   /* "GET http://host/path" for messages (no query: it may hold a token) */
+    sr_event *oom_ev; /* posted instead when the real event cannot be allocated */
+    sr_buf body;  /* thread only */
+    size_t max_body;
+    int too_large;
+    char errbuf[CURL_ERROR_SIZE];
+};
+
+#define REQ_OF(ptr, member) ((sr_http_req *)(void *)((char *)(ptr)-offsetof(sr_http_req, member)))
+
+static void req_unref(sr_http_req *req)
+{
+    if (__atomic_sub_fetch(&req->refs, 1, __ATOMIC_ACQ_REL) != 0)
+        return;
+    if (req->x.easy)
+        curl_easy_cleanup(req->x.easy);
+    curl_slist_free_all(req->headers);
+    sr__event_free(req->oom_ev);
+    sr__buf_free(&req->body);
+    free(req->what);
+    free(req);
+}
+
+static size_t req_write(char *p, size_t size, size_t n, void *ud)
+{
+    sr_http_req *req = ud;
+    size_t len = size * n;
+    if (len > req->max_body - req->body.len) {
+        req->too_large = 1;
+        return 0; /* CURLE_WRITE_ERROR */
+    }
+    if (sr__buf_append(&req->body, p, len) != 0)
+        return 0;
+    return len;
+}
+
+/* Thread: the transfer ended; hand the thread's reference to the event. */
+static void req_complete(sr_http_io *io, xfer *x, CURLcode rc)
+{
+    sr_http_req *req = (sr_http_req *)x;
+    long status = 0;
+    int code = SR_OK;
+    char msg[CURL_ERROR_SIZE + 600];
+    sr_event *ev;
+
+    curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+    msg[0] = '\0';
+    if (rc == CURLE_ABORTED_BY_CALLBACK) {
+        code = SR_ECANCELED;
+        snprintf(msg, sizeof msg, "%s: aborted (event loop freed)", req->what);
+    } else if (req->too_large || rc == CURLE_FILESIZE_EXCEEDED) {
+        code = SR_EPROTOCOL;
+        snprintf(msg, sizeof msg, "%s: response too large (over %zu bytes)", req->what,
+                 req->max_body);
+    } else if (rc == CURLE_OPERATION_TIMEDOUT) {
+        code = SR_ETIMEOUT;
+        snprintf(msg, sizeof msg, "%s: %s", req->what,
+                 req->errbuf[0] ? req->errbuf : curl_easy_strerror(rc));
+    } else if (rc == CURLE_WRITE_ERROR) {
+        code = SR_ENOMEM;
+        snprintf(msg, sizeof msg, "%s: out of memory reading the response", req->what);
+    } else if (rc != CURLE_OK) {
+        code = SR_ETRANSPORT;
+        snprintf(msg, sizeof msg, "%s: %s", req->what,
+                 req->errbuf[0] ? req->errbuf : curl_easy_strerror(rc));
+    }
+    /* The easy handle is done; free it here, on the thread that used it. */
+    curl_easy_cleanup(x->easy);
+    x->easy = NULL;
+
+    ev = code == SR_OK ? sr__event_new(SR_EV_HTTP_DONE, req, req->body.data, req->body.len)
+                       : sr__event_new(SR_EV_HTTP_DONE, req, NULL, 0);
+    if (ev && msg[0] && !(ev->text = strdup(msg))) {
+        sr__event_free(ev);
+        ev = NULL;
+    }
+    sr__buf_free(&req->body);
+    if (!ev) {
+        ev = req->oom_ev;
+        req->oom_ev = NULL;
+        code = SR_ENOMEM;
+    }
+    ev->code = code;
+    ev->status = status;
+    sr__loop_post(io->loop, ev);
+}
+
+static void req_add_run(sr_http_io *io, job *j)
+{
+    sr_http_req *req = REQ_OF(j, add_job);
+    /* Cancelled before it started: the cancel job (queued after this one)
+     * finds it inactive. Drop the thread's reference here. */
+    if (__atomic_load_n(&req->cancelled, __ATOMIC_ACQUIRE)) {
+        req_unref(req);
+        return;
+    }
+    if (xfer_add(io, &req->x) != CURLM_OK) {
+        snprintf(req->errbuf, sizeof req->errbuf, "curl_multi_add_handle failed");
+        req_complete(io, &req->x, CURLE_FAILED_INIT);
+    }
+}
+
+static void req_cancel_run(sr_http_io *io, job *j)
+{
+    sr_http_req *req = REQ_OF(j, cancel_job);
+    if (req->x.easy) {
+        xfer *x;
+        for (x = io->active; x && x != &req->x; x = x->next)
+            ;
+        if (x) {
+            /* Still running: no event will come; drop the thread's ref. */
+            xfer_remove(io, x);
+            curl_easy_cleanup(x->easy);
+            x->easy = NULL;
+            req_unref(req);
+        }
+    }
+    req_unref(req); /* the host's, carried by this job */
+}
+
+static char *describe(const char *method, const char *url)
+{
+    size_t n = strcspn(url, "?#");
+    size_t m = strlen(method);
+    char *s = malloc(m + 1 + n + 1);
+    if (!s)
+        return NULL;
+    memcpy(s, method, m);
+    s[m] = ' ';
+    memcpy(s + m + 1, url, n);
+    s[m + 1 + n] = '\0';
+    return s;
+}
+
+/* Configure the easy handle; returns a static message on failure. */
+static const char *req_setup(sr_http_req *req, const sr_http_opts *o, const char *method)
+{
+    CURL *e = req->x.easy;
+    size_t i;
+    int ok = 1;
+#define SET(opt, val) (ok = ok && curl_easy_setopt(e, opt, val) == CURLE_OK)
+    SET(CURLOPT_URL, o->url);
+    SET(CURLOPT_NOSIGNAL, 1L);
+    SET(CURLOPT_ERRORBUFFER, req->errbuf);
+    SET(CURLOPT_WRITEFUNCTION, req_write);
+    SET(CURLOPT_WRITEDATA, (void *)req);
+    SET(CURLOPT_USERAGENT, req->io->user_agent);
+    SET(CURLOPT_FOLLOWLOCATION, 1L);
+    SET(CURLOPT_MAXREDIRS, MAX_REDIRECTS);
+    SET(CURLOPT_PROTOCOLS_STR, "http,https");
+    SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)req->max_body);
+    if (!ok)
+        return "cannot configure the request (bad URL or out of memory)";
+    if (o->tls_no_verify) {
+        SET(CURLOPT_SSL_VERIFYPEER, 0L);
+        SET(CURLOPT_SSL_VERIFYHOST, 0L);
+    }
+    if (o->ca_file)
+        SET(CURLOPT_CAINFO, o->ca_file);
+    if (o->cert_file)
+        SET(CURLOPT_SSLCERT, o->cert_file);
+    if (o->key_file)
+        SET(CURLOPT_SSLKEY, o->key_file);
+    if (o->proxy)
+        SET(CURLOPT_PROXY, o->proxy);
+    if (!ok)
+        return "TLS or proxy option not supported by this libcurl";
+    if (o->timeout_ms > 0) {
+        double t = o->timeout_ms < 1 ? 1 : o->timeout_ms;
+        SET(CURLOPT_TIMEOUT_MS, t > 2e9 ? 2000000000L : (long)(t + 0.999));
+    }
+    if (strcmp(method, "GET") == 0 && !o->body) {
+        SET(CURLOPT_HTTPGET, 1L);
+    } else if (strcmp(method, "HEAD") == 0) {
+        SET(CURLOPT_NOBODY, 1L);
+    } else {
+        if (strcmp(method, "POST") != 0)
+            SET(CURLOPT_CUSTOMREQUEST, method);
+        if (o->body || strcmp(method, "POST") == 0) {
+            /* Size first, so COPYPOSTFIELDS copies exactly body_len bytes. */
+            SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(o->body ? o->body_len : 0));
+            SET(CURLOPT_COPYPOSTFIELDS, o->body ? o->body : "");
+        }
+    }
+    /* No "Expect: 100-continue" round trip for small bodies. */
+    req->headers = curl_slist_append(NULL, "Expect:");
+    for (i = 0; req->headers && i < o->nheaders; i++) {
+        const sr_header *h = &o->headers[i];
+        size_t nl = strlen(h->name), vl = strlen(h->value ? h->value : "");
+        char *line = malloc(nl + vl + 3);
+        struct curl_slist *l;
+        if (!line)
+            return "out of memory";
+        if (strpbrk(h->name, "\r\n:") || (h->value && strpbrk(h->value, "\r\n"))) {
+            free(line);
+            return "invalid header (CR, LF or ':' in a name)";
+        }
+        memcpy(line, h->name, nl);
+        /* "Name;" is curl's way to send a header with an empty value. */
+        if (vl) {
+            line[nl] = ':';
+            line[nl + 1] = ' ';
+            memcpy(line + nl + 2, h->value, vl + 1);
+        } else {
+            line[nl] = ';';
+            line[nl + 1] = '\0';
+        }
+        l = curl_slist_append(req->headers, line);
+        free(line);
+        if (!l)
+            return "out of memory";
+        req->headers = l;
+    }
+    if (!req->headers)
+        return "out of memory";
+    SET(CURLOPT_HTTPHEADER, req->headers);
+#undef SET
+    return ok ? NULL : "cannot configure the request";
+}
+
+sr_http_req *sr__http_request(sr_loop *loop, const sr_http_opts *opts, sr_http_done_fn done,
+                              void *ud, sr_error *err)
+{
+    sr_http_io *io;
+    sr_http_req *req;
+    const char *method, *msg;
+    if (!loop || !opts || !opts->url || !done) {
+        set_err(err, SR_EUSAGE, "http request: missing loop, URL or callback");
+        return NULL;
+    }
+    io = sr__loop_http_io(loop, err);
+    if (!io)
+        return NULL;
+    method = opts->method && opts->method[0] ? opts->method : "GET";
+    req = calloc(1, sizeof *req);
+    if (!req) {
+        set_err(err, SR_ENOMEM, "out of memory");
+        return NULL;
+    }
+    req->refs = 2; /* host + thread */
+    req->io = io;
+    req->done = done;
+    req->ud = ud;
+    req->max_body = opts->max_body ? opts->max_body : DEFAULT_MAX_BODY;
+    req->x.complete = req_complete;
+    req->add_job.run = req_add_run;
+    req->cancel_job.run = req_cancel_run;
+    req->what = describe(method, opts->url);
+    req->oom_ev = sr__event_new(SR_EV_HTTP_DONE, req, NULL, 0);
+    req->x.easy = curl_easy_init();
+    if (!req->what || !req->oom_ev || !req->x.easy) {
+        set_err(err, SR_ENOMEM, "out of memory");
+        goto fail;
+    }
+    msg = req_setup(req, opts, method);
+    if (msg) {
+        set_err(err, strcmp(msg, "out of memory") == 0 ? SR_ENOMEM : SR_EUSAGE, msg);
+        goto fail;
+    }
+    io_submit(io, &req->add_job);
+    return req;
+fail:
+    req->refs = 1;
+    req_unref(req);
+    return NULL;
+}
+
+void sr__http_cancel(sr_http_req *req)
+{
+    if (!req || req->finished)
+        return; /* from inside its own done: it is freed when done returns */
+    req->finished = 1;
+    __atomic_store_n(&req->cancelled, 1, __ATOMIC_RELEASE);
+    io_submit(req->io, &req->cancel_job); /* carries the host's reference */
+}
+
+void sr__http_dispatch(sr_event *ev)
+{
+    sr_http_req *req = ev->target;
+    if (!__atomic_load_n(&req->cancelled, __ATOMIC_ACQUIRE)) {
+        req->finished = 1;
+        if (ev->code == SR_OK) {
+            req->done(req->ud, ev->status, ev->data, ev->len, NULL);
+        } else {
+            sr_error e;
+            e.code = ev->code;
+            e.status = 0;
+            snprintf(e.message, sizeof e.message, "%s", ev->text ? ev->text : "");
+            req->done(req->ud, ev->status, NULL, 0, &e);
+        }
+        req_unref(req); /* the host's */
+    }
+    req_unref(req); /* the event's */
+}
+
+void sr__http_event_discard(sr_event *ev)
+{
+    sr_http_req *req = ev->target;
+    req_unref(req);
+}

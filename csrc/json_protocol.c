@@ -1,0 +1,885 @@
+/*
+ * json_protocol.c - the JSON hub protocol (HubProtocol.md, "JSON Encoding"),
+ * the handshake, and single JSON values <-> sr_value.
+ *
+ * Writing produces the text directly instead of building a jansson tree:
+ * it is several times faster and lets us control the two things jansson gets
+ * in the way of, number formatting (shortest text that reads back bit-exact)
+ * and the error for text that is not UTF-8. Reading uses jansson
+ * (json_loadb on one record), then converts the tree.
+ *
+ * Wire rules kept here:
+ * - integers stay integers (int64), floats always carry '.' or an exponent,
+ *   so a value read back has the type it was written with;
+ * - NaN and infinities cannot be JSON and are refused (SR_EUSAGE);
+ * - strings are UTF-8 (checked when writing) and may hold NUL (\u0000); map
+ *   keys may not, because jansson cannot read such keys back;
+ * - SR_BINARY is written as base64 text, like the official clients do; it
+ *   reads back as SR_STRING (JSON cannot tell them apart).
+ */
+#include <jansson.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "framing.h"
+#include "protocol.h"
+#include "value.h"
+
+/* A handshake response is a few bytes; past this, the peer is not a SignalR
+ * server and waiting for a separator would only buffer garbage. */
+#define HANDSHAKE_MAX (64u * 1024u)
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
+static int fail(sr_error *err, int code, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err) {
+        err->code = code;
+        err->status = 0;
+        va_start(ap, fmt);
+        vsnprintf(err->message, sizeof err->message, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+static int oom(sr_error *err)
+{
+    return fail(err, SR_ENOMEM, "out of memory");
+}
+
+static const char *type_name(int t)
+{
+    static const char *const names[] = {"",
+                                        "Invocation",
+                                        "StreamItem",
+                                        "Completion",
+                                        "StreamInvocation",
+                                        "CancelInvocation",
+                                        "Ping",
+                                        "Close",
+                                        "Ack",
+                                        "Sequence"};
+    return t >= 1 && t <= 9 ? names[t] : "unknown";
+}
+
+/* ================================================================ writing */
+
+static int put(sr_buf *b, const void *p, size_t n)
+{
+    if (n <= b->cap - b->len) {
+        memcpy(b->data + b->len, p, n);
+        b->len += n;
+        return 0;
+    }
+    return sr__buf_append(b, p, n);
+}
+
+#define PUT_LIT(b, lit) put((b), (lit), sizeof(lit) - 1)
+
+/* Per byte: 0 = copy as is, 1 = must be escaped, 2 = starts a multi-byte
+ * UTF-8 sequence (validated), 3 = never valid in UTF-8. */
+static const unsigned char char_class[256] = {
+    /* 0x00-0x1f: control characters */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    /* 0x20-0x7f: '"' and '\\' only */
+    0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    /* 0x80-0xbf: continuation bytes, invalid as a start */
+    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3,
+    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3,
+    /* 0xc0-0xc1: overlong; 0xc2-0xf4: lead bytes; 0xf5-0xff: invalid */
+    3, 3, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3};
+
+/* Length of the valid UTF-8 sequence at s (lead byte class 2), or 0.
+ * RFC 3629: no overlongs, no surrogates, nothing above U+10FFFF. */
+static size_t utf8_seq(const unsigned char *s, size_t avail)
+{
+    unsigned char c = s[0], lo = 0x80, hi = 0xbf;
+    size_t n, i;
+
+    if (c < 0xe0)
+        n = 2;
+    else if (c < 0xf0)
+        n = 3;
+    else
+        n = 4;
+    if (avail < n)
+        return 0;
+    if (c == 0xe0)
+        lo = 0xa0;
+    else if (c == 0xed)
+        hi = 0x9f;
+    else if (c == 0xf0)
+        lo = 0x90;
+    else if (c == 0xf4)
+        hi = 0x8f;
+    if (s[1] < lo || s[1] > hi)
+        return 0;
+    for (i = 2; i < n; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    return n;
+}
+
+/* Quoted, escaped JSON string. 1 = not UTF-8 (nothing sensible to write). */
+static int put_str(sr_buf *b, const char *str, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *s = (const unsigned char *)str;
+    size_t i = 0, run;
+
+    if (sr__buf_reserve(b, len + 2) != 0)
+        return -1;
+    b->data[b->len++] = '"';
+    while (i < len) {
+        run = i;
+        while (i < len && char_class[s[i]] == 0)
+            i++;
+        if (i > run && put(b, s + run, i - run) != 0)
+            return -1;
+        if (i == len)
+            break;
+        switch (char_class[s[i]]) {
+        case 1: {
+            char esc[6] = {'\\', 0, '0', '0', 0, 0};
+            size_t n = 2;
+            switch (s[i]) {
+            case '"':
+                esc[1] = '"';
+                break;
+            case '\\':
+                esc[1] = '\\';
+                break;
+            case '\b':
+                esc[1] = 'b';
+                break;
+            case '\f':
+                esc[1] = 'f';
+                break;
+            case '\n':
+                esc[1] = 'n';
+                break;
+            case '\r':
+                esc[1] = 'r';
+                break;
+            case '\t':
+                esc[1] = 't';
+                break;
+            default:
+                esc[1] = 'u';
+                esc[4] = hex[s[i] >> 4];
+                esc[5] = hex[s[i] & 15];
+                n = 6;
+            }
+            if (put(b, esc, n) != 0)
+                return -1;
+            i++;
+            break;
+        }
+        case 2: {
+            size_t n = utf8_seq(s + i, len - i);
+            if (n == 0)
+                return 1;
+            if (put(b, s + i, n) != 0)
+                return -1;
+            i += n;
+            break;
+        }
+        default:
+            return 1;
+        }
+    }
+    return sr__buf_append_byte(b, '"');
+}
+
+static int put_int(sr_buf *b, int64_t v)
+{
+    char tmp[24], *p = tmp + sizeof tmp;
+    /* Via unsigned so INT64_MIN negates without overflow. */
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *--p = '-';
+    return put(b, p, (size_t)(tmp + sizeof tmp - p));
+}
+
+/* Shortest of %.15g/%.16g/%.17g that reads back to the same bits (17 always
+ * does), so 0.1 is written "0.1", not jansson's "0.10000000000000001". */
+static int put_float(sr_buf *b, double d)
+{
+    char tmp[40];
+    int prec, n = 0, i, plain = 1;
+
+    for (prec = 15; prec <= 17; prec++) {
+        n = snprintf(tmp, sizeof tmp, "%.*g", prec, d);
+        if (n <= 0 || (size_t)n >= sizeof tmp)
+            return -1;
+        if (prec == 17)
+            break;
+        /* Compare bits, not values: 0.0 == -0.0. */
+        double back = strtod(tmp, NULL);
+        if (memcmp(&back, &d, sizeof d) == 0)
+            break;
+    }
+    /* snprintf follows LC_NUMERIC; a host that called setlocale may get a
+     * ',' as the decimal point. JSON wants '.'. */
+    for (i = 0; i < n; i++) {
+        char c = tmp[i];
+        if (c == 'e') {
+            plain = 0;
+        } else if (!(c >= '0' && c <= '9') && c != '-' && c != '+') {
+            tmp[i] = '.';
+            plain = 0;
+        }
+    }
+    /* "3" would read back as an integer. */
+    if (plain) {
+        tmp[n++] = '.';
+        tmp[n++] = '0';
+    }
+    return put(b, tmp, (size_t)n);
+}
+
+static int put_base64(sr_buf *b, const unsigned char *s, size_t len)
+{
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t i, olen;
+    char *o;
+
+    if (len > (SIZE_MAX - 3) / 4 * 3)
+        return -1;
+    olen = (len + 2) / 3 * 4;
+    if (sr__buf_reserve(b, olen + 2) != 0)
+        return -1;
+    o = b->data + b->len;
+    *o++ = '"';
+    for (i = 0; i + 2 < len; i += 3) {
+        uint32_t v = (uint32_t)s[i] << 16 | (uint32_t)s[i + 1] << 8 | s[i + 2];
+        *o++ = tab[v >> 18];
+        *o++ = tab[(v >> 12) & 63];
+        *o++ = tab[(v >> 6) & 63];
+        *o++ = tab[v & 63];
+    }
+    if (i < len) {
+        uint32_t v = (uint32_t)s[i] << 16 | (i + 1 < len ? (uint32_t)s[i + 1] << 8 : 0);
+        *o++ = tab[v >> 18];
+        *o++ = tab[(v >> 12) & 63];
+        *o++ = i + 1 < len ? tab[(v >> 6) & 63] : '=';
+        *o++ = '=';
+    }
+    *o++ = '"';
+    b->len = (size_t)(o - b->data);
+    return 0;
+}
+
+/* A string field; what names the value in an error message. */
+static int enc_str(sr_buf *b, const char *s, size_t len, const char *what, sr_error *err)
+{
+    int rc = put_str(b, s, len);
+    if (rc < 0)
+        return oom(err);
+    if (rc > 0)
+        return fail(err, SR_EUSAGE, "%s is not valid UTF-8", what);
+    return SR_OK;
+}
+
+static int enc_value(const sr_value *v, sr_buf *b, int depth, sr_error *err)
+{
+    size_t i, n, len;
+    const char *s;
+    int rc;
+
+    if (depth > SR_VALUE_MAX_DEPTH)
+        return fail(err, SR_EUSAGE, "value nested too deeply (more than %d levels)",
+                    SR_VALUE_MAX_DEPTH);
+    switch (sr_value_type(v)) {
+    case SR_NULL:
+        rc = PUT_LIT(b, "null");
+        break;
+    case SR_BOOL:
+        rc = sr_value_get_bool(v) ? PUT_LIT(b, "true") : PUT_LIT(b, "false");
+        break;
+    case SR_INT:
+        rc = put_int(b, sr_value_get_int(v));
+        break;
+    case SR_FLOAT: {
+        double d = sr_value_get_float(v);
+        if (isnan(d))
+            return fail(err, SR_EUSAGE, "cannot encode NaN as JSON");
+        if (isinf(d))
+            return fail(err, SR_EUSAGE, "cannot encode %s as JSON",
+                        d > 0 ? "infinity" : "-infinity");
+        rc = put_float(b, d);
+        break;
+    }
+    case SR_STRING:
+        s = sr_value_get_string(v, &len);
+        return enc_str(b, s, len, "string", err);
+    case SR_BINARY:
+        s = sr_value_get_string(v, &len);
+        rc = put_base64(b, (const unsigned char *)s, len);
+        break;
+    case SR_ARRAY:
+        n = sr_value_len(v);
+        if (sr__buf_append_byte(b, '[') != 0)
+            return oom(err);
+        for (i = 0; i < n; i++) {
+            if (i && sr__buf_append_byte(b, ',') != 0)
+                return oom(err);
+            rc = enc_value(sr_value_at(v, i), b, depth + 1, err);
+            if (rc != SR_OK)
+                return rc;
+        }
+        rc = sr__buf_append_byte(b, ']');
+        break;
+    case SR_MAP:
+        n = sr_value_len(v);
+        if (sr__buf_append_byte(b, '{') != 0)
+            return oom(err);
+        for (i = 0; i < n; i++) {
+            s = sr_value_key_at(v, i, &len);
+            if (i && sr__buf_append_byte(b, ',') != 0)
+                return oom(err);
+            if (memchr(s, '\0', len))
+                return fail(err, SR_EUSAGE, "map key contains a NUL byte (not supported in JSON)");
+            rc = enc_str(b, s, len, "map key", err);
+            if (rc != SR_OK)
+                return rc;
+            if (sr__buf_append_byte(b, ':') != 0)
+                return oom(err);
+            rc = enc_value(sr_value_at(v, i), b, depth + 1, err);
+            if (rc != SR_OK)
+                return rc;
+        }
+        rc = sr__buf_append_byte(b, '}');
+        break;
+    default:
+        return fail(err, SR_EUSAGE, "unknown value type %d", (int)sr_value_type(v));
+    }
+    return rc == 0 ? SR_OK : oom(err);
+}
+
+int sr__json_encode_value(const sr_value *v, sr_buf *out, sr_error *err)
+{
+    size_t start = out->len;
+    int rc = enc_value(v, out, 1, err);
+    if (rc != SR_OK)
+        out->len = start;
+    return rc;
+}
+
+/* ,"name":<C string> */
+static int field_cstr(sr_buf *b, const char *key, const char *s, sr_error *err)
+{
+    if (put(b, key, strlen(key)) != 0)
+        return oom(err);
+    return enc_str(b, s, strlen(s), key + 2, err);
+}
+
+static int field_value(sr_buf *b, const char *key, const sr_value *v, sr_error *err)
+{
+    if (put(b, key, strlen(key)) != 0)
+        return oom(err);
+    return enc_value(v, b, 1, err);
+}
+
+static int need(const sr_msg *m, const void *field, const char *name, sr_error *err)
+{
+    if (field)
+        return SR_OK;
+    return fail(err, SR_EUSAGE, "%s message needs %s", type_name(m->type), name);
+}
+
+static int all_strings(const sr_value *v, int map)
+{
+    size_t i, n = sr_value_len(v);
+
+    for (i = 0; i < n; i++)
+        if (sr_value_type(sr_value_at(v, i)) != SR_STRING)
+            return 0;
+    return sr_value_type(v) == (map ? SR_MAP : SR_ARRAY);
+}
+
+static int write_invocation(const sr_msg *m, sr_buf *b, sr_error *err)
+{
+    int rc;
+
+    if (m->type != SR_MSG_INVOCATION && (rc = need(m, m->invocation_id, "an invocationId", err)))
+        return rc;
+    if ((rc = need(m, m->target, "a target", err)))
+        return rc;
+    if (m->arguments && sr_value_type(m->arguments) != SR_ARRAY)
+        return fail(err, SR_EUSAGE, "arguments must be an array");
+    if (m->stream_ids && !all_strings(m->stream_ids, 0))
+        return fail(err, SR_EUSAGE, "streamIds must be an array of strings");
+    if (m->invocation_id && (rc = field_cstr(b, ",\"invocationId\":", m->invocation_id, err)))
+        return rc;
+    if ((rc = field_cstr(b, ",\"target\":", m->target, err)))
+        return rc;
+    if (m->arguments) {
+        if ((rc = field_value(b, ",\"arguments\":", m->arguments, err)))
+            return rc;
+    } else if (PUT_LIT(b, ",\"arguments\":[]") != 0) {
+        return oom(err);
+    }
+    if (m->stream_ids && (rc = field_value(b, ",\"streamIds\":", m->stream_ids, err)))
+        return rc;
+    return SR_OK;
+}
+
+static int write_body(const sr_msg *m, sr_buf *b, sr_error *err)
+{
+    int rc = SR_OK;
+
+    switch (m->type) {
+    case SR_MSG_INVOCATION:
+    case SR_MSG_STREAM_INVOCATION:
+        return write_invocation(m, b, err);
+    case SR_MSG_STREAM_ITEM:
+        if ((rc = need(m, m->invocation_id, "an invocationId", err)) ||
+            (rc = field_cstr(b, ",\"invocationId\":", m->invocation_id, err)))
+            return rc;
+        return field_value(b, ",\"item\":", m->item, err);
+    case SR_MSG_COMPLETION:
+        if ((rc = need(m, m->invocation_id, "an invocationId", err)))
+            return rc;
+        if (m->has_result && m->error)
+            return fail(err, SR_EUSAGE, "Completion message cannot have both result and error");
+        if ((rc = field_cstr(b, ",\"invocationId\":", m->invocation_id, err)))
+            return rc;
+        if (m->has_result)
+            return field_value(b, ",\"result\":", m->result, err);
+        if (m->error)
+            return field_cstr(b, ",\"error\":", m->error, err);
+        return SR_OK;
+    case SR_MSG_CANCEL_INVOCATION:
+        if ((rc = need(m, m->invocation_id, "an invocationId", err)))
+            return rc;
+        return field_cstr(b, ",\"invocationId\":", m->invocation_id, err);
+    case SR_MSG_PING:
+        return SR_OK;
+    case SR_MSG_CLOSE:
+        if (m->error && (rc = field_cstr(b, ",\"error\":", m->error, err)))
+            return rc;
+        if (m->allow_reconnect && PUT_LIT(b, ",\"allowReconnect\":true") != 0)
+            return oom(err);
+        return SR_OK;
+    case SR_MSG_ACK:
+    case SR_MSG_SEQUENCE:
+        if (PUT_LIT(b, ",\"sequenceId\":") != 0 || put_int(b, m->sequence_id) != 0)
+            return oom(err);
+        return SR_OK;
+    }
+    return fail(err, SR_EUSAGE, "cannot write message type %d", (int)m->type);
+}
+
+static int json_write(const sr_msg *m, sr_buf *out, sr_error *err)
+{
+    size_t start = out->len;
+    int rc;
+
+    if ((unsigned)m->type - 1u > 8u)
+        return fail(err, SR_EUSAGE, "cannot write message type %d", (int)m->type);
+    if (PUT_LIT(out, "{\"type\":") != 0 || put_int(out, (int64_t)m->type) != 0) {
+        rc = oom(err);
+    } else {
+        rc = write_body(m, out, err);
+        /* Headers belong to the invocation-type messages (1..5). */
+        if (rc == SR_OK && m->headers && m->type <= SR_MSG_CANCEL_INVOCATION) {
+            if (!all_strings(m->headers, 1))
+                rc = fail(err, SR_EUSAGE, "headers must be a map of strings");
+            else
+                rc = field_value(out, ",\"headers\":", m->headers, err);
+        }
+        if (rc == SR_OK && PUT_LIT(out, "}\x1e") != 0)
+            rc = oom(err);
+    }
+    if (rc != SR_OK)
+        out->len = start; /* a failed write leaves no partial message behind */
+    return rc;
+}
+
+/* ================================================================ reading */
+
+/* NULL only when out of memory. Depth is bounded by jansson's parser
+ * (JSON_PARSER_MAX_DEPTH), so the recursion is too. */
+static sr_value *from_json(json_t *j)
+{
+    sr_value *v;
+    size_t i, n;
+
+    switch (json_typeof(j)) {
+    case JSON_OBJECT: {
+        const char *key;
+        size_t keylen;
+        json_t *item;
+        v = sr_value_map();
+        if (!v || sr__value_reserve(v, json_object_size(j)) != SR_OK)
+            break;
+        /* Keys are unique and in document order (jansson keeps insertion
+         * order; a repeated key keeps its first position, last value). */
+        json_object_keylen_foreach(j, key, keylen, item)
+        {
+            if (sr__value_map_append(v, key, keylen, from_json(item)) != SR_OK)
+                goto fail;
+        }
+        return v;
+    }
+    case JSON_ARRAY:
+        n = json_array_size(j);
+        v = sr_value_array();
+        if (!v || sr__value_reserve(v, n) != SR_OK)
+            break;
+        for (i = 0; i < n; i++)
+            if (sr_value_array_push(v, from_json(json_array_get(j, i))) != SR_OK)
+                goto fail;
+        return v;
+    case JSON_STRING:
+        return sr_value_string(json_string_value(j), json_string_length(j));
+    case JSON_INTEGER:
+        return sr_value_int((int64_t)json_integer_value(j));
+    case JSON_REAL:
+        return sr_value_float(json_real_value(j));
+    case JSON_TRUE:
+        return sr_value_bool(1);
+    case JSON_FALSE:
+        return sr_value_bool(0);
+    default:
+        return sr_value_null();
+    }
+fail:
+    sr_value_free(v);
+    return NULL;
+}
+
+static int load(const char *text, size_t len, const char *what, json_t **out, sr_error *err)
+{
+    json_error_t je;
+
+    *out = json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
+    if (*out)
+        return SR_OK;
+    if (json_error_code(&je) == json_error_out_of_memory)
+        return oom(err);
+    return fail(err, SR_EPROTOCOL, "invalid JSON in %s: %s (at byte %d)", what, je.text,
+                je.position);
+}
+
+int sr__json_decode_value(const char *text, size_t len, sr_value **out, sr_error *err)
+{
+    json_t *j;
+    int rc = load(text, len, "value", &j, err);
+
+    *out = NULL;
+    if (rc != SR_OK)
+        return rc;
+    *out = from_json(j);
+    json_decref(j);
+    return *out ? SR_OK : oom(err);
+}
+
+/* Optional fields treat JSON null as absent, as the .NET reader does. */
+static json_t *field(json_t *o, const char *name)
+{
+    json_t *f = json_object_get(o, name);
+    return f && !json_is_null(f) ? f : NULL;
+}
+
+static int get_str(json_t *o, const char *name, int required, const sr_msg *m, char **out,
+                   sr_error *err)
+{
+    json_t *f = field(o, name);
+    size_t len;
+
+    if (!f) {
+        if (!required)
+            return SR_OK;
+        if (json_object_get(o, name))
+            return fail(err, SR_EPROTOCOL, "%s message has a null '%s'", type_name(m->type), name);
+        return fail(err, SR_EPROTOCOL, "%s message is missing '%s'", type_name(m->type), name);
+    }
+    if (!json_is_string(f))
+        return fail(err, SR_EPROTOCOL, "%s message has a non-string '%s'", type_name(m->type),
+                    name);
+    len = json_string_length(f);
+    /* These become C strings; a NUL would silently cut an id or target. */
+    if (memchr(json_string_value(f), '\0', len))
+        return fail(err, SR_EPROTOCOL, "%s message has a NUL byte in '%s'", type_name(m->type),
+                    name);
+    *out = malloc(len + 1);
+    if (!*out)
+        return oom(err);
+    memcpy(*out, json_string_value(f), len + 1);
+    return SR_OK;
+}
+
+static int get_value(json_t *f, sr_value **out, sr_error *err)
+{
+    *out = from_json(f);
+    return *out ? SR_OK : oom(err);
+}
+
+/* streamIds (array) or headers (object): strings only. */
+static int get_strings(json_t *o, const char *name, int object, const sr_msg *m, sr_value **out,
+                       sr_error *err)
+{
+    json_t *f = field(o, name), *item;
+    const char *key;
+    size_t i;
+
+    if (!f)
+        return SR_OK;
+    if (object ? !json_is_object(f) : !json_is_array(f))
+        goto bad;
+    if (object) {
+        json_object_foreach(f, key, item)
+        {
+            if (!json_is_string(item))
+                goto bad;
+        }
+    } else {
+        json_array_foreach(f, i, item)
+        {
+            if (!json_is_string(item))
+                goto bad;
+        }
+    }
+    return get_value(f, out, err);
+bad:
+    return fail(err, SR_EPROTOCOL, "%s message has an invalid '%s' (expected %s of strings)",
+                type_name(m->type), name, object ? "an object" : "an array");
+}
+
+static int read_invocation(json_t *o, sr_msg *m, sr_error *err)
+{
+    json_t *args;
+    int rc;
+
+    if ((rc = get_str(o, "invocationId", m->type != SR_MSG_INVOCATION, m, &m->invocation_id,
+                      err)) ||
+        (rc = get_str(o, "target", 1, m, &m->target, err)))
+        return rc;
+    args = json_object_get(o, "arguments");
+    if (!args)
+        return fail(err, SR_EPROTOCOL, "%s message is missing 'arguments'", type_name(m->type));
+    if (!json_is_array(args))
+        return fail(err, SR_EPROTOCOL, "%s message has a non-array 'arguments'",
+                    type_name(m->type));
+    if ((rc = get_value(args, &m->arguments, err)) ||
+        (rc = get_strings(o, "streamIds", 0, m, &m->stream_ids, err)))
+        return rc;
+    return SR_OK;
+}
+
+static int read_body(json_t *o, sr_msg *m, sr_error *err)
+{
+    json_t *f;
+    int rc;
+
+    switch (m->type) {
+    case SR_MSG_INVOCATION:
+    case SR_MSG_STREAM_INVOCATION:
+        return read_invocation(o, m, err);
+    case SR_MSG_STREAM_ITEM:
+        if ((rc = get_str(o, "invocationId", 1, m, &m->invocation_id, err)))
+            return rc;
+        f = json_object_get(o, "item");
+        if (!f)
+            return fail(err, SR_EPROTOCOL, "StreamItem message is missing 'item'");
+        return get_value(f, &m->item, err);
+    case SR_MSG_COMPLETION:
+        if ((rc = get_str(o, "invocationId", 1, m, &m->invocation_id, err)) ||
+            (rc = get_str(o, "error", 0, m, &m->error, err)))
+            return rc;
+        f = json_object_get(o, "result");
+        if (f && m->error)
+            return fail(err, SR_EPROTOCOL, "Completion message has both 'result' and 'error'");
+        if (f) {
+            m->has_result = 1;
+            return get_value(f, &m->result, err);
+        }
+        return SR_OK;
+    case SR_MSG_CANCEL_INVOCATION:
+        return get_str(o, "invocationId", 1, m, &m->invocation_id, err);
+    case SR_MSG_PING:
+        return SR_OK;
+    case SR_MSG_CLOSE:
+        if ((rc = get_str(o, "error", 0, m, &m->error, err)))
+            return rc;
+        f = field(o, "allowReconnect");
+        if (f && !json_is_boolean(f))
+            return fail(err, SR_EPROTOCOL, "Close message has a non-boolean 'allowReconnect'");
+        m->allow_reconnect = f && json_is_true(f);
+        return SR_OK;
+    case SR_MSG_ACK:
+    case SR_MSG_SEQUENCE:
+        f = json_object_get(o, "sequenceId");
+        if (!f)
+            return fail(err, SR_EPROTOCOL, "%s message is missing 'sequenceId'",
+                        type_name(m->type));
+        if (!json_is_integer(f))
+            return fail(err, SR_EPROTOCOL, "%s message has a non-integer 'sequenceId'",
+                        type_name(m->type));
+        m->sequence_id = (int64_t)json_integer_value(f);
+        return SR_OK;
+    }
+    return fail(err, SR_EPROTOCOL, "unknown message type %d", (int)m->type);
+}
+
+static int json_parse(const char *data, size_t len, size_t max_size, sr_msg *out, sr_error *err)
+{
+    long n = sr__rs_find(data, len);
+    json_t *o, *t;
+    sr_msg m;
+    int rc;
+
+    /* 0 means no limit; INT_MAX keeps the consumed count representable. */
+    if (max_size == 0 || max_size > (size_t)INT_MAX - 1)
+        max_size = (size_t)INT_MAX - 1;
+    if (n < 0) {
+        if (len > max_size)
+            return fail(err, SR_EPROTOCOL, "message too large (%zu bytes, limit %zu)", len,
+                        max_size);
+        return 0;
+    }
+    if ((size_t)n > max_size)
+        return fail(err, SR_EPROTOCOL, "message too large (%ld bytes, limit %zu)", n, max_size);
+    if (n == 0)
+        return fail(err, SR_EPROTOCOL, "empty message");
+    if ((rc = load(data, (size_t)n, "message", &o, err)))
+        return rc;
+    memset(&m, 0, sizeof m);
+    if (!json_is_object(o)) {
+        rc = fail(err, SR_EPROTOCOL, "message is not a JSON object");
+        goto done;
+    }
+    t = json_object_get(o, "type");
+    if (!t) {
+        rc = fail(err, SR_EPROTOCOL, "message is missing 'type'");
+        goto done;
+    }
+    if (!json_is_integer(t)) {
+        rc = fail(err, SR_EPROTOCOL, "message has a non-integer 'type'");
+        goto done;
+    }
+    if (json_integer_value(t) < 1 || json_integer_value(t) > 9) {
+        rc = fail(err, SR_EPROTOCOL, "unknown message type %" JSON_INTEGER_FORMAT,
+                  json_integer_value(t));
+        goto done;
+    }
+    m.type = (sr_msg_type)json_integer_value(t);
+    rc = read_body(o, &m, err);
+    /* Headers belong to the invocation-type messages (1..5). */
+    if (rc == SR_OK && m.type <= SR_MSG_CANCEL_INVOCATION)
+        rc = get_strings(o, "headers", 1, &m, &m.headers, err);
+done:
+    json_decref(o);
+    if (rc != SR_OK) {
+        sr__msg_clear(&m);
+        return rc;
+    }
+    *out = m;
+    return (int)n + 1;
+}
+
+void sr__msg_clear(sr_msg *m)
+{
+    if (!m)
+        return;
+    free(m->invocation_id);
+    free(m->target);
+    sr_value_free(m->arguments);
+    sr_value_free(m->stream_ids);
+    sr_value_free(m->headers);
+    sr_value_free(m->item);
+    sr_value_free(m->result);
+    free(m->error);
+    memset(m, 0, sizeof *m);
+}
+
+const sr_protocol sr__json_protocol = {"json", 1, 0, json_write, json_parse};
+
+const sr_protocol *sr__protocol_find(const char *name)
+{
+    if (name && strcmp(name, sr__json_protocol.name) == 0)
+        return &sr__json_protocol;
+    return NULL;
+}
+
+/* ============================================================== handshake */
+
+int sr__handshake_write(const char *protocol, int version, sr_buf *out)
+{
+    size_t start = out->len;
+    int rc;
+
+    if (!protocol)
+        return SR_EUSAGE;
+    if (PUT_LIT(out, "{\"protocol\":") != 0) {
+        rc = -1;
+    } else {
+        rc = put_str(out, protocol, strlen(protocol));
+        if (rc == 0 && (PUT_LIT(out, ",\"version\":") != 0 || put_int(out, version) != 0 ||
+                        PUT_LIT(out, "}\x1e") != 0))
+            rc = -1;
+    }
+    if (rc == 0)
+        return SR_OK;
+    out->len = start;
+    return rc < 0 ? SR_ENOMEM : SR_EUSAGE;
+}
+
+int sr__handshake_parse(const char *data, size_t len, sr_error *err)
+{
+    long n = sr__rs_find(data, len);
+    json_error_t je;
+    json_t *o, *e;
+    int rc;
+
+    if (n < 0) {
+        if (len > HANDSHAKE_MAX)
+            return fail(err, SR_EPROTOCOL,
+                        "invalid handshake response: no record separator in the first %u bytes",
+                        HANDSHAKE_MAX);
+        return 0;
+    }
+    if (n == 0)
+        return fail(err, SR_EPROTOCOL, "invalid handshake response: empty");
+    o = json_loadb(data, (size_t)n, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
+    if (!o) {
+        if (json_error_code(&je) == json_error_out_of_memory)
+            return oom(err);
+        return fail(err, SR_EPROTOCOL, "invalid handshake response: %s (at byte %d)", je.text,
+                    je.position);
+    }
+    rc = (int)n + 1;
+    if (!json_is_object(o)) {
+        rc = fail(err, SR_EPROTOCOL, "invalid handshake response: not a JSON object");
+    } else if (json_object_get(o, "type")) {
+        /* A hub message where the handshake answer belongs (as the
+         * TypeScript client checks): the peer skipped the handshake. */
+        rc = fail(err, SR_EPROTOCOL,
+                  "invalid handshake response: expected a handshake response, got a hub message");
+    } else if ((e = field(o, "error")) != NULL) {
+        if (json_is_string(e))
+            rc = fail(err, SR_EHANDSHAKE, "%s", json_string_value(e));
+        else
+            rc = fail(err, SR_EPROTOCOL, "invalid handshake response: 'error' is not a string");
+    }
+    json_decref(o);
+    return rc;
+}

@@ -1,0 +1,83 @@
+/*
+ * transport_kind.h - what a transport kind (ws_transport.c, later SSE and
+ * Long Polling) builds on: the generic sr_transport of transport.c.
+ *
+ * transport.c owns what every kind shares: the reference count, the
+ * host-side send queue, the released/closed flags, posting events and
+ * dispatching them to the upcalls. A kind embeds sr_transport as the first
+ * member of its own struct and supplies the hooks below.
+ *
+ * References: the host holds one from *_new until sr__transport_release;
+ * the kind's I/O side holds one while it may still touch the transport;
+ * every event in flight holds one. The last unref calls kind->destroy and
+ * frees, on whichever thread that happens, so destroy must not touch the
+ * loop or lws.
+ */
+#ifndef SR_TRANSPORT_KIND_H
+#define SR_TRANSPORT_KIND_H
+
+#include <pthread.h>
+#include <stddef.h>
+
+#include "buf.h"
+#include "transport.h"
+
+typedef struct sr_transport_kind {
+    const char *name; /* "WebSockets" */
+    /* Host thread, without tp->mu held. */
+    void (*kick)(sr_transport *tp);    /* the send queue went non-empty */
+    void (*close)(sr_transport *tp);   /* first sr__transport_close */
+    void (*release)(sr_transport *tp); /* sr__transport_release, before the host unref */
+    /* Any thread, last reference gone: free what the kind allocated. */
+    void (*destroy)(sr_transport *tp);
+} sr_transport_kind;
+
+struct sr_transport {
+    const sr_transport_kind *kind;
+    sr_loop *loop;
+    int refs;     /* __atomic */
+    int released; /* __atomic; set by the host, read anywhere */
+
+    /* Host thread only. */
+    sr_transport_upcalls up;
+    void *ud;
+    int closed_seen; /* on_close ran: nothing more is delivered */
+
+    /* The send queue. out.data[0..pre) is headroom the kind may use to
+     * write the queue in place (LWS_PRE for WebSockets); the queue is empty
+     * when out.len <= pre. */
+    pthread_mutex_t mu;
+    sr_buf out;        /* mu */
+    size_t pre;        /* constant */
+    int close_req;     /* mu: the host asked to close */
+    int dead;          /* mu: the I/O side finished; sends fail */
+
+    /* Allocated up front so that the one SR_EV_TP_CLOSED always gets out. */
+    sr_event *closed_ev; /* I/O side until posted */
+};
+
+/* Fill in the generic part (refs = 1, the host's). 0, or -1 on failure. */
+int sr__transport_init(sr_transport *tp, const sr_transport_kind *kind, sr_loop *loop,
+                       const sr_transport_upcalls *up, void *ud, size_t pre);
+void sr__transport_ref(sr_transport *tp);
+void sr__transport_unref(sr_transport *tp);
+int sr__transport_released(const sr_transport *tp);
+
+/* I/O side. Swap the send queue with *spare (which must be empty: len 0 or
+ * len <= pre) and return the number of payload bytes now in *spare. */
+size_t sr__transport_take(sr_transport *tp, sr_buf *spare);
+/* I/O side. 1 when bytes are queued. */
+int sr__transport_pending(sr_transport *tp);
+/* I/O side. Queue bytes only when the queue is empty and the transport is
+ * neither closing nor dead (keepalive pings). 1 when queued. */
+int sr__transport_queue_if_idle(sr_transport *tp, const char *data, size_t len);
+/* I/O side. The transport is finished: later sends fail with SR_ECLOSED. */
+void sr__transport_set_dead(sr_transport *tp);
+/* I/O side. Post SR_EV_TP_OPEN or SR_EV_TP_DATA holding a reference
+ * (nothing when released). 0, or -1 when out of memory. */
+int sr__transport_post(sr_transport *tp, sr_event_type type, const void *data, size_t len);
+/* I/O side. Post the SR_EV_TP_CLOSED (at most once; text is copied, and
+ * left out when out of memory) and mark the transport dead. */
+void sr__transport_post_closed(sr_transport *tp, int code, long status, const char *text);
+
+#endif

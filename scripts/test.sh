@@ -1,0 +1,74 @@
+#!/bin/sh
+# Everything CI runs. Each stage adds to the totals; the last line is
+# "N passed, N failed" and the exit status is non-zero if anything failed.
+set -u
+cd "$(dirname "$0")/.."
+passed=0
+failed=0
+counts=$(mktemp)
+trap 'rm -f "$counts"' EXIT
+
+add() { # add <passed> <failed>
+    passed=$((passed + $1))
+    failed=$((failed + $2))
+}
+
+stage_failed() { # a stage that could not run counts as one failure
+    echo "!! $1"
+    add 0 1
+}
+
+echo "== build"
+if ! make -s all; then
+    stage_failed "build failed"
+    echo "$passed passed, $failed failed"
+    exit 1
+fi
+
+echo "== C unit tests under valgrind"
+for t in build/test/test_*; do
+    [ -x "$t" ] || continue
+    out=$(valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect \
+        --error-exitcode=99 --suppressions=csrc/test/valgrind.supp "$t" 2>&1)
+    rc=$?
+    echo "$out" | grep -v '^ok ' | tail -n 30
+    line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -n 1)
+    if [ -n "$line" ]; then
+        add "$(echo "$line" | cut -d' ' -f1)" "$(echo "$line" | cut -d' ' -f3)"
+    fi
+    if [ $rc -ne 0 ] && { [ -z "$line" ] || [ "$(echo "$line" | cut -d' ' -f3)" = 0 ]; }; then
+        stage_failed "$t exited with $rc (valgrind errors or a crash)"
+    fi
+done
+
+run_specs() { # run_specs <build dir> <label> [env...]
+    dir=$1
+    label=$2
+    shift 2
+    echo "== busted specs ($label)"
+    : >"$counts"
+    env BUILD="$dir" SR_COUNTS_FILE="$counts" "$@" sh -c '. scripts/env.sh; [ -n "${SR_PRELOAD:-}" ] && export LD_PRELOAD="$SR_PRELOAD"; exec busted -o spec/support/ci_output.lua spec'
+    rc=$?
+    if [ -s "$counts" ]; then
+        read -r p f <"$counts"
+        add "$p" "$f"
+        if [ $rc -ne 0 ] && [ "$f" = 0 ]; then stage_failed "busted ($label) exited with $rc"; fi
+    else
+        stage_failed "busted ($label) did not finish (exit $rc)"
+    fi
+}
+
+run_specs build "release build"
+
+echo "== ASan+UBSan build"
+if make -s asan; then
+    asan_rt=$(gcc -print-file-name=libasan.so)
+    ubsan_rt=$(gcc -print-file-name=libubsan.so)
+    run_specs build-asan "ASan+UBSan" SR_PRELOAD="$asan_rt $ubsan_rt" \
+        ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+else
+    stage_failed "ASan build failed"
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

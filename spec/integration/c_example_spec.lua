@@ -1,0 +1,19 @@
+-- The core without Lua: examples/c_client.c, built by make, run against the hub.
+local helper = require("spec.helper")
+
+describe("C example", function()
+  it("connects, invokes, receives a call and stops", function()
+    local build = os.getenv("BUILD") or "build"
+    local exe = build .. "/examples/c_client"
+    local url = helper.shared_hub().url .. "/testhub"
+    local p = assert(io.popen("env -u LD_PRELOAD " .. exe .. " " .. url .. " 2>&1; echo EXIT=$?"))
+    local out = p:read("a")
+    p:close()
+    assert.matches("EXIT=0", out, 1, true)
+    assert.matches("connected, id ", out, 1, true)
+    assert.matches("result: 42", out, 1, true)
+    assert.matches('result: "hello from C"', out, 1, true)
+    assert.matches('server called notify with ["ping"]', out, 1, true)
+    assert.matches("stopped: disconnected", out, 1, true)
+  end)
+end)

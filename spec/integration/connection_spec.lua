@@ -1,0 +1,316 @@
+-- Connection lifecycle, invoke/send/on against the real ASP.NET Core hub.
+local signalr = require("signalr")
+local helper = require("spec.helper")
+
+local hub_url
+
+local function connect(path, configure)
+  local b = signalr.builder():with_url(hub_url .. (path or "/testhub"))
+  if configure then configure(b) end
+  local conn = b:build()
+  conn:start()
+  return conn
+end
+
+local function capture_logs(b, level)
+  local lines = {}
+  b:configure_logging(level or "debug", function(lvl, msg) lines[#lines + 1] = lvl .. " " .. msg end)
+  return lines
+end
+
+local function errors_of(fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert.is_false(ok, "expected an error")
+  return err
+end
+
+describe("connection", function()
+  setup(function()
+    hub_url = helper.shared_hub().url
+  end)
+
+  it("starts, reports its state and id, and stops", function()
+    local conn = signalr.builder():with_url(hub_url .. "/testhub"):build()
+    assert.equals("disconnected", conn.state)
+    assert.is_nil(conn.connection_id)
+    conn:start()
+    assert.equals("connected", conn.state)
+    assert.is_string(conn.connection_id)
+    assert.equals(conn.connection_id, conn:invoke("GetConnectionId"))
+    conn:stop()
+    assert.equals("disconnected", conn.state)
+  end)
+
+  it("uses the WebSockets transport", function()
+    local conn = connect()
+    assert.equals("WebSockets", conn:invoke("GetTransport"))
+    conn:stop()
+  end)
+
+  it("invokes and gets results of the right type", function()
+    local conn = connect()
+    local r = conn:invoke("Add", 40, 2)
+    assert.equals(42, r)
+    assert.equals("integer", math.type(r))
+    assert.equals("ab", conn:invoke("Concat", "a", "b"))
+    assert.is_nil(conn:invoke("Nop"))
+    conn:stop()
+  end)
+
+  it("sends without waiting, in order", function()
+    local conn = connect()
+    conn:invoke("ClearRecorded")
+    for i = 1, 100 do conn:send("Record", i) end
+    assert.equals(100, conn:invoke("GetRecorded"))
+    local items = conn:invoke("GetRecordedItems")
+    for i = 1, 100 do assert.equals(i, items[i]) end
+    conn:stop()
+  end)
+
+  it("keeps the hub URL's query string", function()
+    local conn = connect("/testhub?team=blue&x=1")
+    assert.equals("blue", conn:invoke("GetQuery", "team"))
+    conn:stop()
+  end)
+
+  it("sends the configured headers and the access token", function()
+    local conn = signalr.builder()
+      :with_url(hub_url .. "/testhub", { headers = { ["X-Client"] = "game" }, access_token = "tok-123" })
+      :build()
+    conn:start()
+    assert.equals("game", conn:invoke("GetHeader", "X-Client"))
+    assert.equals("Bearer tok-123", conn:invoke("GetHeader", "Authorization"))
+    conn:stop()
+  end)
+
+  it("calls an access token function before connecting", function()
+    local calls = 0
+    local conn = signalr.builder()
+      :with_url(hub_url .. "/testhub", { access_token = function() calls = calls + 1; return "fn-tok" end })
+      :build()
+    conn:start()
+    assert.is_true(calls >= 1)
+    assert.equals("Bearer fn-tok", conn:invoke("GetHeader", "Authorization"))
+    conn:stop()
+  end)
+
+  it("connects with skip_negotiation over WebSockets", function()
+    local conn = signalr.builder()
+      :with_url(hub_url .. "/testhub", { skip_negotiation = true, transports = "websockets" })
+      :build()
+    conn:start()
+    assert.is_nil(conn.connection_id)
+    assert.equals(5, conn:invoke("Add", 2, 3))
+    conn:stop()
+  end)
+
+  it("can be started again after a stop", function()
+    local conn = connect()
+    local id1 = conn.connection_id
+    conn:stop()
+    conn:start()
+    assert.are_not.equal(id1, conn.connection_id)
+    assert.equals(3, conn:invoke("Add", 1, 2))
+    conn:stop()
+  end)
+
+  describe("handlers", function()
+    it("runs a handler for a server call, matching the name case-insensitively", function()
+      local conn = connect()
+      local got
+      conn:on("Notify", function(x) got = x end)
+      assert.equals("ok", conn:invoke("CallMeBack", "notify", "hi"))
+      helper.wait_until(function() signalr.poll(0.01); return got ~= nil end, 5)
+      assert.equals("hi", got)
+      conn:stop()
+    end)
+
+    it("runs every handler of a method, and off/remove take them away", function()
+      local conn = connect()
+      local a, b = 0, 0
+      local sub = conn:on("tick", function() a = a + 1 end)
+      conn:on("tick", function() b = b + 1 end)
+      conn:invoke("CallMeBackNoArgs", "tick")
+      signalr.sleep(0.2)
+      assert.same({ 1, 1 }, { a, b })
+      sub:remove()
+      conn:invoke("CallMeBackNoArgs", "tick")
+      signalr.sleep(0.2)
+      assert.same({ 1, 2 }, { a, b })
+      conn:off("TICK")
+      conn:invoke("CallMeBackNoArgs", "tick")
+      signalr.sleep(0.2)
+      assert.same({ 1, 2 }, { a, b })
+      conn:stop()
+    end)
+
+    it("delivers server calls in arrival order", function()
+      local conn = connect()
+      local seen = {}
+      conn:on("seq", function(i) seen[#seen + 1] = i end)
+      assert.equals(200, conn:invoke("CallMeBackMany", "seq", 200))
+      helper.wait_until(function() signalr.poll(0.01); return #seen == 200 end, 5)
+      for i = 1, 200 do assert.equals(i, seen[i]) end
+      conn:stop()
+    end)
+
+    it("passes several arguments, nil for null", function()
+      local conn = connect()
+      local args
+      conn:on("two", function(...) args = table.pack(...) end)
+      conn:invoke("CallMeBackTwo", "two", 1, nil)
+      helper.wait_until(function() signalr.poll(0.01); return args ~= nil end, 5)
+      assert.equals(2, args.n)
+      assert.equals(1, args[1])
+      assert.is_nil(args[2])
+      conn:stop()
+    end)
+
+    it("logs a handler's error and keeps the connection", function()
+      local b = signalr.builder():with_url(hub_url .. "/testhub")
+      local logs = capture_logs(b, "warning")
+      local conn = b:build()
+      conn:start()
+      conn:on("boom", function() error("handler exploded") end)
+      conn:invoke("CallMeBackNoArgs", "boom")
+      signalr.sleep(0.2)
+      assert.equals("connected", conn.state)
+      assert.equals(7, conn:invoke("Add", 3, 4))
+      local found = false
+      for _, l in ipairs(logs) do if l:find("handler exploded", 1, true) then found = true end end
+      assert.is_true(found, "the handler's error is logged")
+      conn:stop()
+    end)
+
+    it("logs a server call with no handler and keeps the connection", function()
+      local b = signalr.builder():with_url(hub_url .. "/testhub")
+      local logs = capture_logs(b, "warning")
+      local conn = b:build()
+      conn:start()
+      conn:invoke("CallMeBackNoArgs", "nobodyListens")
+      signalr.sleep(0.2)
+      assert.equals("connected", conn.state)
+      local found = false
+      for _, l in ipairs(logs) do if l:lower():find("nobodylistens", 1, true) then found = true end end
+      assert.is_true(found, "the missing handler is logged")
+      conn:stop()
+    end)
+
+    it("lets a handler invoke and stop without deadlock", function()
+      local conn = connect()
+      local result, stopped
+      conn:on("go", function()
+        result = conn:invoke("Add", 20, 22)
+        conn:stop()
+        stopped = conn.state
+      end)
+      conn:send("CallMeBackNoArgs", "go")
+      helper.wait_until(function() signalr.poll(0.01); return stopped ~= nil end, 5)
+      assert.equals(42, result)
+      assert.equals("disconnected", stopped)
+    end)
+  end)
+
+  describe("concurrency", function()
+    it("gives each of many concurrent invokes its own result", function()
+      local conn = connect()
+      local results, done = {}, 0
+      signalr.run(function()
+        for w = 1, 10 do
+          signalr.spawn(function()
+            for i = 1, 20 do
+              local v = w * 1000 + i
+              results[v] = conn:invoke("DelayEcho", (i % 3) * 5, v)
+            end
+            done = done + 1
+          end)
+        end
+        while done < 10 do signalr.sleep(0.01) end
+      end)
+      for w = 1, 10 do
+        for i = 1, 20 do assert.equals(w * 1000 + i, results[w * 1000 + i]) end
+      end
+      conn:stop()
+    end)
+
+    it("yields inside run so slow calls overlap", function()
+      local conn = connect()
+      local t0 = helper.now()
+      signalr.run(function()
+        local n = 0
+        for _ = 1, 5 do
+          signalr.spawn(function() conn:invoke("Delay", 300); n = n + 1 end)
+        end
+        while n < 5 do signalr.sleep(0.01) end
+      end)
+      assert.is_true(helper.now() - t0 < 1.2, "five 300 ms calls overlapped")
+      conn:stop()
+    end)
+  end)
+
+  describe("closing", function()
+    it("fails at once when invoking while not connected", function()
+      local conn = signalr.builder():with_url(hub_url .. "/testhub"):build()
+      local err = errors_of(conn.invoke, conn, "Add", 1, 2)
+      assert.equals("closed", err.kind)
+      err = errors_of(conn.send, conn, "Add", 1, 2)
+      assert.equals("closed", err.kind)
+    end)
+
+    it("fails pending calls with kind closed on stop, and on_close gets nil", function()
+      local conn = connect()
+      local closed_with = "not called"
+      conn:on_close(function(e) closed_with = e end)
+      local err
+      signalr.run(function()
+        signalr.spawn(function()
+          local ok, e = pcall(conn.invoke, conn, "Delay", 5000)
+          err = ok and "no error" or e
+        end)
+        signalr.sleep(0.1)
+        conn:stop()
+      end)
+      assert.equals("closed", err.kind)
+      assert.is_nil(closed_with)
+    end)
+
+    it("reports a server-side abort to on_close and fails pending calls", function()
+      local conn = connect()
+      local closed_with
+      conn:on_close(function(e) closed_with = e or "nil" end)
+      local err = errors_of(conn.invoke, conn, "Abort")
+      assert.equals("closed", err.kind)
+      helper.wait_until(function() signalr.poll(0.01); return closed_with ~= nil end, 5)
+      assert.equals("disconnected", conn.state)
+      assert.is_table(closed_with)
+    end)
+
+    it("surfaces a Close message's error", function()
+      local conn = connect()
+      local closed_with
+      conn:on_close(function(e) closed_with = e end)
+      pcall(conn.invoke, conn, "CloseWithError", "bye now")
+      helper.wait_until(function() signalr.poll(0.01); return closed_with ~= nil end, 5)
+      assert.matches("bye now", closed_with.message, 1, true)
+    end)
+
+    it("closes with an error when a message is over the server's limit", function()
+      local conn = connect()
+      local closed_with
+      conn:on_close(function(e) closed_with = e end)
+      local err = errors_of(conn.invoke, conn, "Echo", string.rep("x", 64 * 1024))
+      assert.equals("closed", err.kind)
+      helper.wait_until(function() signalr.poll(0.01); return closed_with ~= nil end, 5)
+      assert.equals("disconnected", conn.state)
+    end)
+
+    it("is collected when dropped without stop", function()
+      local conn = connect()
+      local weak = setmetatable({ conn }, { __mode = "v" })
+      conn:stop()
+      conn = nil
+      collectgarbage(); collectgarbage()
+      assert.is_nil(weak[1])
+    end)
+  end)
+end)

@@ -1,0 +1,79 @@
+-- Errors carry the right kind and the server's text, and leak nothing.
+local signalr = require("signalr")
+local helper = require("spec.helper")
+
+local function errors_of(fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert.is_false(ok, "expected an error")
+  return err
+end
+
+describe("errors", function()
+  local url, conn
+
+  setup(function()
+    url = helper.shared_hub().url
+    conn = signalr.builder():with_url(url .. "/testhub"):build()
+    conn:start()
+  end)
+
+  teardown(function()
+    conn:stop()
+  end)
+
+  it("gives a HubException's message as kind hub", function()
+    local err = errors_of(conn.invoke, conn, "ThrowHub", "the reason")
+    assert.equals("hub", err.kind)
+    assert.matches("HubException: the reason", err.message, 1, true)
+    assert.matches("the reason", tostring(err), 1, true)
+  end)
+
+  it("gives the server's generic text for other exceptions, without secrets", function()
+    local err = errors_of(conn.invoke, conn, "ThrowPlain")
+    assert.equals("hub", err.kind)
+    assert.equals("An unexpected error occurred invoking 'ThrowPlain' on the server.", err.message)
+    assert.is_nil(err.message:find("secret", 1, true))
+  end)
+
+  it("reports an unknown method and a wrong argument count as kind hub", function()
+    local err = errors_of(conn.invoke, conn, "NoSuchMethod")
+    assert.equals("hub", err.kind)
+    assert.matches("Method does not exist", err.message, 1, true)
+    err = errors_of(conn.invoke, conn, "Add", 1)
+    assert.equals("hub", err.kind)
+    assert.matches("argument", err.message, 1, true)
+    assert.equals("connected", conn.state)
+  end)
+
+  it("error objects have kind, message and __tostring", function()
+    local err = errors_of(conn.invoke, conn, "ThrowHub", "x")
+    assert.is_string(err.message)
+    assert.is_function(getmetatable(err).__tostring)
+  end)
+
+  it("fails a wrong hub path with kind negotiate and status 404", function()
+    local c = signalr.builder():with_url(url .. "/nohub"):build()
+    local err = errors_of(c.start, c)
+    assert.equals("negotiate", err.kind)
+    assert.equals(404, err.status)
+    assert.equals("disconnected", c.state)
+  end)
+
+  it("fails a closed port with a clear transport error", function()
+    local port = helper.free_port()
+    local c = signalr.builder():with_url("http://127.0.0.1:" .. port .. "/testhub"):build()
+    local err = errors_of(c.start, c)
+    assert.equals("transport", err.kind)
+    assert.matches("127.0.0.1", err.message, 1, true)
+    assert.equals("disconnected", c.state)
+  end)
+
+  it("fails a closed port with skip_negotiation as a transport error too", function()
+    local port = helper.free_port()
+    local c = signalr.builder()
+      :with_url("http://127.0.0.1:" .. port .. "/testhub", { skip_negotiation = true, transports = "websockets" })
+      :build()
+    local err = errors_of(c.start, c)
+    assert.equals("transport", err.kind)
+  end)
+end)

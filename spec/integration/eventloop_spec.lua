@@ -1,0 +1,99 @@
+-- The event-loop functions: poll, fd, spawn, run, sleep, driven like a
+-- game's frame loop and like a plain script.
+local signalr = require("signalr")
+local helper = require("spec.helper")
+
+describe("event loop", function()
+  local url
+
+  setup(function()
+    url = helper.shared_hub().url .. "/testhub"
+  end)
+
+  it("poll(0) never blocks and fd() is a descriptor", function()
+    local t0 = helper.now()
+    for _ = 1, 100 do assert.equals(0, signalr.poll(0)) end
+    assert.is_true(helper.now() - t0 < 0.5)
+    local fd = signalr.fd()
+    assert.equals("integer", math.type(fd))
+    assert.is_true(fd >= 0)
+  end)
+
+  it("poll(timeout) waits at most the timeout", function()
+    local t0 = helper.now()
+    signalr.poll(0.2)
+    local dt = helper.now() - t0
+    assert.is_true(dt >= 0.15 and dt < 1.0, "waited " .. dt)
+  end)
+
+  it("drives a connection from a frame loop with poll(0)", function()
+    local conn = signalr.builder():with_url(url):build()
+    local result, state
+    signalr.spawn(function()
+      conn:start()
+      result = conn:invoke("Add", 1, 41)
+      conn:stop()
+      state = conn.state
+    end)
+    local frames = 0
+    while state == nil and frames < 5000 do
+      signalr.poll(0)
+      frames = frames + 1
+      os.execute("sleep 0.001")
+    end
+    assert.equals(42, result)
+    assert.equals("disconnected", state)
+    assert.is_true(frames > 1, "the coroutine yielded to the frame loop")
+  end)
+
+  it("spawn runs at once until the first wait and returns the coroutine", function()
+    local order = {}
+    local co = signalr.spawn(function(a)
+      order[#order + 1] = "start " .. a
+      signalr.sleep(0.05)
+      order[#order + 1] = "end"
+    end, "x")
+    order[#order + 1] = "after spawn"
+    assert.equals("thread", type(co))
+    signalr.run()
+    assert.same({ "start x", "after spawn", "end" }, order)
+  end)
+
+  it("run(fn) returns fn's results and re-raises its error", function()
+    local a, b = signalr.run(function(x) signalr.sleep(0.01); return x, x * 2 end, 21)
+    assert.equals(21, a)
+    assert.equals(42, b)
+    local ok, err = pcall(signalr.run, function() signalr.sleep(0.01); error("inner failure") end)
+    assert.is_false(ok)
+    assert.matches("inner failure", tostring(err), 1, true)
+  end)
+
+  it("sleeps in order in managed coroutines", function()
+    local seen = {}
+    signalr.run(function()
+      signalr.spawn(function() signalr.sleep(0.15); seen[#seen + 1] = 3 end)
+      signalr.spawn(function() signalr.sleep(0.05); seen[#seen + 1] = 1 end)
+      signalr.spawn(function() signalr.sleep(0.10); seen[#seen + 1] = 2 end)
+    end)
+    signalr.run()
+    assert.same({ 1, 2, 3 }, seen)
+  end)
+
+  it("run() without fn returns once no connection is active", function()
+    local conn = signalr.builder():with_url(url):build()
+    conn:start()
+    signalr.spawn(function()
+      signalr.sleep(0.1)
+      conn:stop()
+    end)
+    signalr.run()
+    assert.equals("disconnected", conn.state)
+  end)
+
+  it("a blocking invoke outside coroutines works from plain code", function()
+    local conn = signalr.builder():with_url(url):build()
+    conn:start()
+    assert.equals(10, conn:invoke("Add", 4, 6))
+    conn:stop()
+  end)
+end)

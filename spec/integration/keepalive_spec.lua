@@ -1,0 +1,83 @@
+-- Keepalive and timeouts run on the core's own thread: the connection
+-- lives while the host does not call in, and a silent server is noticed.
+local signalr = require("signalr")
+local helper = require("spec.helper")
+
+describe("keepalive", function()
+  it("stays connected while the host is busy for 25 s (server defaults)", function()
+    local conn = signalr.builder():with_url(helper.shared_hub().url .. "/testhub"):build()
+    conn:start()
+    local closed
+    conn:on_close(function(e) closed = e or "nil" end)
+    os.execute("sleep 25") -- the host thread is busy: no poll, no call
+    assert.equals(8, conn:invoke("Add", 4, 4))
+    assert.is_nil(closed)
+    assert.equals("connected", conn.state)
+    conn:stop()
+  end)
+
+  describe("against a hub with short timeouts", function()
+    local hub
+
+    setup(function()
+      hub = helper.start_hub({ env = { HUB_KEEPALIVE_MS = 300, HUB_CLIENT_TIMEOUT_MS = 1500 } })
+    end)
+
+    teardown(function()
+      hub:stop()
+    end)
+
+    it("sends pings from the I/O thread so the server does not time the client out", function()
+      local conn = signalr.builder()
+        :with_url(hub.url .. "/testhub")
+        :with_keepalive_interval(0.3)
+        :with_server_timeout(3)
+        :build()
+      conn:start()
+      os.execute("sleep 4") -- over twice the server's client timeout
+      assert.equals(2, conn:invoke("Add", 1, 1))
+      conn:stop()
+    end)
+
+    it("closes with kind timeout when the server goes silent", function()
+      local conn = signalr.builder()
+        :with_url(hub.url .. "/testhub")
+        :with_server_timeout(1)
+        :build()
+      conn:start()
+      local closed
+      conn:on_close(function(e) closed = e end)
+      local pending_err
+      signalr.spawn(function()
+        local ok, e = pcall(conn.invoke, conn, "Delay", 60000)
+        pending_err = not ok and e
+      end)
+      hub:pause() -- SIGSTOP: the server vanishes without closing its sockets
+      local ok = pcall(helper.wait_until, function() signalr.poll(0.05); return closed ~= nil end, 6)
+      hub:resume()
+      assert.is_true(ok, "the client noticed the silent server")
+      assert.equals("timeout", closed.kind)
+      assert.matches("Server timeout", closed.message, 1, true)
+      assert.equals("closed", pending_err.kind)
+      assert.equals("disconnected", conn.state)
+    end)
+
+    it("notices a killed server and fails pending calls", function()
+      local conn = signalr.builder():with_url(hub.url .. "/testhub"):build()
+      conn:start()
+      local closed
+      conn:on_close(function(e) closed = e end)
+      local pending_err
+      signalr.spawn(function()
+        local ok, e = pcall(conn.invoke, conn, "Delay", 60000)
+        pending_err = not ok and e
+      end)
+      hub:kill()
+      helper.wait_until(function() signalr.poll(0.05); return closed ~= nil end, 10)
+      assert.equals("closed", pending_err.kind)
+      assert.is_table(closed)
+      assert.equals("disconnected", conn.state)
+      hub:restart()
+    end)
+  end)
+end)
