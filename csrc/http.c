@@ -78,8 +78,7 @@ static void curl_init(void)
 
 static void set_err(sr_error *err, int code, const char *msg)
 {
-    if (!err)
-        return;
+    if (!err) return;
     err->code = code;
     err->status = 0;
     snprintf(err->message, sizeof err->message, "%s", msg);
@@ -103,12 +102,10 @@ static CURLMcode xfer_add(sr_http_io *io, xfer *x)
     CURLMcode mc;
     curl_easy_setopt(x->easy, CURLOPT_PRIVATE, (void *)x);
     mc = curl_multi_add_handle(io->multi, x->easy);
-    if (mc != CURLM_OK)
-        return mc;
+    if (mc != CURLM_OK) return mc;
     x->prev = NULL;
     x->next = io->active;
-    if (io->active)
-        io->active->prev = x;
+    if (io->active) io->active->prev = x;
     io->active = x;
     x->paused = 0;
     return CURLM_OK;
@@ -121,8 +118,7 @@ static void xfer_remove(sr_http_io *io, xfer *x)
         x->prev->next = x->next;
     else
         io->active = x->next;
-    if (x->next)
-        x->next->prev = x->prev;
+    if (x->next) x->next->prev = x->prev;
     x->prev = x->next = NULL;
 }
 
@@ -156,17 +152,14 @@ static void *io_main(void *arg)
             j->run(io, j); /* may free j */
             j = next;
         }
-        if (stop)
-            break;
-        if (resume)
-            resume_paused(io);
+        if (stop) break;
+        if (resume) resume_paused(io);
         curl_multi_perform(io->multi, &running);
         while ((msg = curl_multi_info_read(io->multi, &running)) != NULL) {
             xfer *x = NULL;
             CURL *easy = msg->easy_handle;
             CURLcode rc = msg->data.result;
-            if (msg->msg != CURLMSG_DONE)
-                continue;
+            if (msg->msg != CURLMSG_DONE) continue;
             curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&x);
             xfer_remove(io, x);
             x->complete(io, x, rc);
@@ -224,8 +217,7 @@ struct sr_http_io *sr__http_io_new(sr_loop *loop, sr_error *err)
 
 void sr__http_io_free(struct sr_http_io *io)
 {
-    if (!io)
-        return;
+    if (!io) return;
     pthread_mutex_lock(&io->mu);
     io->stop = 1;
     pthread_mutex_unlock(&io->mu);
@@ -247,8 +239,8 @@ void sr__http_io_resume(struct sr_http_io *io)
 /* ------------------------------------------------------ one-shot requests */
 
 struct sr_http_req {
-    xfer x; /* first: CURLOPT_PRIVATE points here */
-    int refs; /* atomic */
+    xfer x;        /* first: CURLOPT_PRIVATE points here */
+    int refs;      /* atomic */
     int cancelled; /* atomic: set by the host, read by the thread */
     int finished;  /* host only: done is running or ran */
     sr_http_io *io;
@@ -256,9 +248,9 @@ struct sr_http_req {
     void *ud;
     job add_job, cancel_job;
     struct curl_slist *headers;
-    char *what;   /* "GET http://host/path" for messages (no query: it may hold a token) */
+    char *what;       /* "GET http://host/path" for messages (no query: it may hold a token) */
     sr_event *oom_ev; /* posted instead when the real event cannot be allocated */
-    sr_buf body;  /* thread only */
+    sr_buf body;      /* thread only */
     size_t max_body;
     int too_large;
     char errbuf[CURL_ERROR_SIZE];
@@ -268,10 +260,8 @@ struct sr_http_req {
 
 static void req_unref(sr_http_req *req)
 {
-    if (__atomic_sub_fetch(&req->refs, 1, __ATOMIC_ACQ_REL) != 0)
-        return;
-    if (req->x.easy)
-        curl_easy_cleanup(req->x.easy);
+    if (__atomic_sub_fetch(&req->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
+    if (req->x.easy) curl_easy_cleanup(req->x.easy);
     curl_slist_free_all(req->headers);
     sr__event_free(req->oom_ev);
     sr__buf_free(&req->body);
@@ -287,8 +277,7 @@ static size_t req_write(char *p, size_t size, size_t n, void *ud)
         req->too_large = 1;
         return 0; /* CURLE_WRITE_ERROR */
     }
-    if (sr__buf_append(&req->body, p, len) != 0)
-        return 0;
+    if (sr__buf_append(&req->body, p, len) != 0) return 0;
     return len;
 }
 
@@ -318,9 +307,17 @@ static void req_complete(sr_http_io *io, xfer *x, CURLcode rc)
         code = SR_ENOMEM;
         snprintf(msg, sizeof msg, "%s: out of memory reading the response", req->what);
     } else if (rc != CURLE_OK) {
+        long os_errno = 0;
+        char ebuf[128];
+        const char *os = "";
         code = SR_ETRANSPORT;
-        snprintf(msg, sizeof msg, "%s: %s", req->what,
-                 req->errbuf[0] ? req->errbuf : curl_easy_strerror(rc));
+        /* libcurl 7.88 says "Couldn't connect to server"; the errno says
+         * why ("Connection refused", "No route to host"). */
+        curl_easy_getinfo(x->easy, CURLINFO_OS_ERRNO, &os_errno);
+        if (os_errno) os = strerror_r((int)os_errno, ebuf, sizeof ebuf);
+        snprintf(msg, sizeof msg, "%s: %s%s%s%s", req->what,
+                 req->errbuf[0] ? req->errbuf : curl_easy_strerror(rc), os[0] ? " (" : "", os,
+                 os[0] ? ")" : "");
     }
     /* The easy handle is done; free it here, on the thread that used it. */
     curl_easy_cleanup(x->easy);
@@ -381,8 +378,7 @@ static char *describe(const char *method, const char *url)
     size_t n = strcspn(url, "?#");
     size_t m = strlen(method);
     char *s = malloc(m + 1 + n + 1);
-    if (!s)
-        return NULL;
+    if (!s) return NULL;
     memcpy(s, method, m);
     s[m] = ' ';
     memcpy(s + m + 1, url, n);
@@ -408,22 +404,16 @@ static const char *req_setup(sr_http_req *req, const sr_http_opts *o, const char
     SET(CURLOPT_PROTOCOLS_STR, "http,https");
     SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
     SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)req->max_body);
-    if (!ok)
-        return "cannot configure the request (bad URL or out of memory)";
+    if (!ok) return "cannot configure the request (bad URL or out of memory)";
     if (o->tls_no_verify) {
         SET(CURLOPT_SSL_VERIFYPEER, 0L);
         SET(CURLOPT_SSL_VERIFYHOST, 0L);
     }
-    if (o->ca_file)
-        SET(CURLOPT_CAINFO, o->ca_file);
-    if (o->cert_file)
-        SET(CURLOPT_SSLCERT, o->cert_file);
-    if (o->key_file)
-        SET(CURLOPT_SSLKEY, o->key_file);
-    if (o->proxy)
-        SET(CURLOPT_PROXY, o->proxy);
-    if (!ok)
-        return "TLS or proxy option not supported by this libcurl";
+    if (o->ca_file) SET(CURLOPT_CAINFO, o->ca_file);
+    if (o->cert_file) SET(CURLOPT_SSLCERT, o->cert_file);
+    if (o->key_file) SET(CURLOPT_SSLKEY, o->key_file);
+    if (o->proxy) SET(CURLOPT_PROXY, o->proxy);
+    if (!ok) return "TLS or proxy option not supported by this libcurl";
     if (o->timeout_ms > 0) {
         double t = o->timeout_ms < 1 ? 1 : o->timeout_ms;
         SET(CURLOPT_TIMEOUT_MS, t > 2e9 ? 2000000000L : (long)(t + 0.999));
@@ -433,8 +423,7 @@ static const char *req_setup(sr_http_req *req, const sr_http_opts *o, const char
     } else if (strcmp(method, "HEAD") == 0) {
         SET(CURLOPT_NOBODY, 1L);
     } else {
-        if (strcmp(method, "POST") != 0)
-            SET(CURLOPT_CUSTOMREQUEST, method);
+        if (strcmp(method, "POST") != 0) SET(CURLOPT_CUSTOMREQUEST, method);
         if (o->body || strcmp(method, "POST") == 0) {
             /* Size first, so COPYPOSTFIELDS copies exactly body_len bytes. */
             SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(o->body ? o->body_len : 0));
@@ -448,8 +437,7 @@ static const char *req_setup(sr_http_req *req, const sr_http_opts *o, const char
         size_t nl = strlen(h->name), vl = strlen(h->value ? h->value : "");
         char *line = malloc(nl + vl + 3);
         struct curl_slist *l;
-        if (!line)
-            return "out of memory";
+        if (!line) return "out of memory";
         if (strpbrk(h->name, "\r\n:") || (h->value && strpbrk(h->value, "\r\n"))) {
             free(line);
             return "invalid header (CR, LF or ':' in a name)";
@@ -466,12 +454,10 @@ static const char *req_setup(sr_http_req *req, const sr_http_opts *o, const char
         }
         l = curl_slist_append(req->headers, line);
         free(line);
-        if (!l)
-            return "out of memory";
+        if (!l) return "out of memory";
         req->headers = l;
     }
-    if (!req->headers)
-        return "out of memory";
+    if (!req->headers) return "out of memory";
     SET(CURLOPT_HTTPHEADER, req->headers);
 #undef SET
     return ok ? NULL : "cannot configure the request";
@@ -488,8 +474,7 @@ sr_http_req *sr__http_request(sr_loop *loop, const sr_http_opts *opts, sr_http_d
         return NULL;
     }
     io = sr__loop_http_io(loop, err);
-    if (!io)
-        return NULL;
+    if (!io) return NULL;
     method = opts->method && opts->method[0] ? opts->method : "GET";
     req = calloc(1, sizeof *req);
     if (!req) {
@@ -526,8 +511,7 @@ fail:
 
 void sr__http_cancel(sr_http_req *req)
 {
-    if (!req || req->finished)
-        return; /* from inside its own done: it is freed when done returns */
+    if (!req || req->finished) return; /* from inside its own done: it is freed when done returns */
     req->finished = 1;
     __atomic_store_n(&req->cancelled, 1, __ATOMIC_RELEASE);
     io_submit(req->io, &req->cancel_job); /* carries the host's reference */

@@ -35,7 +35,8 @@ typedef struct sr_http_opts {
 /* Host thread. Copies everything in opts. NULL on immediate failure. */
 sr_http_req *sr__http_request(sr_loop *loop, const sr_http_opts *opts, sr_http_done_fn done,
                               void *ud, sr_error *err);
-/* Host thread. done will not run after this; frees the request. */
+/* Host thread. done will not run after this; frees the request. Only for a
+ * request whose done has not run yet (from inside its own done: a no-op). */
 void sr__http_cancel(sr_http_req *req);
 
 #endif

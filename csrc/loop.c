@@ -77,8 +77,7 @@ struct sr_loop {
 
 static void set_err(sr_error *err, int code, const char *fmt, const char *detail)
 {
-    if (!err)
-        return;
+    if (!err) return;
     err->code = code;
     err->status = 0;
     snprintf(err->message, sizeof err->message, fmt, detail);
@@ -96,22 +95,19 @@ static uint64_t now_ns(void)
 sr_event *sr__event_new(sr_event_type type, void *target, const void *data, size_t len)
 {
     sr_event *ev = malloc(sizeof *ev + len + 1);
-    if (!ev)
-        return NULL;
+    if (!ev) return NULL;
     memset(ev, 0, sizeof *ev);
     ev->type = type;
     ev->target = target;
     ev->len = len;
-    if (len)
-        memcpy(ev->data, data, len);
+    if (len) memcpy(ev->data, data, len);
     ev->data[len] = '\0'; /* bodies can be read as C strings */
     return ev;
 }
 
 void sr__event_free(sr_event *ev)
 {
-    if (!ev)
-        return;
+    if (!ev) return;
     free(ev->text);
     free(ev);
 }
@@ -144,8 +140,7 @@ void sr__loop_post(sr_loop *loop, sr_event *ev)
         /* Set congested before the event is visible to the host, so the
          * host's subtraction of this very event sees the flag. */
         size_t n = __atomic_add_fetch(&loop->bytes, ev->len, __ATOMIC_SEQ_CST);
-        if (n > SR_QUEUE_HIGH)
-            __atomic_store_n(&loop->congested, 1, __ATOMIC_SEQ_CST);
+        if (n > SR_QUEUE_HIGH) __atomic_store_n(&loop->congested, 1, __ATOMIC_SEQ_CST);
     }
     if (!loop->signalled) {
         /* Written under mu so a concurrent host drain cannot interleave
@@ -180,8 +175,7 @@ static void hup(sr_loop *loop, uint32_t pos)
     uint32_t s = loop->heap[pos];
     while (pos > 0) {
         uint32_t parent = (pos - 1) / 2;
-        if (!tless(loop, s, loop->heap[parent]))
-            break;
+        if (!tless(loop, s, loop->heap[parent])) break;
         hset(loop, pos, loop->heap[parent]);
         pos = parent;
     }
@@ -193,12 +187,9 @@ static void hdown(sr_loop *loop, uint32_t pos)
     uint32_t s = loop->heap[pos];
     for (;;) {
         uint32_t c = 2 * pos + 1;
-        if (c >= loop->nheap)
-            break;
-        if (c + 1 < loop->nheap && tless(loop, loop->heap[c + 1], loop->heap[c]))
-            c++;
-        if (!tless(loop, loop->heap[c], s))
-            break;
+        if (c >= loop->nheap) break;
+        if (c + 1 < loop->nheap && tless(loop, loop->heap[c + 1], loop->heap[c])) c++;
+        if (!tless(loop, loop->heap[c], s)) break;
         hset(loop, pos, loop->heap[c]);
         pos = c;
     }
@@ -230,8 +221,7 @@ static void tarm(sr_loop *loop, uint64_t now)
 {
     uint64_t want = loop->nheap ? loop->slots[loop->heap[0]].deadline : 0;
     struct itimerspec its;
-    if (want == loop->armed && !(want && want <= now))
-        return;
+    if (want == loop->armed && !(want && want <= now)) return;
     memset(&its, 0, sizeof its);
     if (want) {
         its.it_value.tv_sec = (time_t)(want / 1000000000u);
@@ -245,8 +235,7 @@ uint64_t sr_loop_add_timer(sr_loop *loop, double delay_ms, sr_timer_fn fn, void 
 {
     uint32_t s;
     uint64_t now = now_ns(), delay;
-    if (!loop || !fn)
-        return 0;
+    if (!loop || !fn) return 0;
     if (!(delay_ms > 0)) /* also NaN */
         delay = 0;
     else if (delay_ms > 1e12) /* ~31 years */
@@ -257,17 +246,13 @@ uint64_t sr_loop_add_timer(sr_loop *loop, double delay_ms, sr_timer_fn fn, void 
         uint32_t n = loop->nslots ? loop->nslots * 2 : 16, i;
         tslot *ns;
         uint32_t *nh;
-        if (loop->nslots >= SLOT_MAX)
-            return 0;
-        if (n > SLOT_MAX)
-            n = SLOT_MAX;
+        if (loop->nslots >= SLOT_MAX) return 0;
+        if (n > SLOT_MAX) n = SLOT_MAX;
         ns = realloc(loop->slots, n * sizeof *ns);
-        if (!ns)
-            return 0;
+        if (!ns) return 0;
         loop->slots = ns;
         nh = realloc(loop->heap, n * sizeof *nh);
-        if (!nh)
-            return 0; /* slots grew but stay unused; harmless */
+        if (!nh) return 0; /* slots grew but stay unused; harmless */
         loop->heap = nh;
         for (i = n; i-- > loop->nslots;) {
             ns[i].id = 0;
@@ -286,8 +271,7 @@ uint64_t sr_loop_add_timer(sr_loop *loop, double delay_ms, sr_timer_fn fn, void 
     loop->slots[s].ud = ud;
     loop->heap[loop->nheap] = s;
     hup(loop, loop->nheap++);
-    if (loop->heap[0] == s)
-        tarm(loop, now);
+    if (loop->heap[0] == s) tarm(loop, now);
     return loop->slots[s].id;
 }
 
@@ -295,23 +279,19 @@ void sr_loop_cancel_timer(sr_loop *loop, uint64_t id)
 {
     uint64_t s = id & SLOT_MASK;
     int top;
-    if (!loop || id == 0 || s >= loop->nslots || loop->slots[s].id != id)
-        return;
+    if (!loop || id == 0 || s >= loop->nslots || loop->slots[s].id != id) return;
     top = loop->slots[s].pos == 0;
     hremove(loop, loop->slots[s].pos);
-    if (top)
-        tarm(loop, now_ns());
+    if (top) tarm(loop, now_ns());
 }
 
 int sr_loop_next_timeout(const sr_loop *loop)
 {
     uint64_t d, now;
-    if (!loop || !loop->nheap)
-        return -1;
+    if (!loop || !loop->nheap) return -1;
     d = loop->slots[loop->heap[0]].deadline;
     now = now_ns();
-    if (d <= now)
-        return 0;
+    if (d <= now) return 0;
     d = (d - now + 999999) / 1000000; /* round up: sleeping that long finds it due */
     return d > INT32_MAX ? INT32_MAX : (int)d;
 }
@@ -327,8 +307,7 @@ static int run_timers(sr_loop *loop)
         tslot *t = &loop->slots[loop->heap[0]];
         sr_timer_fn fn;
         void *ud;
-        if (t->deadline > now || t->id >= limit)
-            break;
+        if (t->deadline > now || t->id >= limit) break;
         fn = t->fn;
         ud = t->ud;
         hremove(loop, 0);
@@ -343,10 +322,8 @@ static int run_timers(sr_loop *loop)
 
 static void resume_io(sr_loop *loop)
 {
-    if (loop->ws)
-        sr__ws_io_resume(loop->ws);
-    if (loop->http)
-        sr__http_io_resume(loop->http);
+    if (loop->ws) sr__ws_io_resume(loop->ws);
+    if (loop->http) sr__http_io_resume(loop->http);
 }
 
 static int run_events(sr_loop *loop)
@@ -363,8 +340,7 @@ static int run_events(sr_loop *loop)
         sr_event *ev = loop->bhead;
         size_t len = ev->len;
         loop->bhead = ev->next;
-        if (!loop->bhead)
-            loop->btail = NULL;
+        if (!loop->bhead) loop->btail = NULL;
         ev->next = NULL;
         switch (ev->type) {
         case SR_EV_TP_OPEN:
@@ -376,8 +352,7 @@ static int run_events(sr_loop *loop)
             sr__http_dispatch(ev);
             break;
         case SR_EV_CALL:
-            if (ev->fn)
-                ev->fn(ev->arg);
+            if (ev->fn) ev->fn(ev->arg);
             break;
         }
         sr__event_free(ev);
@@ -422,26 +397,21 @@ int sr_loop_dispatch(sr_loop *loop, int timeout_ms)
 {
     uint64_t deadline = 0;
     int n;
-    if (!loop)
-        return 0;
-    if (timeout_ms > 0)
-        deadline = now_ns() + (uint64_t)timeout_ms * 1000000u;
+    if (!loop) return 0;
+    if (timeout_ms > 0) deadline = now_ns() + (uint64_t)timeout_ms * 1000000u;
     for (;;) {
         struct epoll_event evs[2];
         int wait_ms = -1;
         n = run_ready(loop);
-        if (n > 0 || timeout_ms == 0)
-            return n;
+        if (n > 0 || timeout_ms == 0) return n;
         if (timeout_ms > 0) {
             uint64_t now = now_ns();
-            if (now >= deadline)
-                return 0;
+            if (now >= deadline) return 0;
             wait_ms = (int)((deadline - now + 999999) / 1000000);
         }
         /* Readiness is level-triggered; run_ready clears it. A wake-up for
          * a timer cancelled meanwhile just goes round again. */
-        if (epoll_wait(loop->epfd, evs, 2, wait_ms) < 0 && errno != EINTR)
-            return 0;
+        if (epoll_wait(loop->epfd, evs, 2, wait_ms) < 0 && errno != EINTR) return 0;
     }
 }
 
@@ -471,16 +441,13 @@ sr_loop *sr_loop_new(sr_error *err)
     loop->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     loop->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     loop->epfd = epoll_create1(EPOLL_CLOEXEC);
-    if (loop->efd < 0 || loop->tfd < 0 || loop->epfd < 0)
-        goto fail;
+    if (loop->efd < 0 || loop->tfd < 0 || loop->epfd < 0) goto fail;
     memset(&e, 0, sizeof e);
     e.events = EPOLLIN;
     e.data.fd = loop->efd;
-    if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, loop->efd, &e) < 0)
-        goto fail;
+    if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, loop->efd, &e) < 0) goto fail;
     e.data.fd = loop->tfd;
-    if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, loop->tfd, &e) < 0)
-        goto fail;
+    if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, loop->tfd, &e) < 0) goto fail;
     return loop;
 fail:
     set_err(err, SR_ENOMEM, "event loop descriptors: %s", strerror(errno));
@@ -511,23 +478,17 @@ static void discard_list(sr_event *ev)
 
 void sr_loop_free(sr_loop *loop)
 {
-    if (!loop)
-        return;
+    if (!loop) return;
     /* Stop the threads first: after this nothing posts any more. */
-    if (loop->ws)
-        sr__ws_io_free(loop->ws);
-    if (loop->http)
-        sr__http_io_free(loop->http);
+    if (loop->ws) sr__ws_io_free(loop->ws);
+    if (loop->http) sr__http_io_free(loop->http);
     loop->ws = NULL;
     loop->http = NULL;
     discard_list(loop->bhead);
     discard_list(loop->qhead);
-    if (loop->epfd >= 0)
-        close(loop->epfd);
-    if (loop->efd >= 0)
-        close(loop->efd);
-    if (loop->tfd >= 0)
-        close(loop->tfd);
+    if (loop->epfd >= 0) close(loop->epfd);
+    if (loop->efd >= 0) close(loop->efd);
+    if (loop->tfd >= 0) close(loop->tfd);
     pthread_mutex_destroy(&loop->mu);
     free(loop->slots);
     free(loop->heap);
@@ -536,14 +497,12 @@ void sr_loop_free(sr_loop *loop)
 
 struct sr_ws_io *sr__loop_ws_io(sr_loop *loop, sr_error *err)
 {
-    if (!loop->ws)
-        loop->ws = sr__ws_io_new(loop, err);
+    if (!loop->ws) loop->ws = sr__ws_io_new(loop, err);
     return loop->ws;
 }
 
 struct sr_http_io *sr__loop_http_io(sr_loop *loop, sr_error *err)
 {
-    if (!loop->http)
-        loop->http = sr__http_io_new(loop, err);
+    if (!loop->http) loop->http = sr__http_io_new(loop, err);
     return loop->http;
 }

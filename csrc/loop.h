@@ -28,8 +28,9 @@ typedef enum sr_event_type {
     SR_EV_CALL         /* run fn(arg) on the host thread (generic) */
 } sr_event_type;
 
-/* One event. Allocated by the poster with sr__event_new, owned by the queue
- * after sr__loop_post, freed by the dispatcher. */
+/* One event. Allocated by the poster with sr__event_new (data is copied and
+ * followed by a NUL byte not counted in len), owned by the queue after
+ * sr__loop_post, freed by the dispatcher. */
 typedef struct sr_event {
     struct sr_event *next;
     sr_event_type type;

@@ -41,8 +41,8 @@ void sr__negotiation_clear(sr_negotiation *n)
     memset(n, 0, sizeof *n);
 }
 
-/* Optional string field (null = absent). 0 ok, -1 wrong type or NUL inside,
- * -2 out of memory. */
+/* Optional string field (null = absent). 0 ok, -1 wrong type, -2 out of
+ * memory. No NUL inside: the body is parsed without JSON_ALLOW_NUL. */
 static int opt_str(json_t *o, const char *name, char **out)
 {
     json_t *f = json_object_get(o, name);
@@ -54,8 +54,6 @@ static int opt_str(json_t *o, const char *name, char **out)
     if (!json_is_string(f))
         return -1;
     len = json_string_length(f);
-    if (memchr(json_string_value(f), '\0', len))
-        return -1;
     *out = malloc(len + 1);
     if (!*out)
         return -2;

@@ -16,10 +16,10 @@
 
 #include "transport_kind.h"
 
-int sr__transport_init(sr_transport *tp, const sr_transport_kind *kind, sr_loop *loop,
+int sr__transport_init(sr_transport *tp, const sr_transport_ops *ops, sr_loop *loop,
                        const sr_transport_upcalls *up, void *ud, size_t pre)
 {
-    tp->kind = kind;
+    tp->ops = ops;
     tp->loop = loop;
     tp->refs = 1;
     tp->released = 0;
@@ -47,8 +47,8 @@ void sr__transport_unref(sr_transport *tp)
 {
     if (!tp || __atomic_sub_fetch(&tp->refs, 1, __ATOMIC_ACQ_REL) != 0)
         return;
-    if (tp->kind->destroy)
-        tp->kind->destroy(tp);
+    if (tp->ops->destroy)
+        tp->ops->destroy(tp);
     sr__event_free(tp->closed_ev);
     sr__buf_free(&tp->out);
     pthread_mutex_destroy(&tp->mu);
@@ -95,7 +95,7 @@ int sr__transport_send(sr_transport *tp, const char *data, size_t len)
     /* One kick per empty -> non-empty change; the I/O side asks for more
      * writes itself while it finds bytes queued. */
     if (was_empty && len)
-        tp->kind->kick(tp);
+        tp->ops->kick(tp);
     return SR_OK;
 }
 
@@ -109,7 +109,7 @@ void sr__transport_close(sr_transport *tp)
     tp->close_req = 1;
     pthread_mutex_unlock(&tp->mu);
     if (first)
-        tp->kind->close(tp);
+        tp->ops->close(tp);
 }
 
 void sr__transport_release(sr_transport *tp)
@@ -120,13 +120,13 @@ void sr__transport_release(sr_transport *tp)
     pthread_mutex_lock(&tp->mu);
     tp->close_req = 1;
     pthread_mutex_unlock(&tp->mu);
-    tp->kind->release(tp);
+    tp->ops->release(tp);
     sr__transport_unref(tp);
 }
 
 const char *sr__transport_name(const sr_transport *tp)
 {
-    return tp ? tp->kind->name : "";
+    return tp ? tp->ops->name : "";
 }
 
 /* -------------------------------------------------------------- I/O side */

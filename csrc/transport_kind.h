@@ -9,7 +9,7 @@
  *
  * References: the host holds one from *_new until sr__transport_release;
  * the kind's I/O side holds one while it may still touch the transport;
- * every event in flight holds one. The last unref calls kind->destroy and
+ * every event in flight holds one. The last unref calls ops->destroy and
  * frees, on whichever thread that happens, so destroy must not touch the
  * loop or lws.
  */
@@ -22,7 +22,7 @@
 #include "buf.h"
 #include "transport.h"
 
-typedef struct sr_transport_kind {
+typedef struct sr_transport_ops {
     const char *name; /* "WebSockets" */
     /* Host thread, without tp->mu held. */
     void (*kick)(sr_transport *tp);    /* the send queue went non-empty */
@@ -30,10 +30,10 @@ typedef struct sr_transport_kind {
     void (*release)(sr_transport *tp); /* sr__transport_release, before the host unref */
     /* Any thread, last reference gone: free what the kind allocated. */
     void (*destroy)(sr_transport *tp);
-} sr_transport_kind;
+} sr_transport_ops;
 
 struct sr_transport {
-    const sr_transport_kind *kind;
+    const sr_transport_ops *ops;
     sr_loop *loop;
     int refs;     /* __atomic */
     int released; /* __atomic; set by the host, read anywhere */
@@ -57,7 +57,7 @@ struct sr_transport {
 };
 
 /* Fill in the generic part (refs = 1, the host's). 0, or -1 on failure. */
-int sr__transport_init(sr_transport *tp, const sr_transport_kind *kind, sr_loop *loop,
+int sr__transport_init(sr_transport *tp, const sr_transport_ops *ops, sr_loop *loop,
                        const sr_transport_upcalls *up, void *ud, size_t pre);
 void sr__transport_ref(sr_transport *tp);
 void sr__transport_unref(sr_transport *tp);

@@ -3,8 +3,27 @@
 --   local H = require("spec.helper")
 --   local hub = H.shared_hub()          -- one server for the whole busted run
 --   hub.url                             -- "http://127.0.0.1:PORT"
---   local h2 = H.start_hub{ tls = true } -- a private server (stop it yourself)
---   h2.https_url; h2:stop()
+--   local h2 = H.start_hub{ tls = true } -- a private server
+--   h2.https_url; h2:kill(); h2:restart(); h2:stop()
+--
+-- API
+--   H.build()                  build spec/hub once (error with output tail)
+--   H.start_hub(opts) -> hub   opts: port, tls, https_port, env, verbose, timeout
+--     hub.url, hub.port, hub.https_url, hub.https_port, hub.pid,
+--     hub.addresses, hub.log_file, hub.dir
+--     hub:stop([timeout]) hub:kill() hub:restart() hub:alive() hub:log()
+--   H.shared_hub() -> hub      one per process; restarted if not running
+--   H.tls_material() -> { ca_file, cert_file, key_file, other_ca_file, dir }
+--   H.free_port() -> port      unused loopback port in 20000-32000
+--   H.wait_until(pred, timeout=5, interval=0.05) -> pred value | false
+--   H.sleep(sec), H.now()      (H.sleep may be replaced, e.g. by signalr.sleep)
+--   H.http(method, url, opts) -> status, body   (curl)
+--   H.cleanup()                stop all hubs, remove temp dirs (automatic)
+--   H.root, H.hub_dll, H.pid_alive(pid), H.tail(text, n), H.shell_quote(s)
+--
+-- Hubs (see spec/hub/TestHub.cs): /testhub, /statefulhub (stateful
+-- reconnect allowed), /wsonly, /sseonly, /lponly, /authhub (token
+-- "valid-token"), /clientresulthub.
 --
 -- Plain Lua 5.4: uses only io.popen / os.execute with sh, curl, openssl,
 -- find, mktemp, kill, flock and /proc (no luasocket / luaposix).
@@ -23,14 +42,14 @@ H.shell_quote = q
 -- Run a command, return its stdout (trailing newline stripped) and whether it
 -- exited 0.
 local function capture(cmd)
-  local p = assert(io.popen(cmd, "r"))
+  local p = assert(io.popen("unset LD_PRELOAD; " .. cmd, "r"))
   local out = p:read("a")
   local ok = p:close()
   return (out:gsub("\n$", "")), ok == true
 end
 
 local function run(cmd)
-  return os.execute(cmd) == true
+  return os.execute("unset LD_PRELOAD; " .. cmd) == true
 end
 
 local function read_file(path)
@@ -260,6 +279,33 @@ function H.free_port()
 end
 
 ---------------------------------------------------------------------------
+-- plain HTTP (curl)
+---------------------------------------------------------------------------
+
+-- H.http(method, url, opts) -> status (number, 0 if no response), body
+--   opts.body (string), opts.headers ({name = value}), opts.cacert (path),
+--   opts.timeout (seconds, default 10)
+function H.http(method, url, opts)
+  opts = opts or {}
+  local out = os.tmpname()
+  local cmd = "curl -s --max-time " .. (opts.timeout or 10) .. " -X " .. q(method)
+    .. " -o " .. q(out) .. " -w '%{http_code}'"
+  for k, v in pairs(opts.headers or {}) do cmd = cmd .. " -H " .. q(k .. ": " .. v) end
+  if opts.cacert then cmd = cmd .. " --cacert " .. q(opts.cacert) end
+  local inp
+  if opts.body then
+    inp = os.tmpname()
+    local f = assert(io.open(inp, "wb")); f:write(opts.body); f:close()
+    cmd = cmd .. " --data-binary @" .. q(inp)
+  end
+  local status = capture(cmd .. " " .. q(url) .. " 2>/dev/null")
+  local body = read_file(out) or ""
+  os.remove(out)
+  if inp then os.remove(inp) end
+  return tonumber(status) or 0, body
+end
+
+---------------------------------------------------------------------------
 -- hub processes
 ---------------------------------------------------------------------------
 
@@ -300,7 +346,8 @@ function Hub:_launch(deadline)
     log:close()
   end
   -- `env` execs dotnet, so $! is the server's own pid.
-  local cmd = "cd " .. q(H.root) .. " && env " .. table.concat(env, " ")
+  -- -u LD_PRELOAD: the ASan spec run preloads the sanitizer into lua only.
+  local cmd = "cd " .. q(H.root) .. " && env -u LD_PRELOAD " .. table.concat(env, " ")
     .. " dotnet " .. q(H.hub_dll) .. " --urls " .. q(urls)
     .. " </dev/null >>" .. q(self.log_file) .. " 2>&1 & echo $!"
   local out = capture(cmd)
@@ -403,6 +450,17 @@ function Hub:kill()
     self:_wait_exit(10)
   end
   self.running = false
+  return self
+end
+
+-- SIGSTOP / SIGCONT: the server goes silent without closing its sockets.
+function Hub:pause()
+  if self.pid and pid_alive(self.pid) then signal(self.pid, "STOP") end
+  return self
+end
+
+function Hub:resume()
+  if self.pid and pid_alive(self.pid) then signal(self.pid, "CONT") end
   return self
 end
 

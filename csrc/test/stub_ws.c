@@ -24,8 +24,7 @@ struct sr_ws_io *sr__ws_io_new(sr_loop *loop, sr_error *err)
         err->status = 0;
         err->message[0] = '\0';
     }
-    if (io)
-        io->loop = loop;
+    if (io) io->loop = loop;
     return io;
 }
 

@@ -132,8 +132,7 @@ static int rearm_count;
 static void rearm(void *ud)
 {
     (void)ud;
-    if (++rearm_count < 3)
-        sr_loop_add_timer(g_loop, 0, rearm, NULL);
+    if (++rearm_count < 3) sr_loop_add_timer(g_loop, 0, rearm, NULL);
 }
 
 TEST(timer_added_by_timer_runs_next_pass)
@@ -299,28 +298,41 @@ static void *mt_poster(void *arg)
     return NULL;
 }
 
-TEST(threads_post_in_order)
+/* nthreads posters, PER_THREAD events each; checks per-thread order. */
+static void run_posters(unsigned nthreads)
 {
     pthread_t th[NTHREADS];
     uintptr_t i;
     double t0, dt;
     mt_loop = sr_loop_new(NULL);
+    mt_total = mt_bad = 0;
+    memset(mt_next, 0, sizeof mt_next);
     t0 = now_ms();
-    for (i = 0; i < NTHREADS; i++)
+    for (i = 0; i < nthreads; i++)
         pthread_create(&th[i], NULL, mt_poster, (void *)i);
-    while (mt_total < (long)NTHREADS * PER_THREAD)
+    while (mt_total < (long)nthreads * PER_THREAD)
         sr_loop_dispatch(mt_loop, -1);
     dt = now_ms() - t0;
-    for (i = 0; i < NTHREADS; i++)
+    for (i = 0; i < nthreads; i++)
         pthread_join(th[i], NULL);
     CHECK(mt_bad == 0);
-    for (i = 0; i < NTHREADS; i++)
+    for (i = 0; i < nthreads; i++)
         CHECK(mt_next[i] == PER_THREAD);
     CHECK(sr_loop_dispatch(mt_loop, 0) == 0);
     CHECK(!readable(mt_loop));
-    printf("     %d threads x %d events: %.0f ms, %.2f M events/s\n", NTHREADS, PER_THREAD, dt,
-           NTHREADS * PER_THREAD / dt / 1e3);
+    printf("     %u thread(s) x %d events: %.0f ms, %.2f M events/s\n", nthreads, PER_THREAD, dt,
+           nthreads * PER_THREAD / dt / 1e3);
     sr_loop_free(mt_loop);
+}
+
+TEST(one_thread_posts)
+{
+    run_posters(1);
+}
+
+TEST(threads_post_in_order)
+{
+    run_posters(NTHREADS);
 }
 
 /* ---------------------------------------------------------------- latency */
@@ -429,6 +441,7 @@ int main(void)
     RUN(nested_dispatch);
     RUN(nested_blocking_wait);
     RUN(fd_readability);
+    RUN(one_thread_posts);
     RUN(threads_post_in_order);
     RUN(wakeup_latency);
     RUN(backpressure);

@@ -41,7 +41,7 @@ describe("errors", function()
     assert.matches("Method does not exist", err.message, 1, true)
     err = errors_of(conn.invoke, conn, "Add", 1)
     assert.equals("hub", err.kind)
-    assert.matches("argument", err.message, 1, true)
+    assert.matches("Failed to invoke 'Add'", err.message, 1, true)
     assert.equals("connected", conn.state)
   end)
 

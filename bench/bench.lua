@@ -1,0 +1,77 @@
+-- bench.lua: throughput and latency against the test hub on this machine.
+-- Usage: lua5.4 bench/bench.lua http://127.0.0.1:PORT [invokes] [sends] [idle]
+-- (make bench starts the hub and passes its URL.)
+local signalr = require("signalr")
+local core = require("signalr.core")
+
+local base = assert(arg[1], "hub base URL")
+local N_INVOKE = tonumber(arg[2]) or 20000
+local N_SEND = tonumber(arg[3]) or 200000
+local N_IDLE = tonumber(arg[4]) or 1000
+local now = core.now
+
+local function rss_kib()
+  for line in io.lines("/proc/self/status") do
+    local v = line:match("^VmRSS:%s+(%d+)")
+    if v then return tonumber(v) end
+  end
+end
+
+local function connect()
+  local c = signalr.builder():with_url(base .. "/testhub"):configure_logging("error"):build()
+  c:start()
+  return c
+end
+
+local function percentile(sorted, p)
+  return sorted[math.max(1, math.ceil(#sorted * p))]
+end
+
+local conn = connect()
+for _ = 1, 1000 do conn:invoke("Add", 1, 2) end -- warm up both sides
+
+-- sequential invoke round trips
+local lat = {}
+local t0 = now()
+for i = 1, N_INVOKE do
+  local s = now()
+  conn:invoke("Add", i, 1)
+  lat[i] = now() - s
+end
+local dt = now() - t0
+table.sort(lat)
+print(string.format("sequential invoke: %d calls in %.2f s = %.0f/s, p50 %.0f us, p99 %.0f us",
+  N_INVOKE, dt, N_INVOKE / dt, percentile(lat, 0.5) * 1e6, percentile(lat, 0.99) * 1e6))
+
+-- pipelined send: the final invoke returns after the server processed all
+-- sends, since a connection's messages are handled in order.
+t0 = now()
+for i = 1, N_SEND do conn:send("Nop") end
+conn:invoke("Nop")
+dt = now() - t0
+print(string.format("pipelined send: %d messages in %.2f s = %.0f msg/s", N_SEND, dt, N_SEND / dt))
+conn:stop()
+
+-- memory per idle connection
+collectgarbage()
+local before = rss_kib()
+local conns = {}
+signalr.run(function()
+  local started = 0
+  for i = 1, N_IDLE do
+    signalr.spawn(function()
+      conns[i] = connect()
+      started = started + 1
+    end)
+    if i % 50 == 0 then while started < i do signalr.sleep(0.005) end end
+  end
+  while started < N_IDLE do signalr.sleep(0.01) end
+end)
+signalr.sleep(1)
+collectgarbage()
+local after = rss_kib()
+print(string.format("idle connections: %d, RSS +%.1f MiB = %.1f KiB each",
+  N_IDLE, (after - before) / 1024, (after - before) / N_IDLE))
+signalr.run(function()
+  for _, c in ipairs(conns) do signalr.spawn(function() c:stop() end) end
+end)

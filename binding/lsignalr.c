@@ -1,0 +1,1083 @@
+/*
+ * lsignalr.c - "signalr.core", the Lua binding of the C core (signalr.h).
+ *
+ * This is the only C that knows Lua. It is private: lua/signalr/init.lua
+ * builds the public API on top of it.
+ *
+ * Objects:
+ *  - one sr_loop per lua_State, owned by a sentinel userdata ("signalr.Loop")
+ *    kept in the registry; its __gc frees every connection first, then the
+ *    loop. Its user value 1 is the table of timer callbacks (id -> function).
+ *  - "signalr.Connection" userdata: user value 1 = callback table
+ *    (invocation, close, state, log, access_token), user value 2 = pending
+ *    table (key -> done function of start/stop/invoke). No registry ref is
+ *    keyed by the object, so handlers that capture it do not pin it. A weak
+ *    table (registry, WEAK_KEY) maps the C pointer back to the userdata for
+ *    C callbacks. While a connection may still call back (state not
+ *    disconnected, or a start/stop/invoke outstanding) it holds ONE registry
+ *    ref to itself, dropped once it is idle again (checked when the outermost
+ *    poll returns, and after calls that can finish synchronously).
+ *
+ * Calling Lua from C callbacks: callbacks run inside sr_loop_dispatch or
+ * inside an sr_* call made by this binding; lp->L is the thread that made
+ * that call (a coroutine, possibly). Every callback does its Lua work in a C
+ * function run under lua_pcall with a traceback handler (run_protected), so
+ * no Lua error ever unwinds through the core. An error is reported to the
+ * connection's log sink and to lua_warning. __gc never calls Lua: the
+ * connection is marked `finalizing` first and every callback checks it.
+ */
+#include <limits.h>
+#include <math.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "signalr.h"
+
+#if LUA_VERSION_NUM < 504
+#error "signalr.core needs Lua 5.4"
+#endif
+
+#if defined(__GNUC__)
+#define LSR_EXPORT __attribute__((visibility("default")))
+#else
+#define LSR_EXPORT
+#endif
+
+#define CONN_MT "signalr.Connection"
+#define LOOP_MT "signalr.Loop"
+#define ERROR_MT "signalr.Error"
+#define ARRAY_MT "signalr.array"
+#define MAP_MT "signalr.map"
+#define BINARY_MT "signalr.binary"
+
+/* Deepest table nesting converted in either direction. Encoding also keeps
+ * the path of open tables to report cycles, so this bounds that array. */
+#define LSR_MAX_DEPTH 1000
+
+enum { UV_CALLBACKS = 1, UV_PENDING = 2 };
+
+static const char LOOP_KEY = 'l'; /* registry: the loop sentinel */
+static const char WEAK_KEY = 'w'; /* registry: lightuserdata(lsr_conn*) -> userdata, weak values */
+
+typedef struct lsr_loop lsr_loop;
+typedef struct lsr_conn lsr_conn;
+
+/* An outstanding start/stop/invoke: the ud of its sr_done_fn. Linked in its
+ * connection so a closed connection can free those the core will never call. */
+typedef struct lsr_pending {
+    struct lsr_pending *prev, *next;
+    lsr_conn *c;
+    lua_Integer key; /* in the connection's pending table */
+} lsr_pending;
+
+typedef struct lsr_timer {
+    struct lsr_timer *prev, *next;
+    lsr_loop *lp;
+    uint64_t id;
+} lsr_timer;
+
+struct lsr_loop {
+    sr_loop *loop;  /* NULL after teardown */
+    lua_State *L;   /* thread of the innermost poll / sr_* call; NULL outside */
+    int depth;      /* nested polls */
+    lsr_conn *conns; /* open connections */
+    lsr_timer *timers;
+};
+
+struct lsr_conn {
+    sr_conn *conn; /* NULL once closed */
+    lsr_loop *lp;  /* NULL once released (or never opened) */
+    lsr_conn *prev, *next;
+    lsr_pending *pending;
+    size_t npending;
+    lua_Integer next_key;
+    int self_ref;
+    int finalizing; /* never call Lua for this connection again */
+    int json;       /* the protocol is JSON: refuse NaN and infinities */
+    sr_log_level log_level;
+};
+
+/* Save and restore the thread that C callbacks run on around an sr_* call
+ * that may call back synchronously. Nothing in between may raise. */
+#define ENTER(lp, Lx)                                                                              \
+    lua_State *saved_L_ = (lp)->L;                                                                 \
+    (lp)->L = (Lx)
+#define LEAVE(lp) (lp)->L = saved_L_
+
+static const char *const level_names[] = {"trace", "debug",    "information", "warning",
+                                          "error", "critical", "none",        NULL};
+
+/* ================================================================= errors */
+
+static void push_error_obj(lua_State *L, const char *kind, const char *message, long status)
+{
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, kind);
+    lua_setfield(L, -2, "kind");
+    lua_pushstring(L, message);
+    lua_setfield(L, -2, "message");
+    if (status) {
+        lua_pushinteger(L, (lua_Integer)status);
+        lua_setfield(L, -2, "status");
+    }
+    luaL_setmetatable(L, ERROR_MT);
+}
+
+static void push_sr_error(lua_State *L, const sr_error *err)
+{
+    const char *msg = err->message[0] ? err->message : sr_strerror(err->code);
+    push_error_obj(L, sr_strerror(err->code), msg, err->status);
+}
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
+static int raise_error(lua_State *L, const char *kind, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    push_error_obj(L, kind, msg, 0);
+    return lua_error(L);
+}
+
+/* An sr_* call returned rc (no sr_error available): raise a matching error. */
+static int raise_code(lua_State *L, int rc, const char *what)
+{
+    const char *why;
+    switch (rc) {
+    case SR_ECLOSED:
+        why = "the connection is not connected";
+        break;
+    case SR_EUSAGE:
+        why = "not allowed in the connection's current state";
+        break;
+    case SR_ENOMEM:
+        why = "out of memory";
+        break;
+    case SR_EFULL:
+        why = "the send buffer is full";
+        break;
+    default:
+        why = sr_strerror(rc);
+        break;
+    }
+    return raise_error(L, sr_strerror(rc), "%s: %s", what, why);
+}
+
+static int lsr_error_tostring(lua_State *L)
+{
+    const char *kind, *msg;
+    lua_Integer status;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_getfield(L, 1, "kind");
+    lua_getfield(L, 1, "message");
+    lua_getfield(L, 1, "status");
+    kind = lua_isstring(L, 2) ? lua_tostring(L, 2) : "unknown";
+    msg = lua_isstring(L, 3) ? lua_tostring(L, 3) : "";
+    status = lua_isinteger(L, 4) ? lua_tointeger(L, 4) : 0;
+    if (status)
+        lua_pushfstring(L, "signalr %s error: %s (HTTP %I)", kind, msg, (LUAI_UACINT)status);
+    else
+        lua_pushfstring(L, "signalr %s error: %s", kind, msg);
+    return 1;
+}
+
+/* core.error(kind, message [, status]) -> error object (not raised). */
+static int lsr_new_error(lua_State *L)
+{
+    const char *kind = luaL_checkstring(L, 1);
+    const char *msg = luaL_checkstring(L, 2);
+    lua_Integer status = luaL_optinteger(L, 3, 0);
+    push_error_obj(L, kind, msg, (long)status);
+    return 1;
+}
+
+/* ============================================================ Lua -> value */
+
+typedef struct enc {
+    lua_State *L;
+    int mt;   /* absolute index of array_mt; map_mt at mt + 1, binary_mt at mt + 2 */
+    int json; /* refuse what JSON cannot carry */
+    int depth;
+    const void *path[LSR_MAX_DEPTH]; /* tables being converted, for cycles */
+    char msg[256];
+} enc;
+
+/* The converter never raises (it uses no allocating Lua API), so it can free
+ * a partly built value before the caller raises. NULL = error in e->msg. */
+#if defined(__GNUC__)
+__attribute__((format(printf, 2, 3)))
+#endif
+static sr_value *enc_fail(enc *e, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    va_end(ap);
+    return NULL;
+}
+
+static sr_value *enc_value(enc *e, int idx);
+
+static sr_value *enc_array(enc *e, int idx, lua_Unsigned n)
+{
+    lua_State *L = e->L;
+    lua_Unsigned i;
+    sr_value *arr = sr_value_array();
+    if (!arr) return enc_fail(e, "out of memory");
+    for (i = 1; i <= n; i++) {
+        sr_value *item;
+        lua_rawgeti(L, idx, (lua_Integer)i);
+        item = enc_value(e, lua_gettop(L));
+        lua_pop(L, 1);
+        if (!item) {
+            sr_value_free(arr);
+            return NULL;
+        }
+        if (sr_value_array_push(arr, item) != SR_OK) {
+            sr_value_free(arr);
+            return enc_fail(e, "out of memory");
+        }
+    }
+    return arr;
+}
+
+static sr_value *enc_map(enc *e, int idx)
+{
+    lua_State *L = e->L;
+    sr_value *map = sr_value_map();
+    if (!map) return enc_fail(e, "out of memory");
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        char buf[32];
+        const char *k;
+        size_t kl;
+        sr_value *item;
+        int kt = lua_type(L, -2);
+        if (kt == LUA_TSTRING) {
+            k = lua_tolstring(L, -2, &kl);
+        } else if (kt == LUA_TNUMBER && lua_isinteger(L, -2)) {
+            /* integer keys of a non-sequence travel as their decimal text */
+            int len = snprintf(buf, sizeof buf, LUA_INTEGER_FMT, (LUAI_UACINT)lua_tointeger(L, -2));
+            k = buf;
+            kl = (size_t)len;
+        } else {
+            const char *tn = kt == LUA_TNUMBER ? "float" : lua_typename(L, kt);
+            lua_pop(L, 2);
+            sr_value_free(map);
+            return enc_fail(e, "a table key of type %s cannot be sent (map keys are strings)",
+                            tn);
+        }
+        item = enc_value(e, lua_gettop(L));
+        if (!item) {
+            lua_pop(L, 2);
+            sr_value_free(map);
+            return NULL;
+        }
+        if (sr_value_map_set(map, k, kl, item) != SR_OK) {
+            lua_pop(L, 2);
+            sr_value_free(map);
+            return enc_fail(e, "out of memory");
+        }
+        lua_pop(L, 1);
+    }
+    return map;
+}
+
+/* An unmarked table is an array when its keys are exactly 1..n (n > 0),
+ * otherwise a map. */
+static sr_value *enc_auto(enc *e, int idx)
+{
+    lua_State *L = e->L;
+    lua_Unsigned n = lua_rawlen(L, idx), count = 0;
+    if (n > 0) {
+        int seq = 1;
+        lua_pushnil(L);
+        while (lua_next(L, idx)) {
+            lua_pop(L, 1);
+            if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1 ||
+                (lua_Unsigned)lua_tointeger(L, -1) > n) {
+                seq = 0;
+                lua_pop(L, 1);
+                break;
+            }
+            count++;
+        }
+        if (seq && count == n) return enc_array(e, idx, n);
+    }
+    return enc_map(e, idx);
+}
+
+static sr_value *enc_table(enc *e, int idx)
+{
+    lua_State *L = e->L;
+    const void *p = lua_topointer(L, idx);
+    int i, kind = 0; /* 0 plain, 1 array, 2 map, 3 binary */
+    sr_value *v;
+    for (i = 0; i < e->depth; i++)
+        if (e->path[i] == p) return enc_fail(e, "circular reference in a table");
+    if (e->depth >= LSR_MAX_DEPTH)
+        return enc_fail(e, "tables nested deeper than %d levels", LSR_MAX_DEPTH);
+    if (!lua_checkstack(L, 4)) return enc_fail(e, "Lua stack overflow");
+    if (lua_getmetatable(L, idx)) {
+        for (i = 0; i < 3; i++) {
+            if (lua_rawequal(L, -1, e->mt + i)) {
+                kind = i + 1;
+                break;
+            }
+        }
+        lua_pop(L, 1);
+    }
+    if (kind == 3) {
+        const char *s;
+        size_t len;
+        lua_pushliteral(L, "data");
+        lua_rawget(L, idx);
+        if (lua_type(L, -1) != LUA_TSTRING) {
+            lua_pop(L, 1);
+            return enc_fail(e, "a binary value without its string");
+        }
+        s = lua_tolstring(L, -1, &len);
+        v = sr_value_binary(s, len);
+        lua_pop(L, 1);
+        return v ? v : enc_fail(e, "out of memory");
+    }
+    e->path[e->depth++] = p;
+    if (kind == 1)
+        v = enc_array(e, idx, lua_rawlen(L, idx));
+    else if (kind == 2)
+        v = enc_map(e, idx);
+    else
+        v = enc_auto(e, idx);
+    e->depth--;
+    return v;
+}
+
+static sr_value *enc_value(enc *e, int idx)
+{
+    lua_State *L = e->L;
+    sr_value *v;
+    switch (lua_type(L, idx)) {
+    case LUA_TNIL:
+        v = sr_value_null();
+        break;
+    case LUA_TBOOLEAN:
+        v = sr_value_bool(lua_toboolean(L, idx));
+        break;
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, idx)) {
+            v = sr_value_int((int64_t)lua_tointeger(L, idx));
+        } else {
+            double d = (double)lua_tonumber(L, idx);
+            if (e->json && !isfinite(d))
+                return enc_fail(e, "%s cannot be sent as JSON", isnan(d) ? "NaN" : "infinity");
+            v = sr_value_float(d);
+        }
+        break;
+    case LUA_TSTRING: {
+        size_t len;
+        const char *s = lua_tolstring(L, idx, &len);
+        v = sr_value_string(s, len);
+        break;
+    }
+    case LUA_TTABLE:
+        return enc_table(e, idx);
+    case LUA_TLIGHTUSERDATA:
+        if (lua_touserdata(L, idx) == NULL) {
+            v = sr_value_null();
+            break;
+        }
+        return enc_fail(e, "a light userdata cannot be sent");
+    default:
+        return enc_fail(e, "a value of type %s cannot be sent",
+                        lua_typename(L, lua_type(L, idx)));
+    }
+    return v ? v : enc_fail(e, "out of memory");
+}
+
+/* Convert stack slots first..last (nil = null) to an SR_ARRAY, or raise a
+ * usage error naming the argument. The enc state is large: heap, not stack. */
+static sr_value *check_args(lua_State *L, int first, int last, int json)
+{
+    enc *e;
+    sr_value *arr;
+    int i;
+    if (last - first + 1 > 0) luaL_checkstack(L, 4, "too many arguments");
+    e = lua_newuserdatauv(L, sizeof *e, 0); /* scratch, collected later */
+    e->L = L;
+    e->json = json;
+    e->depth = 0;
+    e->msg[0] = 0;
+    luaL_getmetatable(L, ARRAY_MT);
+    e->mt = lua_gettop(L);
+    luaL_getmetatable(L, MAP_MT);
+    luaL_getmetatable(L, BINARY_MT);
+    arr = sr_value_array();
+    if (!arr) raise_error(L, "transport", "out of memory");
+    for (i = first; i <= last; i++) {
+        sr_value *item = enc_value(e, i);
+        if (!item || sr_value_array_push(arr, item) != SR_OK) {
+            sr_value_free(arr);
+            if (!item)
+                raise_error(L, "usage", "argument %d: %s", i - first + 1, e->msg);
+            raise_error(L, "transport", "out of memory");
+        }
+    }
+    lua_pop(L, 4);
+    return arr;
+}
+
+/* ============================================================ value -> Lua */
+
+static void push_value(lua_State *L, const sr_value *v, int depth);
+
+static void push_value_at(lua_State *L, const sr_value *v, int depth)
+{
+    if (depth > LSR_MAX_DEPTH * 10) luaL_error(L, "received value nested too deeply");
+    luaL_checkstack(L, 3, "received value nested too deeply");
+    push_value(L, v, depth);
+}
+
+static void push_value(lua_State *L, const sr_value *v, int depth)
+{
+    size_t i, n, len;
+    const char *s;
+    switch (sr_value_type(v)) {
+    case SR_NULL:
+        lua_pushlightuserdata(L, NULL);
+        break;
+    case SR_BOOL:
+        lua_pushboolean(L, sr_value_get_bool(v));
+        break;
+    case SR_INT:
+        lua_pushinteger(L, (lua_Integer)sr_value_get_int(v));
+        break;
+    case SR_FLOAT:
+        lua_pushnumber(L, (lua_Number)sr_value_get_float(v));
+        break;
+    case SR_STRING:
+        s = sr_value_get_string(v, &len);
+        lua_pushlstring(L, s, len);
+        break;
+    case SR_BINARY:
+        s = sr_value_get_string(v, &len);
+        lua_createtable(L, 0, 1);
+        lua_pushlstring(L, s, len);
+        lua_setfield(L, -2, "data");
+        luaL_setmetatable(L, BINARY_MT);
+        break;
+    case SR_ARRAY:
+        n = sr_value_len(v);
+        lua_createtable(L, n > INT_MAX ? INT_MAX : (int)n, 0);
+        for (i = 0; i < n; i++) {
+            push_value_at(L, sr_value_at(v, i), depth + 1);
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+        }
+        luaL_setmetatable(L, ARRAY_MT);
+        break;
+    case SR_MAP:
+        n = sr_value_len(v);
+        lua_createtable(L, 0, n > INT_MAX ? INT_MAX : (int)n);
+        for (i = 0; i < n; i++) {
+            s = sr_value_key_at(v, i, &len);
+            lua_pushlstring(L, s, len);
+            push_value_at(L, sr_value_at(v, i), depth + 1);
+            lua_rawset(L, -3);
+        }
+        luaL_setmetatable(L, MAP_MT);
+        break;
+    default:
+        lua_pushnil(L);
+        break;
+    }
+}
+
+/* A top-level value (a result or an argument): null and absent are nil. */
+static void push_top_value(lua_State *L, const sr_value *v)
+{
+    if (!v || sr_value_type(v) == SR_NULL)
+        lua_pushnil(L);
+    else
+        push_value_at(L, v, 0);
+}
+
+/* ======================================================= protected calls */
+
+static int msgh(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+    if (!msg) msg = luaL_tolstring(L, 1, NULL); /* error objects have __tostring */
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+/* Push the userdata of c (from the weak table); 0 if it is gone. */
+static int push_conn(lua_State *L, lsr_conn *c)
+{
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &WEAK_KEY);
+    lua_rawgetp(L, -1, c);
+    lua_remove(L, -2);
+    if (lua_type(L, -1) != LUA_TUSERDATA) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    return 1;
+}
+
+/* Push uv1[name] of the connection at idx if it is a function. */
+static int push_callback(lua_State *L, int idx, const char *name)
+{
+    lua_getiuservalue(L, idx, UV_CALLBACKS);
+    lua_getfield(L, -1, name);
+    lua_remove(L, -2);
+    if (!lua_isfunction(L, -1)) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    return 1;
+}
+
+static void run_protected(lsr_loop *lp, lsr_conn *c, lua_CFunction f, void *arg, int in_log);
+
+typedef struct log_args {
+    lsr_conn *c;
+    sr_log_level level;
+    const char *message;
+} log_args;
+
+static int log_tramp(lua_State *L)
+{
+    log_args *a = lua_touserdata(L, 1);
+    if (!push_conn(L, a->c)) return 0;
+    if (!push_callback(L, lua_gettop(L), "log")) return 0;
+    lua_pushstring(L, level_names[a->level]);
+    lua_pushstring(L, a->message);
+    lua_call(L, 2, 0);
+    return 0;
+}
+
+/* The core's log sink. */
+static void log_sink(void *ud, sr_log_level level, const char *message)
+{
+    lsr_conn *c = ud;
+    log_args a;
+    if (level >= SR_LOG_NONE) return;
+    a.c = c;
+    a.level = level;
+    a.message = message;
+    run_protected(c->lp, c, log_tramp, &a, 1);
+}
+
+/* The error message is on top of L. */
+static void report_error(lsr_loop *lp, lsr_conn *c, lua_State *L, int in_log)
+{
+    const char *msg = lua_tostring(L, -1);
+    if (!msg) msg = "(error object is not a string)";
+    lua_warning(L, "signalr: error in a callback: ", 1);
+    lua_warning(L, msg, 0);
+    if (!c) {
+        fprintf(stderr, "signalr: error in a callback: %s\n", msg);
+    } else if (!in_log && c->log_level <= SR_LOG_ERROR) {
+        log_args a;
+        a.c = c;
+        a.level = SR_LOG_ERROR;
+        a.message = msg;
+        run_protected(lp, c, log_tramp, &a, 1);
+    }
+}
+
+/* Run f(arg) under lua_pcall on the thread that called into the core. */
+static void run_protected(lsr_loop *lp, lsr_conn *c, lua_CFunction f, void *arg, int in_log)
+{
+    lua_State *L = lp ? lp->L : NULL;
+    int base;
+    if (!L || (c && c->finalizing)) return;
+    if (!lua_checkstack(L, 5)) return;
+    base = lua_gettop(L);
+    lua_pushcfunction(L, msgh);
+    lua_pushcfunction(L, f);
+    lua_pushlightuserdata(L, arg);
+    if (lua_pcall(L, 1, 0, base + 1) != LUA_OK) report_error(lp, c, L, in_log);
+    lua_settop(L, base);
+}
+
+/* ============================================================= the loop */
+
+static lsr_loop *loop_of(lua_State *L)
+{
+    return lua_touserdata(L, lua_upvalueindex(1));
+}
+
+static lsr_loop *live_loop(lua_State *L)
+{
+    lsr_loop *lp = loop_of(L);
+    if (!lp->loop) raise_error(L, "closed", "the signalr loop is gone (Lua state closing)");
+    return lp;
+}
+
+static void ref_drop(lua_State *L, lsr_conn *c)
+{
+    if (c->self_ref != LUA_NOREF) {
+        int ref = c->self_ref;
+        c->self_ref = LUA_NOREF;
+        luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    }
+}
+
+static int conn_idle(const lsr_conn *c)
+{
+    return !c->conn || (sr_conn_state(c->conn) == SR_STATE_DISCONNECTED && c->npending == 0);
+}
+
+/* Drop the self refs of idle connections. Restarts after each drop: an
+ * unref may run a finalizer that unlinks another connection. */
+static void sync_refs(lua_State *L, lsr_loop *lp)
+{
+    lsr_conn *c;
+again:
+    for (c = lp->conns; c; c = c->next) {
+        if (c->self_ref != LUA_NOREF && conn_idle(c)) {
+            ref_drop(L, c);
+            goto again;
+        }
+    }
+}
+
+static int seconds_to_ms(lua_State *L, int idx)
+{
+    lua_Number s = luaL_optnumber(L, idx, 0);
+    double ms;
+    if (!(s > 0)) return 0; /* also NaN */
+    if (isinf(s)) return -1;
+    ms = ceil((double)s * 1000.0);
+    return ms >= (double)INT_MAX ? INT_MAX : (int)ms;
+}
+
+/* core.poll([seconds]) -> number of events dispatched */
+static int lsr_poll(lua_State *L)
+{
+    lsr_loop *lp = live_loop(L);
+    int ms = seconds_to_ms(L, 1), n;
+    {
+        ENTER(lp, L);
+        lp->depth++;
+        n = sr_loop_dispatch(lp->loop, ms);
+        lp->depth--;
+        LEAVE(lp);
+    }
+    if (lp->depth == 0) sync_refs(L, lp);
+    lua_pushinteger(L, n);
+    return 1;
+}
+
+static int lsr_fd(lua_State *L)
+{
+    lsr_loop *lp = live_loop(L);
+    lua_pushinteger(L, sr_loop_fd(lp->loop));
+    return 1;
+}
+
+/* core.next_timeout() -> seconds until the next timer, or nil */
+static int lsr_next_timeout(lua_State *L)
+{
+    lsr_loop *lp = live_loop(L);
+    int ms = sr_loop_next_timeout(lp->loop);
+    if (ms < 0)
+        lua_pushnil(L);
+    else
+        lua_pushnumber(L, ms / 1000.0);
+    return 1;
+}
+
+/* core.fd_readable(fd [, seconds]) -> boolean. Private, for the specs: tells
+ * whether a descriptor is readable without luaposix. */
+static int lsr_fd_readable(lua_State *L)
+{
+    struct pollfd p;
+    int ms = seconds_to_ms(L, 2), rc;
+    p.fd = (int)luaL_checkinteger(L, 1);
+    p.events = POLLIN;
+    p.revents = 0;
+    rc = poll(&p, 1, ms);
+    lua_pushboolean(L, rc > 0 && (p.revents & POLLIN));
+    return 1;
+}
+
+static void timer_unlink(lsr_loop *lp, lsr_timer *t)
+{
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        lp->timers = t->next;
+    if (t->next) t->next->prev = t->prev;
+}
+
+static int timer_tramp(lua_State *L)
+{
+    uint64_t id = *(uint64_t *)lua_touserdata(L, 1);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &LOOP_KEY);
+    lua_getiuservalue(L, -1, 1);
+    lua_rawgeti(L, -1, (lua_Integer)id);
+    lua_pushnil(L);
+    lua_rawseti(L, -3, (lua_Integer)id);
+    if (lua_isfunction(L, -1)) lua_call(L, 0, 0);
+    return 0;
+}
+
+static void on_timer(void *ud)
+{
+    lsr_timer *t = ud;
+    lsr_loop *lp = t->lp;
+    uint64_t id = t->id;
+    timer_unlink(lp, t);
+    free(t);
+    run_protected(lp, NULL, timer_tramp, &id, 0);
+}
+
+/* core.timer(seconds, fn) -> id; fn() runs inside poll */
+static int lsr_timer(lua_State *L)
+{
+    lsr_loop *lp = live_loop(L);
+    lua_Number s = luaL_checknumber(L, 1);
+    lsr_timer *t;
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_getiuservalue(L, lua_upvalueindex(1), 1); /* timers table */
+    t = malloc(sizeof *t);
+    if (!t) return raise_error(L, "transport", "out of memory");
+    t->lp = lp;
+    t->id = sr_loop_add_timer(lp->loop, s > 0 ? (double)s * 1000.0 : 0.0, on_timer, t);
+    if (!t->id) {
+        free(t);
+        return raise_error(L, "transport", "cannot add a timer");
+    }
+    t->prev = NULL;
+    t->next = lp->timers;
+    if (lp->timers) lp->timers->prev = t;
+    lp->timers = t;
+    lua_pushvalue(L, 2);
+    lua_rawseti(L, -2, (lua_Integer)t->id);
+    lua_pushinteger(L, (lua_Integer)t->id);
+    return 1;
+}
+
+/* core.cancel_timer(id) -> true if it was pending */
+static int lsr_cancel_timer(lua_State *L)
+{
+    lsr_loop *lp = live_loop(L);
+    uint64_t id = (uint64_t)luaL_checkinteger(L, 1);
+    lsr_timer *t;
+    for (t = lp->timers; t; t = t->next)
+        if (t->id == id) break;
+    if (!t) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    timer_unlink(lp, t);
+    free(t);
+    sr_loop_cancel_timer(lp->loop, id);
+    lua_getiuservalue(L, lua_upvalueindex(1), 1);
+    lua_pushnil(L);
+    lua_rawseti(L, -2, (lua_Integer)id);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* ====================================================== connection: core */
+
+static lsr_conn *check_conn(lua_State *L)
+{
+    return luaL_checkudata(L, 1, CONN_MT);
+}
+
+static lsr_conn *open_conn(lua_State *L)
+{
+    lsr_conn *c = check_conn(L);
+    if (!c->conn) raise_error(L, "closed", "the connection was closed");
+    return c;
+}
+
+static void pending_unlink(lsr_conn *c, lsr_pending *p)
+{
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        c->pending = p->next;
+    if (p->next) p->next->prev = p->prev;
+    c->npending--;
+}
+
+/* A record for the done function at stack index fn (stored in uv2). */
+static lsr_pending *pending_new(lua_State *L, lsr_conn *c, int fn)
+{
+    lsr_pending *p = malloc(sizeof *p);
+    if (!p) raise_error(L, "transport", "out of memory");
+    p->c = c;
+    p->key = ++c->next_key;
+    lua_getiuservalue(L, 1, UV_PENDING);
+    lua_pushvalue(L, fn);
+    lua_rawseti(L, -2, p->key);
+    lua_pop(L, 1);
+    p->prev = NULL;
+    p->next = c->pending;
+    if (c->pending) c->pending->prev = p;
+    c->pending = p;
+    c->npending++;
+    return p;
+}
+
+/* The core refused the call, so it will not call back: forget the record
+ * (by key: it may already be gone if the core called back anyway). */
+static void pending_drop(lua_State *L, lsr_conn *c, lua_Integer key)
+{
+    lsr_pending *p;
+    for (p = c->pending; p; p = p->next) {
+        if (p->key == key) {
+            pending_unlink(c, p);
+            free(p);
+            break;
+        }
+    }
+    lua_getiuservalue(L, 1, UV_PENDING);
+    lua_pushnil(L);
+    lua_rawseti(L, -2, key);
+    lua_pop(L, 1);
+}
+
+typedef struct done_args {
+    lsr_conn *c;
+    lua_Integer key;
+    const sr_error *err;
+    const sr_value *result;
+} done_args;
+
+static int push_result_f(lua_State *L)
+{
+    push_top_value(L, lua_touserdata(L, 1));
+    return 1;
+}
+
+static int done_tramp(lua_State *L)
+{
+    done_args *a = lua_touserdata(L, 1);
+    int ud, pend;
+    if (!push_conn(L, a->c)) return 0;
+    ud = lua_gettop(L);
+    lua_getiuservalue(L, ud, UV_PENDING);
+    pend = lua_gettop(L);
+    lua_rawgeti(L, pend, a->key);
+    lua_pushnil(L);
+    lua_rawseti(L, pend, a->key);
+    if (!lua_isfunction(L, -1)) return 0;
+    if (a->err) {
+        push_sr_error(L, a->err);
+        lua_call(L, 1, 0);
+        return 0;
+    }
+    /* A result we cannot convert still resumes the waiter, with an error. */
+    lua_pushnil(L);
+    lua_pushcfunction(L, push_result_f);
+    lua_pushlightuserdata(L, (void *)a->result);
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+        const char *why = lua_tostring(L, -1);
+        push_error_obj(L, "protocol", why ? why : "cannot convert the result", 0);
+        lua_replace(L, -3);
+        lua_pop(L, 1);
+        lua_call(L, 1, 0);
+        return 0;
+    }
+    lua_call(L, 2, 0);
+    return 0;
+}
+
+static void on_done(void *ud, const sr_error *err, const sr_value *result)
+{
+    lsr_pending *p = ud;
+    lsr_conn *c = p->c;
+    done_args a;
+    a.c = c;
+    a.key = p->key;
+    a.err = err;
+    a.result = result;
+    pending_unlink(c, p);
+    free(p);
+    run_protected(c->lp, c, done_tramp, &a, 0);
+}
+
+typedef struct inv_args {
+    lsr_conn *c;
+    const char *target;
+    const sr_value *args;
+} inv_args;
+
+static int invocation_tramp(lua_State *L)
+{
+    inv_args *a = lua_touserdata(L, 1);
+    size_t i, n = a->args && sr_value_type(a->args) == SR_ARRAY ? sr_value_len(a->args) : 0;
+    if (!push_conn(L, a->c)) return 0;
+    if (!push_callback(L, lua_gettop(L), "invocation")) return 0;
+    if (n > (size_t)INT_MAX - 8) luaL_error(L, "too many arguments from the server");
+    luaL_checkstack(L, (int)n + 2, "too many arguments from the server");
+    lua_pushstring(L, a->target);
+    for (i = 0; i < n; i++) push_top_value(L, sr_value_at(a->args, i));
+    lua_call(L, (int)n + 1, 0);
+    return 0;
+}
+
+static void on_invocation(void *ud, sr_conn *conn, const char *target, const sr_value *args)
+{
+    lsr_conn *c = ud;
+    inv_args a;
+    (void)conn;
+    a.c = c;
+    a.target = target;
+    a.args = args;
+    run_protected(c->lp, c, invocation_tramp, &a, 0);
+}
+
+typedef struct close_args {
+    lsr_conn *c;
+    const sr_error *err;
+} close_args;
+
+static int close_tramp(lua_State *L)
+{
+    close_args *a = lua_touserdata(L, 1);
+    if (!push_conn(L, a->c)) return 0;
+    if (!push_callback(L, lua_gettop(L), "close")) return 0;
+    if (a->err)
+        push_sr_error(L, a->err);
+    else
+        lua_pushnil(L);
+    lua_call(L, 1, 0);
+    return 0;
+}
+
+static void on_close(void *ud, sr_conn *conn, const sr_error *err)
+{
+    lsr_conn *c = ud;
+    close_args a;
+    (void)conn;
+    a.c = c;
+    a.err = err;
+    run_protected(c->lp, c, close_tramp, &a, 0);
+}
+
+typedef struct state_args {
+    lsr_conn *c;
+    sr_state from, to;
+} state_args;
+
+static int state_tramp(lua_State *L)
+{
+    state_args *a = lua_touserdata(L, 1);
+    if (!push_conn(L, a->c)) return 0;
+    if (!push_callback(L, lua_gettop(L), "state")) return 0;
+    lua_pushstring(L, sr_state_name(a->from));
+    lua_pushstring(L, sr_state_name(a->to));
+    lua_call(L, 2, 0);
+    return 0;
+}
+
+static void on_state(void *ud, sr_conn *conn, sr_state from, sr_state to)
+{
+    lsr_conn *c = ud;
+    state_args a;
+    (void)conn;
+    a.c = c;
+    a.from = from;
+    a.to = to;
+    run_protected(c->lp, c, state_tramp, &a, 0);
+}
+
+typedef struct token_args {
+    lsr_conn *c;
+    char *token;
+} token_args;
+
+static int token_tramp(lua_State *L)
+{
+    token_args *a = lua_touserdata(L, 1);
+    const char *s;
+    size_t len;
+    if (!push_conn(L, a->c)) return 0;
+    if (!push_callback(L, lua_gettop(L), "access_token")) return 0;
+    lua_call(L, 0, 1);
+    if (lua_isnil(L, -1)) return 0;
+    if (lua_type(L, -1) != LUA_TSTRING)
+        return luaL_error(L, "the access token function returned a %s, not a string",
+                          luaL_typename(L, -1));
+    s = lua_tolstring(L, -1, &len);
+    a->token = malloc(len + 1);
+    if (a->token) memcpy(a->token, s, len + 1);
+    return 0;
+}
+
+/* Called by the core before each negotiate/connect. An error is logged and
+ * the request goes without a token. */
+static char *access_token_fn(void *ud)
+{
+    lsr_conn *c = ud;
+    token_args a;
+    a.c = c;
+    a.token = NULL;
+    run_protected(c->lp, c, token_tramp, &a, 0);
+    return a.token;
+}
+
+/* Free what the core will no longer call back with; never calls Lua when
+ * from_gc. The connection must be unlinked before Lua may run again. */
+static void conn_release(lua_State *L, lsr_conn *c, int from_gc)
+{
+    lsr_loop *lp = c->lp;
+    if (!lp) return;
+    if (from_gc) c->finalizing = 1;
+    if (c->conn) {
+        sr_conn *conn = c->conn;
+        c->conn = NULL;
+        if (from_gc) {
+            sr_conn_free(conn);
+        } else {
+            ENTER(lp, L);
+            sr_conn_free(conn);
+            LEAVE(lp);
+        }
+    }
+    while (c->pending) {
+        lsr_pending *p = c->pending;
+        pending_unlink(c, p);
+        free(p);
+    }
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        lp->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+    c->lp = NULL;
+    if (from_gc) {
+        c->self_ref = LUA_NOREF; /* only set at lua_close: no registry edits there */
+    } else {
+        lua_rawgetp(L, LUA_REGISTRYINDEX, &WEAK_KEY);
+        lua_pushnil(L);
+        lua_rawsetp(L, -2, c);
+        lua_pop(L, 1);
+        ref_drop(L, c);
+    }
+}
+
+static int lsr_conn_gc(lua_State *L)
+{
+    lsr_conn *c = luaL_checkudata(L, 1, CONN_MT);
+    conn_release(L, c, 1);
+    return 0;
+}
+

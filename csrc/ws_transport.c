@@ -1,0 +1,1274 @@
+/*
+ * ws_transport.c - the WebSocket transport: one libwebsockets context per
+ * sr_loop, serviced by one thread (the "I/O thread").
+ *
+ * Threads and ownership:
+ *  - Every lws call except lws_cancel_service runs on the I/O thread. The
+ *    host (and the resolver threads) talk to it through a command list
+ *    under io->mu: each transport carries a bit set of pending commands
+ *    and sits on the list at most once (the list holds a reference). A
+ *    poster wakes the thread with lws_cancel_service only when the list
+ *    goes non-empty; the thread drains it in LWS_CALLBACK_EVENT_WAIT_CANCELLED.
+ *  - A transport's I/O-side reference is held from sr__ws_transport_new
+ *    until detach(), which also unbinds the wsi (its opaque user data is
+ *    cleared, so later lws callbacks for it find no transport) and kills it
+ *    if it is still open. Fields marked "I/O" are touched only on the I/O
+ *    thread; those marked "mu" under io->mu.
+ *  - Host names are resolved off the I/O thread (getaddrinfo on a short-lived
+ *    detached thread) so a slow DNS server cannot stall the pings of every
+ *    other connection; lws then gets a numeric address while the Host
+ *    header, SNI and the certificate name check use the original name. A
+ *    resolver holds a reference on the transport and on the io struct, which
+ *    outlives the context until the last resolver is gone.
+ *  - Exactly one SR_EV_TP_CLOSED per transport (transport.c keeps the event
+ *    ready), and SR_EV_TP_OPEN only before it.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <libwebsockets.h>
+
+#include "framing.h"
+#include "transport_kind.h"
+
+#define PROTO_NAME "signalr-ws"
+/* lws reads each frame's payload into a per-connection buffer of this size
+ * (allocated once a connection is up and kept until it closes), so it is
+ * most of the memory an idle connection costs. */
+#define RX_BUFFER_SIZE (8 * 1024)
+/* Bytes per send(): larger queued batches go out in few syscalls. lws
+ * keeps what the kernel did not take and holds back WRITEABLE until sent. */
+#define TX_PACKET_SIZE (256 * 1024)
+/* Shared per-context service buffer (socket reads, the upgrade request). */
+#define SERV_BUF_SIZE (32 * 1024)
+/* Fragments of one WebSocket message are joined up to this many bytes
+ * before they are posted as one SR_EV_TP_DATA. */
+#define RX_BATCH (64 * 1024)
+/* Write and batch buffers larger than this are freed after use. */
+#define BUF_KEEP (256 * 1024)
+#define MAX_ADDRS 8
+/* After a graceful close is asked for, lws gets this long to flush the
+ * queue and finish the close handshake before the socket is dropped. */
+#define CLOSE_GRACE_SECS 5
+#define CONNECT_TIMEOUT_SECS 20
+
+enum { CMD_OPEN = 1, CMD_RESOLVED = 2, CMD_WRITE = 4, CMD_CLOSE = 8, CMD_RELEASE = 16 };
+
+enum {
+    ST_IDLE,       /* created, CMD_OPEN not handled yet */
+    ST_RESOLVING,  /* a resolver thread is running */
+    ST_CONNECTING, /* a wsi exists, not established */
+    ST_OPEN,       /* established, handshake written */
+    ST_DONE        /* detached: the I/O side is finished with it */
+};
+
+typedef struct ws_header {
+    char *name; /* with the trailing ':' lws wants */
+    char *value;
+} ws_header;
+
+typedef struct ws_tp {
+    sr_transport base; /* first: sr_transport* and ws_tp* convert */
+    struct sr_ws_io *io;
+
+    /* Configuration, constant after sr__ws_transport_new. */
+    char *host;     /* as in the URL, brackets removed */
+    char *host_hdr; /* Host header (host[:port]); also SNI and cert name */
+    char *path;     /* path and query */
+    char *where;    /* scheme://host:port/path for messages (no query) */
+    int port, tls, binary, tls_no_verify;
+    char *ca_file, *cert_file, *key_file;
+    ws_header *headers;
+    size_t nheaders;
+    unsigned char *hs; /* LWS_PRE headroom, then the handshake bytes */
+    size_t hs_len;
+    char *ping;
+    size_t ping_len;
+    uint64_t ka_us, srv_us, hs_us; /* 0: off */
+
+    /* Filled by the resolver before it queues CMD_RESOLVED; read by the
+     * I/O thread after it takes the command (both under io->mu). */
+    char addrs[MAX_ADDRS][INET6_ADDRSTRLEN];
+    int naddr;
+    char resolve_err[160];
+
+    /* I/O thread only. */
+    int state;
+    int linked; /* on io->all */
+    struct ws_tp *prev, *next;
+    struct lws *wsi;
+    int iaddr;
+    int request_sent;  /* the upgrade request was built: TCP and TLS were up */
+    int attempt_ended; /* the current wsi already reported its end */
+    int hs_seen;      /* a record separator arrived */
+    int paused;       /* reading paused for backpressure */
+    int closing;      /* graceful close under way */
+    int peer_code;
+    char peer_reason[124];
+    char err_hint[96];
+    uint64_t last_tx, last_rx; /* monotonic us */
+    lws_sorted_usec_list_t sul_ka, sul_srv, sul_hs, sul_retry;
+    sr_buf wbuf; /* the batch being written; spare for the send queue */
+    sr_buf rx;   /* fragments being joined */
+
+    /* io->mu */
+    unsigned cmds;
+    int queued;
+    struct ws_tp *cmd_next;
+} ws_tp;
+
+typedef struct ws_vhost {
+    struct ws_vhost *next;
+    char *ca_file, *cert_file, *key_file;
+    struct lws_vhost *vh;
+} ws_vhost;
+
+struct sr_ws_io {
+    sr_loop *loop;
+    struct lws_context *ctx;
+    pthread_t thread;
+
+    pthread_mutex_t mu;
+    int refs;                    /* mu: the loop's + one per resolver */
+    int stop;                    /* mu */
+    int dead;                    /* mu: the context is gone or going */
+    int woken;                   /* mu: lws_cancel_service issued, not drained */
+    int resume;                  /* mu */
+    ws_tp *cmd_head, *cmd_tail;  /* mu */
+
+    /* I/O thread only. */
+    ws_tp *all;
+    ws_vhost *vhosts;
+    struct lws_vhost *vh_default;
+    int nvhosts;
+};
+
+static const sr_transport_ops ws_ops;
+static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                       size_t len);
+
+static const struct lws_protocols ws_protocols[] = {
+    {PROTO_NAME, ws_callback, 0, RX_BUFFER_SIZE, 0, NULL, TX_PACKET_SIZE},
+    {NULL, NULL, 0, 0, 0, NULL, 0}};
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static uint64_t ms_to_us(double ms)
+{
+    if (!(ms > 0))
+        return 0;
+    if (ms > 1e12)
+        ms = 1e12;
+    return (uint64_t)(ms * 1000.0);
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+static int same_str(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+static void set_err(sr_error *err, int code, const char *fmt, const char *detail)
+{
+    if (!err)
+        return;
+    err->code = code;
+    err->status = 0;
+    snprintf(err->message, sizeof err->message, fmt, detail ? detail : "");
+}
+
+/* ------------------------------------------------------------ lws logging */
+
+static void lws_log_drop(int level, const char *line)
+{
+    (void)level;
+    (void)line;
+}
+
+static void lws_log_stderr(int level, const char *line)
+{
+    (void)level;
+    fputs(line, stderr);
+}
+
+/* lws logs to stderr by default; a library must not. SR_LWS_LOG=<lws log
+ * level bits> brings it back for debugging. */
+static void log_setup(void)
+{
+    const char *env = getenv("SR_LWS_LOG");
+    if (env && *env)
+        lws_set_log_level(atoi(env), lws_log_stderr);
+    else
+        lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_drop);
+}
+
+/* --------------------------------------------------------------- commands */
+
+static void io_unref(struct sr_ws_io *io)
+{
+    int left;
+    pthread_mutex_lock(&io->mu);
+    left = --io->refs;
+    pthread_mutex_unlock(&io->mu);
+    if (left == 0) {
+        pthread_mutex_destroy(&io->mu);
+        free(io);
+    }
+}
+
+/* Under io->mu. 0, or -1 when the I/O thread is gone. */
+static int cmd_locked(struct sr_ws_io *io, ws_tp *tp, unsigned bits)
+{
+    if (io->dead)
+        return -1;
+    tp->cmds |= bits;
+    if (!tp->queued) {
+        tp->queued = 1;
+        sr__transport_ref(&tp->base);
+        tp->cmd_next = NULL;
+        if (io->cmd_tail)
+            io->cmd_tail->cmd_next = tp;
+        else
+            io->cmd_head = tp;
+        io->cmd_tail = tp;
+    }
+    if (!io->woken) {
+        io->woken = 1;
+        lws_cancel_service(io->ctx);
+    }
+    return 0;
+}
+
+static int cmd(struct sr_ws_io *io, ws_tp *tp, unsigned bits)
+{
+    int r;
+    pthread_mutex_lock(&io->mu);
+    r = cmd_locked(io, tp, bits);
+    pthread_mutex_unlock(&io->mu);
+    return r;
+}
+
+/* ------------------------------------------------------ I/O-side lifetime */
+
+static void link_tp(struct sr_ws_io *io, ws_tp *tp)
+{
+    tp->prev = NULL;
+    tp->next = io->all;
+    if (io->all)
+        io->all->prev = tp;
+    io->all = tp;
+    tp->linked = 1;
+}
+
+static void unlink_tp(struct sr_ws_io *io, ws_tp *tp)
+{
+    if (!tp->linked)
+        return;
+    if (tp->prev)
+        tp->prev->next = tp->next;
+    else
+        io->all = tp->next;
+    if (tp->next)
+        tp->next->prev = tp->prev;
+    tp->prev = tp->next = NULL;
+    tp->linked = 0;
+}
+
+static void cancel_timers(ws_tp *tp)
+{
+    lws_sul_cancel(&tp->sul_ka);
+    lws_sul_cancel(&tp->sul_srv);
+    lws_sul_cancel(&tp->sul_hs);
+    lws_sul_cancel(&tp->sul_retry);
+}
+
+/* The I/O side is done with tp: unbind and kill its wsi if any, drop the
+ * I/O reference. tp may be freed on return. */
+static void detach(ws_tp *tp)
+{
+    if (tp->state == ST_DONE)
+        return;
+    tp->state = ST_DONE;
+    cancel_timers(tp);
+    if (tp->wsi) {
+        lws_set_opaque_user_data(tp->wsi, NULL);
+        lws_set_timeout(tp->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        tp->wsi = NULL;
+    }
+    unlink_tp(tp->io, tp);
+    sr__buf_free(&tp->wbuf);
+    sr__buf_free(&tp->rx);
+    sr__transport_unref(&tp->base);
+}
+
+static int close_requested(ws_tp *tp)
+{
+    int r;
+    pthread_mutex_lock(&tp->base.mu);
+    r = tp->base.close_req;
+    pthread_mutex_unlock(&tp->base.mu);
+    return r;
+}
+
+/* Post the one SR_EV_TP_CLOSED. After the host asked to close, any end is
+ * the clean end it asked for. */
+static void finish(ws_tp *tp, int code, long status, const char *text)
+{
+    if (close_requested(tp)) {
+        code = SR_OK;
+        status = 0;
+        text = NULL;
+    }
+    sr__transport_post_closed(&tp->base, code, status, text);
+}
+
+static void fail(ws_tp *tp, int code, long status, const char *text)
+{
+    finish(tp, code, status, text);
+    detach(tp);
+}
+
+/* ----------------------------------------------------------- connecting */
+
+static struct lws_vhost *vhost_for(struct sr_ws_io *io, ws_tp *tp)
+{
+    struct lws_context_creation_info info;
+    ws_vhost *v;
+    char name[32];
+    if (!tp->ca_file && !tp->cert_file && !tp->key_file)
+        return io->vh_default;
+    for (v = io->vhosts; v; v = v->next)
+        if (same_str(v->ca_file, tp->ca_file) && same_str(v->cert_file, tp->cert_file) &&
+            same_str(v->key_file, tp->key_file))
+            return v->vh;
+    v = calloc(1, sizeof *v);
+    if (!v)
+        return NULL;
+    v->ca_file = dup_or_null(tp->ca_file);
+    v->cert_file = dup_or_null(tp->cert_file);
+    v->key_file = dup_or_null(tp->key_file);
+    snprintf(name, sizeof name, "sr-tls-%d", ++io->nvhosts);
+    memset(&info, 0, sizeof info);
+    info.port = CONTEXT_PORT_NO_LISTEN;
+    info.protocols = ws_protocols;
+    info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    info.vhost_name = name;
+    info.timeout_secs = CONNECT_TIMEOUT_SECS;
+    info.connect_timeout_secs = CONNECT_TIMEOUT_SECS;
+    info.client_ssl_ca_filepath = v->ca_file;
+    info.client_ssl_cert_filepath = v->cert_file;
+    info.client_ssl_private_key_filepath = v->key_file;
+    v->vh = lws_create_vhost(io->ctx, &info);
+    if (!v->vh) {
+        free(v->ca_file);
+        free(v->cert_file);
+        free(v->key_file);
+        free(v);
+        return NULL;
+    }
+    v->next = io->vhosts;
+    io->vhosts = v;
+    return v->vh;
+}
+
+static void connect_next(ws_tp *tp);
+
+static void retry_cb(lws_sorted_usec_list_t *sul)
+{
+    ws_tp *tp = (ws_tp *)((char *)sul - offsetof(ws_tp, sul_retry));
+    connect_next(tp);
+}
+
+/* The wsi of tp ended (error, close or destroy): unbind it, then either try
+ * the next address or finish. tp may be freed on return. */
+static void wsi_ended(ws_tp *tp, struct lws *wsi, int code, long status, const char *text)
+{
+    lws_set_opaque_user_data(wsi, NULL);
+    if (tp->wsi == wsi)
+        tp->wsi = NULL;
+    tp->attempt_ended = 1;
+    if (tp->state == ST_DONE)
+        return;
+    if (tp->state == ST_CONNECTING && !tp->request_sent && tp->iaddr + 1 < tp->naddr &&
+        !close_requested(tp) && !sr__transport_released(&tp->base)) {
+        tp->iaddr++;
+        lws_sul_schedule(lws_get_context(wsi), 0, &tp->sul_retry, retry_cb, 1);
+        return;
+    }
+    fail(tp, code, status, text);
+}
+
+static void connect_next(ws_tp *tp)
+{
+    struct lws_client_connect_info ci;
+    struct lws_vhost *vh;
+    struct lws *wsi;
+    char msg[512];
+
+    vh = vhost_for(tp->io, tp);
+    if (!vh) {
+        snprintf(msg, sizeof msg,
+                 "WebSocket connection to %s failed: TLS setup failed (ca_file %s, cert_file %s, "
+                 "key_file %s)",
+                 tp->where, tp->ca_file ? tp->ca_file : "-", tp->cert_file ? tp->cert_file : "-",
+                 tp->key_file ? tp->key_file : "-");
+        fail(tp, SR_ETRANSPORT, 0, msg);
+        return;
+    }
+    memset(&ci, 0, sizeof ci);
+    ci.context = tp->io->ctx;
+    ci.vhost = vh;
+    ci.address = tp->addrs[tp->iaddr];
+    ci.port = tp->port;
+    ci.path = tp->path;
+    ci.host = tp->host_hdr;
+    ci.origin = NULL; /* non-browser clients send no Origin */
+    ci.protocol = NULL; /* no subprotocol */
+    ci.local_protocol_name = PROTO_NAME;
+    ci.opaque_user_data = tp;
+    if (tp->tls) {
+        ci.ssl_connection = LCCSCF_USE_SSL;
+        if (tp->tls_no_verify)
+            ci.ssl_connection |= LCCSCF_ALLOW_SELFSIGNED | LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK |
+                                 LCCSCF_ALLOW_EXPIRED | LCCSCF_ALLOW_INSECURE;
+    }
+    tp->state = ST_CONNECTING;
+    tp->request_sent = 0;
+    tp->err_hint[0] = '\0';
+    /* A failure inside the call runs wsi_ended, which may drop the I/O
+     * reference; keep tp alive until we have looked at the result. */
+    sr__transport_ref(&tp->base);
+    tp->attempt_ended = 0;
+    wsi = lws_client_connect_via_info(&ci);
+    if (wsi) {
+        if (!tp->attempt_ended)
+            tp->wsi = wsi;
+    } else if (!tp->attempt_ended) {
+        snprintf(msg, sizeof msg, "WebSocket connection to %s failed: could not start connecting",
+                 tp->where);
+        fail(tp, SR_ETRANSPORT, 0, msg);
+    }
+    sr__transport_unref(&tp->base);
+}
+
+/* -------------------------------------------------------------- resolving */
+
+typedef struct resolve_job {
+    struct sr_ws_io *io;
+    ws_tp *tp;
+} resolve_job;
+
+static void *resolve_main(void *arg)
+{
+    resolve_job *job = arg;
+    struct sr_ws_io *io = job->io;
+    ws_tp *tp = job->tp;
+    struct addrinfo hints, *res = NULL, *ai;
+    char port[16], addrs[MAX_ADDRS][INET6_ADDRSTRLEN];
+    int rc, n = 0;
+
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_ADDRCONFIG;
+    snprintf(port, sizeof port, "%d", tp->port);
+    rc = getaddrinfo(tp->host, port, &hints, &res);
+    for (ai = rc == 0 ? res : NULL; ai && n < MAX_ADDRS; ai = ai->ai_next) {
+        const void *a;
+        if (ai->ai_family == AF_INET)
+            a = &((struct sockaddr_in *)(void *)ai->ai_addr)->sin_addr;
+        else if (ai->ai_family == AF_INET6)
+            a = &((struct sockaddr_in6 *)(void *)ai->ai_addr)->sin6_addr;
+        else
+            continue;
+        if (inet_ntop(ai->ai_family, a, addrs[n], sizeof addrs[n]))
+            n++;
+    }
+    if (res)
+        freeaddrinfo(res);
+
+    pthread_mutex_lock(&io->mu);
+    memcpy(tp->addrs, addrs, sizeof addrs);
+    tp->naddr = n;
+    if (n == 0)
+        snprintf(tp->resolve_err, sizeof tp->resolve_err, "%s",
+                 rc ? gai_strerror(rc) : "no usable address");
+    cmd_locked(io, tp, CMD_RESOLVED); /* dropped when the thread is gone */
+    pthread_mutex_unlock(&io->mu);
+
+    sr__transport_unref(&tp->base);
+    io_unref(io);
+    free(job);
+    return NULL;
+}
+
+static int is_numeric(const char *host)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+    return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
+}
+
+static void start(ws_tp *tp)
+{
+    struct sr_ws_io *io = tp->io;
+    resolve_job *job;
+    pthread_attr_t attr;
+    pthread_t th;
+    char msg[512];
+    int rc = -1;
+
+    if (tp->state != ST_IDLE)
+        return;
+    link_tp(io, tp);
+    if (is_numeric(tp->host)) {
+        snprintf(tp->addrs[0], sizeof tp->addrs[0], "%s", tp->host);
+        tp->naddr = 1;
+        tp->iaddr = 0;
+        connect_next(tp);
+        return;
+    }
+    tp->state = ST_RESOLVING;
+    job = malloc(sizeof *job);
+    if (job) {
+        job->io = io;
+        job->tp = tp;
+        sr__transport_ref(&tp->base);
+        pthread_mutex_lock(&io->mu);
+        io->refs++;
+        pthread_mutex_unlock(&io->mu);
+        if (pthread_attr_init(&attr) == 0) {
+            pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+            pthread_attr_setstacksize(&attr, 256 * 1024);
+            rc = pthread_create(&th, &attr, resolve_main, job);
+            pthread_attr_destroy(&attr);
+        }
+        if (rc != 0) {
+            io_unref(io); /* never the last: the loop holds one */
+            sr__transport_unref(&tp->base);
+            free(job);
+        }
+    }
+    if (rc != 0) {
+        snprintf(msg, sizeof msg, "WebSocket connection to %s failed: cannot start the resolver",
+                 tp->where);
+        fail(tp, SR_ETRANSPORT, 0, msg);
+    }
+}
+
+static void resolved(ws_tp *tp)
+{
+    char msg[512];
+    if (tp->state != ST_RESOLVING)
+        return;
+    if (tp->naddr == 0) {
+        snprintf(msg, sizeof msg, "WebSocket connection to %s failed: cannot resolve %s: %s",
+                 tp->where, tp->host, tp->resolve_err);
+        fail(tp, SR_ETRANSPORT, 0, msg);
+        return;
+    }
+    tp->iaddr = 0;
+    connect_next(tp);
+}
+
+/* ----------------------------------------------------------------- timers */
+
+static void ka_cb(lws_sorted_usec_list_t *sul)
+{
+    ws_tp *tp = (ws_tp *)((char *)sul - offsetof(ws_tp, sul_ka));
+    uint64_t now = now_us(), due = tp->last_tx + tp->ka_us;
+    struct lws_context *ctx = tp->io->ctx;
+    if (tp->state != ST_OPEN || !tp->wsi)
+        return;
+    /* Lazy: the timer is not moved on every write, it checks when it fires. */
+    if (now + 1000 >= due) {
+        if (sr__transport_queue_if_idle(&tp->base, tp->ping, tp->ping_len))
+            lws_callback_on_writable(tp->wsi);
+        lws_sul_schedule(ctx, 0, &tp->sul_ka, ka_cb, (lws_usec_t)tp->ka_us);
+    } else {
+        lws_sul_schedule(ctx, 0, &tp->sul_ka, ka_cb, (lws_usec_t)(due - now));
+    }
+}
+
+static void srv_cb(lws_sorted_usec_list_t *sul)
+{
+    ws_tp *tp = (ws_tp *)((char *)sul - offsetof(ws_tp, sul_srv));
+    uint64_t now = now_us(), due = tp->last_rx + tp->srv_us;
+    if (tp->state != ST_OPEN || tp->paused)
+        return; /* resuming re-arms it */
+    if (now + 1000 >= due)
+        fail(tp, SR_ETIMEOUT, 0,
+             "Server timeout elapsed without receiving a message from the server.");
+    else
+        lws_sul_schedule(tp->io->ctx, 0, &tp->sul_srv, srv_cb, (lws_usec_t)(due - now));
+}
+
+static void hs_cb(lws_sorted_usec_list_t *sul)
+{
+    ws_tp *tp = (ws_tp *)((char *)sul - offsetof(ws_tp, sul_hs));
+    if (tp->state == ST_OPEN && !tp->hs_seen)
+        fail(tp, SR_EHANDSHAKE, 0, "handshake timed out");
+}
+
+/* ------------------------------------------------------- host commands */
+
+static void do_close(ws_tp *tp)
+{
+    switch (tp->state) {
+    case ST_IDLE:
+    case ST_RESOLVING:
+    case ST_CONNECTING:
+        /* Nothing to say goodbye to yet. */
+        fail(tp, SR_OK, 0, NULL);
+        break;
+    case ST_OPEN:
+        if (!tp->closing) {
+            tp->closing = 1;
+            lws_set_timeout(tp->wsi, PENDING_TIMEOUT_USER_OK, CLOSE_GRACE_SECS);
+            lws_callback_on_writable(tp->wsi);
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+static void resume_all(struct sr_ws_io *io)
+{
+    ws_tp *tp;
+    for (tp = io->all; tp; tp = tp->next) {
+        if (!tp->paused || !tp->wsi)
+            continue;
+        tp->paused = 0;
+        tp->last_rx = now_us();
+        lws_rx_flow_control(tp->wsi, 1);
+        if (tp->srv_us)
+            lws_sul_schedule(io->ctx, 0, &tp->sul_srv, srv_cb, (lws_usec_t)tp->srv_us);
+    }
+}
+
+static void handle_cmds(ws_tp *tp, unsigned bits)
+{
+    if (bits & CMD_RELEASE) {
+        /* No upcall runs after release; just make sure the socket goes. */
+        detach(tp);
+        return;
+    }
+    if (bits & CMD_OPEN)
+        start(tp);
+    if ((bits & CMD_RESOLVED) && tp->state != ST_DONE)
+        resolved(tp);
+    if ((bits & CMD_CLOSE) && tp->state != ST_DONE)
+        do_close(tp);
+    if ((bits & CMD_WRITE) && tp->state == ST_OPEN && tp->wsi)
+        lws_callback_on_writable(tp->wsi);
+}
+
+static void drain_cmds(struct sr_ws_io *io)
+{
+    int resume;
+    pthread_mutex_lock(&io->mu);
+    io->woken = 0;
+    resume = io->resume;
+    io->resume = 0;
+    pthread_mutex_unlock(&io->mu);
+    for (;;) {
+        ws_tp *tp;
+        unsigned bits;
+        pthread_mutex_lock(&io->mu);
+        tp = io->cmd_head;
+        if (tp) {
+            io->cmd_head = tp->cmd_next;
+            if (!io->cmd_head)
+                io->cmd_tail = NULL;
+            bits = tp->cmds;
+            tp->cmds = 0;
+            tp->queued = 0;
+            tp->cmd_next = NULL;
+        }
+        pthread_mutex_unlock(&io->mu);
+        if (!tp)
+            break;
+        handle_cmds(tp, bits);
+        sr__transport_unref(&tp->base); /* the list's */
+    }
+    if (resume)
+        resume_all(io);
+}
+
+/* --------------------------------------------------------- lws callback */
+
+static void conn_error_text(ws_tp *tp, struct lws *wsi, const char *in, char *msg, size_t size,
+                            long *status)
+{
+    char detail[256] = "";
+    int soerr = 0, fd;
+    socklen_t sl = sizeof soerr;
+    long st = lws_http_client_http_response(wsi);
+
+    fd = lws_get_socket_fd(wsi);
+    if (fd >= 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 && soerr)
+        snprintf(detail, sizeof detail, "%s", strerror(soerr));
+    else if (tp->err_hint[0])
+        snprintf(detail, sizeof detail, "%s", tp->err_hint);
+    if (st >= 200 && st != 101) {
+        *status = st;
+        snprintf(msg, size, "WebSocket connection to %s failed: HTTP %ld from the server%s%s",
+                 tp->where, st, in ? ": " : "", in ? in : "");
+    } else if (detail[0]) {
+        snprintf(msg, size, "WebSocket connection to %s failed: %s%s%s%s", tp->where, detail,
+                 in ? " (" : "", in ? in : "", in ? ")" : "");
+    } else {
+        snprintf(msg, size, "WebSocket connection to %s failed: %s", tp->where,
+                 in ? in : "unknown error");
+    }
+}
+
+static int on_established(ws_tp *tp, struct lws *wsi)
+{
+    struct lws_context *ctx = lws_get_context(wsi);
+    tp->state = ST_OPEN;
+    tp->wsi = wsi;
+    tp->last_tx = tp->last_rx = now_us();
+    /* The handshake goes first, from here rather than from WRITEABLE, so
+     * SR_EV_TP_OPEN is posted before any received data can be. */
+    if (tp->hs_len) {
+        int n = lws_write(wsi, tp->hs + LWS_PRE, tp->hs_len, LWS_WRITE_TEXT);
+        if (n < 0)
+            return -1;
+    }
+    if (sr__transport_post(&tp->base, SR_EV_TP_OPEN, NULL, 0) != 0)
+        return -1;
+    if (tp->ka_us)
+        lws_sul_schedule(ctx, 0, &tp->sul_ka, ka_cb, (lws_usec_t)tp->ka_us);
+    if (tp->srv_us)
+        lws_sul_schedule(ctx, 0, &tp->sul_srv, srv_cb, (lws_usec_t)tp->srv_us);
+    if (tp->hs_us)
+        lws_sul_schedule(ctx, 0, &tp->sul_hs, hs_cb, (lws_usec_t)tp->hs_us);
+    if (close_requested(tp)) {
+        do_close(tp);
+    } else if (sr__transport_pending(&tp->base))
+        lws_callback_on_writable(wsi);
+    return 0;
+}
+
+static int on_receive(ws_tp *tp, struct lws *wsi, const char *in, size_t len)
+{
+    int final = lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0;
+    tp->last_rx = now_us();
+    if (!tp->hs_seen && len && memchr(in, SR_RECORD_SEPARATOR, len)) {
+        tp->hs_seen = 1;
+        lws_sul_cancel(&tp->sul_hs);
+    }
+    if (tp->rx.len == 0 && final) {
+        if (len && sr__transport_post(&tp->base, SR_EV_TP_DATA, in, len) != 0)
+            goto nomem;
+    } else {
+        if (sr__buf_append(&tp->rx, in, len) != 0)
+            goto nomem;
+        if (final || tp->rx.len >= RX_BATCH) {
+            if (sr__transport_post(&tp->base, SR_EV_TP_DATA, tp->rx.data, tp->rx.len) != 0)
+                goto nomem;
+            tp->rx.len = 0;
+            if (tp->rx.cap > BUF_KEEP)
+                sr__buf_free(&tp->rx);
+        }
+    }
+    if (!tp->paused && sr__loop_congested(tp->base.loop)) {
+        /* The host is behind: stop reading (never drop) until it drains
+         * the queue; the server timeout does not run meanwhile. */
+        tp->paused = 1;
+        lws_sul_cancel(&tp->sul_srv);
+        lws_rx_flow_control(wsi, 0);
+    }
+    return 0;
+nomem:
+    fail(tp, SR_ENOMEM, 0, "out of memory receiving a WebSocket message");
+    return -1;
+}
+
+static int on_writeable(ws_tp *tp, struct lws *wsi)
+{
+    size_t n = sr__transport_take(&tp->base, &tp->wbuf);
+    if (n) {
+        /* Everything queued goes as one message: SignalR records delimit
+         * themselves, so one write carries any number of them. */
+        int w = lws_write(wsi, (unsigned char *)tp->wbuf.data + LWS_PRE, n,
+                          tp->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
+        if (w < 0)
+            return -1;
+        tp->last_tx = now_us();
+        tp->wbuf.len = 0;
+        if (tp->wbuf.cap > BUF_KEEP)
+            sr__buf_free(&tp->wbuf);
+        if (sr__transport_pending(&tp->base) || tp->closing)
+            lws_callback_on_writable(wsi);
+        return 0;
+    }
+    if (tp->closing) {
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
+        return -1;
+    }
+    return 0;
+}
+
+static int add_headers(ws_tp *tp, struct lws *wsi, void *in, size_t len)
+{
+    unsigned char **p = (unsigned char **)in, *end = *p + len;
+    size_t i;
+    tp->request_sent = 1;
+    for (i = 0; i < tp->nheaders; i++) {
+        const ws_header *h = &tp->headers[i];
+        if (lws_add_http_header_by_name(wsi, (const unsigned char *)h->name,
+                                        (const unsigned char *)h->value, (int)strlen(h->value), p,
+                                        end)) {
+            snprintf(tp->err_hint, sizeof tp->err_hint,
+                     "request headers too large (at %.40s)", h->name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                       size_t len)
+{
+    ws_tp *tp;
+    char msg[600];
+    (void)user;
+
+    if (reason == LWS_CALLBACK_EVENT_WAIT_CANCELLED) {
+        struct sr_ws_io *io = lws_context_user(lws_get_context(wsi));
+        if (io)
+            drain_cmds(io);
+        return 0;
+    }
+    tp = lws_get_opaque_user_data(wsi);
+
+    switch (reason) {
+    case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER:
+        return tp ? add_headers(tp, wsi, in, len) : -1;
+
+    case LWS_CALLBACK_CLIENT_ESTABLISHED:
+        if (!tp || tp->state != ST_CONNECTING)
+            return -1; /* orphan: released meanwhile */
+        return on_established(tp, wsi);
+
+    case LWS_CALLBACK_CLIENT_RECEIVE:
+        if (!tp || tp->state != ST_OPEN)
+            return -1;
+        return on_receive(tp, wsi, in, len);
+
+    case LWS_CALLBACK_CLIENT_WRITEABLE:
+        if (!tp || tp->state != ST_OPEN)
+            return -1;
+        return on_writeable(tp, wsi);
+
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        if (tp && len >= 2) {
+            const unsigned char *b = in;
+            size_t r = len - 2;
+            tp->peer_code = (b[0] << 8) | b[1];
+            if (r >= sizeof tp->peer_reason)
+                r = sizeof tp->peer_reason - 1;
+            memcpy(tp->peer_reason, b + 2, r);
+            tp->peer_reason[r] = '\0';
+        } else if (tp) {
+            tp->peer_code = 1005; /* no status received */
+        }
+        return 0;
+
+    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR: {
+        long status = 0;
+        if (!tp)
+            return 0;
+        conn_error_text(tp, wsi, in, msg, sizeof msg, &status);
+        wsi_ended(tp, wsi, SR_ETRANSPORT, status, msg);
+        return 0;
+    }
+
+    case LWS_CALLBACK_CLIENT_CLOSED:
+    case LWS_CALLBACK_WSI_DESTROY:
+        if (!tp)
+            return 0;
+        if (tp->peer_code)
+            snprintf(msg, sizeof msg, "WebSocket closed by the server (%s): status %d%s%s",
+                     tp->where, tp->peer_code, tp->peer_reason[0] ? ", " : "", tp->peer_reason);
+        else if (tp->state == ST_OPEN)
+            snprintf(msg, sizeof msg, "WebSocket connection to %s lost", tp->where);
+        else
+            snprintf(msg, sizeof msg, "WebSocket connection to %s failed", tp->where);
+        wsi_ended(tp, wsi, SR_ETRANSPORT, 0, msg);
+        return 0;
+
+    default:
+        return 0;
+    }
+}
+
+/* ------------------------------------------------------------- I/O thread */
+
+static void *io_main(void *arg)
+{
+    struct sr_ws_io *io = arg;
+    ws_tp *tp;
+    for (;;) {
+        int stop;
+        pthread_mutex_lock(&io->mu);
+        stop = io->stop;
+        pthread_mutex_unlock(&io->mu);
+        if (stop || lws_service(io->ctx, 0) < 0)
+            break;
+    }
+
+    /* Shut down: nobody may queue or wake us any more, then let go of
+     * every transport and close every socket. */
+    pthread_mutex_lock(&io->mu);
+    io->dead = 1;
+    pthread_mutex_unlock(&io->mu);
+    for (;;) {
+        pthread_mutex_lock(&io->mu);
+        tp = io->cmd_head;
+        if (tp) {
+            io->cmd_head = tp->cmd_next;
+            tp->queued = 0;
+            tp->cmds = 0;
+        }
+        if (!io->cmd_head)
+            io->cmd_tail = NULL;
+        pthread_mutex_unlock(&io->mu);
+        if (!tp)
+            break;
+        if (tp->state == ST_IDLE)
+            detach(tp); /* never started: its CMD_OPEN held the I/O ref */
+        sr__transport_unref(&tp->base);
+    }
+    while (io->all)
+        detach(io->all);
+    lws_context_destroy(io->ctx);
+    io->ctx = NULL;
+    while (io->vhosts) {
+        ws_vhost *v = io->vhosts;
+        io->vhosts = v->next;
+        free(v->ca_file);
+        free(v->cert_file);
+        free(v->key_file);
+        free(v);
+    }
+    return NULL;
+}
+
+struct sr_ws_io *sr__ws_io_new(sr_loop *loop, sr_error *err)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    struct lws_context_creation_info info;
+    struct sr_ws_io *io = calloc(1, sizeof *io);
+
+    if (!io) {
+        set_err(err, SR_ENOMEM, "%s", "out of memory");
+        return NULL;
+    }
+    io->loop = loop;
+    io->refs = 1;
+    if (pthread_mutex_init(&io->mu, NULL) != 0) {
+        free(io);
+        set_err(err, SR_ENOMEM, "%s", "pthread_mutex_init failed");
+        return NULL;
+    }
+    pthread_once(&once, log_setup);
+
+    memset(&info, 0, sizeof info);
+    info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    info.port = CONTEXT_PORT_NO_LISTEN;
+    info.gid = -1;
+    info.uid = -1;
+    info.user = io;
+    info.pt_serv_buf_size = SERV_BUF_SIZE;
+    io->ctx = lws_create_context(&info);
+    if (!io->ctx) {
+        set_err(err, SR_ETRANSPORT, "%s", "cannot create the libwebsockets context");
+        goto fail;
+    }
+    memset(&info, 0, sizeof info);
+    info.port = CONTEXT_PORT_NO_LISTEN;
+    info.protocols = ws_protocols;
+    info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    info.vhost_name = "sr-default";
+    info.timeout_secs = CONNECT_TIMEOUT_SECS;
+    info.connect_timeout_secs = CONNECT_TIMEOUT_SECS;
+    io->vh_default = lws_create_vhost(io->ctx, &info);
+    if (!io->vh_default) {
+        set_err(err, SR_ETRANSPORT, "%s", "cannot create the libwebsockets client vhost");
+        goto fail;
+    }
+    if (pthread_create(&io->thread, NULL, io_main, io) != 0) {
+        set_err(err, SR_ETRANSPORT, "%s", "cannot start the WebSocket thread");
+        goto fail;
+    }
+    return io;
+fail:
+    if (io->ctx)
+        lws_context_destroy(io->ctx);
+    pthread_mutex_destroy(&io->mu);
+    free(io);
+    return NULL;
+}
+
+void sr__ws_io_free(struct sr_ws_io *io)
+{
+    if (!io)
+        return;
+    pthread_mutex_lock(&io->mu);
+    io->stop = 1;
+    if (!io->dead)
+        lws_cancel_service(io->ctx);
+    pthread_mutex_unlock(&io->mu);
+    pthread_join(io->thread, NULL);
+    io_unref(io);
+}
+
+void sr__ws_io_resume(struct sr_ws_io *io)
+{
+    if (!io)
+        return;
+    pthread_mutex_lock(&io->mu);
+    io->resume = 1;
+    if (!io->dead && !io->woken) {
+        io->woken = 1;
+        lws_cancel_service(io->ctx);
+    }
+    pthread_mutex_unlock(&io->mu);
+}
+
+/* ------------------------------------------------------- the kind's hooks */
+
+static void ws_kick(sr_transport *tp)
+{
+    cmd(((ws_tp *)tp)->io, (ws_tp *)tp, CMD_WRITE);
+}
+
+static void ws_close(sr_transport *tp)
+{
+    cmd(((ws_tp *)tp)->io, (ws_tp *)tp, CMD_CLOSE);
+}
+
+static void ws_release(sr_transport *tp)
+{
+    cmd(((ws_tp *)tp)->io, (ws_tp *)tp, CMD_RELEASE);
+}
+
+static void ws_destroy(sr_transport *base)
+{
+    ws_tp *tp = (ws_tp *)base;
+    size_t i;
+    free(tp->host);
+    free(tp->host_hdr);
+    free(tp->path);
+    free(tp->where);
+    free(tp->ca_file);
+    free(tp->cert_file);
+    free(tp->key_file);
+    for (i = 0; i < tp->nheaders; i++) {
+        free(tp->headers[i].name);
+        free(tp->headers[i].value);
+    }
+    free(tp->headers);
+    free(tp->hs);
+    free(tp->ping);
+    sr__buf_free(&tp->wbuf);
+    sr__buf_free(&tp->rx);
+}
+
+static const sr_transport_ops ws_ops = {"WebSockets", ws_kick, ws_close, ws_release,
+                                          ws_destroy};
+
+/* --------------------------------------------------------- construction */
+
+/* ws://host[:port][/path][?query][#fragment]; also http(s), mapped. */
+static int parse_url(ws_tp *tp, const char *url, sr_error *err)
+{
+    const char *p, *hs, *he, *pe;
+    size_t n;
+    int defport;
+
+    if (strncasecmp(url, "ws://", 5) == 0 || strncasecmp(url, "http://", 7) == 0)
+        tp->tls = 0;
+    else if (strncasecmp(url, "wss://", 6) == 0 || strncasecmp(url, "https://", 8) == 0)
+        tp->tls = 1;
+    else
+        goto bad;
+    p = strstr(url, "://") + 3;
+    defport = tp->tls ? 443 : 80;
+    tp->port = defport;
+    if (*p == '[') {
+        hs = p + 1;
+        he = strchr(hs, ']');
+        if (!he)
+            goto bad;
+        p = he + 1;
+    } else {
+        hs = p;
+        he = p + strcspn(p, ":/?#");
+        p = he;
+    }
+    if (he == hs)
+        goto bad;
+    if (*p == ':') {
+        char *end;
+        long port = strtol(p + 1, &end, 10);
+        if (end == p + 1 || port <= 0 || port > 65535 || (*end && !strchr("/?#", *end)))
+            goto bad;
+        tp->port = (int)port;
+        p = end;
+    }
+    n = (size_t)(he - hs);
+    tp->host = malloc(n + 1);
+    if (!tp->host)
+        goto nomem;
+    memcpy(tp->host, hs, n);
+    tp->host[n] = '\0';
+
+    pe = p + strcspn(p, "#");
+    n = (size_t)(pe - p);
+    tp->path = malloc(n + 2);
+    if (!tp->path)
+        goto nomem;
+    if (*p != '/')
+        tp->path[0] = '/', memcpy(tp->path + 1, p, n), tp->path[n + 1] = '\0';
+    else
+        memcpy(tp->path, p, n), tp->path[n] = '\0';
+
+    n = strlen(tp->host) + 16;
+    tp->host_hdr = malloc(n);
+    tp->where = malloc(n + strlen(tp->path) + 16);
+    if (!tp->host_hdr || !tp->where)
+        goto nomem;
+    {
+        int v6 = strchr(tp->host, ':') != NULL;
+        if (tp->port == defport)
+            snprintf(tp->host_hdr, n, v6 ? "[%s]" : "%s", tp->host);
+        else
+            snprintf(tp->host_hdr, n, v6 ? "[%s]:%d" : "%s:%d", tp->host, tp->port);
+        sprintf(tp->where, v6 ? "%s://[%s]:%d%.*s" : "%s://%s:%d%.*s", tp->tls ? "wss" : "ws",
+                tp->host, tp->port, (int)strcspn(tp->path, "?"), tp->path);
+    }
+    return 0;
+bad:
+    set_err(err, SR_EUSAGE, "invalid WebSocket URL: %s", url);
+    return -1;
+nomem:
+    set_err(err, SR_ENOMEM, "%s", "out of memory");
+    return -1;
+}
+
+static int copy_cfg(ws_tp *tp, const sr_transport_cfg *cfg)
+{
+    size_t i;
+    tp->binary = cfg->binary;
+    tp->tls_no_verify = cfg->tls_no_verify;
+    tp->ka_us = ms_to_us(cfg->keepalive_ms);
+    tp->srv_us = ms_to_us(cfg->server_timeout_ms);
+    tp->hs_us = ms_to_us(cfg->handshake_timeout_ms);
+    if ((cfg->ca_file && !(tp->ca_file = strdup(cfg->ca_file))) ||
+        (cfg->cert_file && !(tp->cert_file = strdup(cfg->cert_file))) ||
+        (cfg->key_file && !(tp->key_file = strdup(cfg->key_file))))
+        return -1;
+    if (cfg->nheaders) {
+        tp->headers = calloc(cfg->nheaders, sizeof *tp->headers);
+        if (!tp->headers)
+            return -1;
+        tp->nheaders = cfg->nheaders;
+        for (i = 0; i < cfg->nheaders; i++) {
+            const char *name = cfg->headers[i].name ? cfg->headers[i].name : "";
+            const char *value = cfg->headers[i].value ? cfg->headers[i].value : "";
+            size_t n = strlen(name);
+            tp->headers[i].name = malloc(n + 2);
+            tp->headers[i].value = strdup(value);
+            if (!tp->headers[i].name || !tp->headers[i].value)
+                return -1;
+            memcpy(tp->headers[i].name, name, n);
+            tp->headers[i].name[n] = '\0';
+            if (n == 0 || name[n - 1] != ':')
+                strcat(tp->headers[i].name, ":");
+        }
+    }
+    tp->hs_len = cfg->handshake ? cfg->handshake_len : 0;
+    tp->hs = malloc(LWS_PRE + tp->hs_len + 1);
+    if (!tp->hs)
+        return -1;
+    if (tp->hs_len)
+        memcpy(tp->hs + LWS_PRE, cfg->handshake, tp->hs_len);
+    tp->ping_len = cfg->ping ? cfg->ping_len : 0;
+    if (tp->ping_len == 0)
+        tp->ka_us = 0;
+    else if (!(tp->ping = malloc(tp->ping_len)))
+        return -1;
+    else
+        memcpy(tp->ping, cfg->ping, tp->ping_len);
+    return 0;
+}
+
+sr_transport *sr__ws_transport_new(sr_loop *loop, const sr_transport_cfg *cfg,
+                                   const sr_transport_upcalls *up, void *ud, sr_error *err)
+{
+    struct sr_ws_io *io;
+    ws_tp *tp;
+
+    if (!loop || !cfg || !cfg->url) {
+        set_err(err, SR_EUSAGE, "%s", "WebSocket transport: loop and url are required");
+        return NULL;
+    }
+    if (cfg->proxy && *cfg->proxy) {
+        /* The system libwebsockets is built without HTTP proxy support. */
+        set_err(err, SR_ETRANSPORT, "%s", "WebSockets cannot go through a proxy in this build");
+        return NULL;
+    }
+    tp = calloc(1, sizeof *tp);
+    if (!tp) {
+        set_err(err, SR_ENOMEM, "%s", "out of memory");
+        return NULL;
+    }
+    if (sr__transport_init(&tp->base, &ws_ops, loop, up, ud, LWS_PRE) != 0) {
+        free(tp);
+        set_err(err, SR_ENOMEM, "%s", "out of memory");
+        return NULL;
+    }
+    tp->state = ST_IDLE;
+    if (parse_url(tp, cfg->url, err) != 0)
+        goto fail;
+    if (copy_cfg(tp, cfg) != 0) {
+        set_err(err, SR_ENOMEM, "%s", "out of memory");
+        goto fail;
+    }
+    io = sr__loop_ws_io(loop, err);
+    if (!io)
+        goto fail;
+    tp->io = io;
+    sr__transport_ref(&tp->base); /* the I/O side's */
+    if (cmd(io, tp, CMD_OPEN) != 0) {
+        sr__transport_unref(&tp->base);
+        set_err(err, SR_ETRANSPORT, "%s", "the WebSocket thread has stopped");
+        goto fail;
+    }
+    return &tp->base;
+fail:
+    sr__transport_unref(&tp->base);
+    return NULL;
+}
