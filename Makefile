@@ -57,7 +57,7 @@ $(BUILD)/libsignalr.so: $(CORE_OBJ)
 # The Lua module links the core statically; only luaopen_* is exported.
 $(BUILD)/lua/signalr/core.so: $(BIND_OBJ) $(CORE_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) -shared $(LDFLAGS_ALL) -o $@ $^ $(LIBS_CORE)
+	$(CC) -shared $(LDFLAGS_ALL) -Wl,--version-script=binding/exports.map -o $@ $^ $(LIBS_CORE)
 
 $(BUILD)/test/%: csrc/test/%.c $(BUILD)/libsignalr.a csrc/test/harness.h
 	@mkdir -p $(dir $@)

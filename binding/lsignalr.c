@@ -82,10 +82,22 @@ typedef struct lsr_timer {
     uint64_t id;
 } lsr_timer;
 
+/* Scratch of the Lua -> value converter. It never calls Lua, so one per
+ * loop is enough (no nesting). */
+typedef struct enc {
+    lua_State *L;
+    int mt;   /* absolute index of array_mt; map_mt at mt + 1, binary_mt at mt + 2 */
+    int json; /* refuse what JSON cannot carry */
+    int depth;
+    const void *path[LSR_MAX_DEPTH]; /* tables being converted, for cycles */
+    char msg[256];
+} enc;
+
 struct lsr_loop {
-    sr_loop *loop;  /* NULL after teardown */
-    lua_State *L;   /* thread of the innermost poll / sr_* call; NULL outside */
-    int depth;      /* nested polls */
+    enc enc;         /* scratch for check_args */
+    sr_loop *loop;   /* NULL after teardown */
+    lua_State *L;    /* thread of the innermost poll / sr_* call; NULL outside */
+    int depth;       /* nested polls */
     lsr_conn *conns; /* open connections */
     lsr_timer *timers;
 };
@@ -138,7 +150,8 @@ static void push_sr_error(lua_State *L, const sr_error *err)
 #if defined(__GNUC__)
 __attribute__((format(printf, 3, 4)))
 #endif
-static int raise_error(lua_State *L, const char *kind, const char *fmt, ...)
+static int
+raise_error(lua_State *L, const char *kind, const char *fmt, ...)
 {
     char msg[512];
     va_list ap;
@@ -203,21 +216,13 @@ static int lsr_new_error(lua_State *L)
 
 /* ============================================================ Lua -> value */
 
-typedef struct enc {
-    lua_State *L;
-    int mt;   /* absolute index of array_mt; map_mt at mt + 1, binary_mt at mt + 2 */
-    int json; /* refuse what JSON cannot carry */
-    int depth;
-    const void *path[LSR_MAX_DEPTH]; /* tables being converted, for cycles */
-    char msg[256];
-} enc;
-
 /* The converter never raises (it uses no allocating Lua API), so it can free
  * a partly built value before the caller raises. NULL = error in e->msg. */
 #if defined(__GNUC__)
 __attribute__((format(printf, 2, 3)))
 #endif
-static sr_value *enc_fail(enc *e, const char *fmt, ...)
+static sr_value *
+enc_fail(enc *e, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -227,6 +232,38 @@ static sr_value *enc_fail(enc *e, const char *fmt, ...)
 }
 
 static sr_value *enc_value(enc *e, int idx);
+
+/* JSON text must be UTF-8: refuse bad bytes here, naming the argument,
+ * rather than letting the encoder fail later with less to say. */
+static int utf8_valid(const unsigned char *s, size_t n)
+{
+    size_t i = 0, k, len;
+    while (i < n) {
+        unsigned long cp, min;
+        unsigned c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        if ((c & 0xE0) == 0xC0) {
+            len = 2, cp = c & 0x1F, min = 0x80;
+        } else if ((c & 0xF0) == 0xE0) {
+            len = 3, cp = c & 0x0F, min = 0x800;
+        } else if ((c & 0xF8) == 0xF0) {
+            len = 4, cp = c & 0x07, min = 0x10000;
+        } else {
+            return 0;
+        }
+        if (n - i < len) return 0;
+        for (k = 1; k < len; k++) {
+            if ((s[i + k] & 0xC0) != 0x80) return 0;
+            cp = (cp << 6) | (s[i + k] & 0x3F);
+        }
+        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+        i += len;
+    }
+    return 1;
+}
 
 static sr_value *enc_array(enc *e, int idx, lua_Unsigned n)
 {
@@ -265,6 +302,12 @@ static sr_value *enc_map(enc *e, int idx)
         int kt = lua_type(L, -2);
         if (kt == LUA_TSTRING) {
             k = lua_tolstring(L, -2, &kl);
+            if (e->json && !utf8_valid((const unsigned char *)k, kl)) {
+                lua_pop(L, 2);
+                sr_value_free(map);
+                return enc_fail(e, "a table key is not valid UTF-8 (JSON text must be UTF-8; "
+                                   "use signalr.binary for bytes)");
+            }
         } else if (kt == LUA_TNUMBER && lua_isinteger(L, -2)) {
             /* integer keys of a non-sequence travel as their decimal text */
             int len = snprintf(buf, sizeof buf, LUA_INTEGER_FMT, (LUAI_UACINT)lua_tointeger(L, -2));
@@ -274,8 +317,7 @@ static sr_value *enc_map(enc *e, int idx)
             const char *tn = kt == LUA_TNUMBER ? "float" : lua_typename(L, kt);
             lua_pop(L, 2);
             sr_value_free(map);
-            return enc_fail(e, "a table key of type %s cannot be sent (map keys are strings)",
-                            tn);
+            return enc_fail(e, "a table key of type %s cannot be sent (map keys are strings)", tn);
         }
         item = enc_value(e, lua_gettop(L));
         if (!item) {
@@ -386,6 +428,9 @@ static sr_value *enc_value(enc *e, int idx)
     case LUA_TSTRING: {
         size_t len;
         const char *s = lua_tolstring(L, idx, &len);
+        if (e->json && !utf8_valid((const unsigned char *)s, len))
+            return enc_fail(e, "a string is not valid UTF-8 (JSON text must be UTF-8; use "
+                               "signalr.binary for bytes)");
         v = sr_value_string(s, len);
         break;
     }
@@ -398,21 +443,19 @@ static sr_value *enc_value(enc *e, int idx)
         }
         return enc_fail(e, "a light userdata cannot be sent");
     default:
-        return enc_fail(e, "a value of type %s cannot be sent",
-                        lua_typename(L, lua_type(L, idx)));
+        return enc_fail(e, "a value of type %s cannot be sent", lua_typename(L, lua_type(L, idx)));
     }
     return v ? v : enc_fail(e, "out of memory");
 }
 
 /* Convert stack slots first..last (nil = null) to an SR_ARRAY, or raise a
- * usage error naming the argument. The enc state is large: heap, not stack. */
-static sr_value *check_args(lua_State *L, int first, int last, int json)
+ * usage error naming the argument. */
+static sr_value *check_args(lua_State *L, lsr_loop *lp, int first, int last, int json)
 {
-    enc *e;
+    enc *e = &lp->enc;
     sr_value *arr;
     int i;
-    if (last - first + 1 > 0) luaL_checkstack(L, 4, "too many arguments");
-    e = lua_newuserdatauv(L, sizeof *e, 0); /* scratch, collected later */
+    luaL_checkstack(L, 8, "too many arguments");
     e->L = L;
     e->json = json;
     e->depth = 0;
@@ -425,14 +468,16 @@ static sr_value *check_args(lua_State *L, int first, int last, int json)
     if (!arr) raise_error(L, "transport", "out of memory");
     for (i = first; i <= last; i++) {
         sr_value *item = enc_value(e, i);
-        if (!item || sr_value_array_push(arr, item) != SR_OK) {
+        if (!item) {
             sr_value_free(arr);
-            if (!item)
-                raise_error(L, "usage", "argument %d: %s", i - first + 1, e->msg);
+            raise_error(L, "usage", "argument %d: %s", i - first + 1, e->msg);
+        }
+        if (sr_value_array_push(arr, item) != SR_OK) {
+            sr_value_free(arr);
             raise_error(L, "transport", "out of memory");
         }
     }
-    lua_pop(L, 4);
+    lua_pop(L, 3);
     return arr;
 }
 
@@ -744,7 +789,7 @@ static void on_timer(void *ud)
 }
 
 /* core.timer(seconds, fn) -> id; fn() runs inside poll */
-static int lsr_timer(lua_State *L)
+static int lsr_add_timer(lua_State *L)
 {
     lsr_loop *lp = live_loop(L);
     lua_Number s = luaL_checknumber(L, 1);
@@ -815,11 +860,12 @@ static void pending_unlink(lsr_conn *c, lsr_pending *p)
     c->npending--;
 }
 
-/* A record for the done function at stack index fn (stored in uv2). */
+/* A record for the done function at stack index fn (stored in uv2); NULL
+ * when out of memory. */
 static lsr_pending *pending_new(lua_State *L, lsr_conn *c, int fn)
 {
     lsr_pending *p = malloc(sizeof *p);
-    if (!p) raise_error(L, "transport", "out of memory");
+    if (!p) return NULL;
     p->c = c;
     p->key = ++c->next_key;
     lua_getiuservalue(L, 1, UV_PENDING);
@@ -927,7 +973,8 @@ static int invocation_tramp(lua_State *L)
     if (n > (size_t)INT_MAX - 8) luaL_error(L, "too many arguments from the server");
     luaL_checkstack(L, (int)n + 2, "too many arguments from the server");
     lua_pushstring(L, a->target);
-    for (i = 0; i < n; i++) push_top_value(L, sr_value_at(a->args, i));
+    for (i = 0; i < n; i++)
+        push_top_value(L, sr_value_at(a->args, i));
     lua_call(L, (int)n + 1, 0);
     return 0;
 }
@@ -1081,3 +1128,602 @@ static int lsr_conn_gc(lua_State *L)
     return 0;
 }
 
+/* A done function of the core that will never be called: fail it here. */
+static void fail_orphans(lua_State *L, int list, int n)
+{
+    int i;
+    for (i = 1; i <= n; i++) {
+        lua_pushcfunction(L, msgh);
+        lua_rawgeti(L, list, i);
+        push_error_obj(L, "closed", "the connection was closed", 0);
+        if (lua_pcall(L, 1, 0, -3) != LUA_OK) {
+            const char *msg = lua_tostring(L, -1);
+            lua_warning(L, "signalr: error in a callback: ", 1);
+            lua_warning(L, msg ? msg : "?", 0);
+        }
+        lua_settop(L, list);
+    }
+}
+
+/* conn:close() and __close: free the connection now. Outstanding
+ * start/stop/invoke functions get a "closed" error (the core drops them
+ * without calling back). Idempotent; __gc shares conn_release. */
+static int lsr_conn_close(lua_State *L)
+{
+    lsr_conn *c = check_conn(L);
+    int list, n = 0;
+    lua_settop(L, 1);
+    if (!c->lp) return 0;
+    conn_release(L, c, 0);
+    lua_getiuservalue(L, 1, UV_PENDING); /* 2 */
+    lua_newtable(L);                     /* 3 */
+    list = 3;
+    lua_pushnil(L);
+    while (lua_next(L, 2))
+        lua_rawseti(L, list, ++n);
+    lua_newtable(L);
+    lua_setiuservalue(L, 1, UV_PENDING);
+    fail_orphans(L, list, n);
+    return 0;
+}
+
+/* ===================================================== connection: methods */
+
+static void take_ref(lua_State *L, lsr_conn *c)
+{
+    if (c->self_ref == LUA_NOREF) {
+        lua_pushvalue(L, 1);
+        c->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+}
+
+static const char *state_of(const lsr_conn *c)
+{
+    return c->conn ? sr_state_name(sr_conn_state(c->conn)) : "disconnected";
+}
+
+static int raise_call(lua_State *L, lsr_conn *c, int rc, const char *verb, const char *target)
+{
+    char what[200];
+    if (target)
+        snprintf(what, sizeof what, "cannot %s '%.120s'", verb, target);
+    else
+        snprintf(what, sizeof what, "cannot %s", verb);
+    if (rc == SR_ECLOSED)
+        return raise_error(L, "closed", "%s: the connection is %s, not connected", what,
+                           state_of(c));
+    if (rc == SR_EUSAGE && !target)
+        return raise_error(L, "usage", "%s: the connection is %s", what, state_of(c));
+    if (rc == SR_EUSAGE)
+        return raise_error(L, "usage", "%s: the arguments could not be encoded", what);
+    return raise_code(L, rc, what);
+}
+
+/* A start/stop call; the core may call back (even finish) before it returns. */
+static int start_or_stop(lua_State *L, int stop)
+{
+    lsr_conn *c = open_conn(L);
+    lsr_loop *lp = c->lp;
+    lsr_pending *p = NULL;
+    lua_Integer key = 0;
+    int rc;
+    if (!stop || !lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_settop(L, 2);
+    if (!lua_isnil(L, 2)) {
+        p = pending_new(L, c, 2);
+        if (!p) return raise_error(L, "transport", "out of memory");
+        key = p->key;
+    }
+    take_ref(L, c);
+    {
+        ENTER(lp, L);
+        if (stop)
+            rc = sr_conn_stop(c->conn, p ? on_done : NULL, p);
+        else
+            rc = sr_conn_start(c->conn, on_done, p);
+        LEAVE(lp);
+    }
+    if (rc != SR_OK && p) pending_drop(L, c, key);
+    if (lp->depth == 0) sync_refs(L, lp);
+    if (rc != SR_OK) return raise_call(L, c, rc, stop ? "stop" : "start", NULL);
+    return 0;
+}
+
+/* conn:start(done): done(err) once connected or failed */
+static int lsr_conn_start(lua_State *L)
+{
+    return start_or_stop(L, 0);
+}
+
+/* conn:stop([done]): done(err) once disconnected */
+static int lsr_conn_stop(lua_State *L)
+{
+    return start_or_stop(L, 1);
+}
+
+/* conn:invoke(method, done, ...) -> id; done(err, result) */
+static int lsr_conn_invoke(lua_State *L)
+{
+    lsr_conn *c = open_conn(L);
+    lsr_loop *lp = c->lp;
+    const char *target = luaL_checkstring(L, 2);
+    sr_value *args;
+    lsr_pending *p;
+    lua_Integer key;
+    uint64_t id = 0;
+    int rc;
+    luaL_checktype(L, 3, LUA_TFUNCTION);
+    args = check_args(L, lp, 4, lua_gettop(L), c->json);
+    p = pending_new(L, c, 3);
+    if (!p) {
+        sr_value_free(args);
+        return raise_error(L, "transport", "out of memory");
+    }
+    key = p->key;
+    take_ref(L, c);
+    {
+        ENTER(lp, L);
+        rc = sr_conn_invoke(c->conn, target, args, on_done, p, &id);
+        LEAVE(lp);
+    }
+    sr_value_free(args);
+    if (rc != SR_OK) {
+        pending_drop(L, c, key);
+        if (lp->depth == 0) sync_refs(L, lp);
+        return raise_call(L, c, rc, "invoke", target);
+    }
+    lua_pushinteger(L, (lua_Integer)id);
+    return 1;
+}
+
+/* conn:send(method, ...): queued for the transport when it returns */
+static int lsr_conn_send(lua_State *L)
+{
+    lsr_conn *c = open_conn(L);
+    lsr_loop *lp = c->lp;
+    const char *target = luaL_checkstring(L, 2);
+    sr_value *args = check_args(L, lp, 3, lua_gettop(L), c->json);
+    int rc;
+    {
+        ENTER(lp, L);
+        rc = sr_conn_send(c->conn, target, args);
+        LEAVE(lp);
+    }
+    sr_value_free(args);
+    if (rc != SR_OK) return raise_call(L, c, rc, "send", target);
+    return 0;
+}
+
+/* conn:cancel(id) -> true if the invocation was pending; its done function
+ * runs (with a "canceled" error) before this returns. */
+static int lsr_conn_cancel(lua_State *L)
+{
+    lsr_conn *c = open_conn(L);
+    lsr_loop *lp = c->lp;
+    uint64_t id = (uint64_t)luaL_checkinteger(L, 2);
+    int rc;
+    {
+        ENTER(lp, L);
+        rc = sr_conn_cancel(c->conn, id);
+        LEAVE(lp);
+    }
+    if (lp->depth == 0) sync_refs(L, lp);
+    lua_pushboolean(L, rc == SR_OK);
+    return 1;
+}
+
+static int lsr_conn_state(lua_State *L)
+{
+    lua_pushstring(L, state_of(check_conn(L)));
+    return 1;
+}
+
+static int lsr_conn_connection_id(lua_State *L)
+{
+    lsr_conn *c = check_conn(L);
+    const char *id = c->conn ? sr_conn_connection_id(c->conn) : NULL;
+    if (id)
+        lua_pushstring(L, id);
+    else
+        lua_pushnil(L);
+    return 1;
+}
+
+static int set_callback(lua_State *L, const char *name)
+{
+    check_conn(L);
+    if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_settop(L, 2);
+    lua_getiuservalue(L, 1, UV_CALLBACKS);
+    lua_pushvalue(L, 2);
+    lua_setfield(L, -2, name);
+    return 0;
+}
+
+/* fn(target, args...): a call from the server; null arguments are nil */
+static int lsr_conn_on_invocation(lua_State *L)
+{
+    return set_callback(L, "invocation");
+}
+
+/* fn(err): closed for good; err is nil after stop */
+static int lsr_conn_on_close(lua_State *L)
+{
+    return set_callback(L, "close");
+}
+
+/* fn(old_state, new_state) */
+static int lsr_conn_on_state(lua_State *L)
+{
+    return set_callback(L, "state");
+}
+
+static int lsr_conn_tostring(lua_State *L)
+{
+    lsr_conn *c = check_conn(L);
+    lua_pushfstring(L, CONN_MT " (%s): %p", state_of(c), (void *)c);
+    return 1;
+}
+
+/* ================================================== connection: creation */
+
+static void opt_type_error(lua_State *L, const char *name, const char *want)
+{
+    raise_error(L, "usage", "option '%s' must be %s, not %s", name, want, luaL_typename(L, -1));
+}
+
+/* String option of the table at t, NULL when absent. The string stays
+ * alive in that table for the duration of the call. */
+static const char *opt_string(lua_State *L, int t, const char *name)
+{
+    const char *s = NULL;
+    lua_getfield(L, t, name);
+    if (!lua_isnil(L, -1)) {
+        if (lua_type(L, -1) != LUA_TSTRING) opt_type_error(L, name, "a string");
+        s = lua_tostring(L, -1);
+    }
+    lua_pop(L, 1);
+    return s;
+}
+
+static int opt_bool(lua_State *L, int t, const char *name, int def)
+{
+    int b = def;
+    lua_getfield(L, t, name);
+    if (!lua_isnil(L, -1)) {
+        if (!lua_isboolean(L, -1)) opt_type_error(L, name, "a boolean");
+        b = lua_toboolean(L, -1);
+    }
+    lua_pop(L, 1);
+    return b;
+}
+
+/* Seconds option -> milliseconds; 0 (the core's default) when absent. */
+static double opt_ms(lua_State *L, int t, const char *name)
+{
+    double ms = 0;
+    lua_getfield(L, t, name);
+    if (!lua_isnil(L, -1)) {
+        lua_Number s;
+        if (lua_type(L, -1) != LUA_TNUMBER) opt_type_error(L, name, "a number of seconds");
+        s = lua_tonumber(L, -1);
+        if (!(s >= 0)) raise_error(L, "usage", "option '%s' must not be negative", name);
+        ms = (double)s * 1000.0;
+    }
+    lua_pop(L, 1);
+    return ms;
+}
+
+static lua_Integer opt_integer(lua_State *L, int t, const char *name)
+{
+    lua_Integer i = 0;
+    lua_getfield(L, t, name);
+    if (!lua_isnil(L, -1)) {
+        if (!lua_isinteger(L, -1)) opt_type_error(L, name, "an integer");
+        i = lua_tointeger(L, -1);
+        if (i < 0) raise_error(L, "usage", "option '%s' must not be negative", name);
+    }
+    lua_pop(L, 1);
+    return i;
+}
+
+/* opts.headers -> an sr_header array in a scratch userdata left on the stack */
+static const sr_header *opt_headers(lua_State *L, int t, size_t *n)
+{
+    sr_header *h;
+    size_t count = 0, i = 0;
+    int ht;
+    *n = 0;
+    lua_getfield(L, t, "headers");
+    if (lua_isnil(L, -1)) return NULL; /* leaves nil as the scratch slot */
+    if (!lua_istable(L, -1)) opt_type_error(L, "headers", "a table");
+    ht = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, ht)) {
+        if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+            raise_error(L, "usage", "option 'headers' must map header names to string values");
+        count++;
+        lua_pop(L, 1);
+    }
+    h = lua_newuserdatauv(L, (count ? count : 1) * sizeof *h, 0);
+    lua_pushnil(L);
+    while (lua_next(L, ht) && i < count) {
+        h[i].name = lua_tostring(L, -2);
+        h[i].value = lua_tostring(L, -1);
+        i++;
+        lua_pop(L, 1);
+    }
+    *n = i;
+    return h;
+}
+
+static sr_log_level opt_level(lua_State *L, int t)
+{
+    const char *s = opt_string(L, t, "log_level");
+    int i;
+    if (!s) return SR_LOG_INFORMATION;
+    for (i = 0; level_names[i]; i++)
+        if (strcmp(level_names[i], s) == 0) return (sr_log_level)i;
+    raise_error(L, "usage", "unknown log level '%s'", s);
+    return SR_LOG_NONE;
+}
+
+/* core.connection(opts) -> Connection. Options (all optional but url):
+ *   url, transports (SR_TRANSPORT_* mask), skip_negotiation, protocol,
+ *   headers {name = value}, access_token (string or function), tls_verify,
+ *   ca_file, cert_file, key_file, proxy, server_timeout, keepalive_interval,
+ *   handshake_timeout (seconds), max_message_size (bytes), log_level, log
+ *   (function(level, message)). */
+static int lsr_connection(lua_State *L)
+{
+    lsr_loop *lp = live_loop(L);
+    sr_conn_options o;
+    sr_error err;
+    lsr_conn *c;
+    int has_token_fn = 0, has_log = 0, ud;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    memset(&o, 0, sizeof o);
+    o.url = opt_string(L, 1, "url");
+    if (!o.url) return raise_error(L, "usage", "a hub URL is required");
+    o.transports = (int)opt_integer(L, 1, "transports");
+    o.skip_negotiation = opt_bool(L, 1, "skip_negotiation", 0);
+    o.protocol = opt_string(L, 1, "protocol");
+    o.headers = opt_headers(L, 1, &o.nheaders); /* scratch at index 2 */
+    lua_getfield(L, 1, "access_token");
+    if (lua_isfunction(L, -1))
+        has_token_fn = 1;
+    else if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
+        opt_type_error(L, "access_token", "a string or a function");
+    else
+        o.access_token = lua_tostring(L, -1);
+    lua_pop(L, 1);
+    o.tls_no_verify = !opt_bool(L, 1, "tls_verify", 1);
+    o.ca_file = opt_string(L, 1, "ca_file");
+    o.cert_file = opt_string(L, 1, "cert_file");
+    o.key_file = opt_string(L, 1, "key_file");
+    o.proxy = opt_string(L, 1, "proxy");
+    o.server_timeout_ms = opt_ms(L, 1, "server_timeout");
+    o.keepalive_ms = opt_ms(L, 1, "keepalive_interval");
+    o.handshake_timeout_ms = opt_ms(L, 1, "handshake_timeout");
+    o.max_message_size = (size_t)opt_integer(L, 1, "max_message_size");
+    o.log_level = opt_level(L, 1);
+    lua_getfield(L, 1, "log");
+    if (lua_isfunction(L, -1))
+        has_log = 1;
+    else if (!lua_isnil(L, -1))
+        opt_type_error(L, "log", "a function");
+    lua_pop(L, 1);
+
+    c = lua_newuserdatauv(L, sizeof *c, 2);
+    ud = lua_gettop(L);
+    memset(c, 0, sizeof *c);
+    c->self_ref = LUA_NOREF;
+    c->json = !o.protocol || strcmp(o.protocol, "json") == 0;
+    c->log_level = has_log ? o.log_level : SR_LOG_NONE;
+    luaL_setmetatable(L, CONN_MT);
+    lua_createtable(L, 0, 5);
+    if (has_token_fn) {
+        lua_getfield(L, 1, "access_token");
+        lua_setfield(L, -2, "access_token");
+        o.access_token_fn = access_token_fn;
+        o.access_token_ud = c;
+    }
+    if (has_log) {
+        lua_getfield(L, 1, "log");
+        lua_setfield(L, -2, "log");
+        o.log = log_sink;
+        o.log_ud = c;
+    }
+    lua_setiuservalue(L, ud, UV_CALLBACKS);
+    lua_newtable(L);
+    lua_setiuservalue(L, ud, UV_PENDING);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &WEAK_KEY);
+    lua_pushvalue(L, ud);
+    lua_rawsetp(L, -2, c);
+    lua_pop(L, 1);
+    /* linked before sr_conn_new so its log lines reach Lua */
+    c->lp = lp;
+    c->next = lp->conns;
+    if (lp->conns) lp->conns->prev = c;
+    lp->conns = c;
+    {
+        ENTER(lp, L);
+        c->conn = sr_conn_new(lp->loop, &o, &err);
+        LEAVE(lp);
+    }
+    if (!c->conn) {
+        conn_release(L, c, 0);
+        push_sr_error(L, &err);
+        return lua_error(L);
+    }
+    sr_conn_on_invocation(c->conn, on_invocation, c);
+    sr_conn_on_close(c->conn, on_close, c);
+    sr_conn_on_state(c->conn, on_state, c);
+    lua_settop(L, ud);
+    return 1;
+}
+
+/* ================================================================ module */
+
+static int lsr_loop_gc(lua_State *L)
+{
+    lsr_loop *lp = luaL_checkudata(L, 1, LOOP_MT);
+    while (lp->conns)
+        conn_release(L, lp->conns, 1);
+    while (lp->timers) {
+        lsr_timer *t = lp->timers;
+        lp->timers = t->next;
+        free(t);
+    }
+    if (lp->loop) {
+        sr_loop_free(lp->loop);
+        lp->loop = NULL;
+    }
+    return 0;
+}
+
+static int lsr_binary_tostring(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_pushliteral(L, "data");
+    lua_rawget(L, 1);
+    if (lua_type(L, -1) != LUA_TSTRING) lua_pushliteral(L, "");
+    return 1;
+}
+
+static int lsr_binary_len(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_pushliteral(L, "data");
+    lua_rawget(L, 1);
+    lua_pushinteger(L, lua_type(L, -1) == LUA_TSTRING ? (lua_Integer)lua_rawlen(L, -1) : 0);
+    return 1;
+}
+
+static int lsr_binary_eq(lua_State *L)
+{
+    lua_pushliteral(L, "data");
+    lua_rawget(L, 1);
+    lua_pushliteral(L, "data");
+    lua_rawget(L, 2);
+    lua_pushboolean(L, lua_type(L, -1) == LUA_TSTRING && lua_rawequal(L, -1, -2));
+    return 1;
+}
+
+static const luaL_Reg conn_methods[] = {{"start", lsr_conn_start},
+                                        {"stop", lsr_conn_stop},
+                                        {"invoke", lsr_conn_invoke},
+                                        {"send", lsr_conn_send},
+                                        {"cancel", lsr_conn_cancel},
+                                        {"state", lsr_conn_state},
+                                        {"connection_id", lsr_conn_connection_id},
+                                        {"on_invocation", lsr_conn_on_invocation},
+                                        {"on_close", lsr_conn_on_close},
+                                        {"on_state", lsr_conn_on_state},
+                                        {"close", lsr_conn_close},
+                                        {NULL, NULL}};
+
+static const luaL_Reg module_funcs[] = {{"connection", lsr_connection},
+                                        {"poll", lsr_poll},
+                                        {"fd", lsr_fd},
+                                        {"next_timeout", lsr_next_timeout},
+                                        {"timer", lsr_add_timer},
+                                        {"cancel_timer", lsr_cancel_timer},
+                                        {"fd_readable", lsr_fd_readable},
+                                        {"error", lsr_new_error},
+                                        {NULL, NULL}};
+
+static void create_metatables(lua_State *L)
+{
+    if (luaL_newmetatable(L, ERROR_MT)) {
+        lua_pushcfunction(L, lsr_error_tostring);
+        lua_setfield(L, -2, "__tostring");
+    }
+    lua_pop(L, 1);
+    luaL_newmetatable(L, ARRAY_MT);
+    lua_pop(L, 1);
+    luaL_newmetatable(L, MAP_MT);
+    lua_pop(L, 1);
+    if (luaL_newmetatable(L, BINARY_MT)) {
+        lua_pushcfunction(L, lsr_binary_tostring);
+        lua_setfield(L, -2, "__tostring");
+        lua_pushcfunction(L, lsr_binary_len);
+        lua_setfield(L, -2, "__len");
+        lua_pushcfunction(L, lsr_binary_eq);
+        lua_setfield(L, -2, "__eq");
+    }
+    lua_pop(L, 1);
+    if (luaL_newmetatable(L, CONN_MT)) {
+        luaL_newlib(L, conn_methods);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, lsr_conn_gc);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, lsr_conn_close);
+        lua_setfield(L, -2, "__close");
+        lua_pushcfunction(L, lsr_conn_tostring);
+        lua_setfield(L, -2, "__tostring");
+    }
+    lua_pop(L, 1);
+    if (luaL_newmetatable(L, LOOP_MT)) {
+        lua_pushcfunction(L, lsr_loop_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_pop(L, 1);
+}
+
+/* The loop sentinel of this lua_State, created on first require. */
+static void push_loop(lua_State *L)
+{
+    lsr_loop *lp;
+    sr_error err;
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &LOOP_KEY) == LUA_TUSERDATA) return;
+    lua_pop(L, 1);
+    lp = lua_newuserdatauv(L, sizeof *lp, 1);
+    memset(lp, 0, sizeof *lp);
+    luaL_setmetatable(L, LOOP_MT);
+    lua_newtable(L);
+    lua_setiuservalue(L, -2, 1);
+    memset(&err, 0, sizeof err);
+    lp->loop = sr_loop_new(&err);
+    if (!lp->loop) {
+        push_sr_error(L, &err);
+        lua_error(L);
+    }
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &LOOP_KEY);
+}
+
+LSR_EXPORT int luaopen_signalr_core(lua_State *L);
+
+LSR_EXPORT int luaopen_signalr_core(lua_State *L)
+{
+    create_metatables(L);
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &WEAK_KEY) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_createtable(L, 0, 1);
+        lua_pushliteral(L, "v");
+        lua_setfield(L, -2, "__mode");
+        lua_setmetatable(L, -2);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &WEAK_KEY);
+    } else {
+        lua_pop(L, 1);
+    }
+    luaL_newlibtable(L, module_funcs);
+    push_loop(L);
+    luaL_setfuncs(L, module_funcs, 1);
+    lua_pushliteral(L, SR_VERSION);
+    lua_setfield(L, -2, "VERSION");
+    lua_pushlightuserdata(L, NULL);
+    lua_setfield(L, -2, "null");
+    luaL_getmetatable(L, ARRAY_MT);
+    lua_setfield(L, -2, "array_mt");
+    luaL_getmetatable(L, MAP_MT);
+    lua_setfield(L, -2, "map_mt");
+    luaL_getmetatable(L, BINARY_MT);
+    lua_setfield(L, -2, "binary_mt");
+    luaL_getmetatable(L, ERROR_MT);
+    lua_setfield(L, -2, "error_mt");
+    return 1;
+}

@@ -16,10 +16,8 @@ int sr__buf_reserve(sr_buf *b, size_t extra)
     size_t need, cap;
     char *p;
 
-    if (extra <= b->cap - b->len)
-        return 0;
-    if (extra > SIZE_MAX - b->len)
-        return -1;
+    if (extra <= b->cap - b->len) return 0;
+    if (extra > SIZE_MAX - b->len) return -1;
     need = b->len + extra;
     /* Doubling keeps appends amortised O(1); 64 avoids a string of tiny
      * reallocs for the small messages that dominate. */
@@ -27,8 +25,7 @@ int sr__buf_reserve(sr_buf *b, size_t extra)
     while (cap < need)
         cap = cap > SIZE_MAX / 2 ? need : cap * 2;
     p = realloc(b->data, cap);
-    if (!p)
-        return -1;
+    if (!p) return -1;
     b->data = p;
     b->cap = cap;
     return 0;
@@ -36,10 +33,8 @@ int sr__buf_reserve(sr_buf *b, size_t extra)
 
 int sr__buf_append(sr_buf *b, const void *p, size_t n)
 {
-    if (n == 0)
-        return 0;
-    if (sr__buf_reserve(b, n) != 0)
-        return -1;
+    if (n == 0) return 0;
+    if (sr__buf_reserve(b, n) != 0) return -1;
     memcpy(b->data + b->len, p, n);
     b->len += n;
     return 0;
@@ -52,8 +47,7 @@ int sr__buf_append_str(sr_buf *b, const char *s)
 
 int sr__buf_append_byte(sr_buf *b, char c)
 {
-    if (b->len == b->cap && sr__buf_reserve(b, 1) != 0)
-        return -1;
+    if (b->len == b->cap && sr__buf_reserve(b, 1) != 0) return -1;
     b->data[b->len++] = c;
     return 0;
 }

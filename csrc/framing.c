@@ -11,11 +11,9 @@ long sr__rs_find(const char *data, size_t len)
 {
     const char *p;
 
-    if (!data || len == 0)
-        return -1;
+    if (!data || len == 0) return -1;
     p = memchr(data, SR_RECORD_SEPARATOR, len);
-    if (!p || p - data > LONG_MAX)
-        return -1;
+    if (!p || p - data > LONG_MAX) return -1;
     return (long)(p - data);
 }
 
@@ -27,8 +25,7 @@ int sr__varint_write(sr_buf *out, uint32_t n)
     do {
         unsigned char b = n & 0x7f;
         n >>= 7;
-        if (n)
-            b |= 0x80;
+        if (n) b |= 0x80;
         tmp[i++] = (char)b;
     } while (n);
     return sr__buf_append(out, tmp, (size_t)i);
@@ -41,13 +38,11 @@ int sr__varint_read(const char *data, size_t len, uint32_t *n)
 
     for (i = 0; i < 5; i++) {
         unsigned char b;
-        if (i >= len)
-            return 0;
+        if (i >= len) return 0;
         b = (unsigned char)data[i];
         /* The fifth byte holds bits 28..34; anything above bit 30 would
          * exceed 2^31-1, and a continuation bit there means a sixth byte. */
-        if (i == 4 && b > 0x07)
-            return -1;
+        if (i == 4 && b > 0x07) return -1;
         v |= (uint32_t)(b & 0x7f) << (7 * i);
         if (!(b & 0x80)) {
             *n = v;

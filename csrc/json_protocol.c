@@ -34,8 +34,13 @@
 #define HANDSHAKE_MAX (64u * 1024u)
 
 #if defined(__GNUC__)
-__attribute__((format(printf, 3, 4)))
+#define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
+#else
+#define PRINTF_LIKE(f, a)
 #endif
+
+static int fail(sr_error *err, int code, const char *fmt, ...) PRINTF_LIKE(3, 4);
+
 static int fail(sr_error *err, int code, const char *fmt, ...)
 {
     va_list ap;
@@ -57,16 +62,9 @@ static int oom(sr_error *err)
 
 static const char *type_name(int t)
 {
-    static const char *const names[] = {"",
-                                        "Invocation",
-                                        "StreamItem",
-                                        "Completion",
-                                        "StreamInvocation",
-                                        "CancelInvocation",
-                                        "Ping",
-                                        "Close",
-                                        "Ack",
-                                        "Sequence"};
+    static const char *const names[] = {
+        "",     "Invocation", "StreamItem", "Completion", "StreamInvocation", "CancelInvocation",
+        "Ping", "Close",      "Ack",        "Sequence"};
     return t >= 1 && t <= 9 ? names[t] : "unknown";
 }
 
@@ -113,8 +111,7 @@ static size_t utf8_seq(const unsigned char *s, size_t avail)
         n = 3;
     else
         n = 4;
-    if (avail < n)
-        return 0;
+    if (avail < n) return 0;
     if (c == 0xe0)
         lo = 0xa0;
     else if (c == 0xed)
@@ -123,11 +120,9 @@ static size_t utf8_seq(const unsigned char *s, size_t avail)
         lo = 0x90;
     else if (c == 0xf4)
         hi = 0x8f;
-    if (s[1] < lo || s[1] > hi)
-        return 0;
+    if (s[1] < lo || s[1] > hi) return 0;
     for (i = 2; i < n; i++)
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
+        if ((s[i] & 0xc0) != 0x80) return 0;
     return n;
 }
 
@@ -138,17 +133,14 @@ static int put_str(sr_buf *b, const char *str, size_t len)
     const unsigned char *s = (const unsigned char *)str;
     size_t i = 0, run;
 
-    if (sr__buf_reserve(b, len + 2) != 0)
-        return -1;
+    if (sr__buf_reserve(b, len + 2) != 0) return -1;
     b->data[b->len++] = '"';
     while (i < len) {
         run = i;
         while (i < len && char_class[s[i]] == 0)
             i++;
-        if (i > run && put(b, s + run, i - run) != 0)
-            return -1;
-        if (i == len)
-            break;
+        if (i > run && put(b, s + run, i - run) != 0) return -1;
+        if (i == len) break;
         switch (char_class[s[i]]) {
         case 1: {
             char esc[6] = {'\\', 0, '0', '0', 0, 0};
@@ -181,17 +173,14 @@ static int put_str(sr_buf *b, const char *str, size_t len)
                 esc[5] = hex[s[i] & 15];
                 n = 6;
             }
-            if (put(b, esc, n) != 0)
-                return -1;
+            if (put(b, esc, n) != 0) return -1;
             i++;
             break;
         }
         case 2: {
             size_t n = utf8_seq(s + i, len - i);
-            if (n == 0)
-                return 1;
-            if (put(b, s + i, n) != 0)
-                return -1;
+            if (n == 0) return 1;
+            if (put(b, s + i, n) != 0) return -1;
             i += n;
             break;
         }
@@ -212,46 +201,151 @@ static int put_int(sr_buf *b, int64_t v)
         *--p = (char)('0' + u % 10);
         u /= 10;
     } while (u);
-    if (v < 0)
-        *--p = '-';
+    if (v < 0) *--p = '-';
     return put(b, p, (size_t)(tmp + sizeof tmp - p));
 }
 
-/* Shortest of %.15g/%.16g/%.17g that reads back to the same bits (17 always
- * does), so 0.1 is written "0.1", not jansson's "0.10000000000000001". */
+/* Digits dig[0..nd) (first and last nonzero) with the decimal exponent of
+ * the first, as JSON number text with '.' replaced by dp: fixed notation for
+ * exponents -4..15 (as %g does) or when it is shorter, else scientific.
+ * Always a '.' or an exponent, so it reads back as a float. Needs 40 + dplen
+ * bytes. */
+static size_t fmt_decimal(char *o, int neg, const char *dig, int nd, int exp, const char *dp,
+                          size_t dplen)
+{
+    char *p = o;
+    int i, sci = 0;
+
+    if (neg) *p++ = '-';
+    if (exp < -4 || exp > 15) {
+        /* lengths without the sign; the exponent has at most 3 digits */
+        int fixed = exp < 0 ? 1 - exp + nd : (nd > exp + 1 ? nd + 1 : exp + 3);
+        int ew = exp <= -100 || exp >= 100 ? 3 : exp <= -10 || exp >= 10 ? 2 : 1;
+        sci = fixed >= nd + (nd > 1) + 2 + ew;
+    }
+    if (sci) {
+        *p++ = dig[0];
+        if (nd > 1) {
+            memcpy(p, dp, dplen);
+            p += dplen;
+            memcpy(p, dig + 1, (size_t)nd - 1);
+            p += nd - 1;
+        }
+        p += sprintf(p, "e%c%d", exp < 0 ? '-' : '+', exp < 0 ? -exp : exp);
+    } else if (exp < 0) {
+        *p++ = '0';
+        memcpy(p, dp, dplen);
+        p += dplen;
+        for (i = -1; i > exp; i--)
+            *p++ = '0';
+        memcpy(p, dig, (size_t)nd);
+        p += nd;
+    } else if (nd <= exp + 1) {
+        memcpy(p, dig, (size_t)nd);
+        p += nd;
+        for (i = nd; i <= exp; i++)
+            *p++ = '0';
+        memcpy(p, dp, dplen);
+        p += dplen;
+        *p++ = '0';
+    } else {
+        memcpy(p, dig, (size_t)exp + 1);
+        p += exp + 1;
+        memcpy(p, dp, dplen);
+        p += dplen;
+        memcpy(p, dig + exp + 1, (size_t)(nd - exp - 1));
+        p += nd - exp - 1;
+    }
+    return (size_t)(p - o);
+}
+
+/* The shortest text that reads back to the same double, in practice: 0.1 is
+ * "0.1", not jansson's "0.10000000000000001", and every double round-trips
+ * bit for bit. d is finite. */
 static int put_float(sr_buf *b, double d)
 {
-    char tmp[40];
-    int prec, n = 0, i, plain = 1;
+    static const double p10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                 1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+    char dig[24], cand[24], out[64], chk[64], dp[8];
+    double a = fabs(d);
+    int neg = signbit(d) != 0, nd, exp, k, prec, i;
+    size_t n, dplen;
 
-    for (prec = 15; prec <= 17; prec++) {
-        n = snprintf(tmp, sizeof tmp, "%.*g", prec, d);
-        if (n <= 0 || (size_t)n >= sizeof tmp)
-            return -1;
-        if (prec == 17)
-            break;
-        /* Compare bits, not values: 0.0 == -0.0. */
-        double back = strtod(tmp, NULL);
-        if (memcmp(&back, &d, sizeof d) == 0)
-            break;
-    }
-    /* snprintf follows LC_NUMERIC; a host that called setlocale may get a
-     * ',' as the decimal point. JSON wants '.'. */
-    for (i = 0; i < n; i++) {
-        char c = tmp[i];
-        if (c == 'e') {
-            plain = 0;
-        } else if (!(c >= '0' && c <= '9') && c != '-' && c != '+') {
-            tmp[i] = '.';
-            plain = 0;
+    if (a == 0) return neg ? PUT_LIT(b, "-0.0") : PUT_LIT(b, "0.0");
+
+    /* Fast path for numbers with a short decimal form (19.99, 0.25, 3.0):
+     * find the fewest decimals k with an integer r such that r / 10^k == a.
+     * r and 10^k are exact doubles and IEEE division rounds correctly, so
+     * a reader converting "r e-k" (also correctly rounded) gets a back. */
+    if (a >= 1e-5 && a < 1e15) {
+        for (k = 0; k <= 22; k++) {
+            double m = a * p10[k], r;
+            uint64_t u;
+            if (m >= 9007199254740992.0) break; /* 2^53: r would not be exact */
+            r = floor(m + 0.5);
+            if (r / p10[k] != a) continue;
+            u = (uint64_t)r;
+            nd = 0;
+            do {
+                cand[nd++] = (char)('0' + u % 10);
+                u /= 10;
+            } while (u);
+            exp = nd - 1 - k;
+            for (i = 0; i < nd; i++)
+                dig[i] = cand[nd - 1 - i];
+            while (nd > 1 && dig[nd - 1] == '0')
+                nd--;
+            return put(b, out, fmt_decimal(out, neg, dig, nd, exp, ".", 1));
         }
     }
-    /* "3" would read back as an integer. */
-    if (plain) {
-        tmp[n++] = '.';
-        tmp[n++] = '0';
+
+    /* Otherwise: the 17 significant digits that always round-trip, then the
+     * first of their roundings to 15 or 16 digits that still reads back to
+     * a. snprintf and strtod follow LC_NUMERIC (a host may have set a
+     * locale with ','), so the check uses the locale's decimal point and
+     * the output uses '.'. */
+    n = (size_t)snprintf(out, sizeof out, "%.16e", a);
+    if (n >= sizeof out) return -1;
+    dig[0] = out[0];
+    for (dplen = 0; 1 + dplen < n && !(out[1 + dplen] >= '0' && out[1 + dplen] <= '9'); dplen++)
+        ;
+    if (dplen == 0 || dplen >= sizeof dp || 1 + dplen + 16 >= n) return -1;
+    memcpy(dp, out + 1, dplen);
+    memcpy(dig + 1, out + 1 + dplen, 16);
+    exp = atoi(out + 1 + dplen + 16 + 1); /* past the 'e' */
+
+    for (prec = 15; prec <= 17; prec++) {
+        /* A dropped tail of exactly "5000.." may come from the rounding to
+         * 17 digits itself, so then rounding down is tried as well. */
+        int half = prec < 17 && dig[prec] == '5', up;
+        for (i = prec + 1; half && i < 17; i++)
+            half = dig[i] == '0';
+        for (up = prec < 17 && dig[prec] >= '5'; up >= 0; up = half && up ? 0 : -1) {
+            int cexp = exp;
+            memcpy(cand, dig, (size_t)prec);
+            if (up) {
+                for (i = prec - 1; i >= 0 && cand[i] == '9'; i--)
+                    cand[i] = '0';
+                if (i >= 0) {
+                    cand[i]++;
+                } else {
+                    cand[0] = '1';
+                    cexp++;
+                }
+            }
+            nd = prec;
+            while (nd > 1 && cand[nd - 1] == '0')
+                nd--;
+            if (prec < 17) {
+                n = fmt_decimal(chk, 0, cand, nd, cexp, dp, dplen);
+                chk[n] = '\0';
+                if (strtod(chk, NULL) != a) continue;
+            }
+            return put(b, out, fmt_decimal(out, neg, cand, nd, cexp, ".", 1));
+        }
     }
-    return put(b, tmp, (size_t)n);
+    return -1; /* not reached: 17 digits are always written */
 }
 
 static int put_base64(sr_buf *b, const unsigned char *s, size_t len)
@@ -260,11 +354,9 @@ static int put_base64(sr_buf *b, const unsigned char *s, size_t len)
     size_t i, olen;
     char *o;
 
-    if (len > (SIZE_MAX - 3) / 4 * 3)
-        return -1;
+    if (len > (SIZE_MAX - 3) / 4 * 3) return -1;
     olen = (len + 2) / 3 * 4;
-    if (sr__buf_reserve(b, olen + 2) != 0)
-        return -1;
+    if (sr__buf_reserve(b, olen + 2) != 0) return -1;
     o = b->data + b->len;
     *o++ = '"';
     for (i = 0; i + 2 < len; i += 3) {
@@ -290,10 +382,8 @@ static int put_base64(sr_buf *b, const unsigned char *s, size_t len)
 static int enc_str(sr_buf *b, const char *s, size_t len, const char *what, sr_error *err)
 {
     int rc = put_str(b, s, len);
-    if (rc < 0)
-        return oom(err);
-    if (rc > 0)
-        return fail(err, SR_EUSAGE, "%s is not valid UTF-8", what);
+    if (rc < 0) return oom(err);
+    if (rc > 0) return fail(err, SR_EUSAGE, "%s is not valid UTF-8", what);
     return SR_OK;
 }
 
@@ -318,8 +408,7 @@ static int enc_value(const sr_value *v, sr_buf *b, int depth, sr_error *err)
         break;
     case SR_FLOAT: {
         double d = sr_value_get_float(v);
-        if (isnan(d))
-            return fail(err, SR_EUSAGE, "cannot encode NaN as JSON");
+        if (isnan(d)) return fail(err, SR_EUSAGE, "cannot encode NaN as JSON");
         if (isinf(d))
             return fail(err, SR_EUSAGE, "cannot encode %s as JSON",
                         d > 0 ? "infinity" : "-infinity");
@@ -335,35 +424,27 @@ static int enc_value(const sr_value *v, sr_buf *b, int depth, sr_error *err)
         break;
     case SR_ARRAY:
         n = sr_value_len(v);
-        if (sr__buf_append_byte(b, '[') != 0)
-            return oom(err);
+        if (sr__buf_append_byte(b, '[') != 0) return oom(err);
         for (i = 0; i < n; i++) {
-            if (i && sr__buf_append_byte(b, ',') != 0)
-                return oom(err);
+            if (i && sr__buf_append_byte(b, ',') != 0) return oom(err);
             rc = enc_value(sr_value_at(v, i), b, depth + 1, err);
-            if (rc != SR_OK)
-                return rc;
+            if (rc != SR_OK) return rc;
         }
         rc = sr__buf_append_byte(b, ']');
         break;
     case SR_MAP:
         n = sr_value_len(v);
-        if (sr__buf_append_byte(b, '{') != 0)
-            return oom(err);
+        if (sr__buf_append_byte(b, '{') != 0) return oom(err);
         for (i = 0; i < n; i++) {
             s = sr_value_key_at(v, i, &len);
-            if (i && sr__buf_append_byte(b, ',') != 0)
-                return oom(err);
+            if (i && sr__buf_append_byte(b, ',') != 0) return oom(err);
             if (memchr(s, '\0', len))
                 return fail(err, SR_EUSAGE, "map key contains a NUL byte (not supported in JSON)");
             rc = enc_str(b, s, len, "map key", err);
-            if (rc != SR_OK)
-                return rc;
-            if (sr__buf_append_byte(b, ':') != 0)
-                return oom(err);
+            if (rc != SR_OK) return rc;
+            if (sr__buf_append_byte(b, ':') != 0) return oom(err);
             rc = enc_value(sr_value_at(v, i), b, depth + 1, err);
-            if (rc != SR_OK)
-                return rc;
+            if (rc != SR_OK) return rc;
         }
         rc = sr__buf_append_byte(b, '}');
         break;
@@ -377,30 +458,26 @@ int sr__json_encode_value(const sr_value *v, sr_buf *out, sr_error *err)
 {
     size_t start = out->len;
     int rc = enc_value(v, out, 1, err);
-    if (rc != SR_OK)
-        out->len = start;
+    if (rc != SR_OK) out->len = start;
     return rc;
 }
 
 /* ,"name":<C string> */
 static int field_cstr(sr_buf *b, const char *key, const char *s, sr_error *err)
 {
-    if (put(b, key, strlen(key)) != 0)
-        return oom(err);
+    if (put(b, key, strlen(key)) != 0) return oom(err);
     return enc_str(b, s, strlen(s), key + 2, err);
 }
 
 static int field_value(sr_buf *b, const char *key, const sr_value *v, sr_error *err)
 {
-    if (put(b, key, strlen(key)) != 0)
-        return oom(err);
+    if (put(b, key, strlen(key)) != 0) return oom(err);
     return enc_value(v, b, 1, err);
 }
 
 static int need(const sr_msg *m, const void *field, const char *name, sr_error *err)
 {
-    if (field)
-        return SR_OK;
+    if (field) return SR_OK;
     return fail(err, SR_EUSAGE, "%s message needs %s", type_name(m->type), name);
 }
 
@@ -409,8 +486,7 @@ static int all_strings(const sr_value *v, int map)
     size_t i, n = sr_value_len(v);
 
     for (i = 0; i < n; i++)
-        if (sr_value_type(sr_value_at(v, i)) != SR_STRING)
-            return 0;
+        if (sr_value_type(sr_value_at(v, i)) != SR_STRING) return 0;
     return sr_value_type(v) == (map ? SR_MAP : SR_ARRAY);
 }
 
@@ -420,24 +496,20 @@ static int write_invocation(const sr_msg *m, sr_buf *b, sr_error *err)
 
     if (m->type != SR_MSG_INVOCATION && (rc = need(m, m->invocation_id, "an invocationId", err)))
         return rc;
-    if ((rc = need(m, m->target, "a target", err)))
-        return rc;
+    if ((rc = need(m, m->target, "a target", err))) return rc;
     if (m->arguments && sr_value_type(m->arguments) != SR_ARRAY)
         return fail(err, SR_EUSAGE, "arguments must be an array");
     if (m->stream_ids && !all_strings(m->stream_ids, 0))
         return fail(err, SR_EUSAGE, "streamIds must be an array of strings");
     if (m->invocation_id && (rc = field_cstr(b, ",\"invocationId\":", m->invocation_id, err)))
         return rc;
-    if ((rc = field_cstr(b, ",\"target\":", m->target, err)))
-        return rc;
+    if ((rc = field_cstr(b, ",\"target\":", m->target, err))) return rc;
     if (m->arguments) {
-        if ((rc = field_value(b, ",\"arguments\":", m->arguments, err)))
-            return rc;
+        if ((rc = field_value(b, ",\"arguments\":", m->arguments, err))) return rc;
     } else if (PUT_LIT(b, ",\"arguments\":[]") != 0) {
         return oom(err);
     }
-    if (m->stream_ids && (rc = field_value(b, ",\"streamIds\":", m->stream_ids, err)))
-        return rc;
+    if (m->stream_ids && (rc = field_value(b, ",\"streamIds\":", m->stream_ids, err))) return rc;
     return SR_OK;
 }
 
@@ -455,33 +527,25 @@ static int write_body(const sr_msg *m, sr_buf *b, sr_error *err)
             return rc;
         return field_value(b, ",\"item\":", m->item, err);
     case SR_MSG_COMPLETION:
-        if ((rc = need(m, m->invocation_id, "an invocationId", err)))
-            return rc;
+        if ((rc = need(m, m->invocation_id, "an invocationId", err))) return rc;
         if (m->has_result && m->error)
             return fail(err, SR_EUSAGE, "Completion message cannot have both result and error");
-        if ((rc = field_cstr(b, ",\"invocationId\":", m->invocation_id, err)))
-            return rc;
-        if (m->has_result)
-            return field_value(b, ",\"result\":", m->result, err);
-        if (m->error)
-            return field_cstr(b, ",\"error\":", m->error, err);
+        if ((rc = field_cstr(b, ",\"invocationId\":", m->invocation_id, err))) return rc;
+        if (m->has_result) return field_value(b, ",\"result\":", m->result, err);
+        if (m->error) return field_cstr(b, ",\"error\":", m->error, err);
         return SR_OK;
     case SR_MSG_CANCEL_INVOCATION:
-        if ((rc = need(m, m->invocation_id, "an invocationId", err)))
-            return rc;
+        if ((rc = need(m, m->invocation_id, "an invocationId", err))) return rc;
         return field_cstr(b, ",\"invocationId\":", m->invocation_id, err);
     case SR_MSG_PING:
         return SR_OK;
     case SR_MSG_CLOSE:
-        if (m->error && (rc = field_cstr(b, ",\"error\":", m->error, err)))
-            return rc;
-        if (m->allow_reconnect && PUT_LIT(b, ",\"allowReconnect\":true") != 0)
-            return oom(err);
+        if (m->error && (rc = field_cstr(b, ",\"error\":", m->error, err))) return rc;
+        if (m->allow_reconnect && PUT_LIT(b, ",\"allowReconnect\":true") != 0) return oom(err);
         return SR_OK;
     case SR_MSG_ACK:
     case SR_MSG_SEQUENCE:
-        if (PUT_LIT(b, ",\"sequenceId\":") != 0 || put_int(b, m->sequence_id) != 0)
-            return oom(err);
+        if (PUT_LIT(b, ",\"sequenceId\":") != 0 || put_int(b, m->sequence_id) != 0) return oom(err);
         return SR_OK;
     }
     return fail(err, SR_EUSAGE, "cannot write message type %d", (int)m->type);
@@ -505,11 +569,9 @@ static int json_write(const sr_msg *m, sr_buf *out, sr_error *err)
             else
                 rc = field_value(out, ",\"headers\":", m->headers, err);
         }
-        if (rc == SR_OK && PUT_LIT(out, "}\x1e") != 0)
-            rc = oom(err);
+        if (rc == SR_OK && PUT_LIT(out, "}\x1e") != 0) rc = oom(err);
     }
-    if (rc != SR_OK)
-        out->len = start; /* a failed write leaves no partial message behind */
+    if (rc != SR_OK) out->len = start; /* a failed write leaves no partial message behind */
     return rc;
 }
 
@@ -528,25 +590,21 @@ static sr_value *from_json(json_t *j)
         size_t keylen;
         json_t *item;
         v = sr_value_map();
-        if (!v || sr__value_reserve(v, json_object_size(j)) != SR_OK)
-            break;
+        if (!v || sr__value_reserve(v, json_object_size(j)) != SR_OK) break;
         /* Keys are unique and in document order (jansson keeps insertion
          * order; a repeated key keeps its first position, last value). */
         json_object_keylen_foreach(j, key, keylen, item)
         {
-            if (sr__value_map_append(v, key, keylen, from_json(item)) != SR_OK)
-                goto fail;
+            if (sr__value_map_append(v, key, keylen, from_json(item)) != SR_OK) goto fail;
         }
         return v;
     }
     case JSON_ARRAY:
         n = json_array_size(j);
         v = sr_value_array();
-        if (!v || sr__value_reserve(v, n) != SR_OK)
-            break;
+        if (!v || sr__value_reserve(v, n) != SR_OK) break;
         for (i = 0; i < n; i++)
-            if (sr_value_array_push(v, from_json(json_array_get(j, i))) != SR_OK)
-                goto fail;
+            if (sr_value_array_push(v, from_json(json_array_get(j, i))) != SR_OK) goto fail;
         return v;
     case JSON_STRING:
         return sr_value_string(json_string_value(j), json_string_length(j));
@@ -571,10 +629,8 @@ static int load(const char *text, size_t len, const char *what, json_t **out, sr
     json_error_t je;
 
     *out = json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
-    if (*out)
-        return SR_OK;
-    if (json_error_code(&je) == json_error_out_of_memory)
-        return oom(err);
+    if (*out) return SR_OK;
+    if (json_error_code(&je) == json_error_out_of_memory) return oom(err);
     return fail(err, SR_EPROTOCOL, "invalid JSON in %s: %s (at byte %d)", what, je.text,
                 je.position);
 }
@@ -585,8 +641,7 @@ int sr__json_decode_value(const char *text, size_t len, sr_value **out, sr_error
     int rc = load(text, len, "value", &j, err);
 
     *out = NULL;
-    if (rc != SR_OK)
-        return rc;
+    if (rc != SR_OK) return rc;
     *out = from_json(j);
     json_decref(j);
     return *out ? SR_OK : oom(err);
@@ -606,8 +661,7 @@ static int get_str(json_t *o, const char *name, int required, const sr_msg *m, c
     size_t len;
 
     if (!f) {
-        if (!required)
-            return SR_OK;
+        if (!required) return SR_OK;
         if (json_object_get(o, name))
             return fail(err, SR_EPROTOCOL, "%s message has a null '%s'", type_name(m->type), name);
         return fail(err, SR_EPROTOCOL, "%s message is missing '%s'", type_name(m->type), name);
@@ -621,8 +675,7 @@ static int get_str(json_t *o, const char *name, int required, const sr_msg *m, c
         return fail(err, SR_EPROTOCOL, "%s message has a NUL byte in '%s'", type_name(m->type),
                     name);
     *out = malloc(len + 1);
-    if (!*out)
-        return oom(err);
+    if (!*out) return oom(err);
     memcpy(*out, json_string_value(f), len + 1);
     return SR_OK;
 }
@@ -641,21 +694,17 @@ static int get_strings(json_t *o, const char *name, int object, const sr_msg *m,
     const char *key;
     size_t i;
 
-    if (!f)
-        return SR_OK;
-    if (object ? !json_is_object(f) : !json_is_array(f))
-        goto bad;
+    if (!f) return SR_OK;
+    if (object ? !json_is_object(f) : !json_is_array(f)) goto bad;
     if (object) {
         json_object_foreach(f, key, item)
         {
-            if (!json_is_string(item))
-                goto bad;
+            if (!json_is_string(item)) goto bad;
         }
     } else {
         json_array_foreach(f, i, item)
         {
-            if (!json_is_string(item))
-                goto bad;
+            if (!json_is_string(item)) goto bad;
         }
     }
     return get_value(f, out, err);
@@ -669,8 +718,8 @@ static int read_invocation(json_t *o, sr_msg *m, sr_error *err)
     json_t *args;
     int rc;
 
-    if ((rc = get_str(o, "invocationId", m->type != SR_MSG_INVOCATION, m, &m->invocation_id,
-                      err)) ||
+    if ((rc =
+             get_str(o, "invocationId", m->type != SR_MSG_INVOCATION, m, &m->invocation_id, err)) ||
         (rc = get_str(o, "target", 1, m, &m->target, err)))
         return rc;
     args = json_object_get(o, "arguments");
@@ -695,11 +744,9 @@ static int read_body(json_t *o, sr_msg *m, sr_error *err)
     case SR_MSG_STREAM_INVOCATION:
         return read_invocation(o, m, err);
     case SR_MSG_STREAM_ITEM:
-        if ((rc = get_str(o, "invocationId", 1, m, &m->invocation_id, err)))
-            return rc;
+        if ((rc = get_str(o, "invocationId", 1, m, &m->invocation_id, err))) return rc;
         f = json_object_get(o, "item");
-        if (!f)
-            return fail(err, SR_EPROTOCOL, "StreamItem message is missing 'item'");
+        if (!f) return fail(err, SR_EPROTOCOL, "StreamItem message is missing 'item'");
         return get_value(f, &m->item, err);
     case SR_MSG_COMPLETION:
         if ((rc = get_str(o, "invocationId", 1, m, &m->invocation_id, err)) ||
@@ -718,8 +765,7 @@ static int read_body(json_t *o, sr_msg *m, sr_error *err)
     case SR_MSG_PING:
         return SR_OK;
     case SR_MSG_CLOSE:
-        if ((rc = get_str(o, "error", 0, m, &m->error, err)))
-            return rc;
+        if ((rc = get_str(o, "error", 0, m, &m->error, err))) return rc;
         f = field(o, "allowReconnect");
         if (f && !json_is_boolean(f))
             return fail(err, SR_EPROTOCOL, "Close message has a non-boolean 'allowReconnect'");
@@ -748,8 +794,7 @@ static int json_parse(const char *data, size_t len, size_t max_size, sr_msg *out
     int rc;
 
     /* 0 means no limit; INT_MAX keeps the consumed count representable. */
-    if (max_size == 0 || max_size > (size_t)INT_MAX - 1)
-        max_size = (size_t)INT_MAX - 1;
+    if (max_size == 0 || max_size > (size_t)INT_MAX - 1) max_size = (size_t)INT_MAX - 1;
     if (n < 0) {
         if (len > max_size)
             return fail(err, SR_EPROTOCOL, "message too large (%zu bytes, limit %zu)", len,
@@ -758,10 +803,8 @@ static int json_parse(const char *data, size_t len, size_t max_size, sr_msg *out
     }
     if ((size_t)n > max_size)
         return fail(err, SR_EPROTOCOL, "message too large (%ld bytes, limit %zu)", n, max_size);
-    if (n == 0)
-        return fail(err, SR_EPROTOCOL, "empty message");
-    if ((rc = load(data, (size_t)n, "message", &o, err)))
-        return rc;
+    if (n == 0) return fail(err, SR_EPROTOCOL, "empty message");
+    if ((rc = load(data, (size_t)n, "message", &o, err))) return rc;
     memset(&m, 0, sizeof m);
     if (!json_is_object(o)) {
         rc = fail(err, SR_EPROTOCOL, "message is not a JSON object");
@@ -798,8 +841,7 @@ done:
 
 void sr__msg_clear(sr_msg *m)
 {
-    if (!m)
-        return;
+    if (!m) return;
     free(m->invocation_id);
     free(m->target);
     sr_value_free(m->arguments);
@@ -815,8 +857,7 @@ const sr_protocol sr__json_protocol = {"json", 1, 0, json_write, json_parse};
 
 const sr_protocol *sr__protocol_find(const char *name)
 {
-    if (name && strcmp(name, sr__json_protocol.name) == 0)
-        return &sr__json_protocol;
+    if (name && strcmp(name, sr__json_protocol.name) == 0) return &sr__json_protocol;
     return NULL;
 }
 
@@ -827,8 +868,7 @@ int sr__handshake_write(const char *protocol, int version, sr_buf *out)
     size_t start = out->len;
     int rc;
 
-    if (!protocol)
-        return SR_EUSAGE;
+    if (!protocol) return SR_EUSAGE;
     if (PUT_LIT(out, "{\"protocol\":") != 0) {
         rc = -1;
     } else {
@@ -837,8 +877,7 @@ int sr__handshake_write(const char *protocol, int version, sr_buf *out)
                         PUT_LIT(out, "}\x1e") != 0))
             rc = -1;
     }
-    if (rc == 0)
-        return SR_OK;
+    if (rc == 0) return SR_OK;
     out->len = start;
     return rc < 0 ? SR_ENOMEM : SR_EUSAGE;
 }
@@ -857,12 +896,10 @@ int sr__handshake_parse(const char *data, size_t len, sr_error *err)
                         HANDSHAKE_MAX);
         return 0;
     }
-    if (n == 0)
-        return fail(err, SR_EPROTOCOL, "invalid handshake response: empty");
+    if (n == 0) return fail(err, SR_EPROTOCOL, "invalid handshake response: empty");
     o = json_loadb(data, (size_t)n, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
     if (!o) {
-        if (json_error_code(&je) == json_error_out_of_memory)
-            return oom(err);
+        if (json_error_code(&je) == json_error_out_of_memory) return oom(err);
         return fail(err, SR_EPROTOCOL, "invalid handshake response: %s (at byte %d)", je.text,
                     je.position);
     }

@@ -13,8 +13,13 @@
 #include <strings.h>
 
 #if defined(__GNUC__)
-__attribute__((format(printf, 2, 3)))
+#define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
+#else
+#define PRINTF_LIKE(f, a)
 #endif
+
+static int fail(sr_error *err, const char *fmt, ...) PRINTF_LIKE(2, 3);
+
 static int fail(sr_error *err, const char *fmt, ...)
 {
     va_list ap;
@@ -32,8 +37,7 @@ static int fail(sr_error *err, const char *fmt, ...)
 
 void sr__negotiation_clear(sr_negotiation *n)
 {
-    if (!n)
-        return;
+    if (!n) return;
     free(n->connection_id);
     free(n->connection_token);
     free(n->redirect_url);
@@ -49,14 +53,11 @@ static int opt_str(json_t *o, const char *name, char **out)
     size_t len;
 
     *out = NULL;
-    if (!f || json_is_null(f))
-        return 0;
-    if (!json_is_string(f))
-        return -1;
+    if (!f || json_is_null(f)) return 0;
+    if (!json_is_string(f)) return -1;
     len = json_string_length(f);
     *out = malloc(len + 1);
-    if (!*out)
-        return -2;
+    if (!*out) return -2;
     memcpy(*out, json_string_value(f), len + 1);
     return 0;
 }
@@ -65,21 +66,16 @@ static int str_field(json_t *o, const char *name, char **out, sr_error *err)
 {
     int rc = opt_str(o, name, out);
 
-    if (rc == -1)
-        return fail(err, "invalid negotiate response: '%s' is not a string", name);
-    if (rc == -2)
-        return fail(err, "out of memory");
+    if (rc == -1) return fail(err, "invalid negotiate response: '%s' is not a string", name);
+    if (rc == -2) return fail(err, "out of memory");
     return SR_OK;
 }
 
 static int transport_bit(const char *name)
 {
-    if (strcmp(name, "WebSockets") == 0)
-        return SR_TRANSPORT_WEBSOCKETS;
-    if (strcmp(name, "ServerSentEvents") == 0)
-        return SR_TRANSPORT_SSE;
-    if (strcmp(name, "LongPolling") == 0)
-        return SR_TRANSPORT_LONG_POLLING;
+    if (strcmp(name, "WebSockets") == 0) return SR_TRANSPORT_WEBSOCKETS;
+    if (strcmp(name, "ServerSentEvents") == 0) return SR_TRANSPORT_SSE;
+    if (strcmp(name, "LongPolling") == 0) return SR_TRANSPORT_LONG_POLLING;
     return 0; /* a transport we do not know: ignore, as the official clients do */
 }
 
@@ -88,8 +84,7 @@ static int parse_transports(json_t *list, sr_negotiation *n, sr_error *err)
     json_t *t, *name, *formats, *fmt;
     size_t i, j;
 
-    if (!list || json_is_null(list))
-        return SR_OK; /* conn.c reports "no usable transport" */
+    if (!list || json_is_null(list)) return SR_OK; /* conn.c reports "no usable transport" */
     if (!json_is_array(list))
         return fail(err, "invalid negotiate response: 'availableTransports' is not an array");
     json_array_foreach(list, i, t)
@@ -103,12 +98,10 @@ static int parse_transports(json_t *list, sr_negotiation *n, sr_error *err)
             return fail(err, "invalid negotiate response: an availableTransports entry has no "
                              "'transport' name");
         bit = transport_bit(json_string_value(name));
-        if (!bit)
-            continue;
+        if (!bit) continue;
         n->transports |= bit;
         formats = json_object_get(t, "transferFormats");
-        if (!json_is_array(formats))
-            continue;
+        if (!json_is_array(formats)) continue;
         json_array_foreach(formats, j, fmt)
         {
             if (json_is_string(fmt) && strcmp(json_string_value(fmt), "Binary") == 0)
@@ -125,8 +118,7 @@ static int parse_object(json_t *o, sr_negotiation *n, sr_error *err)
     int rc;
 
     /* {"error": "..."}: the server refused; its text is the message. */
-    if ((rc = str_field(o, "error", &text, err)) != SR_OK)
-        return rc;
+    if ((rc = str_field(o, "error", &text, err)) != SR_OK) return rc;
     if (text) {
         fail(err, "%s", text);
         free(text);
@@ -138,10 +130,8 @@ static int parse_object(json_t *o, sr_negotiation *n, sr_error *err)
 
     /* Redirect (Azure SignalR Service): negotiate again at url with the
      * accessToken as bearer token. */
-    if ((rc = str_field(o, "url", &n->redirect_url, err)) != SR_OK)
-        return rc;
-    if (n->redirect_url)
-        return str_field(o, "accessToken", &n->access_token, err);
+    if ((rc = str_field(o, "url", &n->redirect_url, err)) != SR_OK) return rc;
+    if (n->redirect_url) return str_field(o, "accessToken", &n->access_token, err);
 
     f = json_object_get(o, "negotiateVersion");
     if (f && !json_is_null(f)) {
@@ -152,11 +142,11 @@ static int parse_object(json_t *o, sr_negotiation *n, sr_error *err)
     if ((rc = str_field(o, "connectionId", &n->connection_id, err)) != SR_OK ||
         (rc = str_field(o, "connectionToken", &n->connection_token, err)) != SR_OK)
         return rc;
-    if (!n->connection_id)
-        return fail(err, "invalid negotiate response: missing 'connectionId'");
+    if (!n->connection_id) return fail(err, "invalid negotiate response: missing 'connectionId'");
     if (n->version >= 1 && !n->connection_token)
-        return fail(err, "invalid negotiate response: missing 'connectionToken' (negotiate "
-                         "version %d)",
+        return fail(err,
+                    "invalid negotiate response: missing 'connectionToken' (negotiate "
+                    "version %d)",
                     n->version);
     if (n->version == 0 && n->connection_token) {
         /* A version 0 server has no token; ignore one rather than send a
@@ -180,12 +170,10 @@ int sr__negotiate_parse(const char *body, size_t len, sr_negotiation *out, sr_er
 
     /* out is overwritten, never freed: the caller clears a reused one. */
     memset(out, 0, sizeof *out);
-    if (!body || len == 0)
-        return fail(err, "invalid negotiate response: empty body");
+    if (!body || len == 0) return fail(err, "invalid negotiate response: empty body");
     o = json_loadb(body, len, JSON_DECODE_ANY, &je);
     if (!o) {
-        if (json_error_code(&je) == json_error_out_of_memory)
-            return fail(err, "out of memory");
+        if (json_error_code(&je) == json_error_out_of_memory) return fail(err, "out of memory");
         return fail(err, "invalid negotiate response: %s (at byte %d)", je.text, je.position);
     }
     if (!json_is_object(o))
@@ -193,8 +181,7 @@ int sr__negotiate_parse(const char *body, size_t len, sr_negotiation *out, sr_er
     else
         rc = parse_object(o, out, err);
     json_decref(o);
-    if (rc != SR_OK)
-        sr__negotiation_clear(out);
+    if (rc != SR_OK) sr__negotiation_clear(out);
     return rc;
 }
 
@@ -234,8 +221,7 @@ static char *join(const char *scheme, const url_parts *u, size_t skip, const cha
     size_t len = strlen(scheme) + base_len + strlen(path) + 1 + u->query_len + 1 + param_len + 1;
     char *s = malloc(len), *p;
 
-    if (!s)
-        return NULL;
+    if (!s) return NULL;
     p = s;
     memcpy(p, scheme, strlen(scheme));
     p += strlen(scheme);
@@ -243,12 +229,10 @@ static char *join(const char *scheme, const url_parts *u, size_t skip, const cha
     p += base_len;
     memcpy(p, path, strlen(path));
     p += strlen(path);
-    if (u->query_len || param_len)
-        *p++ = '?';
+    if (u->query_len || param_len) *p++ = '?';
     memcpy(p, u->query, u->query_len);
     p += u->query_len;
-    if (u->query_len && param_len)
-        *p++ = '&';
+    if (u->query_len && param_len) *p++ = '&';
     memcpy(p, param, param_len);
     p += param_len;
     *p = '\0';
@@ -257,16 +241,14 @@ static char *join(const char *scheme, const url_parts *u, size_t skip, const cha
 
 char *sr__negotiate_url(const char *hub_url, int stateful)
 {
-    const char *param = stateful ? "negotiateVersion=1&useStatefulReconnect=true"
-                                 : "negotiateVersion=1";
+    const char *param =
+        stateful ? "negotiateVersion=1&useStatefulReconnect=true" : "negotiateVersion=1";
     url_parts u;
 
-    if (!hub_url)
-        return NULL;
+    if (!hub_url) return NULL;
     split(hub_url, &u);
     /* "http://h/hub/" -> "http://h/hub/negotiate", not ".../hub//negotiate". */
-    if (u.base_len && u.base[u.base_len - 1] == '/')
-        u.base_len--;
+    if (u.base_len && u.base[u.base_len - 1] == '/') u.base_len--;
     return join("", &u, 0, "/negotiate", param, strlen(param));
 }
 
@@ -285,8 +267,7 @@ char *sr__transport_url(const char *hub_url, const char *token, int ws)
     char *param = NULL, *s;
     url_parts u;
 
-    if (!hub_url)
-        return NULL;
+    if (!hub_url) return NULL;
     split(hub_url, &u);
     if (ws) {
         if (strncasecmp(hub_url, "http://", 7) == 0) {
@@ -300,8 +281,7 @@ char *sr__transport_url(const char *hub_url, const char *token, int ws)
     if (token) {
         size_t tlen = strlen(token);
         param = malloc(3 + tlen * 3 + 1);
-        if (!param)
-            return NULL;
+        if (!param) return NULL;
         memcpy(param, "id=", 3);
         n = 3;
         for (i = 0; i < tlen; i++) {

@@ -7,9 +7,13 @@
  *
  * Threading rule: every sr_* function here must be called from one thread,
  * the thread that owns the loop ("the host thread"). Network I/O runs on the
- * loop's own threads. Callbacks run only inside sr_loop_dispatch() on the
- * host thread, never from inside another sr_* call, so a callback may call any
- * sr_* function (invoke, stop, free) safely.
+ * loop's own threads. Callbacks run only on the host thread: inside
+ * sr_loop_dispatch(), or synchronously inside the sr_conn_* call whose
+ * effect they report (the state changes made by sr_conn_start/sr_conn_stop, a
+ * stop of a connection that is still connecting, sr_conn_cancel). Never on an
+ * I/O thread. A callback may call any sr_* function (invoke, stop, free)
+ * except sr_loop_free. A call that returns an error code does not run its
+ * done callback.
  *
  * Memory: arguments are copied or encoded before a call returns. Data passed
  * to a callback is borrowed until the callback returns.
@@ -29,6 +33,13 @@ extern "C" {
 
 #define SR_VERSION "0.1.0"
 
+/* The core builds with -fvisibility=hidden; only the public API is exported. */
+#if defined(__GNUC__)
+#define SR_API __attribute__((visibility("default")))
+#else
+#define SR_API
+#endif
+
 /* ---------------------------------------------------------------- errors */
 
 enum sr_code {
@@ -47,7 +58,7 @@ enum sr_code {
 };
 
 /* The error kind name used by the Lua API ("hub", "closed", ...). */
-const char *sr_strerror(int code);
+SR_API const char *sr_strerror(int code);
 
 typedef struct sr_error {
     int code;       /* SR_E* */
@@ -73,33 +84,33 @@ typedef enum sr_type {
     SR_MAP
 } sr_type;
 
-sr_value *sr_value_null(void);
-sr_value *sr_value_bool(int b);
-sr_value *sr_value_int(int64_t i);
-sr_value *sr_value_float(double d);
-sr_value *sr_value_string(const char *s, size_t len); /* copies */
-sr_value *sr_value_binary(const void *p, size_t len); /* copies */
-sr_value *sr_value_array(void);
-sr_value *sr_value_map(void);
+SR_API sr_value *sr_value_null(void);
+SR_API sr_value *sr_value_bool(int b);
+SR_API sr_value *sr_value_int(int64_t i);
+SR_API sr_value *sr_value_float(double d);
+SR_API sr_value *sr_value_string(const char *s, size_t len); /* copies */
+SR_API sr_value *sr_value_binary(const void *p, size_t len); /* copies */
+SR_API sr_value *sr_value_array(void);
+SR_API sr_value *sr_value_map(void);
 /* Take ownership of item (freed on failure too). */
-int sr_value_array_push(sr_value *arr, sr_value *item);
+SR_API int sr_value_array_push(sr_value *arr, sr_value *item);
 /* Copies key, takes ownership of item (freed on failure too). */
-int sr_value_map_set(sr_value *map, const char *key, size_t keylen, sr_value *item);
-sr_value *sr_value_copy(const sr_value *v);
-void sr_value_free(sr_value *v);
+SR_API int sr_value_map_set(sr_value *map, const char *key, size_t keylen, sr_value *item);
+SR_API sr_value *sr_value_copy(const sr_value *v);
+SR_API void sr_value_free(sr_value *v);
 
-sr_type sr_value_type(const sr_value *v);
-int sr_value_get_bool(const sr_value *v);
-int64_t sr_value_get_int(const sr_value *v);
-double sr_value_get_float(const sr_value *v);
+SR_API sr_type sr_value_type(const sr_value *v);
+SR_API int sr_value_get_bool(const sr_value *v);
+SR_API int64_t sr_value_get_int(const sr_value *v);
+SR_API double sr_value_get_float(const sr_value *v);
 /* String or binary bytes; *len receives the length. */
-const char *sr_value_get_string(const sr_value *v, size_t *len);
+SR_API const char *sr_value_get_string(const sr_value *v, size_t *len);
 /* Number of items of an array or entries of a map. */
-size_t sr_value_len(const sr_value *v);
-const sr_value *sr_value_at(const sr_value *arr_or_map, size_t i);
-const char *sr_value_key_at(const sr_value *map, size_t i, size_t *keylen);
+SR_API size_t sr_value_len(const sr_value *v);
+SR_API const sr_value *sr_value_at(const sr_value *arr_or_map, size_t i);
+SR_API const char *sr_value_key_at(const sr_value *map, size_t i, size_t *keylen);
 /* Map lookup by key (linear; maps are small); NULL when absent. */
-const sr_value *sr_value_get(const sr_value *map, const char *key);
+SR_API const sr_value *sr_value_get(const sr_value *map, const char *key);
 
 /* ----------------------------------------------------------------- logging */
 
@@ -121,24 +132,24 @@ typedef void (*sr_log_fn)(void *ud, sr_log_level level, const char *message);
 typedef struct sr_loop sr_loop;
 
 /* Create a loop and start its I/O threads. */
-sr_loop *sr_loop_new(sr_error *err);
+SR_API sr_loop *sr_loop_new(sr_error *err);
 /* Stops the I/O threads; all connections of the loop must be freed first. */
-void sr_loop_free(sr_loop *loop);
+SR_API void sr_loop_free(sr_loop *loop);
 /* A descriptor that is readable whenever sr_loop_dispatch has work (events
  * or a due timer). Owned by the loop. */
-int sr_loop_fd(const sr_loop *loop);
+SR_API int sr_loop_fd(const sr_loop *loop);
 /* Run the callbacks of what is ready, waiting at most timeout_ms for the
  * first event (0: never block, -1: no limit). Returns the number of events
  * dispatched. */
-int sr_loop_dispatch(sr_loop *loop, int timeout_ms);
+SR_API int sr_loop_dispatch(sr_loop *loop, int timeout_ms);
 /* Milliseconds until the next timer is due, -1 if none. */
-int sr_loop_next_timeout(const sr_loop *loop);
+SR_API int sr_loop_next_timeout(const sr_loop *loop);
 
 /* One-shot timer on the host thread: fn(ud) runs inside dispatch after
  * delay_ms. Returns an id for sr_loop_cancel_timer, or 0 on failure. */
 typedef void (*sr_timer_fn)(void *ud);
-uint64_t sr_loop_add_timer(sr_loop *loop, double delay_ms, sr_timer_fn fn, void *ud);
-void sr_loop_cancel_timer(sr_loop *loop, uint64_t id);
+SR_API uint64_t sr_loop_add_timer(sr_loop *loop, double delay_ms, sr_timer_fn fn, void *ud);
+SR_API void sr_loop_cancel_timer(sr_loop *loop, uint64_t id);
 
 /* ------------------------------------------------------------ connection */
 
@@ -152,7 +163,7 @@ typedef enum sr_state {
     SR_STATE_DISCONNECTING
 } sr_state;
 
-const char *sr_state_name(sr_state s); /* "disconnected", ... */
+SR_API const char *sr_state_name(sr_state s); /* "disconnected", ... */
 
 enum sr_transport_kind {
     SR_TRANSPORT_WEBSOCKETS = 1,
@@ -192,53 +203,53 @@ typedef struct sr_conn_options {
     sr_log_level log_level;       /* default SR_LOG_INFORMATION; 0 is TRACE, so set it */
 } sr_conn_options;
 
-sr_conn *sr_conn_new(sr_loop *loop, const sr_conn_options *opts, sr_error *err);
+SR_API sr_conn *sr_conn_new(sr_loop *loop, const sr_conn_options *opts, sr_error *err);
 /* Frees at once if idle; a connection that is not disconnected is stopped
  * first (pending calls fail with SR_ECLOSED, callbacks are not called). Safe
  * to call from inside a callback of this connection: freeing is deferred
  * until the callback returns. */
-void sr_conn_free(sr_conn *c);
+SR_API void sr_conn_free(sr_conn *c);
 
-sr_state sr_conn_state(const sr_conn *c);
+SR_API sr_state sr_conn_state(const sr_conn *c);
 /* NULL until negotiated, and with skip_negotiation. */
-const char *sr_conn_connection_id(const sr_conn *c);
-sr_loop *sr_conn_loop(const sr_conn *c);
+SR_API const char *sr_conn_connection_id(const sr_conn *c);
+SR_API sr_loop *sr_conn_loop(const sr_conn *c);
 
 /* Result of start/stop/invoke. err is NULL on success; result is the
  * invocation's result (NULL for void), borrowed. */
 typedef void (*sr_done_fn)(void *ud, const sr_error *err, const sr_value *result);
 
 /* Connect (negotiate, transport, handshake). done runs once. */
-int sr_conn_start(sr_conn *c, sr_done_fn done, void *ud);
+SR_API int sr_conn_start(sr_conn *c, sr_done_fn done, void *ud);
 /* Close gracefully; done runs once the connection is disconnected. */
-int sr_conn_stop(sr_conn *c, sr_done_fn done, void *ud);
+SR_API int sr_conn_stop(sr_conn *c, sr_done_fn done, void *ud);
 
 /* Call a hub method. args is an SR_ARRAY (borrowed; NULL = no arguments).
  * done runs exactly once: with the result, the server's error, or
  * SR_ECLOSED when the connection ends first. *id_out (if given) receives an
  * id for sr_conn_cancel. Returns SR_ECLOSED at once when not connected (then
  * done is not called). */
-int sr_conn_invoke(sr_conn *c, const char *target, const sr_value *args,
+SR_API int sr_conn_invoke(sr_conn *c, const char *target, const sr_value *args,
                    sr_done_fn done, void *ud, uint64_t *id_out);
 /* Fire and forget: returns once the message is queued for the transport. */
-int sr_conn_send(sr_conn *c, const char *target, const sr_value *args);
+SR_API int sr_conn_send(sr_conn *c, const char *target, const sr_value *args);
 /* Give up on an invocation: its done runs with SR_ECANCELED (inside this
  * call) and the server is told with a CancelInvocation. */
-int sr_conn_cancel(sr_conn *c, uint64_t id);
+SR_API int sr_conn_cancel(sr_conn *c, uint64_t id);
 
 /* A call from the server. target is as sent (match it case-insensitively);
  * args is an SR_ARRAY. */
 typedef void (*sr_invocation_fn)(void *ud, sr_conn *c, const char *target,
                                  const sr_value *args);
-void sr_conn_on_invocation(sr_conn *c, sr_invocation_fn fn, void *ud);
+SR_API void sr_conn_on_invocation(sr_conn *c, sr_invocation_fn fn, void *ud);
 
 /* The connection closed for good; err is NULL after sr_conn_stop. */
 typedef void (*sr_close_fn)(void *ud, sr_conn *c, const sr_error *err);
-void sr_conn_on_close(sr_conn *c, sr_close_fn fn, void *ud);
+SR_API void sr_conn_on_close(sr_conn *c, sr_close_fn fn, void *ud);
 
 /* Every state change (old -> new), after it happened. */
 typedef void (*sr_state_fn)(void *ud, sr_conn *c, sr_state old_state, sr_state new_state);
-void sr_conn_on_state(sr_conn *c, sr_state_fn fn, void *ud);
+SR_API void sr_conn_on_state(sr_conn *c, sr_state_fn fn, void *ud);
 
 #ifdef __cplusplus
 }

@@ -46,8 +46,7 @@ struct sr_value {
 static sr_value *node(sr_type t)
 {
     sr_value *v = calloc(1, sizeof *v);
-    if (v)
-        v->type = t;
+    if (v) v->type = t;
     return v;
 }
 
@@ -59,24 +58,21 @@ sr_value *sr_value_null(void)
 sr_value *sr_value_bool(int b)
 {
     sr_value *v = node(SR_BOOL);
-    if (v)
-        v->u.b = b != 0;
+    if (v) v->u.b = b != 0;
     return v;
 }
 
 sr_value *sr_value_int(int64_t i)
 {
     sr_value *v = node(SR_INT);
-    if (v)
-        v->u.i = i;
+    if (v) v->u.i = i;
     return v;
 }
 
 sr_value *sr_value_float(double d)
 {
     sr_value *v = node(SR_FLOAT);
-    if (v)
-        v->u.d = d;
+    if (v) v->u.d = d;
     return v;
 }
 
@@ -84,17 +80,14 @@ static sr_value *bytes(sr_type t, const void *p, size_t len)
 {
     sr_value *v;
 
-    if (len > SIZE_MAX - sizeof *v - 1 || (!p && len))
-        return NULL;
+    if (len > SIZE_MAX - sizeof *v - 1 || (!p && len)) return NULL;
     v = malloc(sizeof *v + len + 1);
-    if (!v)
-        return NULL;
+    if (!v) return NULL;
     memset(v, 0, sizeof *v);
     v->type = t;
     v->u.s.p = (char *)(v + 1);
     v->u.s.len = len;
-    if (len)
-        memcpy(v->u.s.p, p, len);
+    if (len) memcpy(v->u.s.p, p, len);
     v->u.s.p[len] = '\0';
     return v;
 }
@@ -127,17 +120,14 @@ static int grow(sr_value *v, size_t extra)
     size_t need, cap;
     void *p;
 
-    if (extra <= v->u.a.c.cap - v->u.a.len)
-        return SR_OK;
-    if (extra > SIZE_MAX / esz - v->u.a.len)
-        return SR_ENOMEM;
+    if (extra <= v->u.a.c.cap - v->u.a.len) return SR_OK;
+    if (extra > SIZE_MAX / esz - v->u.a.len) return SR_ENOMEM;
     need = v->u.a.len + extra;
     cap = v->u.a.c.cap ? v->u.a.c.cap : 4;
     while (cap < need)
         cap = cap > SIZE_MAX / esz / 2 ? need : cap * 2;
     p = realloc(v->u.a.items, cap * esz);
-    if (!p)
-        return SR_ENOMEM;
+    if (!p) return SR_ENOMEM;
     v->u.a.items = p;
     v->u.a.c.cap = cap;
     return SR_OK;
@@ -145,8 +135,7 @@ static int grow(sr_value *v, size_t extra)
 
 int sr__value_reserve(sr_value *v, size_t n)
 {
-    if (!v || (v->type != SR_ARRAY && v->type != SR_MAP))
-        return SR_EUSAGE;
+    if (!v || (v->type != SR_ARRAY && v->type != SR_MAP)) return SR_EUSAGE;
     return grow(v, n);
 }
 
@@ -154,8 +143,7 @@ int sr_value_array_push(sr_value *arr, sr_value *item)
 {
     int rc;
 
-    if (!item)
-        return SR_ENOMEM; /* lets callers chain a failed constructor */
+    if (!item) return SR_ENOMEM; /* lets callers chain a failed constructor */
     if (!arr || arr->type != SR_ARRAY || arr == item) {
         sr_value_free(item);
         return SR_EUSAGE;
@@ -175,8 +163,7 @@ int sr__value_map_append(sr_value *map, const char *key, size_t keylen, sr_value
     char *k;
     int rc;
 
-    if (!item)
-        return SR_ENOMEM;
+    if (!item) return SR_ENOMEM;
     if (!map || map->type != SR_MAP || map == item || (!key && keylen) || keylen == SIZE_MAX) {
         sr_value_free(item);
         return SR_EUSAGE;
@@ -187,8 +174,7 @@ int sr__value_map_append(sr_value *map, const char *key, size_t keylen, sr_value
         sr_value_free(item);
         return SR_ENOMEM;
     }
-    if (keylen)
-        memcpy(k, key, keylen);
+    if (keylen) memcpy(k, key, keylen);
     k[keylen] = '\0';
     e = (sr_entry *)map->u.a.items + map->u.a.len++;
     e->key = k;
@@ -230,16 +216,14 @@ sr_value *sr_value_copy(const sr_value *v)
     sr_value *c;
     size_t i;
 
-    if (!v)
-        return NULL;
+    if (!v) return NULL;
     switch (v->type) {
     case SR_STRING:
     case SR_BINARY:
         return bytes(v->type, v->u.s.p, v->u.s.len);
     case SR_ARRAY:
         c = sr_value_array();
-        if (!c || grow(c, v->u.a.len) != SR_OK)
-            goto fail;
+        if (!c || grow(c, v->u.a.len) != SR_OK) goto fail;
         for (i = 0; i < v->u.a.len; i++)
             if (sr_value_array_push(c, sr_value_copy(((sr_value **)v->u.a.items)[i])) != SR_OK)
                 goto fail;
@@ -247,8 +231,7 @@ sr_value *sr_value_copy(const sr_value *v)
     case SR_MAP: {
         const sr_entry *e = v->u.a.items;
         c = sr_value_map();
-        if (!c || grow(c, v->u.a.len) != SR_OK)
-            goto fail;
+        if (!c || grow(c, v->u.a.len) != SR_OK) goto fail;
         for (i = 0; i < v->u.a.len; i++)
             if (sr__value_map_append(c, e[i].key, e[i].keylen, sr_value_copy(e[i].val)) != SR_OK)
                 goto fail;
@@ -256,8 +239,7 @@ sr_value *sr_value_copy(const sr_value *v)
     }
     default:
         c = node(v->type);
-        if (c)
-            c->u = v->u;
+        if (c) c->u = v->u;
         return c;
     }
 fail:
@@ -274,10 +256,8 @@ void sr_value_free(sr_value *v)
 {
     sr_value *child;
 
-    if (!v)
-        return;
-    if (is_container(v))
-        v->u.a.c.up = NULL;
+    if (!v) return;
+    if (is_container(v)) v->u.a.c.up = NULL;
     /* Depth-first with parent links threaded through the capacity slot:
      * take children off the end of the current node until it is empty, then
      * free it and continue with its parent. */
@@ -295,14 +275,12 @@ void sr_value_free(sr_value *v)
                 child->u.a.c.up = v;
                 v = child;
             } else {
-                if (is_container(child))
-                    free(child->u.a.items);
+                if (is_container(child)) free(child->u.a.items);
                 free(child);
             }
         } else {
             sr_value *up = is_container(v) ? v->u.a.c.up : NULL;
-            if (is_container(v))
-                free(v->u.a.items);
+            if (is_container(v)) free(v->u.a.items);
             free(v);
             v = up;
         }
@@ -330,24 +308,19 @@ int64_t sr_value_get_int(const sr_value *v)
  * fraction (.NET sends 3.0 as "3"), so a float result may arrive as SR_INT. */
 double sr_value_get_float(const sr_value *v)
 {
-    if (!v)
-        return 0.0;
-    if (v->type == SR_FLOAT)
-        return v->u.d;
-    if (v->type == SR_INT)
-        return (double)v->u.i;
+    if (!v) return 0.0;
+    if (v->type == SR_FLOAT) return v->u.d;
+    if (v->type == SR_INT) return (double)v->u.i;
     return 0.0;
 }
 
 const char *sr_value_get_string(const sr_value *v, size_t *len)
 {
     if (!v || (v->type != SR_STRING && v->type != SR_BINARY)) {
-        if (len)
-            *len = 0;
+        if (len) *len = 0;
         return NULL;
     }
-    if (len)
-        *len = v->u.s.len;
+    if (len) *len = v->u.s.len;
     return v->u.s.p;
 }
 
@@ -358,10 +331,8 @@ size_t sr_value_len(const sr_value *v)
 
 const sr_value *sr_value_at(const sr_value *v, size_t i)
 {
-    if (!v || !is_container(v) || i >= v->u.a.len)
-        return NULL;
-    if (v->type == SR_ARRAY)
-        return ((sr_value **)v->u.a.items)[i];
+    if (!v || !is_container(v) || i >= v->u.a.len) return NULL;
+    if (v->type == SR_ARRAY) return ((sr_value **)v->u.a.items)[i];
     return ((sr_entry *)v->u.a.items)[i].val;
 }
 
@@ -370,13 +341,11 @@ const char *sr_value_key_at(const sr_value *map, size_t i, size_t *keylen)
     const sr_entry *e;
 
     if (!map || map->type != SR_MAP || i >= map->u.a.len) {
-        if (keylen)
-            *keylen = 0;
+        if (keylen) *keylen = 0;
         return NULL;
     }
     e = (const sr_entry *)map->u.a.items + i;
-    if (keylen)
-        *keylen = e->keylen;
+    if (keylen) *keylen = e->keylen;
     return e->key;
 }
 
@@ -384,8 +353,7 @@ const sr_value *sr_value_get(const sr_value *map, const char *key)
 {
     const sr_entry *e;
 
-    if (!map || map->type != SR_MAP || !key)
-        return NULL;
+    if (!map || map->type != SR_MAP || !key) return NULL;
     e = find(map, key, strlen(key));
     return e ? e->val : NULL;
 }

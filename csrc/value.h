@@ -6,8 +6,8 @@
 #ifndef SR_VALUE_H
 #define SR_VALUE_H
 
-#include <stddef.h>
 #include "signalr.h"
+#include <stddef.h>
 
 /* Like sr_value_map_set, but never looks for an existing key: only for a
  * source whose keys are already unique (a parsed JSON object). */

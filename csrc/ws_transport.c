@@ -34,6 +34,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <libwebsockets.h>
 
@@ -114,8 +115,9 @@ typedef struct ws_tp {
     int closing;      /* graceful close under way */
     int peer_code;
     char peer_reason[124];
-    char err_hint[96];
+    char err_hint[256];
     uint64_t last_tx, last_rx; /* monotonic us */
+    uint64_t connect_start;
     lws_sorted_usec_list_t sul_ka, sul_srv, sul_hs, sul_retry;
     sr_buf wbuf; /* the batch being written; spare for the send queue */
     sr_buf rx;   /* fragments being joined */
@@ -353,7 +355,7 @@ static struct lws_vhost *vhost_for(struct sr_ws_io *io, ws_tp *tp)
     struct lws_context_creation_info info;
     ws_vhost *v;
     char name[32];
-    if (!tp->ca_file && !tp->cert_file && !tp->key_file)
+    if (!tp->tls || (!tp->ca_file && !tp->cert_file && !tp->key_file))
         return io->vh_default;
     for (v = io->vhosts; v; v = v->next)
         if (same_str(v->ca_file, tp->ca_file) && same_str(v->cert_file, tp->cert_file) &&
@@ -453,6 +455,7 @@ static void connect_next(ws_tp *tp)
     tp->state = ST_CONNECTING;
     tp->request_sent = 0;
     tp->err_hint[0] = '\0';
+    tp->connect_start = now_us();
     /* A failure inside the call runs wsi_ended, which may drop the I/O
      * reference; keep tp alive until we have looked at the result. */
     sr__transport_ref(&tp->base);
@@ -520,6 +523,28 @@ static void *resolve_main(void *arg)
     return NULL;
 }
 
+/* lws 4.1 creates a client TLS context even when it cannot load these
+ * files, and the connection then fails with an unhelpful TLS error. */
+static int tls_files_ok(ws_tp *tp)
+{
+    const char *names[3] = {"ca_file", "cert_file", "key_file"};
+    const char *files[3];
+    char msg[600];
+    int i;
+    files[0] = tp->ca_file;
+    files[1] = tp->cert_file;
+    files[2] = tp->key_file;
+    for (i = 0; i < 3; i++) {
+        if (files[i] && access(files[i], R_OK) != 0) {
+            snprintf(msg, sizeof msg, "WebSocket connection to %s failed: cannot read %s %s: %s",
+                     tp->where, names[i], files[i], strerror(errno));
+            fail(tp, SR_ETRANSPORT, 0, msg);
+            return 0;
+        }
+    }
+    return 1;
+}
+
 static int is_numeric(const char *host)
 {
     unsigned char buf[sizeof(struct in6_addr)];
@@ -538,6 +563,8 @@ static void start(ws_tp *tp)
     if (tp->state != ST_IDLE)
         return;
     link_tp(io, tp);
+    if (tp->tls && !tls_files_ok(tp))
+        return;
     if (is_numeric(tp->host)) {
         snprintf(tp->addrs[0], sizeof tp->addrs[0], "%s", tp->host);
         tp->naddr = 1;
@@ -718,23 +745,30 @@ static void drain_cmds(struct sr_ws_io *io)
 static void conn_error_text(ws_tp *tp, struct lws *wsi, const char *in, char *msg, size_t size,
                             long *status)
 {
-    char detail[256] = "";
-    int soerr = 0, fd;
-    socklen_t sl = sizeof soerr;
     long st = lws_http_client_http_response(wsi);
+    uint64_t waited_ms = (now_us() - tp->connect_start) / 1000u;
 
-    fd = lws_get_socket_fd(wsi);
-    if (fd >= 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 && soerr)
-        snprintf(detail, sizeof detail, "%s", strerror(soerr));
-    else if (tp->err_hint[0])
-        snprintf(detail, sizeof detail, "%s", tp->err_hint);
     if (st >= 200 && st != 101) {
         *status = st;
         snprintf(msg, size, "WebSocket connection to %s failed: HTTP %ld from the server%s%s",
-                 tp->where, st, in ? ": " : "", in ? in : "");
-    } else if (detail[0]) {
-        snprintf(msg, size, "WebSocket connection to %s failed: %s%s%s%s", tp->where, detail,
-                 in ? " (" : "", in ? in : "", in ? ")" : "");
+                 tp->where, st, in ? " (" : "", in ? in : "");
+        if (in)
+            strncat(msg, ")", size - strlen(msg) - 1);
+    } else if (tp->err_hint[0]) {
+        snprintf(msg, size, "WebSocket connection to %s failed: %s", tp->where, tp->err_hint);
+    } else if (!tp->request_sent && in && strcmp(in, "Unable to connect") == 0) {
+        /* lws 4.1 closes the socket before it reports this, so the reason
+         * (SO_ERROR) is gone; only its own connect timeout takes long. */
+        if (waited_ms + 500 >= CONNECT_TIMEOUT_SECS * 1000u)
+            snprintf(msg, size,
+                     "WebSocket connection to %s failed: cannot connect to %s port %d: timed out "
+                     "after %d s",
+                     tp->where, tp->addrs[tp->iaddr], tp->port, CONNECT_TIMEOUT_SECS);
+        else
+            snprintf(msg, size,
+                     "WebSocket connection to %s failed: cannot connect to %s port %d: connection "
+                     "refused or host unreachable",
+                     tp->where, tp->addrs[tp->iaddr], tp->port);
     } else {
         snprintf(msg, size, "WebSocket connection to %s failed: %s", tp->where,
                  in ? in : "unknown error");
@@ -880,6 +914,16 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
         if (!tp || tp->state != ST_OPEN)
             return -1;
         return on_writeable(tp, wsi);
+
+    case LWS_CALLBACK_OPENSSL_PERFORM_SERVER_CERT_VERIFICATION:
+        /* len is OpenSSL's preverify_ok. Without linking libcrypto
+         * ourselves the precise X509 reason is not available here. */
+        if (tp && !len && !tp->tls_no_verify)
+            snprintf(tp->err_hint, sizeof tp->err_hint,
+                     "TLS certificate verification failed: the server's certificate is not "
+                     "trusted%s, has expired, or is not issued for %s",
+                     tp->ca_file ? " by ca_file" : "", tp->host);
+        return 0;
 
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
         if (tp && len >= 2) {

@@ -66,8 +66,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* The receive loop, as conn.c runs it. */
     while (off < size) {
         n = sr__json_protocol.parse(p + off, size - off, 1 << 20, &m, &err);
-        if (n <= 0)
-            break;
+        if (n <= 0) break;
         must((size_t)n <= size - off && p[off + (size_t)n - 1] == SR_RECORD_SEPARATOR,
              "a record ends at its separator");
         rewrite(&m);
@@ -76,8 +75,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     /* A small limit takes the "too large" paths. */
     n = sr__json_protocol.parse(p, size, limit, &m, &err);
-    if (n > 0)
-        sr__msg_clear(&m);
+    if (n > 0) sr__msg_clear(&m);
 
     if (sr__json_decode_value(p, size, &v, &err) == SR_OK) {
         sr_buf a = SR_BUF_INIT;
@@ -89,8 +87,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         sr__buf_free(&a);
     }
 
-    if (sr__negotiate_parse(p, size, &neg, &err) == SR_OK)
-        sr__negotiation_clear(&neg);
+    if (sr__negotiate_parse(p, size, &neg, &err) == SR_OK) sr__negotiation_clear(&neg);
     return 0;
 }
 
@@ -103,8 +100,7 @@ static unsigned char *slurp(const char *path, size_t *len)
     unsigned char *buf = NULL;
     long n;
 
-    if (!f)
-        return NULL;
+    if (!f) return NULL;
     if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0) {
         buf = malloc((size_t)n + 1);
         if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
@@ -130,18 +126,33 @@ static uint32_t rnd(uint32_t n)
 static size_t mutate(unsigned char *out, size_t cap, const unsigned char *in, size_t len,
                      const unsigned char *other, size_t olen)
 {
-    static const char *const tokens[] = {"\x1e", "{", "}", "[", "]", "\"", ",", ":", "null",
-                                         "true", "1e999", "-0.0", "9223372036854775808",
-                                         "\\u0000", "\\ud800", "\xff", "\"type\":", "\"result\":",
-                                         "\"error\":", "{\"type\":1,\"target\":\"x\",\"arguments\":["};
+    static const char *const tokens[] = {"\x1e",
+                                         "{",
+                                         "}",
+                                         "[",
+                                         "]",
+                                         "\"",
+                                         ",",
+                                         ":",
+                                         "null",
+                                         "true",
+                                         "1e999",
+                                         "-0.0",
+                                         "9223372036854775808",
+                                         "\\u0000",
+                                         "\\ud800",
+                                         "\xff",
+                                         "\"type\":",
+                                         "\"result\":",
+                                         "\"error\":",
+                                         "{\"type\":1,\"target\":\"x\",\"arguments\":["};
     size_t n = len < cap ? len : cap, i, k, steps = 1 + rnd(8);
 
     memcpy(out, in, n);
     for (k = 0; k < steps; k++) {
         switch (rnd(5)) {
         case 0: /* flip a byte */
-            if (n)
-                out[rnd((uint32_t)n)] = (unsigned char)rnd(256);
+            if (n) out[rnd((uint32_t)n)] = (unsigned char)rnd(256);
             break;
         case 1: { /* insert a token */
             const char *t = tokens[rnd(sizeof tokens / sizeof *tokens)];
@@ -192,8 +203,7 @@ int main(int argc, char **argv)
     in = calloc((size_t)argc, sizeof *in);
     len = calloc((size_t)argc, sizeof *len);
     buf = malloc(cap);
-    if (!in || !len || !buf)
-        return 1;
+    if (!in || !len || !buf) return 1;
     for (a = first; a < argc; a++) {
         in[nin] = slurp(argv[a], &len[nin]);
         if (!in[nin]) {

@@ -17,8 +17,7 @@ static int equal(const sr_value *a, const sr_value *b)
     size_t i, la, lb;
     const char *sa, *sb;
 
-    if (sr_value_type(a) != sr_value_type(b))
-        return 0;
+    if (sr_value_type(a) != sr_value_type(b)) return 0;
     switch (sr_value_type(a)) {
     case SR_NULL:
         return 1;
@@ -37,17 +36,14 @@ static int equal(const sr_value *a, const sr_value *b)
         return la == lb && memcmp(sa, sb, la) == 0;
     case SR_ARRAY:
     case SR_MAP:
-        if (sr_value_len(a) != sr_value_len(b))
-            return 0;
+        if (sr_value_len(a) != sr_value_len(b)) return 0;
         for (i = 0; i < sr_value_len(a); i++) {
             if (sr_value_type(a) == SR_MAP) {
                 sa = sr_value_key_at(a, i, &la);
                 sb = sr_value_key_at(b, i, &lb);
-                if (la != lb || memcmp(sa, sb, la) != 0)
-                    return 0;
+                if (la != lb || memcmp(sa, sb, la) != 0) return 0;
             }
-            if (!equal(sr_value_at(a, i), sr_value_at(b, i)))
-                return 0;
+            if (!equal(sr_value_at(a, i), sr_value_at(b, i))) return 0;
         }
         return 1;
     }
@@ -66,8 +62,7 @@ static char *S(const char *s)
 static const char *enc(const sr_value *v, sr_error *err)
 {
     sr__buf_reset(&out);
-    if (sr__json_encode_value(v, &out, err) != SR_OK)
-        return NULL;
+    if (sr__json_encode_value(v, &out, err) != SR_OK) return NULL;
     sr__buf_append_byte(&out, '\0');
     return out.data;
 }
@@ -85,8 +80,7 @@ static sr_value *dec(const char *text)
     sr_value *v = NULL;
     sr_error err;
 
-    if (sr__json_decode_value(text, strlen(text), &v, &err) != SR_OK)
-        return NULL;
+    if (sr__json_decode_value(text, strlen(text), &v, &err) != SR_OK) return NULL;
     return v;
 }
 
@@ -97,10 +91,8 @@ static int roundtrip(const sr_value *v)
     sr_error err;
     int ok;
 
-    if (!enc(v, &err))
-        return 0;
-    if (sr__json_decode_value(out.data, out.len - 1, &back, &err) != SR_OK)
-        return 0;
+    if (!enc(v, &err)) return 0;
+    if (sr__json_decode_value(out.data, out.len - 1, &back, &err) != SR_OK) return 0;
     ok = equal(v, back);
     sr_value_free(back);
     return ok;
@@ -110,8 +102,7 @@ static int roundtrip(const sr_value *v)
 static const char *wr(const sr_msg *m, sr_error *err)
 {
     sr__buf_reset(&out);
-    if (sr__json_protocol.write(m, &out, err) != SR_OK)
-        return NULL;
+    if (sr__json_protocol.write(m, &out, err) != SR_OK) return NULL;
     sr__buf_append_byte(&out, '\0');
     return out.data;
 }
@@ -139,8 +130,7 @@ static int bad(const char *text, const char *what)
 
     memset(&err, 0, sizeof err);
     rc = parse_text(text, &m, &err);
-    if (rc > 0)
-        sr__msg_clear(&m);
+    if (rc > 0) sr__msg_clear(&m);
     if (rc != SR_EPROTOCOL || err.code != SR_EPROTOCOL || !strstr(err.message, what)) {
         printf("  record %s: rc=%d message=\"%s\" (want \"%s\")\n", text, rc, err.message, what);
         return 0;
@@ -208,8 +198,9 @@ TEST(encode_binary_as_base64)
 TEST(encode_refuses_what_json_cannot_hold)
 {
     static const char *const bad_utf8[] = {
-        "\xff", "\x80", "\xc0\x80", "\xc1\xbf", "\xe0\x80\x80", "\xed\xa0\x80", "\xed\xbf\xbf",
-        "\xf0\x80\x80\x80", "\xf4\x90\x80\x80", "\xf5\x80\x80\x80", "\xe2\x82", "\xc3", "a\xc3(",
+        "\xff",         "\x80",         "\xc0\x80",         "\xc1\xbf",         "\xe0\x80\x80",
+        "\xed\xa0\x80", "\xed\xbf\xbf", "\xf0\x80\x80\x80", "\xf4\x90\x80\x80", "\xf5\x80\x80\x80",
+        "\xe2\x82",     "\xc3",         "a\xc3(",
     };
     sr_value *m, *a;
     sr_error err;
@@ -279,8 +270,16 @@ TEST(utf8_check_agrees_with_jansson)
 
 TEST(integers_round_trip_as_integers)
 {
-    static const int64_t ints[] = {0,  1,  -1, INT64_MAX, INT64_MIN, INT64_MIN + 1, 9007199254740993LL,
-                                   -9007199254740993LL, 4294967296LL, 2147483648LL};
+    static const int64_t ints[] = {0,
+                                   1,
+                                   -1,
+                                   INT64_MAX,
+                                   INT64_MIN,
+                                   INT64_MIN + 1,
+                                   9007199254740993LL,
+                                   -9007199254740993LL,
+                                   4294967296LL,
+                                   2147483648LL};
     uint64_t x = 88172645463325252ULL;
     size_t i;
 
@@ -336,8 +335,7 @@ TEST(floats_round_trip_bit_exact)
 
     for (i = 0; i < sizeof ds / sizeof *ds; i++) {
         sr_value *v = sr_value_float(ds[i]);
-        if (!roundtrip(v))
-            printf("  %.17g -> %s\n", ds[i], out.data);
+        if (!roundtrip(v)) printf("  %.17g -> %s\n", ds[i], out.data);
         CHECK(roundtrip(v));
         sr_value_free(v);
     }
@@ -349,11 +347,9 @@ TEST(floats_round_trip_bit_exact)
         x ^= x >> 7;
         x ^= x << 17;
         memcpy(&d, &x, sizeof d);
-        if (!isfinite(d))
-            continue;
+        if (!isfinite(d)) continue;
         v = sr_value_float(d);
-        if (!roundtrip(v))
-            printf("  %.17g -> %s\n", d, out.data);
+        if (!roundtrip(v)) printf("  %.17g -> %s\n", d, out.data);
         CHECK(roundtrip(v));
         sr_value_free(v);
     }
@@ -394,9 +390,11 @@ TEST(decode_values)
     v = dec("[1,1.0,1e2,-0,-0.0,12345678901234567890e-10]");
     CHECK(sr_value_type(sr_value_at(v, 0)) == SR_INT);
     CHECK(sr_value_type(sr_value_at(v, 1)) == SR_FLOAT);
-    CHECK(sr_value_type(sr_value_at(v, 2)) == SR_FLOAT && sr_value_get_float(sr_value_at(v, 2)) == 100);
+    CHECK(sr_value_type(sr_value_at(v, 2)) == SR_FLOAT &&
+          sr_value_get_float(sr_value_at(v, 2)) == 100);
     CHECK(sr_value_type(sr_value_at(v, 3)) == SR_INT);
-    CHECK(sr_value_type(sr_value_at(v, 4)) == SR_FLOAT && signbit(sr_value_get_float(sr_value_at(v, 4))));
+    CHECK(sr_value_type(sr_value_at(v, 4)) == SR_FLOAT &&
+          signbit(sr_value_get_float(sr_value_at(v, 4))));
     CHECK(sr_value_type(sr_value_at(v, 5)) == SR_FLOAT);
     sr_value_free(v);
 
@@ -409,10 +407,26 @@ TEST(decode_values)
 TEST(decode_rejects)
 {
     static const char *const bad_json[] = {
-        "", " ", "[1", "{\"a\":}", "nul", "01", "1 2", "[1,]", "{\"a\":1,}", "'x'", "NaN",
-        "Infinity", "\"\\x\"", "\"\\ud800\"", "\"\xff\"", "\"a\nb\"",
-        "9223372036854775808",  /* past int64: jansson refuses, no silent rounding */
-        "-9223372036854775809", "1e400", "{\"a\\u0000b\":1}",
+        "",
+        " ",
+        "[1",
+        "{\"a\":}",
+        "nul",
+        "01",
+        "1 2",
+        "[1,]",
+        "{\"a\":1,}",
+        "'x'",
+        "NaN",
+        "Infinity",
+        "\"\\x\"",
+        "\"\\ud800\"",
+        "\"\xff\"",
+        "\"a\nb\"",
+        "9223372036854775808", /* past int64: jansson refuses, no silent rounding */
+        "-9223372036854775809",
+        "1e400",
+        "{\"a\\u0000b\":1}",
     };
     sr_value *v = (sr_value *)1;
     sr_error err;
@@ -532,7 +546,8 @@ TEST(write_every_type)
     m.has_result = 0;
     m.result = NULL;
     m.error = S("it \"broke\"");
-    CHECK_STR(wr(&m, &err), "{\"type\":3,\"invocationId\":\"3\",\"error\":\"it \\\"broke\\\"\"}\x1e");
+    CHECK_STR(wr(&m, &err),
+              "{\"type\":3,\"invocationId\":\"3\",\"error\":\"it \\\"broke\\\"\"}\x1e");
 
     memset(&m, 0, sizeof m);
     m.type = SR_MSG_CANCEL_INVOCATION;
@@ -617,8 +632,8 @@ TEST(read_every_type)
     sr_msg m;
     sr_error err;
 
-    CHECK(parse_text("{\"type\":1,\"target\":\"Hello\",\"arguments\":[1,2.5,\"x\",null,[],{}]}",
-                     &m, &err) > 0);
+    CHECK(parse_text("{\"type\":1,\"target\":\"Hello\",\"arguments\":[1,2.5,\"x\",null,[],{}]}", &m,
+                     &err) > 0);
     CHECK(m.type == SR_MSG_INVOCATION && !m.invocation_id && strcmp(m.target, "Hello") == 0);
     CHECK(sr_value_len(m.arguments) == 6 && !m.stream_ids && !m.headers);
     CHECK(sr_value_type(sr_value_at(m.arguments, 0)) == SR_INT);
@@ -716,7 +731,8 @@ TEST(write_then_read_is_identity)
     n = sr__json_protocol.parse(first.data, first.len, 1 << 20, &back, &err);
     CHECK(n == (int)first.len);
     CHECK(strcmp(back.target, "Echo") == 0 && equal(back.arguments, args));
-    CHECK(wr(&back, &err) && out.len - 1 == first.len && memcmp(out.data, first.data, first.len) == 0);
+    CHECK(wr(&back, &err) && out.len - 1 == first.len &&
+          memcmp(out.data, first.data, first.len) == 0);
     sr__msg_clear(&back);
     sr__buf_free(&first);
     sr_value_free(args);
@@ -724,8 +740,9 @@ TEST(write_then_read_is_identity)
 
 TEST(several_records_in_one_buffer)
 {
-    const char *data = "{\"type\":6}\x1e{\"type\":3,\"invocationId\":\"1\",\"result\":2}\x1e{\"type\":7}"
-                       "\x1e{\"type\":1,";
+    const char *data =
+        "{\"type\":6}\x1e{\"type\":3,\"invocationId\":\"1\",\"result\":2}\x1e{\"type\":7}"
+        "\x1e{\"type\":1,";
     size_t len = strlen(data), off = 0;
     sr_msg m;
     sr_error err;

@@ -43,8 +43,7 @@ TEST(version_1_response)
     CHECK(n.version == 1);
     CHECK_STR(n.connection_id, "pub");
     CHECK_STR(n.connection_token, "secret");
-    CHECK(n.transports ==
-          (SR_TRANSPORT_WEBSOCKETS | SR_TRANSPORT_SSE | SR_TRANSPORT_LONG_POLLING));
+    CHECK(n.transports == (SR_TRANSPORT_WEBSOCKETS | SR_TRANSPORT_SSE | SR_TRANSPORT_LONG_POLLING));
     CHECK(n.transports_binary == (SR_TRANSPORT_WEBSOCKETS | SR_TRANSPORT_LONG_POLLING));
     CHECK(n.stateful_reconnect == 1);
     CHECK(!n.redirect_url && !n.access_token);
@@ -146,24 +145,26 @@ TEST(refusals)
 static int url_is(char *got, const char *want)
 {
     int ok = got && strcmp(got, want) == 0;
-    if (!ok)
-        printf("  got %s, want %s\n", got ? got : "(null)", want);
+    if (!ok) printf("  got %s, want %s\n", got ? got : "(null)", want);
     free(got);
     return ok;
 }
 
 TEST(negotiate_urls)
 {
-    CHECK(url_is(sr__negotiate_url("http://h:5/hub", 0), "http://h:5/hub/negotiate?negotiateVersion=1"));
+    CHECK(url_is(sr__negotiate_url("http://h:5/hub", 0),
+                 "http://h:5/hub/negotiate?negotiateVersion=1"));
     CHECK(url_is(sr__negotiate_url("http://h:5/hub?a=1", 0),
                  "http://h:5/hub/negotiate?a=1&negotiateVersion=1"));
-    CHECK(url_is(sr__negotiate_url("http://h/hub/", 0), "http://h/hub/negotiate?negotiateVersion=1"));
+    CHECK(
+        url_is(sr__negotiate_url("http://h/hub/", 0), "http://h/hub/negotiate?negotiateVersion=1"));
     CHECK(url_is(sr__negotiate_url("http://h/hub/?a=1&b=%20", 1),
                  "http://h/hub/negotiate?a=1&b=%20&negotiateVersion=1&useStatefulReconnect=true"));
     CHECK(url_is(sr__negotiate_url("https://h", 0), "https://h/negotiate?negotiateVersion=1"));
     CHECK(url_is(sr__negotiate_url("https://h/", 0), "https://h/negotiate?negotiateVersion=1"));
     /* empty query, trailing '&', fragment */
-    CHECK(url_is(sr__negotiate_url("http://h/hub?", 0), "http://h/hub/negotiate?negotiateVersion=1"));
+    CHECK(
+        url_is(sr__negotiate_url("http://h/hub?", 0), "http://h/hub/negotiate?negotiateVersion=1"));
     CHECK(url_is(sr__negotiate_url("http://h/hub?a=1&", 0),
                  "http://h/hub/negotiate?a=1&negotiateVersion=1"));
     CHECK(url_is(sr__negotiate_url("http://h/hub#frag", 0),
@@ -175,11 +176,13 @@ TEST(negotiate_urls)
 
 TEST(transport_urls)
 {
-    CHECK(url_is(sr__transport_url("https://h/hub?a=1", "tok+/=", 1), "wss://h/hub?a=1&id=tok%2B%2F%3D"));
+    CHECK(url_is(sr__transport_url("https://h/hub?a=1", "tok+/=", 1),
+                 "wss://h/hub?a=1&id=tok%2B%2F%3D"));
     CHECK(url_is(sr__transport_url("http://h:5/hub", "abc", 1), "ws://h:5/hub?id=abc"));
     CHECK(url_is(sr__transport_url("HTTP://h/hub", "abc", 1), "ws://h/hub?id=abc"));
     CHECK(url_is(sr__transport_url("http://h/hub", "abc", 0), "http://h/hub?id=abc"));
-    CHECK(url_is(sr__transport_url("https://h/hub?x=y", "a b&c", 0), "https://h/hub?x=y&id=a%20b%26c"));
+    CHECK(url_is(sr__transport_url("https://h/hub?x=y", "a b&c", 0),
+                 "https://h/hub?x=y&id=a%20b%26c"));
     CHECK(url_is(sr__transport_url("http://h/hub", "AZaz09-._~", 0), "http://h/hub?id=AZaz09-._~"));
     CHECK(url_is(sr__transport_url("http://h/hub", "\xc3\xa9", 0), "http://h/hub?id=%C3%A9"));
     /* skip_negotiation: no id at all */

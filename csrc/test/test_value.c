@@ -119,7 +119,8 @@ TEST(map_keeps_order_and_replaces)
     CHECK(kl == 1 && sr_value_type(sr_value_at(m, 0)) == SR_STRING);
     CHECK_STR(sr_value_key_at(m, 1, NULL), "a");
     CHECK(sr_value_key_at(m, 2, &kl)[0] == '\0' && kl == 0);
-    CHECK(sr_value_key_at(m, 3, &kl) && kl == 3 && memcmp(sr_value_key_at(m, 3, NULL), "k\0z", 4) == 0);
+    CHECK(sr_value_key_at(m, 3, &kl) && kl == 3 &&
+          memcmp(sr_value_key_at(m, 3, NULL), "k\0z", 4) == 0);
     CHECK(sr_value_get_int(sr_value_get(m, "a")) == 2);
     CHECK(sr_value_get_int(sr_value_get(m, "")) == 3);
     CHECK(sr_value_get(m, "k") == NULL);
@@ -136,8 +137,7 @@ static int equal(const sr_value *a, const sr_value *b)
     size_t i, la, lb;
     const char *sa, *sb;
 
-    if (sr_value_type(a) != sr_value_type(b))
-        return 0;
+    if (sr_value_type(a) != sr_value_type(b)) return 0;
     switch (sr_value_type(a)) {
     case SR_NULL:
         return 1;
@@ -156,17 +156,14 @@ static int equal(const sr_value *a, const sr_value *b)
         return la == lb && memcmp(sa, sb, la) == 0;
     case SR_ARRAY:
     case SR_MAP:
-        if (sr_value_len(a) != sr_value_len(b))
-            return 0;
+        if (sr_value_len(a) != sr_value_len(b)) return 0;
         for (i = 0; i < sr_value_len(a); i++) {
             if (sr_value_type(a) == SR_MAP) {
                 sa = sr_value_key_at(a, i, &la);
                 sb = sr_value_key_at(b, i, &lb);
-                if (la != lb || memcmp(sa, sb, la) != 0)
-                    return 0;
+                if (la != lb || memcmp(sa, sb, la) != 0) return 0;
             }
-            if (!equal(sr_value_at(a, i), sr_value_at(b, i)))
-                return 0;
+            if (!equal(sr_value_at(a, i), sr_value_at(b, i))) return 0;
         }
         return 1;
     }

@@ -107,6 +107,10 @@ app.MapHub<TestHub.TestHub>("/lponly", o => { Common(o); o.Transports = HttpTran
 app.MapHub<AuthHub>("/authhub", o => Common(o));
 app.MapHub<ClientResultHub>("/clientresulthub", o => Common(o));
 
+// Fake "lying server" endpoints under /fake/{mode} (spec/hub/FakeServer.cs):
+// only for faults the real SignalR server cannot produce.
+app.MapFakeServer();
+
 await app.StartAsync();
 
 WatchParent(app);

@@ -1,0 +1,1160 @@
+/*
+ * test_ws.c - the WebSocket transport against a libwebsockets server run on
+ * a thread of this process (127.0.0.1, port 0), and a raw socket server for
+ * the cases an lws server will not produce (an HTTP 404 on the upgrade, a
+ * server that accepts and never answers).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libwebsockets.h>
+
+#include "buf.h"
+#include "harness.h"
+#include "loop.h"
+#include "transport.h"
+
+#define HANDSHAKE "{\"protocol\":\"json\",\"version\":1}\x1e"
+#define PING "{\"type\":6}\x1e"
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* ============================================================ lws server */
+
+enum {
+    SRV_ECHO,          /* echo every message */
+    SRV_SILENT,        /* accept the upgrade, never send */
+    SRV_HS_THEN_QUIET, /* answer the handshake with {}\x1e, then never send */
+    SRV_CLOSE,         /* close with 1011 "bye" after the first message */
+    SRV_FLOOD          /* after the first message send flood_total bytes */
+};
+
+typedef struct srv {
+    struct lws_context *ctx;
+    pthread_t th;
+    int port;
+    int stop;
+    pthread_mutex_t mu;
+    /* Behaviour, set before clients connect. */
+    int mode;
+    size_t flood_total;
+    /* What the server saw (mu). */
+    sr_buf got;      /* all payload bytes, in order */
+    sr_buf first;    /* the first message */
+    int nmsgs, npings, nbinary, ntext, conns, conns_total;
+    char uri[256], args[256], host[256], auth[256], xtest[64], origin[128];
+} srv;
+
+typedef struct pss {
+    unsigned char *q; /* LWS_PRE + queued bytes to send */
+    size_t qlen, qcap;
+    sr_buf cur;       /* the message being received */
+    int nmsg;
+    size_t flood_sent;
+    int flooding;
+} pss;
+
+static void pss_queue(pss *p, const void *data, size_t len)
+{
+    if (LWS_PRE + p->qlen + len > p->qcap) {
+        size_t cap = p->qcap ? p->qcap : 4096;
+        while (cap < LWS_PRE + p->qlen + len)
+            cap *= 2;
+        p->q = realloc(p->q, cap);
+        p->qcap = cap;
+    }
+    memcpy(p->q + LWS_PRE + p->qlen, data, len);
+    p->qlen += len;
+}
+
+static int srv_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                  size_t len)
+{
+    srv *s = lws_context_user(lws_get_context(wsi));
+    pss *p = user;
+    switch (reason) {
+    case LWS_CALLBACK_ESTABLISHED:
+        memset(p, 0, sizeof *p);
+        pthread_mutex_lock(&s->mu);
+        s->conns++;
+        s->conns_total++;
+        lws_hdr_copy(wsi, s->uri, sizeof s->uri, WSI_TOKEN_GET_URI);
+        lws_hdr_copy(wsi, s->args, sizeof s->args, WSI_TOKEN_HTTP_URI_ARGS);
+        lws_hdr_copy(wsi, s->host, sizeof s->host, WSI_TOKEN_HOST);
+        lws_hdr_copy(wsi, s->auth, sizeof s->auth, WSI_TOKEN_HTTP_AUTHORIZATION);
+        lws_hdr_copy(wsi, s->origin, sizeof s->origin, WSI_TOKEN_ORIGIN);
+        lws_hdr_custom_copy(wsi, s->xtest, sizeof s->xtest, "x-test:", 7);
+        pthread_mutex_unlock(&s->mu);
+        break;
+    case LWS_CALLBACK_RECEIVE: {
+        int final = lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi);
+        int binary = lws_frame_is_binary(wsi);
+        pthread_mutex_lock(&s->mu);
+        sr__buf_append(&s->got, in, len);
+        pthread_mutex_unlock(&s->mu);
+        sr__buf_append(&p->cur, in, len);
+        if (!final)
+            break;
+        pthread_mutex_lock(&s->mu);
+        s->nmsgs++;
+        if (binary)
+            s->nbinary++;
+        else
+            s->ntext++;
+        if (p->nmsg == 0 && s->first.len == 0)
+            sr__buf_append(&s->first, p->cur.data, p->cur.len);
+        if (p->cur.len == sizeof PING - 1 && memcmp(p->cur.data, PING, p->cur.len) == 0)
+            s->npings++;
+        pthread_mutex_unlock(&s->mu);
+        p->nmsg++;
+        switch (s->mode) {
+        case SRV_ECHO:
+            pss_queue(p, p->cur.data, p->cur.len);
+            lws_callback_on_writable(wsi);
+            break;
+        case SRV_HS_THEN_QUIET:
+            if (p->nmsg == 1) {
+                pss_queue(p, "{}\x1e", 3);
+                lws_callback_on_writable(wsi);
+            }
+            break;
+        case SRV_CLOSE:
+            sr__buf_free(&p->cur);
+            lws_close_reason(wsi, (enum lws_close_status)1011, (unsigned char *)"bye", 3);
+            return -1;
+        case SRV_FLOOD:
+            if (p->nmsg == 1) {
+                pss_queue(p, "{}\x1e", 3);
+                p->flooding = 1;
+                lws_callback_on_writable(wsi);
+            }
+            break;
+        default:
+            break;
+        }
+        p->cur.len = 0;
+        break;
+    }
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        if (p->qlen) {
+            if (lws_write(wsi, p->q + LWS_PRE, p->qlen, LWS_WRITE_TEXT) < 0)
+                return -1;
+            p->qlen = 0;
+            if (p->flooding)
+                lws_callback_on_writable(wsi);
+        } else if (p->flooding && p->flood_sent < s->flood_total) {
+            unsigned char buf[LWS_PRE + 65536];
+            size_t n = s->flood_total - p->flood_sent, i;
+            if (n > 65536)
+                n = 65536;
+            for (i = 0; i < n; i++)
+                buf[LWS_PRE + i] = (unsigned char)((p->flood_sent + i) % 251);
+            if (lws_write(wsi, buf + LWS_PRE, n, LWS_WRITE_BINARY) < 0)
+                return -1;
+            p->flood_sent += n;
+            lws_callback_on_writable(wsi);
+        }
+        break;
+    case LWS_CALLBACK_CLOSED:
+        pthread_mutex_lock(&s->mu);
+        s->conns--;
+        pthread_mutex_unlock(&s->mu);
+        free(p->q);
+        p->q = NULL;
+        sr__buf_free(&p->cur);
+        break;
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+        break;
+    default:
+        break;
+    }
+    return 0;
+}
+
+static const struct lws_protocols srv_protocols[] = {
+    {"echo", srv_cb, sizeof(pss), 65536, 0, NULL, 0}, {NULL, NULL, 0, 0, 0, NULL, 0}};
+
+static void *srv_main(void *arg)
+{
+    srv *s = arg;
+    for (;;) {
+        int stop;
+        pthread_mutex_lock(&s->mu);
+        stop = s->stop;
+        pthread_mutex_unlock(&s->mu);
+        if (stop || lws_service(s->ctx, 0) < 0)
+            break;
+    }
+    lws_context_destroy(s->ctx);
+    return NULL;
+}
+
+static srv *srv_start(int mode, const char *cert, const char *key)
+{
+    struct lws_context_creation_info info;
+    srv *s = calloc(1, sizeof *s);
+    memset(&info, 0, sizeof info);
+    pthread_mutex_init(&s->mu, NULL);
+    s->mode = mode;
+    info.user = s;
+    info.port = 0;
+    info.protocols = srv_protocols;
+    info.gid = info.uid = -1;
+    info.pt_serv_buf_size = 65536;
+    if (cert) {
+        info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        info.ssl_cert_filepath = cert;
+        info.ssl_private_key_filepath = key;
+    }
+    s->ctx = lws_create_context(&info);
+    if (!s->ctx) {
+        free(s);
+        return NULL;
+    }
+    s->port = lws_get_vhost_listen_port(lws_get_vhost_by_name(s->ctx, "default"));
+    pthread_create(&s->th, NULL, srv_main, s);
+    return s;
+}
+
+static void srv_stop(srv *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->mu);
+    s->stop = 1;
+    pthread_mutex_unlock(&s->mu);
+    lws_cancel_service(s->ctx);
+    pthread_join(s->th, NULL);
+    sr__buf_free(&s->got);
+    sr__buf_free(&s->first);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+static size_t srv_got(srv *s)
+{
+    size_t n;
+    pthread_mutex_lock(&s->mu);
+    n = s->got.len;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+static int srv_int(srv *s, const int *field)
+{
+    int v;
+    pthread_mutex_lock(&s->mu);
+    v = *field;
+    pthread_mutex_unlock(&s->mu);
+    return v;
+}
+
+/* ============================================================ raw server */
+
+enum { RAW_404, RAW_HANG };
+
+typedef struct raw {
+    int fd, port, mode, stop;
+    pthread_t th;
+    int clients[16];
+    int nclients;
+} raw;
+
+static void *raw_main(void *arg)
+{
+    raw *r = arg;
+    while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
+        struct pollfd pf = {r->fd, POLLIN, 0};
+        if (poll(&pf, 1, 20) <= 0)
+            continue;
+        int c = accept(r->fd, NULL, NULL);
+        if (c < 0)
+            continue;
+        if (r->mode == RAW_404) {
+            char buf[4096];
+            size_t got = 0;
+            while (got < sizeof buf - 1) {
+                ssize_t n = read(c, buf + got, sizeof buf - 1 - got);
+                if (n <= 0)
+                    break;
+                got += (size_t)n;
+                buf[got] = '\0';
+                if (strstr(buf, "\r\n\r\n"))
+                    break;
+            }
+            static const char resp[] =
+                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+            if (write(c, resp, sizeof resp - 1) < 0)
+                perror("write");
+            close(c);
+        } else if (r->nclients < 16) {
+            r->clients[r->nclients++] = c;
+        } else {
+            close(c);
+        }
+    }
+    return NULL;
+}
+
+static raw *raw_start(int mode)
+{
+    struct sockaddr_in sa;
+    socklen_t sl = sizeof sa;
+    raw *r = calloc(1, sizeof *r);
+    r->mode = mode;
+    r->fd = socket(AF_INET, SOCK_STREAM, 0);
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(r->fd, (struct sockaddr *)&sa, sizeof sa);
+    listen(r->fd, 16);
+    getsockname(r->fd, (struct sockaddr *)&sa, &sl);
+    r->port = ntohs(sa.sin_port);
+    pthread_create(&r->th, NULL, raw_main, r);
+    return r;
+}
+
+static void raw_stop(raw *r)
+{
+    int i;
+    __atomic_store_n(&r->stop, 1, __ATOMIC_RELEASE);
+    pthread_join(r->th, NULL);
+    for (i = 0; i < r->nclients; i++)
+        close(r->clients[i]);
+    close(r->fd);
+    free(r);
+}
+
+/* A port nothing listens on (bound, then closed). */
+static int closed_port(void)
+{
+    struct sockaddr_in sa;
+    socklen_t sl = sizeof sa;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd, (struct sockaddr *)&sa, sizeof sa);
+    getsockname(fd, (struct sockaddr *)&sa, &sl);
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+/* ================================================================ client */
+
+typedef struct cli {
+    int opened, closed, data_before_open, after_close;
+    int code;
+    long status;
+    int err_null;
+    char msg[512];
+    sr_buf data;
+    uint64_t t_open, t_closed;
+} cli;
+
+static void c_open(void *ud, sr_transport *tp)
+{
+    cli *c = ud;
+    (void)tp;
+    if (c->closed)
+        c->after_close++;
+    c->opened++;
+    c->t_open = now_ms();
+}
+
+static void c_data(void *ud, sr_transport *tp, const char *data, size_t len)
+{
+    cli *c = ud;
+    (void)tp;
+    if (!c->opened)
+        c->data_before_open++;
+    if (c->closed)
+        c->after_close++;
+    sr__buf_append(&c->data, data, len);
+}
+
+static void c_close(void *ud, sr_transport *tp, const sr_error *err)
+{
+    cli *c = ud;
+    (void)tp;
+    if (c->closed)
+        c->after_close++;
+    c->closed++;
+    c->t_closed = now_ms();
+    c->err_null = err == NULL;
+    if (err) {
+        c->code = err->code;
+        c->status = err->status;
+        snprintf(c->msg, sizeof c->msg, "%s", err->message);
+    }
+}
+
+static const sr_transport_upcalls ups = {c_open, c_data, c_close};
+
+static void cfg_init(sr_transport_cfg *cfg, const char *url)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->url = url;
+    cfg->handshake = HANDSHAKE;
+    cfg->handshake_len = sizeof HANDSHAKE - 1;
+    cfg->ping = PING;
+    cfg->ping_len = sizeof PING - 1;
+}
+
+#define WAIT(loop, cond, ms)                                                                       \
+    do {                                                                                           \
+        uint64_t t0_ = now_ms();                                                                   \
+        while (!(cond) && now_ms() - t0_ < (uint64_t)(ms))                                         \
+            sr_loop_dispatch((loop), 20);                                                          \
+    } while (0)
+
+static int g_verbose;
+
+static void note(const char *fmt, const char *s)
+{
+    if (g_verbose) {
+        printf(fmt, s);
+        fflush(stdout);
+    }
+}
+
+/* ================================================================= tests */
+
+TEST(t_open_echo_close)
+{
+    char url[256];
+    sr_header hdrs[] = {{"Authorization", "Bearer tok123"}, {"X-Test", "yes"}};
+    sr_transport_cfg cfg;
+    sr_transport *tp;
+    sr_error err;
+    cli c;
+    srv *s = srv_start(SRV_ECHO, NULL, NULL);
+    sr_loop *loop = sr_loop_new(&err);
+    CHECK(s && loop);
+    memset(&c, 0, sizeof c);
+    snprintf(url, sizeof url, "ws://127.0.0.1:%d/testhub?id=abc%%2B1", s->port);
+    cfg_init(&cfg, url);
+    cfg.headers = hdrs;
+    cfg.nheaders = 2;
+    tp = sr__ws_transport_new(loop, &cfg, &ups, &c, &err);
+    CHECK(tp);
+    CHECK_STR(sr__transport_name(tp), "WebSockets");
+    WAIT(loop, c.opened, 10000);
+    CHECK(c.opened == 1 && !c.closed);
+    /* The handshake is the first message the server gets, as one message. */
+    WAIT(loop, c.data.len >= sizeof HANDSHAKE - 1, 3000);
+    pthread_mutex_lock(&s->mu);
+    CHECK(s->first.len == sizeof HANDSHAKE - 1 &&
+          memcmp(s->first.data, HANDSHAKE, s->first.len) == 0);
+    CHECK_STR(s->uri, "/testhub");
+    CHECK(strstr(s->args, "id=abc") != NULL);
+    CHECK_STR(s->auth, "Bearer tok123");
+    CHECK_STR(s->xtest, "yes");
+    {
+        char want[64];
+        snprintf(want, sizeof want, "127.0.0.1:%d", s->port);
+        CHECK_STR(s->host, want);
+    }
+    CHECK(s->origin[0] == '\0');
+    pthread_mutex_unlock(&s->mu);
+    CHECK(sr__transport_send(tp, "{\"type\":1}\x1e", 11) == SR_OK);
+    WAIT(loop, c.data.len >= sizeof HANDSHAKE - 1 + 11, 3000);
+    CHECK(c.data.len == sizeof HANDSHAKE - 1 + 11);
+    CHECK(memcmp(c.data.data + sizeof HANDSHAKE - 1, "{\"type\":1}\x1e", 11) == 0);
+    CHECK(c.data_before_open == 0);
+    sr__transport_close(tp);
+    CHECK(sr__transport_send(tp, "x", 1) == SR_ECLOSED);
+    WAIT(loop, c.closed, 3000);
+    CHECK(c.closed == 1 && c.err_null);
+    sr_loop_dispatch(loop, 50);
+    CHECK(c.after_close == 0);
+    WAIT(loop, srv_int(s, &s->conns) == 0, 2000);
+    CHECK(srv_int(s, &s->conns) == 0);
+    sr__transport_release(tp);
+    sr_loop_free(loop);
+    srv_stop(s);
+    sr__buf_free(&c.data);
+}
+
+/* Many small records sent back to back: all bytes echo back in order. */
+TEST(t_pipeline)
+{
+    char url[256], rec[64];
+    sr_transport_cfg cfg;
+    sr_transport *tp;
+    sr_error err;
+    sr_buf sent = SR_BUF_INIT;
+    cli c;
+    int i, n = getenv("SR_TEST_RECORDS") ? atoi(getenv("SR_TEST_RECORDS")) : 100000;
+    uint64_t t0, t1, t2;
+    srv *s = srv_start(SRV_ECHO, NULL, NULL);
+    sr_loop *loop = sr_loop_new(&err);
+    memset(&c, 0, sizeof c);
+    snprintf(url, sizeof url, "ws://127.0.0.1:%d/hub", s->port);
+    cfg_init(&cfg, url);
+    cfg.handshake = NULL;
+    cfg.handshake_len = 0;
+    tp = sr__ws_transport_new(loop, &cfg, &ups, &c, &err);
+    CHECK(tp);
+    WAIT(loop, c.opened, 10000);
+    CHECK(c.opened);
+    t0 = now_ms();
+    for (i = 0; i < n; i++) {
+        /* 50-byte records */
+        int len = snprintf(rec, sizeof rec, "{\"type\":1,\"target\":\"x\",\"arguments\":[%11d]}\x1e",
+                           i);
+        CHECK(len == 50);
+        CHECK(sr__transport_send(tp, rec, (size_t)len) == SR_OK);
+        sr__buf_append(&sent, rec, (size_t)len);
+        if ((i & 1023) == 0)
+            sr_loop_dispatch(loop, 0);
+    }
+    t1 = now_ms();
+    WAIT(loop, srv_got(s) >= sent.len, 60000);
+    t2 = now_ms();
+    WAIT(loop, c.data.len >= sent.len, 60000);
+    CHECK(srv_got(s) == sent.len);
+    CHECK(c.data.len == sent.len);
+    CHECK(memcmp(c.data.data, sent.data, sent.len) == 0);
+    if (g_verbose)
+        printf("     %d records of 50 bytes: queued in %llu ms, at the server after %llu ms "
+               "(%.0f records/s), echoed after %llu ms; %d server messages\n",
+               n, (unsigned long long)(t1 - t0), (unsigned long long)(t2 - t0),
+               n * 1000.0 / (double)(t2 - t0 ? t2 - t0 : 1),
+               (unsigned long long)(now_ms() - t0), srv_int(s, &s->nmsgs));
+    sr__transport_close(tp);
+    WAIT(loop, c.closed, 3000);
+    CHECK(c.closed && c.err_null);
+    sr__transport_release(tp);
+    sr_loop_free(loop);
+    srv_stop(s);
+    sr__buf_free(&sent);
+    sr__buf_free(&c.data);
+}
+
+TEST(t_big_message)
+{
+    char url[256];
+    sr_transport_cfg cfg;
+    sr_transport *tp;
+    sr_error err;
+    cli c;
+    size_t n = 5u << 20, i;
+    char *big = malloc(n);
+    srv *s = srv_start(SRV_ECHO, NULL, NULL);
+    sr_loop *loop = sr_loop_new(&err);
+    memset(&c, 0, sizeof c);
+    for (i = 0; i < n; i++)
+        big[i] = (char)('a' + i % 23);
+    big[n - 1] = '\x1e';
+    snprintf(url, sizeof url, "ws://127.0.0.1:%d/hub", s->port);
+    cfg_init(&cfg, url);
+    tp = sr__ws_transport_new(loop, &cfg, &ups, &c, &err);
+    CHECK(tp);
+    WAIT(loop, c.opened, 10000);
+    CHECK(sr__transport_send(tp, big, n) == SR_OK);
+    CHECK(sr__transport_send(tp, "{}\x1e", 3) == SR_OK);
+    WAIT(loop, c.data.len >= sizeof HANDSHAKE - 1 + n + 3, 30000);
+    CHECK(c.data.len == sizeof HANDSHAKE - 1 + n + 3);
+    CHECK(memcmp(c.data.data + sizeof HANDSHAKE - 1, big, n) == 0);
+    CHECK(memcmp(c.data.data + sizeof HANDSHAKE - 1 + n, "{}\x1e", 3) == 0);
+    sr__transport_release(tp);
+    sr_loop_free(loop);
+    srv_stop(s);
+    free(big);
+    sr__buf_free(&c.data);
+}
+
+TEST(t_binary_frames)
+{
+    char url[256];
+    sr_transport_cfg cfg;
+    sr_transport *tp;
+    sr_error err;
+    cli c;
+    srv *s = srv_start(SRV_ECHO, NULL, NULL);
+    sr_loop *loop = sr_loop_new(&err);
+    memset(&c, 0, sizeof c);
+    snprintf(url, sizeof url, "ws://127.0.0.1:%d/hub", s->port);
+    cfg_init(&cfg, url);
+    cfg.binary = 1;
+    tp = sr__ws_transport_new(loop, &cfg, &ups, &c, &err);
+    CHECK(tp);
+    WAIT(loop, c.opened, 10000);
+    CHECK(sr__transport_send(tp, "\x03\x91\x06\x00", 4) == SR_OK);
+    WAIT(loop, c.data.len >= sizeof HANDSHAKE - 1 + 4, 3000);
+    CHECK(c.data.len == sizeof HANDSHAKE - 1 + 4);
+    /* handshake as text, records as binary */
+    CHECK(srv_int(s, &s->ntext) == 1 && srv_int(s, &s->nbinary) == 1);
+    sr__transport_release(tp);
+    sr_loop_free(loop);
+    srv_stop(s);
+    sr__buf_free(&c.data);
+}
+
+/* Bytes queued right before close still go out; then on_close(NULL). */
+TEST(t_close_flushes)
+{
+    char url[256];
+    sr_transport_cfg cfg;
+    sr_transport *tp;
+    sr_error err;
+    cli c;
+    srv *s = srv_start(SRV_SILENT, NULL, NULL);
+    sr_loop *loop = sr_loop_new(&err);
+    memset(&c, 0, sizeof c);
+    snprintf(url, sizeof url, "ws://127.0.0.1:%d/hub", s->port);
+    cfg_init(&cfg, url);
+    tp = sr__ws_transport_new(loop, &cfg, &ups, &c, &err);
+    CHECK(tp);
+    /* Queued before the transport is even open. */
+    CHECK(sr__transport_send(tp, "early\x1e", 6) == SR_OK);
+    WAIT(loop, c.opened, 10000);
+    CHECK(c.opened);
+    CHECK(sr__transport_send(tp, "late\x1e", 5) == SR_OK);
+    sr__transport_close(tp);
+    WAIT(loop, c.closed, 5000);
+    CHECK(c.closed == 1 && c.err_null);
+    if (g_verbose)
+        printf("     server got %zu bytes, %d messages\n", srv_got(s), srv_int(s, &s->nmsgs));
+    CHECK(srv_got(s) == sizeof HANDSHAKE - 1 + 11);
+    pthread_mutex_lock(&s->mu);
+    CHECK(memcmp(s->got.data + sizeof HANDSHAKE - 1, "early\x1elate\x1e", 11) == 0);
+    pthread_mutex_unlock(&s->mu);
+    sr__transport_release(tp);
+    sr_loop_free(loop);
+    srv_stop(s);
+    sr__buf_free(&c.data);
+}
+
+TEST(t_server_close)
+{
+    char url[256];
+    sr_transport_cfg cfg;
+    sr_transport *tp;
+    sr_error err;
+    cli c;
+    srv *s = srv_start(SRV_CLOSE, NULL, NULL);
+    sr_loop *loop = sr_loop_new(&err);
+    memset(&c, 0, sizeof c);
+    snprintf(url, sizeof url, "ws://127.0.0.1:%d/hub", s->port);
+    cfg_init(&cfg, url);
+    tp = sr__ws_transport_new(loop, &cfg, &ups, &c, &err);
+    CHECK(tp);
+    WAIT(loop, c.closed, 3000);
+    CHECK(c.opened == 1 && c.closed == 1 && !c.err_null);
+    CHECK(c.code == SR_ETRANSPORT);
+    note("     server close: %s\n", c.msg);
+    CHECK(strstr(c.msg, "1011") && strstr(c.msg, "bye"));
+    CHECK(sr__transport_send(tp, "x", 1) == SR_ECLOSED);
+    sr__transport_close(tp); /* no second on_close */
+    sr_loop_dispatch(loop, 100);
+    CHECK(c.closed == 1 && c.after_close == 0);
+    sr__transport_release(tp);
+    sr_loop_free(loop);
+    srv_stop(s);
+    sr__buf_free(&c.data);
+}
+
+TEST(t_refused)
+{
+    char url[256];
+    sr_transport_cfg cfg;
+    sr_transport *tp;
+    sr_error err;
+    cli c;
+    int port = closed_port();
+    sr_loop *loop = sr_loop_new(&err);
+    uint64_t t0;
+    memset(&c, 0, sizeof c);
+    snprintf(url, sizeof url, "ws://127.0.0.1:%d/hub?id=1", port);
+    cfg_init(&cfg, url);
+    tp = sr__ws_transport_new(loop, &cfg, &ups, &c, &err);
+    t0 = now_ms(); /* after the lws context exists: slow under valgrind */
+    CHECK(tp);
+    WAIT(loop, c.closed, 5000);
+    CHECK(c.closed == 1 && !c.opened && c.code == SR_ETRANSPORT);
+    CHECK(now_ms() - t0 < 1000);
+    note("     refused: %s\n", c.msg);
+    {
+        char want[64];
+        snprintf(want, sizeof want, "127.0.0.1:%d", port);
+        CHECK(strstr(c.msg, want) != NULL);
+    }
+    CHECK(strstr(c.msg, "refused") != NULL);
+    sr__transport_release(tp);
+    sr_loop_free(loop);
+}
+
+TEST(t_bad_host)
+{
+    sr_transport_cfg cfg;
+    sr_transport *tp;
+    sr_error err;
+    cli c;
+    sr_loop *loop = sr_loop_new(&err);
+    memset(&c, 0, sizeof c);
+    cfg_init(&cfg, "ws://no-such-host.invalid/hub");
+    tp = sr__ws_transport_new(loop, &cfg, &ups, &c, &err);
+    CHECK(tp);
+    WAIT(loop, c.closed, 10000);
+    CHECK(c.closed == 1 && !c.opened && c.code == SR_ETRANSPORT);
+    note("     bad host: %s\n", c.msg);
+    CHECK(strstr(c.msg, "no-such-host.invalid") != NULL);
+    sr__transport_release(tp);
+    /* invalid URLs fail at once */
+    cfg_init(&cfg, "ftp://x/");
+    CHECK(sr__ws_transport_new(loop, &cfg, &ups, &c, &err) == NULL && err.code == SR_EUSAGE);
+    cfg_init(&cfg, "ws://host:99999/");
+    CHECK(sr__ws_transport_new(loop, &cfg, &ups, &c, &err) == NULL && err.code == SR_EUSAGE);
+    sr_loop_free(loop);
+}
+
+TEST(t_http_404)
+{
+    char url[256];
+    sr_transport_cfg cfg;
+    sr_transport *tp;
+    sr_error err;
+    cli c;
+    raw *r = raw_start(RAW_404);
+    sr_loop *loop = sr_loop_new(&err);
+    memset(&c, 0, sizeof c);
+    snprintf(url, sizeof url, "ws://127.0.0.1:%d/missing?id=x", r->port);
+    cfg_init(&cfg, url);
+    tp = sr__ws_transport_new(loop, &cfg, &ups, &c, &err);
+    CHECK(tp);
+    WAIT(loop, c.closed, 5000);
+    CHECK(c.closed == 1 && !c.opened && c.code == SR_ETRANSPORT);
+    note("     404: %s\n", c.msg);
+    CHECK(c.status == 404);
+    CHECK(strstr(c.msg, "404") != NULL);
+    sr__transport_release(tp);
+    sr_loop_free(loop);
+    raw_stop(r);
+}
+
+TEST(t_keepalive)
+{
+    char url[256];
+    sr_transport_cfg cfg;
+    sr_transport *tp;
+    sr_error err;
+    cli c;
+    int pings;
+    srv *s = srv_start(SRV_SILENT, NULL, NULL);
+    sr_loop *loop = sr_loop_new(&err);
+    memset(&c, 0, sizeof c);
+    snprintf(url, sizeof url, "ws://127.0.0.1:%d/hub", s->port);
+    cfg_init(&cfg, url);
+    cfg.keepalive_ms = 200;
+    tp = sr__ws_transport_new(loop, &cfg, &ups, &c, &err);
+    CHECK(tp);
+    WAIT(loop, c.opened, 10000);
+    WAIT(loop, 0, 1100);
+    pings = srv_int(s, &s->npings);
+    if (g_verbose)
+        printf("     %d pings in 1.1 s at keepalive 200 ms\n", pings);
+    CHECK(pings >= 4 && pings <= 6);
+    /* Sending resets the keepalive clock: no pings while we keep writing. */
+    {
+        int before = srv_int(s, &s->npings), i;
+        for (i = 0; i < 10; i++) {
+            CHECK(sr__transport_send(tp, "{}\x1e", 3) == SR_OK);
+            WAIT(loop, 0, 100);
+        }
+        CHECK(srv_int(s, &s->npings) <= before + 1);
+    }
+    CHECK(!c.closed);
+    sr__transport_release(tp);
+    sr_loop_free(loop);
+    srv_stop(s);
+    sr__buf_free(&c.data);
+}
+
+TEST(t_server_timeout)
+{
+    char url[256];
+    sr_transport_cfg cfg;
+    sr_transport *tp;
+    sr_error err;
+    cli c;
+    srv *s = srv_start(SRV_HS_THEN_QUIET, NULL, NULL);
+    sr_loop *loop = sr_loop_new(&err);
+    memset(&c, 0, sizeof c);
+    snprintf(url, sizeof url, "ws://127.0.0.1:%d/hub", s->port);
+    cfg_init(&cfg, url);
+    cfg.server_timeout_ms = 500;
+    cfg.keepalive_ms = 100; /* our pings must not count as traffic */
+    cfg.handshake_timeout_ms = 5000;
+    tp = sr__ws_transport_new(loop, &cfg, &ups, &c, &err);
+    CHECK(tp);
+    WAIT(loop, c.opened, 10000);
+    WAIT(loop, c.closed, 3000);
+    CHECK(c.closed == 1 && c.code == SR_ETIMEOUT);
+    CHECK_STR(c.msg, "Server timeout elapsed without receiving a message from the server.");
+    CHECK(c.data.len == 3);
+    CHECK(c.t_closed - c.t_open >= 450 && c.t_closed - c.t_open < 1500);
+    WAIT(loop, srv_int(s, &s->conns) == 0, 2000);
+    CHECK(srv_int(s, &s->conns) == 0);
+    sr__transport_release(tp);
+    sr_loop_free(loop);
+    srv_stop(s);
+    sr__buf_free(&c.data);
+}
+
+TEST(t_handshake_timeout)
+{
+    char url[256];
+    sr_transport_cfg cfg;
+    sr_transport *tp;
+    sr_error err;
+    cli c;
+    srv *s = srv_start(SRV_SILENT, NULL, NULL);
+    sr_loop *loop = sr_loop_new(&err);
+    memset(&c, 0, sizeof c);
+    snprintf(url, sizeof url, "ws://127.0.0.1:%d/hub", s->port);
+    cfg_init(&cfg, url);
+    cfg.handshake_timeout_ms = 300;
+    tp = sr__ws_transport_new(loop, &cfg, &ups, &c, &err);
+    CHECK(tp);
+    WAIT(loop, c.closed, 3000);
+    CHECK(c.opened == 1 && c.closed == 1 && c.code == SR_EHANDSHAKE);
+    CHECK_STR(c.msg, "handshake timed out");
+    CHECK(c.t_closed - c.t_open >= 250 && c.t_closed - c.t_open < 1000);
+    sr__transport_release(tp);
+    sr_loop_free(loop);
+    srv_stop(s);
+    sr__buf_free(&c.data);
+}
+
+/* Released while connecting (TCP up, upgrade unanswered), while resolving,
+ * and right after creation: no upcall ever runs, nothing leaks. */
+TEST(t_release_early)
+{
+    char url[256];
+    sr_transport_cfg cfg;
+    sr_transport *tp;
+    sr_error err;
+    cli c;
+    raw *r = raw_start(RAW_HANG);
+    sr_loop *loop = sr_loop_new(&err);
+    memset(&c, 0, sizeof c);
+    snprintf(url, sizeof url, "ws://127.0.0.1:%d/hub", r->port);
+    cfg_init(&cfg, url);
+    tp = sr__ws_transport_new(loop, &cfg, &ups, &c, &err);
+    CHECK(tp);
+    WAIT(loop, r->nclients > 0, 2000); /* racy read, only a hint */
+    sr__transport_send(tp, "x\x1e", 2);
+    sr__transport_release(tp);
+    tp = sr__ws_transport_new(loop, &cfg, &ups, &c, &err);
+    CHECK(tp);
+    sr__transport_release(tp);
+    snprintf(url, sizeof url, "ws://localhost:%d/hub", r->port);
+    cfg_init(&cfg, url);
+    tp = sr__ws_transport_new(loop, &cfg, &ups, &c, &err);
+    CHECK(tp);
+    sr__transport_release(tp);
+    WAIT(loop, 0, 300);
+    CHECK(!c.opened && !c.closed && c.data.len == 0);
+    sr_loop_free(loop);
+    raw_stop(r);
+}
+
+/* Close while connecting: on_close(NULL), no on_open. */
+TEST(t_close_connecting)
+{
+    char url[256];
+    sr_transport_cfg cfg;
+    sr_transport *tp;
+    sr_error err;
+    cli c;
+    raw *r = raw_start(RAW_HANG);
+    sr_loop *loop = sr_loop_new(&err);
+    memset(&c, 0, sizeof c);
+    snprintf(url, sizeof url, "ws://127.0.0.1:%d/hub", r->port);
+    cfg_init(&cfg, url);
+    tp = sr__ws_transport_new(loop, &cfg, &ups, &c, &err);
+    CHECK(tp);
+    WAIT(loop, 0, 100);
+    sr__transport_close(tp);
+    WAIT(loop, c.closed, 2000);
+    CHECK(c.closed == 1 && c.err_null && !c.opened);
+    sr__transport_release(tp);
+    sr_loop_free(loop);
+    raw_stop(r);
+}
+
+/* Released while open: the socket goes, no on_close. Then the loop is
+ * freed with a transport still open on the I/O side. */
+TEST(t_release_open)
+{
+    char url[256];
+    sr_transport_cfg cfg;
+    sr_transport *tp, *tp2;
+    sr_error err;
+    cli c, c2;
+    srv *s = srv_start(SRV_ECHO, NULL, NULL);
+    sr_loop *loop = sr_loop_new(&err);
+    memset(&c, 0, sizeof c);
+    memset(&c2, 0, sizeof c2);
+    snprintf(url, sizeof url, "ws://127.0.0.1:%d/hub", s->port);
+    cfg_init(&cfg, url);
+    tp = sr__ws_transport_new(loop, &cfg, &ups, &c, &err);
+    tp2 = sr__ws_transport_new(loop, &cfg, &ups, &c2, &err);
+    CHECK(tp && tp2);
+    WAIT(loop, c.opened && c2.opened, 10000);
+    CHECK(srv_int(s, &s->conns) == 2);
+    sr__transport_release(tp);
+    WAIT(loop, srv_int(s, &s->conns) == 1, 2000);
+    CHECK(srv_int(s, &s->conns) == 1);
+    CHECK(!c.closed);
+    /* Events already queued for tp2 when it is released are dropped. */
+    CHECK(sr__transport_send(tp2, "a\x1e", 2) == SR_OK);
+    usleep(100000);
+    sr__transport_release(tp2);
+    sr_loop_dispatch(loop, 50);
+    CHECK(!c2.closed);
+    sr_loop_free(loop);
+    {
+        uint64_t t0 = now_ms();
+        while (srv_int(s, &s->conns) != 0 && now_ms() - t0 < 2000)
+            usleep(10000);
+    }
+    CHECK(srv_int(s, &s->conns) == 0);
+    srv_stop(s);
+    sr__buf_free(&c.data);
+    sr__buf_free(&c2.data);
+}
+
+TEST(t_send_limits)
+{
+    char url[256];
+    sr_transport_cfg cfg;
+    sr_transport *tp;
+    sr_error err;
+    cli c;
+    raw *r = raw_start(RAW_HANG);
+    sr_loop *loop = sr_loop_new(&err);
+    char *big = calloc(1, SR_SEND_MAX);
+    memset(&c, 0, sizeof c);
+    snprintf(url, sizeof url, "ws://127.0.0.1:%d/hub", r->port);
+    cfg_init(&cfg, url);
+    tp = sr__ws_transport_new(loop, &cfg, &ups, &c, &err);
+    CHECK(tp && big);
+    CHECK(sr__transport_send(tp, big, SR_SEND_MAX - 10) == SR_OK);
+    CHECK(sr__transport_send(tp, big, 10) == SR_OK);
+    CHECK(sr__transport_send(tp, big, 1) == SR_EFULL);
+    sr__transport_release(tp);
+    free(big);
+    sr_loop_free(loop);
+    raw_stop(r);
+}
+
+/* The host stops dispatching while the server floods: the transport stops
+ * reading (no event is dropped, the server timeout does not fire) and goes
+ * on once the host drains the queue. */
+TEST(t_backpressure)
+{
+    char url[256];
+    sr_transport_cfg cfg;
+    sr_transport *tp;
+    sr_error err;
+    cli c;
+    size_t total = 40u << 20, i;
+    int congested = 0, bad = 0;
+    srv *s = srv_start(SRV_FLOOD, NULL, NULL);
+    sr_loop *loop = sr_loop_new(&err);
+    memset(&c, 0, sizeof c);
+    s->flood_total = total;
+    snprintf(url, sizeof url, "ws://127.0.0.1:%d/hub", s->port);
+    cfg_init(&cfg, url);
+    cfg.server_timeout_ms = 300;
+    tp = sr__ws_transport_new(loop, &cfg, &ups, &c, &err);
+    CHECK(tp);
+    WAIT(loop, c.opened, 10000);
+    /* Don't dispatch for a while. */
+    for (i = 0; i < 100; i++) {
+        usleep(10000);
+        if (sr__loop_congested(loop))
+            congested = 1;
+    }
+    CHECK(congested);
+    WAIT(loop, c.data.len >= total + 3 || c.closed, 60000);
+    CHECK(!c.closed);
+    CHECK(c.data.len == total + 3);
+    for (i = 0; i < total; i++)
+        if ((unsigned char)c.data.data[3 + i] != (unsigned char)(i % 251)) {
+            bad = 1;
+            break;
+        }
+    CHECK(!bad);
+    sr__transport_release(tp);
+    sr_loop_free(loop);
+    srv_stop(s);
+    sr__buf_free(&c.data);
+}
+
+/* A host name goes through the resolver thread; Host keeps the name. */
+TEST(t_localhost)
+{
+    char url[256], want[64];
+    sr_transport_cfg cfg;
+    sr_transport *tp;
+    sr_error err;
+    cli c;
+    srv *s = srv_start(SRV_ECHO, NULL, NULL);
+    sr_loop *loop = sr_loop_new(&err);
+    memset(&c, 0, sizeof c);
+    snprintf(url, sizeof url, "ws://localhost:%d/hub", s->port);
+    cfg_init(&cfg, url);
+    tp = sr__ws_transport_new(loop, &cfg, &ups, &c, &err);
+    CHECK(tp);
+    WAIT(loop, c.opened || c.closed, 10000);
+    CHECK(c.opened && !c.closed);
+    snprintf(want, sizeof want, "localhost:%d", s->port);
+    pthread_mutex_lock(&s->mu);
+    CHECK_STR(s->host, want);
+    pthread_mutex_unlock(&s->mu);
+    sr__transport_release(tp);
+    sr_loop_free(loop);
+    srv_stop(s);
+    sr__buf_free(&c.data);
+}
+
+/* ------------------------------------------------------------------- TLS */
+
+static char g_tls_dir[64];
+
+/* A CA, a server certificate for "localhost" and one for another name, made
+ * with the openssl command; the TLS tests are skipped without it. */
+static int tls_setup(void)
+{
+    char cmd[2048];
+    snprintf(g_tls_dir, sizeof g_tls_dir, "/tmp/sr_test_tls.%d", (int)getpid());
+    snprintf(cmd, sizeof cmd,
+             "set -e; mkdir -p %s; cd %s; "
+             "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 "
+             "-subj /CN=sr-test-ca 2>/dev/null; "
+             "for n in localhost other.invalid; do "
+             "openssl req -newkey rsa:2048 -nodes -keyout $n.key -out $n.csr -subj /CN=$n "
+             "2>/dev/null; "
+             "printf 'subjectAltName=DNS:%%s\\n' $n > $n.ext; "
+             "openssl x509 -req -in $n.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out $n.pem "
+             "-days 2 -extfile $n.ext 2>/dev/null; done",
+             g_tls_dir, g_tls_dir);
+    return system(cmd) == 0;
+}
+
+static void tls_cleanup(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", g_tls_dir);
+    if (system(cmd) != 0)
+        perror("rm");
+}
+
+/* Connect wss://localhost:port with the given options; returns the client. */
+static void tls_try(const char *name, const char *ca, int no_verify, cli *c)
+{
+    char url[256], cert[128], key[128];
+    sr_transport_cfg cfg;
+    sr_transport *tp;
+    sr_error err;
+    srv *s;
+    sr_loop *loop = sr_loop_new(&err);
+    snprintf(cert, sizeof cert, "%s/%s.pem", g_tls_dir, name);
+    snprintf(key, sizeof key, "%s/%s.key", g_tls_dir, name);
+    s = srv_start(SRV_ECHO, cert, key);
+    memset(c, 0, sizeof *c);
+    snprintf(url, sizeof url, "wss://localhost:%d/hub", s->port);
+    cfg_init(&cfg, url);
+    cfg.ca_file = ca;
+    cfg.tls_no_verify = no_verify;
+    tp = sr__ws_transport_new(loop, &cfg, &ups, c, &err);
+    if (tp) {
+        WAIT(loop, c->data.len >= sizeof HANDSHAKE - 1 || c->closed, 5000);
+        sr__transport_release(tp);
+    }
+    sr_loop_free(loop);
+    srv_stop(s);
+    sr__buf_free(&c->data);
+}
+
+TEST(t_tls)
+{
+    char ca[128];
+    cli c;
+    if (!tls_setup()) {
+        printf("     (skipped: no openssl command)\n");
+        return;
+    }
+    snprintf(ca, sizeof ca, "%s/ca.pem", g_tls_dir);
+    /* Trusted CA, certificate for the name we asked for. */
+    tls_try("localhost", ca, 0, &c);
+    CHECK(c.opened && !c.closed);
+    /* Trusted CA, certificate for another name: the name check fails even
+     * though lws was handed the numeric address. */
+    tls_try("other.invalid", ca, 0, &c);
+    note("     wrong name: %s\n", c.msg);
+    CHECK(!c.opened && c.closed && c.code == SR_ETRANSPORT);
+    /* Unknown CA. */
+    tls_try("localhost", NULL, 0, &c);
+    note("     unknown CA: %s\n", c.msg);
+    CHECK(!c.opened && c.closed && c.code == SR_ETRANSPORT);
+    /* Verification off. */
+    tls_try("other.invalid", NULL, 1, &c);
+    CHECK(c.opened && !c.closed);
+    /* A CA file that does not exist. */
+    tls_try("localhost", "/nonexistent/ca.pem", 0, &c);
+    note("     bad ca_file: %s\n", c.msg);
+    CHECK(!c.opened && c.closed && c.code == SR_ETRANSPORT);
+    tls_cleanup();
+}
+
+int main(int argc, char **argv)
+{
+    const char *only = argc > 1 ? argv[1] : NULL;
+    g_verbose = getenv("SR_TEST_VERBOSE") != NULL;
+    lws_set_log_level(0, NULL);
+#define R(t)                                                                                       \
+    do {                                                                                           \
+        if (!only || strstr(#t, only))                                                             \
+            RUN(t);                                                                                \
+    } while (0)
+    R(t_open_echo_close);
+    R(t_pipeline);
+    R(t_big_message);
+    R(t_binary_frames);
+    R(t_close_flushes);
+    R(t_server_close);
+    R(t_refused);
+    R(t_bad_host);
+    R(t_http_404);
+    R(t_keepalive);
+    R(t_server_timeout);
+    R(t_handshake_timeout);
+    R(t_release_early);
+    R(t_close_connecting);
+    R(t_release_open);
+    R(t_send_limits);
+    R(t_backpressure);
+    R(t_localhost);
+    R(t_tls);
+    DONE();
+}

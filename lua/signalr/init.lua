@@ -1,0 +1,724 @@
+-- signalr: a SignalR client for Lua 5.4.
+--
+-- The public API (see API.md) in pure Lua over the private C module
+-- signalr.core: the scheduler (spawn/run/poll/sleep and the waits of
+-- start/stop/invoke), the builder with its validation, and the connection
+-- object with its handlers.
+--
+-- Waiting: a wait creates a waiter whose continuation `k` is handed to the
+-- core. Inside a coroutine managed by signalr, the coroutine yields and `k`
+-- resumes it (k runs inside poll, from a C callback). Anywhere else the wait
+-- pumps core.poll until `k` has run. Handlers and event callbacks each run in
+-- a new managed coroutine, so they may wait too.
+
+local core = require("signalr.core")
+
+local type, select, error, pcall, xpcall, tostring = type, select, error, pcall, xpcall, tostring
+local setmetatable, getmetatable, next, pairs, ipairs = setmetatable, getmetatable, next, pairs, ipairs
+local co_create, co_resume, co_yield = coroutine.create, coroutine.resume, coroutine.yield
+local co_running, co_status, co_isyieldable = coroutine.running, coroutine.status, coroutine.isyieldable
+local pack, unpack = table.pack, table.unpack
+local traceback = debug.traceback
+local HUGE = math.huge
+
+local M = {}
+
+M.VERSION = core.VERSION
+M.null = core.null
+
+---------------------------------------------------------------------------
+-- errors
+---------------------------------------------------------------------------
+
+local error_mt = core.error_mt
+
+--- A new error object (not raised): { kind = ..., message = ..., status = ... }.
+local function new_error(kind, message, status)
+  return setmetatable({ kind = kind, message = message, status = status }, error_mt)
+end
+M.new_error = new_error
+
+--- true when v is an error object of signalr (of the given kind, if any).
+function M.is_error(v, kind)
+  return type(v) == "table" and getmetatable(v) == error_mt and (kind == nil or v.kind == kind)
+end
+
+local function usage(fmt, ...)
+  error(new_error("usage", fmt:format(...)), 0)
+end
+
+---------------------------------------------------------------------------
+-- values
+---------------------------------------------------------------------------
+
+local array_mt, map_mt, binary_mt = core.array_mt, core.map_mt, core.binary_mt
+
+--- Mark t (default: a new table) as an array; returns it.
+function M.array(t)
+  if t == nil then t = {} end
+  if type(t) ~= "table" then usage("signalr.array: expected a table, got %s", type(t)) end
+  return setmetatable(t, array_mt)
+end
+
+--- Mark t (default: a new table) as a map/object; returns it.
+function M.map(t)
+  if t == nil then t = {} end
+  if type(t) ~= "table" then usage("signalr.map: expected a table, got %s", type(t)) end
+  return setmetatable(t, map_mt)
+end
+
+--- Wrap bytes as binary data: { data = s }; tostring() and # give the bytes.
+function M.binary(s)
+  if type(s) ~= "string" then usage("signalr.binary: expected a string, got %s", type(s)) end
+  return setmetatable({ data = s }, binary_mt)
+end
+
+function M.is_array(v) return type(v) == "table" and getmetatable(v) == array_mt end
+function M.is_map(v) return type(v) == "table" and getmetatable(v) == map_mt end
+function M.is_binary(v) return type(v) == "table" and getmetatable(v) == binary_mt end
+
+---------------------------------------------------------------------------
+-- logging
+---------------------------------------------------------------------------
+
+local LEVELS = { trace = 0, debug = 1, information = 2, warning = 3, error = 4, critical = 5, none = 6 }
+
+local function stderr_sink(level, message)
+  io.stderr:write(os.date("%H:%M:%S"), " signalr ", level, ": ", message, "\n")
+end
+
+-- A logger: { level = number, name = level name, fn = function(level, message) }.
+local function new_logger(name, fn)
+  return { level = LEVELS[name], name = name, fn = fn or stderr_sink }
+end
+
+-- Used by spawn's error reports and by builders without configure_logging.
+local default_logger = new_logger("warning")
+
+local function log(logger, level, message)
+  if LEVELS[level] < logger.level or logger.level >= LEVELS.none then return end
+  local ok, err = pcall(logger.fn, level, message)
+  if not ok then
+    io.stderr:write("signalr: the log function failed: ", tostring(err), "\n")
+  end
+end
+
+local function check_logging(level, fn, where)
+  if type(level) == "function" and fn == nil then level, fn = "information", level end
+  if type(level) ~= "string" or LEVELS[level] == nil then
+    usage("%s: unknown log level %s (use trace, debug, information, warning, error, critical or none)",
+      where, tostring(level))
+  end
+  if fn ~= nil and type(fn) ~= "function" then
+    usage("%s: the log sink must be a function, got %s", where, type(fn))
+  end
+  return level, fn
+end
+
+--- signalr.configure_logging(level [, fn]) or (fn): the default logging of
+--- connections built afterwards without their own, and of errors raised in
+--- coroutines started with spawn. Default: "warning" to stderr.
+function M.configure_logging(level, fn)
+  level, fn = check_logging(level, fn, "signalr.configure_logging")
+  default_logger = new_logger(level, fn)
+end
+
+---------------------------------------------------------------------------
+-- scheduler
+---------------------------------------------------------------------------
+
+-- coroutine -> true, or a function(err, co) that reports its error
+local managed = setmetatable({}, { __mode = "k" })
+-- managed coroutines parked in a wait (or rescheduled after a plain yield)
+local waiting = setmetatable({}, { __mode = "k" })
+-- what await() yields, to tell its yields from a plain coroutine.yield()
+local WAIT = setmetatable({}, { __name = "signalr.wait" })
+
+local function report_spawn_error(err, co)
+  log(default_logger, "error", "error in a coroutine started by signalr.spawn: " .. traceback(co, tostring(err)))
+end
+
+local resume
+
+-- A plain coroutine.yield() inside a managed coroutine: go on at the next
+-- turn of the loop.
+local function reschedule(co)
+  waiting[co] = true
+  core.timer(0, function()
+    waiting[co] = nil
+    resume(co)
+  end)
+end
+
+function resume(co, ...)
+  local ok, tok = co_resume(co, ...)
+  if not ok then
+    local on_error = managed[co]
+    managed[co], waiting[co] = nil, nil
+    if type(on_error) ~= "function" then on_error = report_spawn_error end
+    on_error(tok, co)
+  elseif co_status(co) == "dead" then
+    managed[co] = nil
+  elseif tok ~= WAIT then
+    reschedule(co)
+  end
+end
+
+-- Start fn(...) in a new managed coroutine; on_error(err, co) reports errors.
+local function start_managed(on_error, fn, ...)
+  local co = co_create(fn)
+  managed[co] = on_error or true
+  resume(co, ...)
+  return co
+end
+
+--- Run fn(...) in a managed coroutine at once, until its first wait.
+function M.spawn(fn, ...)
+  if type(fn) ~= "function" then usage("signalr.spawn: expected a function, got %s", type(fn)) end
+  return start_managed(nil, fn, ...)
+end
+
+-- A waiter for the running code: w.k(...) completes it (once), await(w)
+-- returns the values given to k.
+local function waiter()
+  local co, main = co_running()
+  local w = { co = false, done = false, parked = false }
+  if not main and managed[co] and co_isyieldable() then w.co = co end
+  w.k = function(...)
+    if w.done then return end
+    w.done = true
+    if w.parked then
+      w.parked = false
+      waiting[w.co] = nil
+      resume(w.co, ...)
+    else
+      w.res = pack(...)
+    end
+  end
+  return w
+end
+
+local function await(w)
+  if not w.done then
+    if w.co then
+      w.parked = true
+      waiting[w.co] = true
+      return co_yield(WAIT)
+    end
+    repeat core.poll(HUGE) until w.done
+  end
+  return unpack(w.res, 1, w.res.n)
+end
+
+local function busy(active)
+  if next(waiting) ~= nil then return true end
+  for conn in pairs(active) do
+    if conn._c:state() ~= "disconnected" then return true end
+  end
+  return false
+end
+
+-- connections started and not yet seen disconnected (weak: each is also
+-- held by the core while it is active)
+local active = setmetatable({}, { __mode = "k" })
+
+--- signalr.run(fn, ...): run fn in a managed coroutine and drive events until
+--- it returns; its results are returned, its error re-raised.
+--- signalr.run(): drive events until no connection is active and no managed
+--- coroutine is waiting.
+function M.run(fn, ...)
+  if fn == nil then
+    while busy(active) do core.poll(HUGE) end
+    return
+  end
+  if type(fn) ~= "function" then usage("signalr.run: expected a function, got %s", type(fn)) end
+  local res
+  start_managed(nil, function(...) res = pack(pcall(fn, ...)) end, ...)
+  while not res do core.poll(HUGE) end
+  if res[1] then return unpack(res, 2, res.n) end
+  error(res[2], 0)
+end
+
+--- Dispatch what is ready, waiting at most timeout seconds (default 0).
+function M.poll(timeout)
+  if timeout ~= nil and type(timeout) ~= "number" then
+    usage("signalr.poll: the timeout must be a number of seconds, got %s", type(timeout))
+  end
+  return core.poll(timeout or 0)
+end
+
+--- A descriptor that is readable whenever poll has work.
+function M.fd()
+  return core.fd()
+end
+
+--- Wait `seconds`: yields in a managed coroutine, pumps events elsewhere.
+function M.sleep(seconds)
+  if type(seconds) ~= "number" or seconds ~= seconds then
+    usage("signalr.sleep: expected a number of seconds, got %s", tostring(seconds))
+  end
+  local w = waiter()
+  core.timer(seconds, w.k)
+  await(w)
+end
+
+--- Client-to-server streams come with the streaming issue.
+function M.channel()
+  usage("signalr.channel: client-to-server streams are not supported yet")
+end
+
+---------------------------------------------------------------------------
+-- connection
+---------------------------------------------------------------------------
+
+local Connection = { __name = "signalr.HubConnection" }
+local methods = {}
+
+Connection.__index = function(self, k)
+  local m = methods[k]
+  if m ~= nil then return m end
+  if k == "state" then return self._c:state() end
+  if k == "connection_id" then return self._c:connection_id() end
+  return nil
+end
+
+function Connection.__tostring(self)
+  return ("signalr.HubConnection (%s)"):format(self._c:state())
+end
+
+local function handler_traceback(e)
+  return traceback(tostring(e), 2)
+end
+
+-- Each call of the server runs all handlers of its method, in order, in one
+-- new managed coroutine; an error in one is logged and the others still run.
+local function run_handlers(self, list, target, ...)
+  for i = 1, #list do
+    local ok, err = xpcall(list[i], handler_traceback, ...)
+    if not ok then
+      log(self._logger, "error", ("handler for '%s' failed: %s"):format(target, err))
+    end
+  end
+end
+
+local function run_callbacks(self, list, what, ...)
+  for i = 1, #list do
+    local ok, err = xpcall(list[i], handler_traceback, ...)
+    if not ok then log(self._logger, "error", what .. " callback failed: " .. err) end
+  end
+end
+
+local function coroutine_failed(self)
+  return function(err, co)
+    log(self._logger, "error", "signalr callback coroutine failed: " .. traceback(co, tostring(err)))
+  end
+end
+
+local function dispatch_invocation(self, target, ...)
+  local list = self._handlers[target:lower()]
+  if list == nil then
+    log(self._logger, "warning", ("no handler registered for the server's call to '%s'"):format(target))
+    return
+  end
+  start_managed(self._on_coroutine_error, run_handlers, self, list, target, ...)
+end
+
+local function dispatch_close(self, err)
+  active[self] = nil
+  local list = self._close
+  if #list > 0 then
+    start_managed(self._on_coroutine_error, run_callbacks, self, list, "on_close", err)
+  end
+end
+
+local function dispatch_state(self, _, new)
+  if new == "disconnected" then active[self] = nil end
+end
+
+--- Connect; returns when connected, raises the error object on failure.
+function methods:start()
+  local w = waiter()
+  active[self] = true
+  self._c:start(w.k)
+  local err = await(w)
+  if err ~= nil then error(err, 0) end
+end
+
+--- Close gracefully; pending invocations fail with kind "closed".
+function methods:stop()
+  if self._c:state() == "disconnected" then return end
+  local w = waiter()
+  self._c:stop(w.k)
+  local err = await(w)
+  if err ~= nil then error(err, 0) end
+end
+
+--- Call a hub method and return its result (nil for void methods).
+function methods:invoke(method, ...)
+  if type(method) ~= "string" then usage("invoke: the method name must be a string, got %s", type(method)) end
+  local w = waiter()
+  self._c:invoke(method, w.k, ...)
+  local err, result = await(w)
+  if err ~= nil then error(err, 0) end
+  return result
+end
+
+--- Call a hub method without waiting for it; returns once it is queued.
+function methods:send(method, ...)
+  if type(method) ~= "string" then usage("send: the method name must be a string, got %s", type(method)) end
+  self._c:send(method, ...)
+end
+
+function methods:stream(method)
+  if type(method) ~= "string" then usage("stream: the method name must be a string, got %s", type(method)) end
+  usage("stream: server-to-client streams are not supported yet")
+end
+
+local function remove_from(list, fn, all)
+  local out, removed = {}, false
+  for i = 1, #list do
+    local h = list[i]
+    if h == fn and (all or not removed) then
+      removed = true
+    else
+      out[#out + 1] = h
+    end
+  end
+  return out, removed
+end
+
+local Subscription = { __name = "signalr.Subscription" }
+Subscription.__index = Subscription
+
+--- Remove the handler this subscription registered (idempotent).
+function Subscription:remove()
+  if self._removed then return end
+  self._removed = true
+  self._remove()
+end
+
+local function subscription(remove)
+  return setmetatable({ _remove = remove, _removed = false }, Subscription)
+end
+
+--- Register handler(...) for the server's calls of `method` (any case).
+function methods:on(method, handler)
+  if type(method) ~= "string" then usage("on: the method name must be a string, got %s", type(method)) end
+  if type(handler) ~= "function" then usage("on: the handler must be a function, got %s", type(handler)) end
+  local key = method:lower()
+  local old = self._handlers[key] or {}
+  -- copy on write: a dispatch in progress keeps iterating its own list
+  local list = { unpack(old) }
+  list[#list + 1] = handler
+  self._handlers[key] = list
+  return subscription(function()
+    local cur = self._handlers[key]
+    if cur == nil then return end
+    local new = remove_from(cur, handler, false)
+    self._handlers[key] = #new > 0 and new or nil
+  end)
+end
+
+--- Remove one handler of a method, or all of them.
+function methods:off(method, handler)
+  if type(method) ~= "string" then usage("off: the method name must be a string, got %s", type(method)) end
+  if handler ~= nil and type(handler) ~= "function" then
+    usage("off: the handler must be a function, got %s", type(handler))
+  end
+  local key = method:lower()
+  local cur = self._handlers[key]
+  if cur == nil then return end
+  if handler == nil then
+    self._handlers[key] = nil
+  else
+    local new = remove_from(cur, handler, true)
+    self._handlers[key] = #new > 0 and new or nil
+  end
+end
+
+local function add_callback(self, field, fn, what)
+  if type(fn) ~= "function" then usage("%s: expected a function, got %s", what, type(fn)) end
+  local list = { unpack(self[field]) }
+  list[#list + 1] = fn
+  self[field] = list
+  return subscription(function()
+    self[field] = remove_from(self[field], fn, false)
+  end)
+end
+
+--- fn(err) once the connection is closed for good (err nil after stop()).
+function methods:on_close(fn)
+  return add_callback(self, "_close", fn, "on_close")
+end
+
+--- fn(err) when automatic reconnection starts (kept for the reconnect issue).
+function methods:on_reconnecting(fn)
+  return add_callback(self, "_reconnecting", fn, "on_reconnecting")
+end
+
+--- fn(connection_id) after a reconnect (kept for the reconnect issue).
+function methods:on_reconnected(fn)
+  return add_callback(self, "_reconnected", fn, "on_reconnected")
+end
+
+--- Free the connection now, without the closing handshake. Pending calls
+--- fail with kind "closed"; on_close handlers run if it was not
+--- disconnected. Also the __close of `local conn <close> = ...`.
+function methods:close()
+  local c = self._c
+  local was = c:state()
+  c:close()
+  active[self] = nil
+  if was ~= "disconnected" then dispatch_close(self, nil) end
+end
+
+Connection.__close = methods.close
+
+local function new_connection(opts, logger, extra)
+  local self = setmetatable({
+    _handlers = {},
+    _close = {},
+    _reconnecting = {},
+    _reconnected = {},
+    _logger = logger,
+    _reconnect_policy = extra.reconnect_policy,
+    _stateful_reconnect = extra.stateful_reconnect,
+  }, Connection)
+  self._on_coroutine_error = coroutine_failed(self)
+  local c = core.connection(opts)
+  self._c = c
+  -- These closures capture self and live in the userdata's user value, so
+  -- the pair is collectable once the user drops it.
+  c:on_invocation(function(target, ...) dispatch_invocation(self, target, ...) end)
+  c:on_close(function(err) dispatch_close(self, err) end)
+  c:on_state(function(old, new) dispatch_state(self, old, new) end)
+  return self
+end
+
+---------------------------------------------------------------------------
+-- builder
+---------------------------------------------------------------------------
+
+local Builder = { __name = "signalr.HubConnectionBuilder" }
+Builder.__index = Builder
+
+--- A new connection builder.
+function M.builder()
+  return setmetatable({}, Builder)
+end
+
+function Builder:with_url(url, opts)
+  self._url, self._url_opts, self._url_set = url, opts, true
+  return self
+end
+
+local DEFAULT_RECONNECT_DELAYS = { 0, 2, 10, 30 }
+
+function Builder:with_automatic_reconnect(policy)
+  self._reconnect = policy == nil and DEFAULT_RECONNECT_DELAYS or policy
+  return self
+end
+
+function Builder:with_hub_protocol(name)
+  self._protocol, self._protocol_set = name, true
+  return self
+end
+
+function Builder:with_server_timeout(seconds)
+  self._server_timeout, self._server_timeout_set = seconds, true
+  return self
+end
+
+function Builder:with_keepalive_interval(seconds)
+  self._keepalive, self._keepalive_set = seconds, true
+  return self
+end
+
+function Builder:with_handshake_timeout(seconds)
+  self._handshake_timeout, self._handshake_timeout_set = seconds, true
+  return self
+end
+
+function Builder:with_stateful_reconnect()
+  self._stateful = true
+  return self
+end
+
+--- configure_logging(level [, fn]) or (fn); fn(level, message).
+function Builder:configure_logging(level, fn)
+  self._log_level, self._log_fn, self._log_set = level, fn, true
+  return self
+end
+
+local TRANSPORTS = { websockets = 1, serversentevents = 2, longpolling = 4 }
+
+local function transport_mask(t)
+  local list = t
+  if type(t) == "string" then list = { t } end
+  if type(list) ~= "table" then
+    usage("with_url: transports must be a string or a list of strings, got %s", type(t))
+  end
+  if #list == 0 then usage("with_url: transports must not be empty") end
+  local mask = 0
+  for _, name in ipairs(list) do
+    local bit = type(name) == "string" and TRANSPORTS[name:lower():gsub("[_%-]", "")]
+    if not bit then
+      usage("with_url: unknown transport %s (use websockets, server_sent_events or long_polling)",
+        tostring(name))
+    end
+    mask = mask | bit
+  end
+  return mask
+end
+
+local function check_seconds(v, what)
+  if type(v) ~= "number" or v ~= v then usage("%s: expected a number of seconds, got %s", what, tostring(v)) end
+  if v < 0 then usage("%s: must not be negative (got %s)", what, tostring(v)) end
+  return v
+end
+
+-- A reconnect policy as a function(ctx) -> seconds or nil.
+local function reconnect_policy(p)
+  if type(p) == "function" then return p end
+  if type(p) ~= "table" then
+    usage("with_automatic_reconnect: expected a list of delays, a function or a policy table, got %s", type(p))
+  end
+  if type(p.next_retry_delay) == "function" then
+    return function(ctx) return p:next_retry_delay(ctx) end
+  end
+  local delays = {}
+  for i, d in ipairs(p) do
+    delays[i] = check_seconds(d, "with_automatic_reconnect: delay " .. i)
+  end
+  if next(p) ~= nil and #delays == 0 then
+    usage("with_automatic_reconnect: a table must be a list of delays or have a next_retry_delay method")
+  end
+  return function(ctx) return delays[ctx.previous_retry_count + 1] end
+end
+
+local URL_OPTIONS = { transports = true, skip_negotiation = true, headers = true, access_token = true,
+  tls = true, proxy = true }
+local TLS_OPTIONS = { verify = true, ca_file = true, cert_file = true, key_file = true }
+
+local function opt_string(v, what)
+  if v ~= nil and type(v) ~= "string" then usage("with_url: %s must be a string, got %s", what, type(v)) end
+  return v
+end
+
+--- Check the whole configuration and make the connection.
+function Builder:build()
+  local warnings = {}
+  -- logging first: the other warnings go to this logger
+  local logger = default_logger
+  if self._log_set then
+    local level, fn = check_logging(self._log_level, self._log_fn, "configure_logging")
+    logger = new_logger(level, fn)
+  end
+
+  local url = self._url
+  if not self._url_set or url == nil then usage("build: no hub URL; call with_url(url) first") end
+  if type(url) ~= "string" then usage("with_url: the URL must be a string, got %s", type(url)) end
+  local scheme = url:match("^(%a+)://[^/]")
+  scheme = scheme and scheme:lower()
+  if scheme ~= "http" and scheme ~= "https" and scheme ~= "ws" and scheme ~= "wss" then
+    usage("with_url: the URL must start with http:// or https:// (got '%s')", url)
+  end
+
+  local o = self._url_opts
+  if o ~= nil and type(o) ~= "table" then usage("with_url: options must be a table, got %s", type(o)) end
+  o = o or {}
+  for k in pairs(o) do
+    if not URL_OPTIONS[k] then warnings[#warnings + 1] = ("with_url: unknown option '%s' ignored"):format(tostring(k)) end
+  end
+  local opts = { url = url, protocol = "json" }
+  if o.skip_negotiation ~= nil and type(o.skip_negotiation) ~= "boolean" then
+    usage("with_url: skip_negotiation must be a boolean, got %s", type(o.skip_negotiation))
+  end
+  opts.skip_negotiation = o.skip_negotiation or false
+  if o.transports ~= nil then
+    opts.transports = transport_mask(o.transports)
+  elseif opts.skip_negotiation then
+    opts.transports = TRANSPORTS.websockets
+  end
+  if opts.skip_negotiation and opts.transports ~= TRANSPORTS.websockets then
+    usage("with_url: skip_negotiation needs the WebSockets transport alone (transports = \"websockets\")")
+  end
+  if o.headers ~= nil then
+    if type(o.headers) ~= "table" then usage("with_url: headers must be a table, got %s", type(o.headers)) end
+    local h = {}
+    for k, v in pairs(o.headers) do
+      if type(k) ~= "string" or (type(v) ~= "string" and type(v) ~= "number") then
+        usage("with_url: headers must map names to string values")
+      end
+      h[k] = tostring(v)
+    end
+    opts.headers = h
+  end
+  local tok = o.access_token
+  if tok ~= nil and type(tok) ~= "string" and type(tok) ~= "function" then
+    usage("with_url: access_token must be a string or a function, got %s", type(tok))
+  end
+  opts.access_token = tok
+  if o.tls ~= nil then
+    local tls = o.tls
+    if type(tls) ~= "table" then usage("with_url: tls must be a table, got %s", type(tls)) end
+    for k in pairs(tls) do
+      if not TLS_OPTIONS[k] then warnings[#warnings + 1] = ("with_url: unknown tls option '%s' ignored"):format(tostring(k)) end
+    end
+    if tls.verify ~= nil and type(tls.verify) ~= "boolean" then
+      usage("with_url: tls.verify must be a boolean, got %s", type(tls.verify))
+    end
+    opts.tls_verify = tls.verify ~= false
+    opts.ca_file = opt_string(tls.ca_file, "tls.ca_file")
+    opts.cert_file = opt_string(tls.cert_file, "tls.cert_file")
+    opts.key_file = opt_string(tls.key_file, "tls.key_file")
+    if (opts.cert_file == nil) ~= (opts.key_file == nil) then
+      usage("with_url: tls.cert_file and tls.key_file go together")
+    end
+  end
+  opts.proxy = opt_string(o.proxy, "proxy")
+
+  if self._protocol_set then
+    local p = self._protocol
+    if type(p) ~= "string" then usage("with_hub_protocol: expected \"json\" or \"messagepack\", got %s", type(p)) end
+    p = p:lower()
+    if p == "messagepack" then
+      usage("with_hub_protocol: the messagepack protocol is not supported yet (use \"json\")")
+    elseif p ~= "json" then
+      usage("with_hub_protocol: unknown protocol '%s' (use \"json\" or \"messagepack\")", self._protocol)
+    end
+  end
+  if self._server_timeout_set then opts.server_timeout = check_seconds(self._server_timeout, "with_server_timeout") end
+  if self._keepalive_set then opts.keepalive_interval = check_seconds(self._keepalive, "with_keepalive_interval") end
+  if self._handshake_timeout_set then
+    opts.handshake_timeout = check_seconds(self._handshake_timeout, "with_handshake_timeout")
+  end
+
+  local extra = {}
+  if self._reconnect ~= nil then
+    extra.reconnect_policy = reconnect_policy(self._reconnect)
+    warnings[#warnings + 1] = "with_automatic_reconnect: automatic reconnect is not supported yet; "
+      .. "a lost connection will not be re-established"
+  end
+  if self._stateful then
+    extra.stateful_reconnect = true
+    warnings[#warnings + 1] = "with_stateful_reconnect: not supported yet; ignored"
+  end
+
+  if logger.level < LEVELS.none then
+    opts.log_level = logger.name
+    local fn = logger.fn
+    opts.log = function(level, message)
+      local ok, err = pcall(fn, level, message)
+      if not ok then io.stderr:write("signalr: the log function failed: ", tostring(err), "\n") end
+    end
+  else
+    opts.log_level = "none"
+  end
+
+  local conn = new_connection(opts, logger, extra)
+  for _, w in ipairs(warnings) do log(logger, "warning", w) end
+  return conn
+end
+
+return M
