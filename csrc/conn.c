@@ -325,7 +325,16 @@ static void tp_on_close_body(void *ud, sr_transport *tp, const sr_error *err)
         finish_close(c, NULL);
         return;
     }
-    if (!err) {
+    if ((!err || err->code == SR_ECLOSED) && c->handshake_done && c->in.len > 0) {
+        /* A clean close must not hide a message cut in half. */
+        memset(&lost, 0, sizeof lost);
+        lost.code = SR_EPROTOCOL;
+        snprintf(lost.message, sizeof lost.message,
+                 "the server closed the connection in the middle of a message (%zu bytes "
+                 "unparsed)",
+                 c->in.len);
+        err = &lost;
+    } else if (!err) {
         set_err(&lost, SR_ECLOSED, 0, "%sthe server closed the connection", "");
         err = &lost;
     } else if (c->state == SR_STATE_CONNECTED) {
