@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -1624,7 +1625,17 @@ static const luaL_Reg conn_methods[] = {{"start", lsr_conn_start},
                                         {"close", lsr_conn_close},
                                         {NULL, NULL}};
 
+/* core.now(): monotonic seconds, for timing (benchmarks, timeouts in Lua). */
+static int lsr_now(lua_State *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec * 1e-9);
+    return 1;
+}
+
 static const luaL_Reg module_funcs[] = {{"connection", lsr_connection},
+                                        {"now", lsr_now},
                                         {"poll", lsr_poll},
                                         {"fd", lsr_fd},
                                         {"next_timeout", lsr_next_timeout},
