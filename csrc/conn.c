@@ -16,6 +16,7 @@
 #include <strings.h>
 
 #include "buf.h"
+#include "framing.h"
 #include "http.h"
 #include "log.h"
 #include "loop.h"
@@ -66,6 +67,7 @@ struct sr_conn {
     int handshake_done;
     int closing; /* the end is decided; no new invocations */
     sr_buf in;   /* received bytes not yet parsed */
+    size_t scanned; /* text protocols: leading bytes of `in` known to hold no separator */
     sr_buf enc;  /* scratch for encoding */
     sr_buf ping; /* the protocol's Ping, framed */
     uint64_t next_id;
@@ -295,12 +297,24 @@ static void tp_on_data_body(void *ud, sr_transport *tp, const char *data, size_t
             if (c->dead || c->state != SR_STATE_CONNECTED) return;
         }
     }
+    /* A large record arrives in many pieces: look for its end only in the
+     * new bytes, so receiving it stays linear. */
+    if (off == 0 && c->scanned && !c->protocol->binary &&
+        !memchr(c->in.data + c->scanned, SR_RECORD_SEPARATOR, c->in.len - c->scanned) &&
+        c->in.len <= c->max_message_size) {
+        c->scanned = c->in.len;
+        return;
+    }
+    c->scanned = 0;
     while (off < c->in.len) {
         sr_msg m;
         int n;
         memset(&m, 0, sizeof m);
         n = c->protocol->parse(c->in.data + off, c->in.len - off, c->max_message_size, &m, &err);
-        if (n == 0) break;
+        if (n == 0) {
+            c->scanned = c->in.len - off;
+            break;
+        }
         if (n < 0) {
             err.code = SR_EPROTOCOL;
             abort_with(c, &err);
@@ -397,6 +411,7 @@ static void open_websocket(sr_conn *c)
     sr__logf(&c->log, SR_LOG_DEBUG, "opening WebSockets transport");
     memset(&err, 0, sizeof err);
     c->handshake_done = 0;
+    c->scanned = 0;
     sr__buf_reset(&c->in);
     c->tp = sr__ws_transport_new(c->loop, &cfg, &tp_upcalls, c, &err);
     if (!c->tp) goto fail;

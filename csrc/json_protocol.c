@@ -275,17 +275,16 @@ static int put_float(sr_buf *b, double d)
     if (a == 0) return neg ? PUT_LIT(b, "-0.0") : PUT_LIT(b, "0.0");
 
     /* Fast path for numbers with a short decimal form (19.99, 0.25, 3.0):
-     * find the fewest decimals k with an integer r such that r / 10^k == a.
-     * r and 10^k are exact doubles and IEEE division rounds correctly, so
-     * a reader converting "r e-k" (also correctly rounded) gets a back. */
+     * find the fewest decimals k with an integer u such that u / 10^k == a.
+     * u and 10^k are exact doubles and IEEE division rounds correctly, so
+     * a reader converting "u e-k" (also correctly rounded) gets a back. */
     if (a >= 1e-5 && a < 1e15) {
         for (k = 0; k <= 22; k++) {
-            double m = a * p10[k], r;
+            double m = a * p10[k];
             uint64_t u;
-            if (m >= 9007199254740992.0) break; /* 2^53: r would not be exact */
-            r = floor(m + 0.5);
-            if (r / p10[k] != a) continue;
-            u = (uint64_t)r;
+            if (m >= 9007199254740992.0) break; /* 2^53: u would not be exact */
+            u = (uint64_t)(m + 0.5);            /* round to nearest; no libm needed */
+            if ((double)u / p10[k] != a) continue;
             nd = 0;
             do {
                 cand[nd++] = (char)('0' + u % 10);

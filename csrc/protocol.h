@@ -9,9 +9,9 @@
 #ifndef SR_PROTOCOL_H
 #define SR_PROTOCOL_H
 
-#include <stdint.h>
-#include "signalr.h"
 #include "buf.h"
+#include "signalr.h"
+#include <stdint.h>
 
 typedef enum sr_msg_type {
     SR_MSG_INVOCATION = 1,
@@ -29,25 +29,25 @@ typedef enum sr_msg_type {
  * frees them). Fields not used by a type stay NULL/0. */
 typedef struct sr_msg {
     sr_msg_type type;
-    char *invocation_id;   /* NULL when absent (fire-and-forget) */
-    char *target;          /* Invocation, StreamInvocation */
-    sr_value *arguments;   /* SR_ARRAY; Invocation, StreamInvocation */
-    sr_value *stream_ids;  /* SR_ARRAY of strings, or NULL */
-    sr_value *headers;     /* SR_MAP of strings, or NULL */
-    sr_value *item;        /* StreamItem */
-    int has_result;        /* Completion: 1 when "result" is present */
-    sr_value *result;      /* Completion result (may be SR_NULL) */
-    char *error;           /* Completion or Close error, or NULL */
-    int allow_reconnect;   /* Close */
-    int64_t sequence_id;   /* Ack, Sequence */
+    char *invocation_id;  /* NULL when absent (fire-and-forget) */
+    char *target;         /* Invocation, StreamInvocation */
+    sr_value *arguments;  /* SR_ARRAY; Invocation, StreamInvocation */
+    sr_value *stream_ids; /* SR_ARRAY of strings, or NULL */
+    sr_value *headers;    /* SR_MAP of strings, or NULL */
+    sr_value *item;       /* StreamItem */
+    int has_result;       /* Completion: 1 when "result" is present */
+    sr_value *result;     /* Completion result (may be SR_NULL) */
+    char *error;          /* Completion or Close error, or NULL */
+    int allow_reconnect;  /* Close */
+    int64_t sequence_id;  /* Ack, Sequence */
 } sr_msg;
 
 void sr__msg_clear(sr_msg *m); /* frees the fields, zeroes the struct */
 
 typedef struct sr_protocol {
-    const char *name;  /* "json" */
-    int version;       /* 1 */
-    int binary;        /* 1: binary transfer format (WebSocket binary frames) */
+    const char *name; /* "json" */
+    int version;      /* 1 */
+    int binary;       /* 1: binary transfer format (WebSocket binary frames) */
     /* Append m, framed, to out. Borrowed fields are only read. */
     int (*write)(const sr_msg *m, sr_buf *out, sr_error *err);
     /* Parse one framed message from data[0..len).
@@ -64,8 +64,9 @@ const sr_protocol *sr__protocol_find(const char *name); /* NULL if unknown */
 
 /* A single JSON value to text and back (no framing); used by the protocol
  * and by the value round-trip tests. Integers stay integers (int64), floats
- * are written with full precision (17 significant digits, always with a '.'
- * or exponent so they read back as floats), SR_BINARY is written as base64. */
+ * are written with full precision (the shortest text, at most 17 significant
+ * digits, that reads back to the same bits; always with a '.' or exponent so
+ * they read back as floats), SR_BINARY is written as base64. */
 int sr__json_encode_value(const sr_value *v, sr_buf *out, sr_error *err);
 int sr__json_decode_value(const char *text, size_t len, sr_value **out, sr_error *err);
 

@@ -211,6 +211,8 @@ int sr_value_map_set(sr_value *map, const char *key, size_t keylen, sr_value *it
 
 /* --------------------------------------------------------- copy and free */
 
+/* Recursive: decoded trees are at most SR_VALUE_MAX_DEPTH deep; only a tree
+ * built by hand can be deeper, and then copying it recurses as deep. */
 sr_value *sr_value_copy(const sr_value *v)
 {
     sr_value *c;

@@ -154,6 +154,15 @@ struct sr_ws_io {
     int nvhosts;
 };
 
+/* lws 4.1 allocates its OpenSSL ex-data indices (process globals) in every
+ * context created with LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT; a context that
+ * is alive when another one re-allocates them can no longer find its
+ * client SSL_CTX bookkeeping and leaks the SSL_CTX (with the CA store,
+ * ~700 KB) when destroyed. So only a context created while none of ours is
+ * alive does the global init; vhosts always ask for their client SSL_CTX. */
+static pthread_mutex_t g_ctx_mu = PTHREAD_MUTEX_INITIALIZER;
+static int g_live_ctx; /* g_ctx_mu */
+
 static const sr_transport_ops ws_ops;
 static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                        size_t len);
@@ -1006,7 +1015,10 @@ static void *io_main(void *arg)
     }
     while (io->all)
         detach(io->all);
+    pthread_mutex_lock(&g_ctx_mu);
     lws_context_destroy(io->ctx);
+    g_live_ctx--;
+    pthread_mutex_unlock(&g_ctx_mu);
     io->ctx = NULL;
     while (io->vhosts) {
         ws_vhost *v = io->vhosts;
@@ -1039,13 +1051,19 @@ struct sr_ws_io *sr__ws_io_new(sr_loop *loop, sr_error *err)
     pthread_once(&once, log_setup);
 
     memset(&info, 0, sizeof info);
-    info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
     info.port = CONTEXT_PORT_NO_LISTEN;
     info.gid = -1;
     info.uid = -1;
     info.user = io;
     info.pt_serv_buf_size = SERV_BUF_SIZE;
+    pthread_mutex_lock(&g_ctx_mu);
+    if (g_live_ctx == 0)
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
     io->ctx = lws_create_context(&info);
+    if (io->ctx)
+        g_live_ctx++;
+    pthread_mutex_unlock(&g_ctx_mu);
     if (!io->ctx) {
         set_err(err, SR_ETRANSPORT, "%s", "cannot create the libwebsockets context");
         goto fail;
@@ -1068,8 +1086,12 @@ struct sr_ws_io *sr__ws_io_new(sr_loop *loop, sr_error *err)
     }
     return io;
 fail:
-    if (io->ctx)
+    if (io->ctx) {
+        pthread_mutex_lock(&g_ctx_mu);
         lws_context_destroy(io->ctx);
+        g_live_ctx--;
+        pthread_mutex_unlock(&g_ctx_mu);
+    }
     pthread_mutex_destroy(&io->mu);
     free(io);
     return NULL;

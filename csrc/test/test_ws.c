@@ -207,29 +207,40 @@ static void *srv_main(void *arg)
     return NULL;
 }
 
+/* The SSL global init is left to the transport's contexts (see the note on
+ * g_live_ctx in ws_transport.c; main keeps one alive): the server's vhost
+ * only asks for its TLS context. */
 static srv *srv_start(int mode, const char *cert, const char *key)
 {
     struct lws_context_creation_info info;
+    struct lws_vhost *vh;
     srv *s = calloc(1, sizeof *s);
     memset(&info, 0, sizeof info);
     pthread_mutex_init(&s->mu, NULL);
     s->mode = mode;
+    info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
     info.user = s;
-    info.port = 0;
-    info.protocols = srv_protocols;
     info.gid = info.uid = -1;
     info.pt_serv_buf_size = 65536;
-    if (cert) {
-        info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-        info.ssl_cert_filepath = cert;
-        info.ssl_private_key_filepath = key;
-    }
     s->ctx = lws_create_context(&info);
     if (!s->ctx) {
         free(s);
         return NULL;
     }
-    s->port = lws_get_vhost_listen_port(lws_get_vhost_by_name(s->ctx, "default"));
+    info.port = 0;
+    info.protocols = srv_protocols;
+    if (cert) {
+        info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        info.ssl_cert_filepath = cert;
+        info.ssl_private_key_filepath = key;
+    }
+    vh = lws_create_vhost(s->ctx, &info);
+    if (!vh) {
+        lws_context_destroy(s->ctx);
+        free(s);
+        return NULL;
+    }
+    s->port = lws_get_vhost_listen_port(vh);
     pthread_create(&s->th, NULL, srv_main, s);
     return s;
 }
@@ -1136,8 +1147,15 @@ TEST(t_tls)
 int main(int argc, char **argv)
 {
     const char *only = argc > 1 ? argv[1] : NULL;
+    sr_loop *keeper;
+    sr_transport_cfg cfg;
+    sr_error err;
     g_verbose = getenv("SR_TEST_VERBOSE") != NULL;
     lws_set_log_level(0, NULL);
+    /* One transport context alive for the whole run (see srv_start). */
+    keeper = sr_loop_new(&err);
+    cfg_init(&cfg, "ws://127.0.0.1:1/");
+    sr__transport_release(sr__ws_transport_new(keeper, &cfg, &ups, NULL, &err));
 #define R(t)                                                                                       \
     do {                                                                                           \
         if (!only || strstr(#t, only))                                                             \
@@ -1162,5 +1180,6 @@ int main(int argc, char **argv)
     R(t_backpressure);
     R(t_localhost);
     R(t_tls);
+    sr_loop_free(keeper);
     DONE();
 }
