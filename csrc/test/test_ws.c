@@ -317,7 +317,8 @@ static void *raw_main(void *arg)
                 perror("write");
             close(c);
         } else if (r->nclients < 16) {
-            r->clients[r->nclients++] = c;
+            r->clients[r->nclients] = c;
+            __atomic_store_n(&r->nclients, r->nclients + 1, __ATOMIC_RELEASE);
         } else {
             close(c);
         }
@@ -873,7 +874,7 @@ TEST(t_release_early)
     cfg_init(&cfg, url);
     tp = sr__ws_transport_new(loop, &cfg, &ups, &c, &err);
     CHECK(tp);
-    WAIT(loop, r->nclients > 0, 2000); /* racy read, only a hint */
+    WAIT(loop, __atomic_load_n(&r->nclients, __ATOMIC_ACQUIRE) > 0, 2000);
     sr__transport_send(tp, "x\x1e", 2);
     sr__transport_release(tp);
     tp = sr__ws_transport_new(loop, &cfg, &ups, &c, &err);
