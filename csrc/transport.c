@@ -23,13 +23,11 @@ int sr__transport_init(sr_transport *tp, const sr_transport_ops *ops, sr_loop *l
     tp->loop = loop;
     tp->refs = 1;
     tp->released = 0;
-    if (up)
-        tp->up = *up;
+    if (up) tp->up = *up;
     tp->ud = ud;
     tp->pre = pre;
     tp->closed_ev = sr__event_new(SR_EV_TP_CLOSED, tp, NULL, 0);
-    if (!tp->closed_ev)
-        return -1;
+    if (!tp->closed_ev) return -1;
     if (pthread_mutex_init(&tp->mu, NULL) != 0) {
         sr__event_free(tp->closed_ev);
         tp->closed_ev = NULL;
@@ -45,10 +43,8 @@ void sr__transport_ref(sr_transport *tp)
 
 void sr__transport_unref(sr_transport *tp)
 {
-    if (!tp || __atomic_sub_fetch(&tp->refs, 1, __ATOMIC_ACQ_REL) != 0)
-        return;
-    if (tp->ops->destroy)
-        tp->ops->destroy(tp);
+    if (!tp || __atomic_sub_fetch(&tp->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
+    if (tp->ops->destroy) tp->ops->destroy(tp);
     sr__event_free(tp->closed_ev);
     sr__buf_free(&tp->out);
     pthread_mutex_destroy(&tp->mu);
@@ -66,8 +62,7 @@ int sr__transport_send(sr_transport *tp, const char *data, size_t len)
 {
     int was_empty;
     size_t queued;
-    if (!tp || (!data && len))
-        return SR_EUSAGE;
+    if (!tp || (!data && len)) return SR_EUSAGE;
     pthread_mutex_lock(&tp->mu);
     if (tp->close_req || tp->dead) {
         pthread_mutex_unlock(&tp->mu);
@@ -94,28 +89,24 @@ int sr__transport_send(sr_transport *tp, const char *data, size_t len)
     pthread_mutex_unlock(&tp->mu);
     /* One kick per empty -> non-empty change; the I/O side asks for more
      * writes itself while it finds bytes queued. */
-    if (was_empty && len)
-        tp->ops->kick(tp);
+    if (was_empty && len) tp->ops->kick(tp);
     return SR_OK;
 }
 
 void sr__transport_close(sr_transport *tp)
 {
     int first;
-    if (!tp)
-        return;
+    if (!tp) return;
     pthread_mutex_lock(&tp->mu);
     first = !tp->close_req;
     tp->close_req = 1;
     pthread_mutex_unlock(&tp->mu);
-    if (first)
-        tp->ops->close(tp);
+    if (first) tp->ops->close(tp);
 }
 
 void sr__transport_release(sr_transport *tp)
 {
-    if (!tp)
-        return;
+    if (!tp) return;
     __atomic_store_n(&tp->released, 1, __ATOMIC_RELEASE);
     pthread_mutex_lock(&tp->mu);
     tp->close_req = 1;
@@ -180,11 +171,9 @@ void sr__transport_set_dead(sr_transport *tp)
 int sr__transport_post(sr_transport *tp, sr_event_type type, const void *data, size_t len)
 {
     sr_event *ev;
-    if (sr__transport_released(tp))
-        return 0;
+    if (sr__transport_released(tp)) return 0;
     ev = sr__event_new(type, tp, data, len);
-    if (!ev)
-        return -1;
+    if (!ev) return -1;
     sr__transport_ref(tp);
     sr__loop_post(tp->loop, ev);
     return 0;
@@ -194,8 +183,7 @@ void sr__transport_post_closed(sr_transport *tp, int code, long status, const ch
 {
     sr_event *ev = tp->closed_ev;
     sr__transport_set_dead(tp);
-    if (!ev)
-        return;
+    if (!ev) return;
     tp->closed_ev = NULL;
     if (sr__transport_released(tp)) {
         sr__event_free(ev);
@@ -216,12 +204,10 @@ void sr__transport_dispatch(sr_event *ev)
     if (!sr__transport_released(tp) && !tp->closed_seen) {
         switch (ev->type) {
         case SR_EV_TP_OPEN:
-            if (tp->up.on_open)
-                tp->up.on_open(tp->ud, tp);
+            if (tp->up.on_open) tp->up.on_open(tp->ud, tp);
             break;
         case SR_EV_TP_DATA:
-            if (tp->up.on_data)
-                tp->up.on_data(tp->ud, tp, ev->data, ev->len);
+            if (tp->up.on_data) tp->up.on_data(tp->ud, tp, ev->data, ev->len);
             break;
         case SR_EV_TP_CLOSED: {
             sr_error err;
@@ -231,15 +217,13 @@ void sr__transport_dispatch(sr_event *ev)
             err.status = ev->status;
             if (ev->text) {
                 size_t n = strlen(ev->text);
-                if (n >= sizeof err.message)
-                    n = sizeof err.message - 1;
+                if (n >= sizeof err.message) n = sizeof err.message - 1;
                 memcpy(err.message, ev->text, n);
                 err.message[n] = '\0';
             } else {
                 strcpy(err.message, sr_strerror(ev->code));
             }
-            if (tp->up.on_close)
-                tp->up.on_close(tp->ud, tp, ev->code == SR_OK ? NULL : &err);
+            if (tp->up.on_close) tp->up.on_close(tp->ud, tp, ev->code == SR_OK ? NULL : &err);
             break;
         }
         default:

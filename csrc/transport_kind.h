@@ -47,10 +47,10 @@ struct sr_transport {
      * write the queue in place (LWS_PRE for WebSockets); the queue is empty
      * when out.len <= pre. */
     pthread_mutex_t mu;
-    sr_buf out;        /* mu */
-    size_t pre;        /* constant */
-    int close_req;     /* mu: the host asked to close */
-    int dead;          /* mu: the I/O side finished; sends fail */
+    sr_buf out;    /* mu */
+    size_t pre;    /* constant */
+    int close_req; /* mu: the host asked to close */
+    int dead;      /* mu: the I/O side finished; sends fail */
 
     /* Allocated up front so that the one SR_EV_TP_CLOSED always gets out. */
     sr_event *closed_ev; /* I/O side until posted */

@@ -110,9 +110,9 @@ typedef struct ws_tp {
     int iaddr;
     int request_sent;  /* the upgrade request was built: TCP and TLS were up */
     int attempt_ended; /* the current wsi already reported its end */
-    int hs_seen;      /* a record separator arrived */
-    int paused;       /* reading paused for backpressure */
-    int closing;      /* graceful close under way */
+    int hs_seen;       /* a record separator arrived */
+    int paused;        /* reading paused for backpressure */
+    int closing;       /* graceful close under way */
     int peer_code;
     char peer_reason[124];
     char err_hint[256];
@@ -140,12 +140,12 @@ struct sr_ws_io {
     pthread_t thread;
 
     pthread_mutex_t mu;
-    int refs;                    /* mu: the loop's + one per resolver */
-    int stop;                    /* mu */
-    int dead;                    /* mu: the context is gone or going */
-    int woken;                   /* mu: lws_cancel_service issued, not drained */
-    int resume;                  /* mu */
-    ws_tp *cmd_head, *cmd_tail;  /* mu */
+    int refs;                   /* mu: the loop's + one per resolver */
+    int stop;                   /* mu */
+    int dead;                   /* mu: the context is gone or going */
+    int woken;                  /* mu: lws_cancel_service issued, not drained */
+    int resume;                 /* mu */
+    ws_tp *cmd_head, *cmd_tail; /* mu */
 
     /* I/O thread only. */
     ws_tp *all;
@@ -180,10 +180,8 @@ static uint64_t now_us(void)
 
 static uint64_t ms_to_us(double ms)
 {
-    if (!(ms > 0))
-        return 0;
-    if (ms > 1e12)
-        ms = 1e12;
+    if (!(ms > 0)) return 0;
+    if (ms > 1e12) ms = 1e12;
     return (uint64_t)(ms * 1000.0);
 }
 
@@ -199,8 +197,7 @@ static int same_str(const char *a, const char *b)
 
 static void set_err(sr_error *err, int code, const char *fmt, const char *detail)
 {
-    if (!err)
-        return;
+    if (!err) return;
     err->code = code;
     err->status = 0;
     snprintf(err->message, sizeof err->message, fmt, detail ? detail : "");
@@ -248,8 +245,7 @@ static void io_unref(struct sr_ws_io *io)
 /* Under io->mu. 0, or -1 when the I/O thread is gone. */
 static int cmd_locked(struct sr_ws_io *io, ws_tp *tp, unsigned bits)
 {
-    if (io->dead)
-        return -1;
+    if (io->dead) return -1;
     tp->cmds |= bits;
     if (!tp->queued) {
         tp->queued = 1;
@@ -283,22 +279,19 @@ static void link_tp(struct sr_ws_io *io, ws_tp *tp)
 {
     tp->prev = NULL;
     tp->next = io->all;
-    if (io->all)
-        io->all->prev = tp;
+    if (io->all) io->all->prev = tp;
     io->all = tp;
     tp->linked = 1;
 }
 
 static void unlink_tp(struct sr_ws_io *io, ws_tp *tp)
 {
-    if (!tp->linked)
-        return;
+    if (!tp->linked) return;
     if (tp->prev)
         tp->prev->next = tp->next;
     else
         io->all = tp->next;
-    if (tp->next)
-        tp->next->prev = tp->prev;
+    if (tp->next) tp->next->prev = tp->prev;
     tp->prev = tp->next = NULL;
     tp->linked = 0;
 }
@@ -315,8 +308,7 @@ static void cancel_timers(ws_tp *tp)
  * I/O reference. tp may be freed on return. */
 static void detach(ws_tp *tp)
 {
-    if (tp->state == ST_DONE)
-        return;
+    if (tp->state == ST_DONE) return;
     tp->state = ST_DONE;
     cancel_timers(tp);
     if (tp->wsi) {
@@ -364,15 +356,13 @@ static struct lws_vhost *vhost_for(struct sr_ws_io *io, ws_tp *tp)
     struct lws_context_creation_info info;
     ws_vhost *v;
     char name[32];
-    if (!tp->tls || (!tp->ca_file && !tp->cert_file && !tp->key_file))
-        return io->vh_default;
+    if (!tp->tls || (!tp->ca_file && !tp->cert_file && !tp->key_file)) return io->vh_default;
     for (v = io->vhosts; v; v = v->next)
         if (same_str(v->ca_file, tp->ca_file) && same_str(v->cert_file, tp->cert_file) &&
             same_str(v->key_file, tp->key_file))
             return v->vh;
     v = calloc(1, sizeof *v);
-    if (!v)
-        return NULL;
+    if (!v) return NULL;
     v->ca_file = dup_or_null(tp->ca_file);
     v->cert_file = dup_or_null(tp->cert_file);
     v->key_file = dup_or_null(tp->key_file);
@@ -413,11 +403,9 @@ static void retry_cb(lws_sorted_usec_list_t *sul)
 static void wsi_ended(ws_tp *tp, struct lws *wsi, int code, long status, const char *text)
 {
     lws_set_opaque_user_data(wsi, NULL);
-    if (tp->wsi == wsi)
-        tp->wsi = NULL;
+    if (tp->wsi == wsi) tp->wsi = NULL;
     tp->attempt_ended = 1;
-    if (tp->state == ST_DONE)
-        return;
+    if (tp->state == ST_DONE) return;
     if (tp->state == ST_CONNECTING && !tp->request_sent && tp->iaddr + 1 < tp->naddr &&
         !close_requested(tp) && !sr__transport_released(&tp->base)) {
         tp->iaddr++;
@@ -451,7 +439,7 @@ static void connect_next(ws_tp *tp)
     ci.port = tp->port;
     ci.path = tp->path;
     ci.host = tp->host_hdr;
-    ci.origin = NULL; /* non-browser clients send no Origin */
+    ci.origin = NULL;   /* non-browser clients send no Origin */
     ci.protocol = NULL; /* no subprotocol */
     ci.local_protocol_name = PROTO_NAME;
     ci.opaque_user_data = tp;
@@ -471,8 +459,7 @@ static void connect_next(ws_tp *tp)
     tp->attempt_ended = 0;
     wsi = lws_client_connect_via_info(&ci);
     if (wsi) {
-        if (!tp->attempt_ended)
-            tp->wsi = wsi;
+        if (!tp->attempt_ended) tp->wsi = wsi;
     } else if (!tp->attempt_ended) {
         snprintf(msg, sizeof msg, "WebSocket connection to %s failed: could not start connecting",
                  tp->where);
@@ -511,11 +498,9 @@ static void *resolve_main(void *arg)
             a = &((struct sockaddr_in6 *)(void *)ai->ai_addr)->sin6_addr;
         else
             continue;
-        if (inet_ntop(ai->ai_family, a, addrs[n], sizeof addrs[n]))
-            n++;
+        if (inet_ntop(ai->ai_family, a, addrs[n], sizeof addrs[n])) n++;
     }
-    if (res)
-        freeaddrinfo(res);
+    if (res) freeaddrinfo(res);
 
     pthread_mutex_lock(&io->mu);
     memcpy(tp->addrs, addrs, sizeof addrs);
@@ -569,11 +554,9 @@ static void start(ws_tp *tp)
     char msg[512];
     int rc = -1;
 
-    if (tp->state != ST_IDLE)
-        return;
+    if (tp->state != ST_IDLE) return;
     link_tp(io, tp);
-    if (tp->tls && !tls_files_ok(tp))
-        return;
+    if (tp->tls && !tls_files_ok(tp)) return;
     if (is_numeric(tp->host)) {
         snprintf(tp->addrs[0], sizeof tp->addrs[0], "%s", tp->host);
         tp->naddr = 1;
@@ -592,7 +575,6 @@ static void start(ws_tp *tp)
         pthread_mutex_unlock(&io->mu);
         if (pthread_attr_init(&attr) == 0) {
             pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-            pthread_attr_setstacksize(&attr, 256 * 1024);
             rc = pthread_create(&th, &attr, resolve_main, job);
             pthread_attr_destroy(&attr);
         }
@@ -612,8 +594,7 @@ static void start(ws_tp *tp)
 static void resolved(ws_tp *tp)
 {
     char msg[512];
-    if (tp->state != ST_RESOLVING)
-        return;
+    if (tp->state != ST_RESOLVING) return;
     if (tp->naddr == 0) {
         snprintf(msg, sizeof msg, "WebSocket connection to %s failed: cannot resolve %s: %s",
                  tp->where, tp->host, tp->resolve_err);
@@ -631,8 +612,7 @@ static void ka_cb(lws_sorted_usec_list_t *sul)
     ws_tp *tp = (ws_tp *)((char *)sul - offsetof(ws_tp, sul_ka));
     uint64_t now = now_us(), due = tp->last_tx + tp->ka_us;
     struct lws_context *ctx = tp->io->ctx;
-    if (tp->state != ST_OPEN || !tp->wsi)
-        return;
+    if (tp->state != ST_OPEN || !tp->wsi) return;
     /* Lazy: the timer is not moved on every write, it checks when it fires. */
     if (now + 1000 >= due) {
         if (sr__transport_queue_if_idle(&tp->base, tp->ping, tp->ping_len))
@@ -647,8 +627,7 @@ static void srv_cb(lws_sorted_usec_list_t *sul)
 {
     ws_tp *tp = (ws_tp *)((char *)sul - offsetof(ws_tp, sul_srv));
     uint64_t now = now_us(), due = tp->last_rx + tp->srv_us;
-    if (tp->state != ST_OPEN || tp->paused)
-        return; /* resuming re-arms it */
+    if (tp->state != ST_OPEN || tp->paused) return; /* resuming re-arms it */
     if (now + 1000 >= due)
         fail(tp, SR_ETIMEOUT, 0,
              "Server timeout elapsed without receiving a message from the server.");
@@ -659,8 +638,7 @@ static void srv_cb(lws_sorted_usec_list_t *sul)
 static void hs_cb(lws_sorted_usec_list_t *sul)
 {
     ws_tp *tp = (ws_tp *)((char *)sul - offsetof(ws_tp, sul_hs));
-    if (tp->state == ST_OPEN && !tp->hs_seen)
-        fail(tp, SR_EHANDSHAKE, 0, "handshake timed out");
+    if (tp->state == ST_OPEN && !tp->hs_seen) fail(tp, SR_EHANDSHAKE, 0, "handshake timed out");
 }
 
 /* ------------------------------------------------------- host commands */
@@ -690,13 +668,11 @@ static void resume_all(struct sr_ws_io *io)
 {
     ws_tp *tp;
     for (tp = io->all; tp; tp = tp->next) {
-        if (!tp->paused || !tp->wsi)
-            continue;
+        if (!tp->paused || !tp->wsi) continue;
         tp->paused = 0;
         tp->last_rx = now_us();
         lws_rx_flow_control(tp->wsi, 1);
-        if (tp->srv_us)
-            lws_sul_schedule(io->ctx, 0, &tp->sul_srv, srv_cb, (lws_usec_t)tp->srv_us);
+        if (tp->srv_us) lws_sul_schedule(io->ctx, 0, &tp->sul_srv, srv_cb, (lws_usec_t)tp->srv_us);
     }
 }
 
@@ -707,14 +683,10 @@ static void handle_cmds(ws_tp *tp, unsigned bits)
         detach(tp);
         return;
     }
-    if (bits & CMD_OPEN)
-        start(tp);
-    if ((bits & CMD_RESOLVED) && tp->state != ST_DONE)
-        resolved(tp);
-    if ((bits & CMD_CLOSE) && tp->state != ST_DONE)
-        do_close(tp);
-    if ((bits & CMD_WRITE) && tp->state == ST_OPEN && tp->wsi)
-        lws_callback_on_writable(tp->wsi);
+    if (bits & CMD_OPEN) start(tp);
+    if ((bits & CMD_RESOLVED) && tp->state != ST_DONE) resolved(tp);
+    if ((bits & CMD_CLOSE) && tp->state != ST_DONE) do_close(tp);
+    if ((bits & CMD_WRITE) && tp->state == ST_OPEN && tp->wsi) lws_callback_on_writable(tp->wsi);
 }
 
 static void drain_cmds(struct sr_ws_io *io)
@@ -732,21 +704,18 @@ static void drain_cmds(struct sr_ws_io *io)
         tp = io->cmd_head;
         if (tp) {
             io->cmd_head = tp->cmd_next;
-            if (!io->cmd_head)
-                io->cmd_tail = NULL;
+            if (!io->cmd_head) io->cmd_tail = NULL;
             bits = tp->cmds;
             tp->cmds = 0;
             tp->queued = 0;
             tp->cmd_next = NULL;
         }
         pthread_mutex_unlock(&io->mu);
-        if (!tp)
-            break;
+        if (!tp) break;
         handle_cmds(tp, bits);
         sr__transport_unref(&tp->base); /* the list's */
     }
-    if (resume)
-        resume_all(io);
+    if (resume) resume_all(io);
 }
 
 /* --------------------------------------------------------- lws callback */
@@ -761,8 +730,7 @@ static void conn_error_text(ws_tp *tp, struct lws *wsi, const char *in, char *ms
         *status = st;
         snprintf(msg, size, "WebSocket connection to %s failed: HTTP %ld from the server%s%s",
                  tp->where, st, in ? " (" : "", in ? in : "");
-        if (in)
-            strncat(msg, ")", size - strlen(msg) - 1);
+        if (in) strncat(msg, ")", size - strlen(msg) - 1);
     } else if (tp->err_hint[0]) {
         snprintf(msg, size, "WebSocket connection to %s failed: %s", tp->where, tp->err_hint);
     } else if (!tp->request_sent && in && strcmp(in, "Unable to connect") == 0) {
@@ -794,17 +762,14 @@ static int on_established(ws_tp *tp, struct lws *wsi)
      * SR_EV_TP_OPEN is posted before any received data can be. */
     if (tp->hs_len) {
         int n = lws_write(wsi, tp->hs + LWS_PRE, tp->hs_len, LWS_WRITE_TEXT);
-        if (n < 0)
-            return -1;
+        if (n < 0) return -1;
     }
-    if (sr__transport_post(&tp->base, SR_EV_TP_OPEN, NULL, 0) != 0)
-        return -1;
-    if (tp->ka_us)
-        lws_sul_schedule(ctx, 0, &tp->sul_ka, ka_cb, (lws_usec_t)tp->ka_us);
-    if (tp->srv_us)
-        lws_sul_schedule(ctx, 0, &tp->sul_srv, srv_cb, (lws_usec_t)tp->srv_us);
-    if (tp->hs_us)
-        lws_sul_schedule(ctx, 0, &tp->sul_hs, hs_cb, (lws_usec_t)tp->hs_us);
+    free(tp->hs); /* masked in place by lws_write: good for one use */
+    tp->hs = NULL;
+    if (sr__transport_post(&tp->base, SR_EV_TP_OPEN, NULL, 0) != 0) return -1;
+    if (tp->ka_us) lws_sul_schedule(ctx, 0, &tp->sul_ka, ka_cb, (lws_usec_t)tp->ka_us);
+    if (tp->srv_us) lws_sul_schedule(ctx, 0, &tp->sul_srv, srv_cb, (lws_usec_t)tp->srv_us);
+    if (tp->hs_us) lws_sul_schedule(ctx, 0, &tp->sul_hs, hs_cb, (lws_usec_t)tp->hs_us);
     if (close_requested(tp)) {
         do_close(tp);
     } else if (sr__transport_pending(&tp->base))
@@ -821,17 +786,14 @@ static int on_receive(ws_tp *tp, struct lws *wsi, const char *in, size_t len)
         lws_sul_cancel(&tp->sul_hs);
     }
     if (tp->rx.len == 0 && final) {
-        if (len && sr__transport_post(&tp->base, SR_EV_TP_DATA, in, len) != 0)
-            goto nomem;
+        if (len && sr__transport_post(&tp->base, SR_EV_TP_DATA, in, len) != 0) goto nomem;
     } else {
-        if (sr__buf_append(&tp->rx, in, len) != 0)
-            goto nomem;
+        if (sr__buf_append(&tp->rx, in, len) != 0) goto nomem;
         if (final || tp->rx.len >= RX_BATCH) {
             if (sr__transport_post(&tp->base, SR_EV_TP_DATA, tp->rx.data, tp->rx.len) != 0)
                 goto nomem;
             tp->rx.len = 0;
-            if (tp->rx.cap > BUF_KEEP)
-                sr__buf_free(&tp->rx);
+            if (tp->rx.cap > BUF_KEEP) sr__buf_free(&tp->rx);
         }
     }
     if (!tp->paused && sr__loop_congested(tp->base.loop)) {
@@ -855,14 +817,11 @@ static int on_writeable(ws_tp *tp, struct lws *wsi)
          * themselves, so one write carries any number of them. */
         int w = lws_write(wsi, (unsigned char *)tp->wbuf.data + LWS_PRE, n,
                           tp->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
-        if (w < 0)
-            return -1;
+        if (w < 0) return -1;
         tp->last_tx = now_us();
         tp->wbuf.len = 0;
-        if (tp->wbuf.cap > BUF_KEEP)
-            sr__buf_free(&tp->wbuf);
-        if (sr__transport_pending(&tp->base) || tp->closing)
-            lws_callback_on_writable(wsi);
+        if (tp->wbuf.cap > BUF_KEEP) sr__buf_free(&tp->wbuf);
+        if (sr__transport_pending(&tp->base) || tp->closing) lws_callback_on_writable(wsi);
         return 0;
     }
     if (tp->closing) {
@@ -882,8 +841,8 @@ static int add_headers(ws_tp *tp, struct lws *wsi, void *in, size_t len)
         if (lws_add_http_header_by_name(wsi, (const unsigned char *)h->name,
                                         (const unsigned char *)h->value, (int)strlen(h->value), p,
                                         end)) {
-            snprintf(tp->err_hint, sizeof tp->err_hint,
-                     "request headers too large (at %.40s)", h->name);
+            snprintf(tp->err_hint, sizeof tp->err_hint, "request headers too large (at %.40s)",
+                     h->name);
             return -1;
         }
     }
@@ -899,8 +858,7 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
 
     if (reason == LWS_CALLBACK_EVENT_WAIT_CANCELLED) {
         struct sr_ws_io *io = lws_context_user(lws_get_context(wsi));
-        if (io)
-            drain_cmds(io);
+        if (io) drain_cmds(io);
         return 0;
     }
     tp = lws_get_opaque_user_data(wsi);
@@ -910,18 +868,15 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
         return tp ? add_headers(tp, wsi, in, len) : -1;
 
     case LWS_CALLBACK_CLIENT_ESTABLISHED:
-        if (!tp || tp->state != ST_CONNECTING)
-            return -1; /* orphan: released meanwhile */
+        if (!tp || tp->state != ST_CONNECTING) return -1; /* orphan: released meanwhile */
         return on_established(tp, wsi);
 
     case LWS_CALLBACK_CLIENT_RECEIVE:
-        if (!tp || tp->state != ST_OPEN)
-            return -1;
+        if (!tp || tp->state != ST_OPEN) return -1;
         return on_receive(tp, wsi, in, len);
 
     case LWS_CALLBACK_CLIENT_WRITEABLE:
-        if (!tp || tp->state != ST_OPEN)
-            return -1;
+        if (!tp || tp->state != ST_OPEN) return -1;
         return on_writeable(tp, wsi);
 
     case LWS_CALLBACK_OPENSSL_PERFORM_SERVER_CERT_VERIFICATION:
@@ -939,8 +894,7 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
             const unsigned char *b = in;
             size_t r = len - 2;
             tp->peer_code = (b[0] << 8) | b[1];
-            if (r >= sizeof tp->peer_reason)
-                r = sizeof tp->peer_reason - 1;
+            if (r >= sizeof tp->peer_reason) r = sizeof tp->peer_reason - 1;
             memcpy(tp->peer_reason, b + 2, r);
             tp->peer_reason[r] = '\0';
         } else if (tp) {
@@ -950,8 +904,7 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
 
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR: {
         long status = 0;
-        if (!tp)
-            return 0;
+        if (!tp) return 0;
         conn_error_text(tp, wsi, in, msg, sizeof msg, &status);
         wsi_ended(tp, wsi, SR_ETRANSPORT, status, msg);
         return 0;
@@ -959,8 +912,7 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
 
     case LWS_CALLBACK_CLIENT_CLOSED:
     case LWS_CALLBACK_WSI_DESTROY:
-        if (!tp)
-            return 0;
+        if (!tp) return 0;
         if (tp->peer_code)
             snprintf(msg, sizeof msg, "WebSocket closed by the server (%s): status %d%s%s",
                      tp->where, tp->peer_code, tp->peer_reason[0] ? ", " : "", tp->peer_reason);
@@ -987,8 +939,7 @@ static void *io_main(void *arg)
         pthread_mutex_lock(&io->mu);
         stop = io->stop;
         pthread_mutex_unlock(&io->mu);
-        if (stop || lws_service(io->ctx, 0) < 0)
-            break;
+        if (stop || lws_service(io->ctx, 0) < 0) break;
     }
 
     /* Shut down: nobody may queue or wake us any more, then let go of
@@ -1004,13 +955,10 @@ static void *io_main(void *arg)
             tp->queued = 0;
             tp->cmds = 0;
         }
-        if (!io->cmd_head)
-            io->cmd_tail = NULL;
+        if (!io->cmd_head) io->cmd_tail = NULL;
         pthread_mutex_unlock(&io->mu);
-        if (!tp)
-            break;
-        if (tp->state == ST_IDLE)
-            detach(tp); /* never started: its CMD_OPEN held the I/O ref */
+        if (!tp) break;
+        if (tp->state == ST_IDLE) detach(tp); /* never started: its CMD_OPEN held the I/O ref */
         sr__transport_unref(&tp->base);
     }
     while (io->all)
@@ -1058,11 +1006,9 @@ struct sr_ws_io *sr__ws_io_new(sr_loop *loop, sr_error *err)
     info.user = io;
     info.pt_serv_buf_size = SERV_BUF_SIZE;
     pthread_mutex_lock(&g_ctx_mu);
-    if (g_live_ctx == 0)
-        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    if (g_live_ctx == 0) info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
     io->ctx = lws_create_context(&info);
-    if (io->ctx)
-        g_live_ctx++;
+    if (io->ctx) g_live_ctx++;
     pthread_mutex_unlock(&g_ctx_mu);
     if (!io->ctx) {
         set_err(err, SR_ETRANSPORT, "%s", "cannot create the libwebsockets context");
@@ -1099,12 +1045,10 @@ fail:
 
 void sr__ws_io_free(struct sr_ws_io *io)
 {
-    if (!io)
-        return;
+    if (!io) return;
     pthread_mutex_lock(&io->mu);
     io->stop = 1;
-    if (!io->dead)
-        lws_cancel_service(io->ctx);
+    if (!io->dead) lws_cancel_service(io->ctx);
     pthread_mutex_unlock(&io->mu);
     pthread_join(io->thread, NULL);
     io_unref(io);
@@ -1112,8 +1056,7 @@ void sr__ws_io_free(struct sr_ws_io *io)
 
 void sr__ws_io_resume(struct sr_ws_io *io)
 {
-    if (!io)
-        return;
+    if (!io) return;
     pthread_mutex_lock(&io->mu);
     io->resume = 1;
     if (!io->dead && !io->woken) {
@@ -1162,8 +1105,7 @@ static void ws_destroy(sr_transport *base)
     sr__buf_free(&tp->rx);
 }
 
-static const sr_transport_ops ws_ops = {"WebSockets", ws_kick, ws_close, ws_release,
-                                          ws_destroy};
+static const sr_transport_ops ws_ops = {"WebSockets", ws_kick, ws_close, ws_release, ws_destroy};
 
 /* --------------------------------------------------------- construction */
 
@@ -1186,36 +1128,32 @@ static int parse_url(ws_tp *tp, const char *url, sr_error *err)
     if (*p == '[') {
         hs = p + 1;
         he = strchr(hs, ']');
-        if (!he)
-            goto bad;
+        if (!he) goto bad;
         p = he + 1;
     } else {
         hs = p;
         he = p + strcspn(p, ":/?#");
         p = he;
     }
-    if (he == hs)
-        goto bad;
+    if (he == hs || memchr(hs, '@', (size_t)(he - hs)))
+        goto bad; /* empty host, or user@host (not supported) */
     if (*p == ':') {
         char *end;
         long port = strtol(p + 1, &end, 10);
-        if (end == p + 1 || port <= 0 || port > 65535 || (*end && !strchr("/?#", *end)))
-            goto bad;
+        if (end == p + 1 || port <= 0 || port > 65535 || (*end && !strchr("/?#", *end))) goto bad;
         tp->port = (int)port;
         p = end;
     }
     n = (size_t)(he - hs);
     tp->host = malloc(n + 1);
-    if (!tp->host)
-        goto nomem;
+    if (!tp->host) goto nomem;
     memcpy(tp->host, hs, n);
     tp->host[n] = '\0';
 
     pe = p + strcspn(p, "#");
     n = (size_t)(pe - p);
     tp->path = malloc(n + 2);
-    if (!tp->path)
-        goto nomem;
+    if (!tp->path) goto nomem;
     if (*p != '/')
         tp->path[0] = '/', memcpy(tp->path + 1, p, n), tp->path[n + 1] = '\0';
     else
@@ -1224,8 +1162,7 @@ static int parse_url(ws_tp *tp, const char *url, sr_error *err)
     n = strlen(tp->host) + 16;
     tp->host_hdr = malloc(n);
     tp->where = malloc(n + strlen(tp->path) + 16);
-    if (!tp->host_hdr || !tp->where)
-        goto nomem;
+    if (!tp->host_hdr || !tp->where) goto nomem;
     {
         int v6 = strchr(tp->host, ':') != NULL;
         if (tp->port == defport)
@@ -1258,8 +1195,7 @@ static int copy_cfg(ws_tp *tp, const sr_transport_cfg *cfg)
         return -1;
     if (cfg->nheaders) {
         tp->headers = calloc(cfg->nheaders, sizeof *tp->headers);
-        if (!tp->headers)
-            return -1;
+        if (!tp->headers) return -1;
         tp->nheaders = cfg->nheaders;
         for (i = 0; i < cfg->nheaders; i++) {
             const char *name = cfg->headers[i].name ? cfg->headers[i].name : "";
@@ -1267,20 +1203,16 @@ static int copy_cfg(ws_tp *tp, const sr_transport_cfg *cfg)
             size_t n = strlen(name);
             tp->headers[i].name = malloc(n + 2);
             tp->headers[i].value = strdup(value);
-            if (!tp->headers[i].name || !tp->headers[i].value)
-                return -1;
+            if (!tp->headers[i].name || !tp->headers[i].value) return -1;
             memcpy(tp->headers[i].name, name, n);
             tp->headers[i].name[n] = '\0';
-            if (n == 0 || name[n - 1] != ':')
-                strcat(tp->headers[i].name, ":");
+            if (n == 0 || name[n - 1] != ':') strcat(tp->headers[i].name, ":");
         }
     }
     tp->hs_len = cfg->handshake ? cfg->handshake_len : 0;
     tp->hs = malloc(LWS_PRE + tp->hs_len + 1);
-    if (!tp->hs)
-        return -1;
-    if (tp->hs_len)
-        memcpy(tp->hs + LWS_PRE, cfg->handshake, tp->hs_len);
+    if (!tp->hs) return -1;
+    if (tp->hs_len) memcpy(tp->hs + LWS_PRE, cfg->handshake, tp->hs_len);
     tp->ping_len = cfg->ping ? cfg->ping_len : 0;
     if (tp->ping_len == 0)
         tp->ka_us = 0;
@@ -1317,15 +1249,13 @@ sr_transport *sr__ws_transport_new(sr_loop *loop, const sr_transport_cfg *cfg,
         return NULL;
     }
     tp->state = ST_IDLE;
-    if (parse_url(tp, cfg->url, err) != 0)
-        goto fail;
+    if (parse_url(tp, cfg->url, err) != 0) goto fail;
     if (copy_cfg(tp, cfg) != 0) {
         set_err(err, SR_ENOMEM, "%s", "out of memory");
         goto fail;
     }
     io = sr__loop_ws_io(loop, err);
-    if (!io)
-        goto fail;
+    if (!io) goto fail;
     tp->io = io;
     sr__transport_ref(&tp->base); /* the I/O side's */
     if (cmd(io, tp, CMD_OPEN) != 0) {

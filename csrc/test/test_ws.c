@@ -5,7 +5,9 @@
  * server that accepts and never answers).
  */
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <errno.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -54,8 +56,8 @@ typedef struct srv {
     int mode;
     size_t flood_total;
     /* What the server saw (mu). */
-    sr_buf got;      /* all payload bytes, in order */
-    sr_buf first;    /* the first message */
+    sr_buf got;   /* all payload bytes, in order */
+    sr_buf first; /* the first message */
     int nmsgs, npings, nbinary, ntext, conns, conns_total;
     char uri[256], args[256], host[256], auth[256], xtest[64], origin[128];
 } srv;
@@ -63,7 +65,7 @@ typedef struct srv {
 typedef struct pss {
     unsigned char *q; /* LWS_PRE + queued bytes to send */
     size_t qlen, qcap;
-    sr_buf cur;       /* the message being received */
+    sr_buf cur; /* the message being received */
     int nmsg;
     size_t flood_sent;
     int flooding;
@@ -108,16 +110,14 @@ static int srv_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         sr__buf_append(&s->got, in, len);
         pthread_mutex_unlock(&s->mu);
         sr__buf_append(&p->cur, in, len);
-        if (!final)
-            break;
+        if (!final) break;
         pthread_mutex_lock(&s->mu);
         s->nmsgs++;
         if (binary)
             s->nbinary++;
         else
             s->ntext++;
-        if (p->nmsg == 0 && s->first.len == 0)
-            sr__buf_append(&s->first, p->cur.data, p->cur.len);
+        if (p->nmsg == 0 && s->first.len == 0) sr__buf_append(&s->first, p->cur.data, p->cur.len);
         if (p->cur.len == sizeof PING - 1 && memcmp(p->cur.data, PING, p->cur.len) == 0)
             s->npings++;
         pthread_mutex_unlock(&s->mu);
@@ -152,11 +152,9 @@ static int srv_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
     }
     case LWS_CALLBACK_SERVER_WRITEABLE:
         if (p->qlen) {
-            if (lws_write(wsi, p->q + LWS_PRE, p->qlen, LWS_WRITE_TEXT) < 0)
-                return -1;
+            if (lws_write(wsi, p->q + LWS_PRE, p->qlen, LWS_WRITE_TEXT) < 0) return -1;
             p->qlen = 0;
-            if (p->flooding)
-                lws_callback_on_writable(wsi);
+            if (p->flooding) lws_callback_on_writable(wsi);
         } else if (p->flooding && p->flood_sent < s->flood_total) {
             static unsigned char pattern[65536 + 251];
             unsigned char buf[LWS_PRE + 65536];
@@ -164,11 +162,9 @@ static int srv_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
             if (!pattern[1])
                 for (i = 0; i < sizeof pattern; i++)
                     pattern[i] = (unsigned char)(i % 251);
-            if (n > 65536)
-                n = 65536;
+            if (n > 65536) n = 65536;
             memcpy(buf + LWS_PRE, pattern + p->flood_sent % 251, n);
-            if (lws_write(wsi, buf + LWS_PRE, n, LWS_WRITE_BINARY) < 0)
-                return -1;
+            if (lws_write(wsi, buf + LWS_PRE, n, LWS_WRITE_BINARY) < 0) return -1;
             p->flood_sent += n;
             lws_callback_on_writable(wsi);
         }
@@ -200,8 +196,7 @@ static void *srv_main(void *arg)
         pthread_mutex_lock(&s->mu);
         stop = s->stop;
         pthread_mutex_unlock(&s->mu);
-        if (stop || lws_service(s->ctx, 0) < 0)
-            break;
+        if (stop || lws_service(s->ctx, 0) < 0) break;
     }
     lws_context_destroy(s->ctx);
     return NULL;
@@ -210,7 +205,7 @@ static void *srv_main(void *arg)
 /* The SSL global init is left to the transport's contexts (see the note on
  * g_live_ctx in ws_transport.c; main keeps one alive): the server's vhost
  * only asks for its TLS context. */
-static srv *srv_start(int mode, const char *cert, const char *key)
+static srv *srv_start4(int mode, const char *cert, const char *key, int v4only)
 {
     struct lws_context_creation_info info;
     struct lws_vhost *vh;
@@ -229,8 +224,13 @@ static srv *srv_start(int mode, const char *cert, const char *key)
     }
     info.port = 0;
     info.protocols = srv_protocols;
+    info.options = 0;
+    if (v4only) {
+        info.iface = "127.0.0.1";
+        info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
+    }
     if (cert) {
-        info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
         info.ssl_cert_filepath = cert;
         info.ssl_private_key_filepath = key;
     }
@@ -245,10 +245,14 @@ static srv *srv_start(int mode, const char *cert, const char *key)
     return s;
 }
 
+static srv *srv_start(int mode, const char *cert, const char *key)
+{
+    return srv_start4(mode, cert, key, 0);
+}
+
 static void srv_stop(srv *s)
 {
-    if (!s)
-        return;
+    if (!s) return;
     pthread_mutex_lock(&s->mu);
     s->stop = 1;
     pthread_mutex_unlock(&s->mu);
@@ -294,27 +298,22 @@ static void *raw_main(void *arg)
     raw *r = arg;
     while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
         struct pollfd pf = {r->fd, POLLIN, 0};
-        if (poll(&pf, 1, 20) <= 0)
-            continue;
+        if (poll(&pf, 1, 20) <= 0) continue;
         int c = accept(r->fd, NULL, NULL);
-        if (c < 0)
-            continue;
+        if (c < 0) continue;
         if (r->mode == RAW_404) {
             char buf[4096];
             size_t got = 0;
             while (got < sizeof buf - 1) {
                 ssize_t n = read(c, buf + got, sizeof buf - 1 - got);
-                if (n <= 0)
-                    break;
+                if (n <= 0) break;
                 got += (size_t)n;
                 buf[got] = '\0';
-                if (strstr(buf, "\r\n\r\n"))
-                    break;
+                if (strstr(buf, "\r\n\r\n")) break;
             }
             static const char resp[] =
                 "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-            if (write(c, resp, sizeof resp - 1) < 0)
-                perror("write");
+            if (write(c, resp, sizeof resp - 1) < 0) perror("write");
             close(c);
         } else if (r->nclients < 16) {
             r->clients[r->nclients] = c;
@@ -386,8 +385,7 @@ static void c_open(void *ud, sr_transport *tp)
 {
     cli *c = ud;
     (void)tp;
-    if (c->closed)
-        c->after_close++;
+    if (c->closed) c->after_close++;
     c->opened++;
     c->t_open = now_ms();
 }
@@ -396,10 +394,8 @@ static void c_data(void *ud, sr_transport *tp, const char *data, size_t len)
 {
     cli *c = ud;
     (void)tp;
-    if (!c->opened)
-        c->data_before_open++;
-    if (c->closed)
-        c->after_close++;
+    if (!c->opened) c->data_before_open++;
+    if (c->closed) c->after_close++;
     sr__buf_append(&c->data, data, len);
 }
 
@@ -407,8 +403,7 @@ static void c_close(void *ud, sr_transport *tp, const sr_error *err)
 {
     cli *c = ud;
     (void)tp;
-    if (c->closed)
-        c->after_close++;
+    if (c->closed) c->after_close++;
     c->closed++;
     c->t_closed = now_ms();
     c->err_null = err == NULL;
@@ -531,13 +526,12 @@ TEST(t_pipeline)
     t0 = now_ms();
     for (i = 0; i < n; i++) {
         /* 50-byte records */
-        int len = snprintf(rec, sizeof rec, "{\"type\":1,\"target\":\"x\",\"arguments\":[%11d]}\x1e",
-                           i);
+        int len =
+            snprintf(rec, sizeof rec, "{\"type\":1,\"target\":\"x\",\"arguments\":[%11d]}\x1e", i);
         CHECK(len == 50);
         CHECK(sr__transport_send(tp, rec, (size_t)len) == SR_OK);
         sr__buf_append(&sent, rec, (size_t)len);
-        if ((i & 1023) == 0)
-            sr_loop_dispatch(loop, 0);
+        if ((i & 1023) == 0) sr_loop_dispatch(loop, 0);
     }
     t1 = now_ms();
     WAIT(loop, srv_got(s) >= sent.len, 60000);
@@ -550,8 +544,8 @@ TEST(t_pipeline)
         printf("     %d records of 50 bytes: queued in %llu ms, at the server after %llu ms "
                "(%.0f records/s), echoed after %llu ms; %d server messages\n",
                n, (unsigned long long)(t1 - t0), (unsigned long long)(t2 - t0),
-               n * 1000.0 / (double)(t2 - t0 ? t2 - t0 : 1),
-               (unsigned long long)(now_ms() - t0), srv_int(s, &s->nmsgs));
+               n * 1000.0 / (double)(t2 - t0 ? t2 - t0 : 1), (unsigned long long)(now_ms() - t0),
+               srv_int(s, &s->nmsgs));
     sr__transport_close(tp);
     WAIT(loop, c.closed, 3000);
     CHECK(c.closed && c.err_null);
@@ -737,6 +731,10 @@ TEST(t_bad_host)
     CHECK(sr__ws_transport_new(loop, &cfg, &ups, &c, &err) == NULL && err.code == SR_EUSAGE);
     cfg_init(&cfg, "ws://host:99999/");
     CHECK(sr__ws_transport_new(loop, &cfg, &ups, &c, &err) == NULL && err.code == SR_EUSAGE);
+    cfg_init(&cfg, "ws://user:pw@host/");
+    CHECK(sr__ws_transport_new(loop, &cfg, &ups, &c, &err) == NULL && err.code == SR_EUSAGE);
+    cfg_init(&cfg, "wss://[::1/");
+    CHECK(sr__ws_transport_new(loop, &cfg, &ups, &c, &err) == NULL && err.code == SR_EUSAGE);
     sr_loop_free(loop);
 }
 
@@ -783,8 +781,7 @@ TEST(t_keepalive)
     WAIT(loop, c.opened, 10000);
     WAIT(loop, 0, 1100);
     pings = srv_int(s, &s->npings);
-    if (g_verbose)
-        printf("     %d pings in 1.1 s at keepalive 200 ms\n", pings);
+    if (g_verbose) printf("     %d pings in 1.1 s at keepalive 200 ms\n", pings);
     CHECK(pings >= 4 && pings <= 6);
     /* Sending resets the keepalive clock: no pings while we keep writing. */
     {
@@ -1055,6 +1052,57 @@ TEST(t_localhost)
     sr__buf_free(&c.data);
 }
 
+/* "two-addrs.test" resolves to ::1 and then 127.0.0.1 (this executable's
+ * getaddrinfo wins over libc's); every other name goes to libc. */
+typedef int (*gai_fn)(const char *, const char *, const struct addrinfo *, struct addrinfo **);
+
+int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+                struct addrinfo **res)
+{
+    gai_fn real = (gai_fn)dlsym(RTLD_NEXT, "getaddrinfo");
+    struct addrinfo h, *a = NULL, *b = NULL, *t;
+    if (!node || strcmp(node, "two-addrs.test") != 0) return real(node, service, hints, res);
+    memset(&h, 0, sizeof h);
+    h.ai_socktype = SOCK_STREAM;
+    h.ai_flags = AI_NUMERICHOST;
+    if (real("::1", service, &h, &a) != 0 || real("127.0.0.1", service, &h, &b) != 0)
+        return EAI_FAIL;
+    for (t = a; t->ai_next; t = t->ai_next)
+        ;
+    t->ai_next = b;
+    *res = a;
+    return 0;
+}
+
+/* The first address refuses: the next one is tried, Host keeps the name. */
+TEST(t_address_fallback)
+{
+    char url[256], want[64];
+    sr_transport_cfg cfg;
+    sr_transport *tp;
+    sr_error err;
+    cli c;
+    srv *s = srv_start4(SRV_ECHO, NULL, NULL, 1);
+    sr_loop *loop = sr_loop_new(&err);
+    memset(&c, 0, sizeof c);
+    snprintf(url, sizeof url, "ws://two-addrs.test:%d/hub", s->port);
+    cfg_init(&cfg, url);
+    tp = sr__ws_transport_new(loop, &cfg, &ups, &c, &err);
+    CHECK(tp);
+    WAIT(loop, c.opened || c.closed, 10000);
+    if (c.closed) note("     fallback: %s\n", c.msg);
+    CHECK(c.opened && !c.closed);
+    WAIT(loop, srv_int(s, &s->conns_total) > 0, 3000);
+    snprintf(want, sizeof want, "two-addrs.test:%d", s->port);
+    pthread_mutex_lock(&s->mu);
+    CHECK_STR(s->host, want);
+    pthread_mutex_unlock(&s->mu);
+    sr__transport_release(tp);
+    sr_loop_free(loop);
+    srv_stop(s);
+    sr__buf_free(&c.data);
+}
+
 /* ------------------------------------------------------------------- TLS */
 
 static char g_tls_dir[64];
@@ -1083,8 +1131,7 @@ static void tls_cleanup(void)
 {
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", g_tls_dir);
-    if (system(cmd) != 0)
-        perror("rm");
+    if (system(cmd) != 0) perror("rm");
 }
 
 /* Connect wss://localhost:port with the given options; returns the client. */
@@ -1159,8 +1206,7 @@ int main(int argc, char **argv)
     sr__transport_release(sr__ws_transport_new(keeper, &cfg, &ups, NULL, &err));
 #define R(t)                                                                                       \
     do {                                                                                           \
-        if (!only || strstr(#t, only))                                                             \
-            RUN(t);                                                                                \
+        if (!only || strstr(#t, only)) RUN(t);                                                     \
     } while (0)
     R(t_open_echo_close);
     R(t_pipeline);
@@ -1180,6 +1226,7 @@ int main(int argc, char **argv)
     R(t_send_limits);
     R(t_backpressure);
     R(t_localhost);
+    R(t_address_fallback);
     R(t_tls);
     sr_loop_free(keeper);
     DONE();
