@@ -638,7 +638,9 @@ static void srv_cb(lws_sorted_usec_list_t *sul)
 static void hs_cb(lws_sorted_usec_list_t *sul)
 {
     ws_tp *tp = (ws_tp *)((char *)sul - offsetof(ws_tp, sul_hs));
-    if (tp->state == ST_OPEN && !tp->hs_seen) fail(tp, SR_EHANDSHAKE, 0, "handshake timed out");
+    /* Kind "timeout", as the official clients raise a TimeoutException. */
+    if (tp->state == ST_OPEN && !tp->hs_seen)
+        fail(tp, SR_ETIMEOUT, 0, "Handshake timed out: the server did not answer the handshake");
 }
 
 /* ------------------------------------------------------- host commands */
@@ -920,7 +922,9 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
             snprintf(msg, sizeof msg, "WebSocket connection to %s lost", tp->where);
         else
             snprintf(msg, sizeof msg, "WebSocket connection to %s failed", tp->where);
-        wsi_ended(tp, wsi, SR_ETRANSPORT, 0, msg);
+        /* A normal closure (1000) is the server ending the connection on
+         * purpose; anything else is a transport failure. */
+        wsi_ended(tp, wsi, tp->peer_code == 1000 ? SR_ECLOSED : SR_ETRANSPORT, 0, msg);
         return 0;
 
     default:

@@ -29,7 +29,7 @@ echo "== C unit tests under valgrind"
 for t in build/test/test_*; do
     [ -x "$t" ] || continue
     out=$(valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect \
-        --error-exitcode=99 --suppressions=csrc/test/valgrind.supp "$t" 2>&1)
+        --error-exitcode=99 "$t" 2>&1)
     rc=$?
     echo "$out" | grep -v '^ok ' | tail -n 30
     line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -n 1)
