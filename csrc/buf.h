@@ -9,12 +9,15 @@
 #include <stddef.h>
 
 typedef struct sr_buf {
-    char *data;   /* NULL until first growth */
-    size_t len;   /* bytes in use */
-    size_t cap;   /* bytes allocated */
+    char *data; /* NULL until first growth */
+    size_t len; /* bytes in use */
+    size_t cap; /* bytes allocated */
 } sr_buf;
 
-#define SR_BUF_INIT { NULL, 0, 0 }
+#define SR_BUF_INIT                                                                                \
+    {                                                                                              \
+        NULL, 0, 0                                                                                 \
+    }
 
 /* All return 0, or -1 when out of memory (the buffer is left unchanged). */
 int sr__buf_reserve(sr_buf *b, size_t extra);

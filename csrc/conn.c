@@ -40,8 +40,8 @@ struct sr_conn {
     int dead; /* sr_conn_free was called */
 
     /* configuration (owned copies) */
-    char *url;     /* current hub URL (a negotiate redirect replaces it) */
-    char *url0;    /* the URL the user gave; each start begins here */
+    char *url;  /* current hub URL (a negotiate redirect replaces it) */
+    char *url0; /* the URL the user gave; each start begins here */
     int transports;
     int skip_negotiation;
     const sr_protocol *protocol;
@@ -65,11 +65,11 @@ struct sr_conn {
     sr_http_req *negotiate_req;
     sr_transport *tp;
     int handshake_done;
-    int closing; /* the end is decided; no new invocations */
-    sr_buf in;   /* received bytes not yet parsed */
+    int closing;    /* the end is decided; no new invocations */
+    sr_buf in;      /* received bytes not yet parsed */
     size_t scanned; /* text protocols: leading bytes of `in` known to hold no separator */
-    sr_buf enc;  /* scratch for encoding */
-    sr_buf ping; /* the protocol's Ping, framed */
+    sr_buf enc;     /* scratch for encoding */
+    sr_buf ping;    /* the protocol's Ping, framed */
     uint64_t next_id;
     sr_pending pending;
     uint64_t stop_timer;
@@ -432,7 +432,7 @@ fail:
 /* ----------------------------------------------------------- negotiate */
 
 static void negotiate_done_body(void *ud, long status, const char *body, size_t len,
-                           const sr_error *herr)
+                                const sr_error *herr)
 {
     sr_conn *c = ud;
     sr_negotiation n;
@@ -455,7 +455,7 @@ static void negotiate_done_body(void *ud, long status, const char *body, size_t 
         err.status = status;
         snprintf(err.message, sizeof err.message,
                  "negotiate failed: the server answered HTTP %ld%s", status,
-                 status == 404 ? " (Not Found: is the hub URL right?)"
+                 status == 404   ? " (Not Found: is the hub URL right?)"
                  : status == 401 ? " (Unauthorized)"
                                  : "");
         fail_start(c, &err);
@@ -627,12 +627,12 @@ static void finish_close(sr_conn *c, const sr_error *err)
         if (err) {
             se = *err;
         } else {
-            set_err(&se, SR_ECANCELED, 0, "%sthe connection was stopped before it was started",
-                    "");
+            set_err(&se, SR_ECANCELED, 0, "%sthe connection was stopped before it was started", "");
         }
         start.fn(start.ud, &se, NULL);
     }
-    for (i = 0; i < nstops && !c->dead; i++) stops[i].fn(stops[i].ud, NULL, NULL);
+    for (i = 0; i < nstops && !c->dead; i++)
+        stops[i].fn(stops[i].ud, NULL, NULL);
     free(stops);
     /* As the official clients: a start that fails raises no close event. */
     if (!c->dead && was_started && c->on_close) c->on_close(c->on_close_ud, c, err);
@@ -668,9 +668,9 @@ sr_conn *sr_conn_new(sr_loop *loop, const sr_conn_options *o, sr_error *err)
         free(c);
         return NULL;
     }
-    c->transports = o->transports ? o->transports
-                                  : (SR_TRANSPORT_WEBSOCKETS | SR_TRANSPORT_SSE |
-                                     SR_TRANSPORT_LONG_POLLING);
+    c->transports = o->transports
+                        ? o->transports
+                        : (SR_TRANSPORT_WEBSOCKETS | SR_TRANSPORT_SSE | SR_TRANSPORT_LONG_POLLING);
     c->skip_negotiation = o->skip_negotiation;
     if (c->skip_negotiation && c->transports != SR_TRANSPORT_WEBSOCKETS) {
         set_err(err, SR_EUSAGE, 0,
@@ -901,8 +901,8 @@ static int write_invocation(sr_conn *c, const char *id, const char *target, cons
     return sr__transport_send(c->tp, c->enc.data, c->enc.len);
 }
 
-int sr_conn_invoke(sr_conn *c, const char *target, const sr_value *args, sr_done_fn done,
-                   void *ud, uint64_t *id_out)
+int sr_conn_invoke(sr_conn *c, const char *target, const sr_value *args, sr_done_fn done, void *ud,
+                   uint64_t *id_out)
 {
     char id[24];
     uint64_t n;

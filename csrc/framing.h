@@ -6,9 +6,9 @@
 #ifndef SR_FRAMING_H
 #define SR_FRAMING_H
 
+#include "buf.h"
 #include <stddef.h>
 #include <stdint.h>
-#include "buf.h"
 
 #define SR_RECORD_SEPARATOR '\x1e'
 

@@ -6,8 +6,8 @@
 #ifndef SR_HTTP_H
 #define SR_HTTP_H
 
-#include <stddef.h>
 #include "signalr.h"
+#include <stddef.h>
 
 typedef struct sr_http_req sr_http_req;
 
@@ -19,17 +19,17 @@ typedef void (*sr_http_done_fn)(void *ud, long status, const char *body, size_t 
                                 const sr_error *err);
 
 typedef struct sr_http_opts {
-    const char *method;           /* "GET", "POST", "DELETE" */
+    const char *method; /* "GET", "POST", "DELETE" */
     const char *url;
     const sr_header *headers;
     size_t nheaders;
-    const char *body;             /* may be NULL; copied */
+    const char *body; /* may be NULL; copied */
     size_t body_len;
     int tls_no_verify;
     const char *ca_file, *cert_file, *key_file;
     const char *proxy;
-    double timeout_ms;            /* <= 0: none */
-    size_t max_body;              /* larger response bodies fail with SR_EPROTOCOL; 0 = 1 MiB */
+    double timeout_ms; /* <= 0: none */
+    size_t max_body;   /* larger response bodies fail with SR_EPROTOCOL; 0 = 1 MiB */
 } sr_http_opts;
 
 /* Host thread. Copies everything in opts. NULL on immediate failure. */

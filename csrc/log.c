@@ -1,7 +1,7 @@
 /* log.c - formats a log line and hands it to the connection's sink. */
+#include "log.h"
 #include <stdarg.h>
 #include <stdio.h>
-#include "log.h"
 
 void sr__logf(const sr_logger *lg, sr_log_level level, const char *fmt, ...)
 {

@@ -14,8 +14,8 @@
 #ifndef SR_LOOP_H
 #define SR_LOOP_H
 
-#include <stddef.h>
 #include "signalr.h"
+#include <stddef.h>
 
 #define SR_QUEUE_HIGH (8u << 20)
 #define SR_QUEUE_LOW (2u << 20)
@@ -40,8 +40,8 @@ typedef struct sr_event {
     char *text;            /* malloc'd message or NULL */
     void (*fn)(void *arg); /* SR_EV_CALL */
     void *arg;
-    size_t len;            /* bytes in data */
-    char data[];           /* payload (SR_EV_TP_DATA, SR_EV_HTTP_DONE body) */
+    size_t len;  /* bytes in data */
+    char data[]; /* payload (SR_EV_TP_DATA, SR_EV_HTTP_DONE body) */
 } sr_event;
 
 sr_event *sr__event_new(sr_event_type type, void *target, const void *data, size_t len);

@@ -8,14 +8,14 @@
 #include "signalr.h"
 
 typedef struct sr_negotiation {
-    char *connection_id;     /* owned; NULL if absent */
-    char *connection_token;  /* owned; NULL for version 0 (use connection_id) */
+    char *connection_id;    /* owned; NULL if absent */
+    char *connection_token; /* owned; NULL for version 0 (use connection_id) */
     int version;
-    int transports;          /* SR_TRANSPORT_* mask offered by the server */
-    int transports_binary;   /* subset of transports that support "Binary" */
-    int stateful_reconnect;  /* useStatefulReconnect: true */
-    char *redirect_url;      /* owned; set for a redirect response */
-    char *access_token;      /* owned; set with redirect_url, may be NULL */
+    int transports;         /* SR_TRANSPORT_* mask offered by the server */
+    int transports_binary;  /* subset of transports that support "Binary" */
+    int stateful_reconnect; /* useStatefulReconnect: true */
+    char *redirect_url;     /* owned; set for a redirect response */
+    char *access_token;     /* owned; set with redirect_url, may be NULL */
 } sr_negotiation;
 
 void sr__negotiation_clear(sr_negotiation *n);

@@ -3,8 +3,8 @@
  * sequential, so the multiplicative hash spreads them well; deletion uses
  * backward shifting so no tombstones accumulate under steady load.
  */
-#include <stdlib.h>
 #include "pending.h"
+#include <stdlib.h>
 
 static size_t slot_of(const sr_pending *p, uint64_t id)
 {
@@ -22,7 +22,8 @@ static int grow(sr_pending *p)
     for (i = 0; i < ocap; i++) {
         if (old[i].id) {
             size_t s = slot_of(p, old[i].id);
-            while (ns[s].id) s = (s + 1) & (ncap - 1);
+            while (ns[s].id)
+                s = (s + 1) & (ncap - 1);
             ns[s] = old[i];
         }
     }
@@ -35,7 +36,8 @@ int sr__pending_put(sr_pending *p, uint64_t id, sr_done_fn done, void *ud)
     size_t s;
     if ((p->count + 1) * 2 > p->cap && grow(p) < 0) return SR_ENOMEM;
     s = slot_of(p, id);
-    while (p->slots[s].id) s = (s + 1) & (p->cap - 1);
+    while (p->slots[s].id)
+        s = (s + 1) & (p->cap - 1);
     p->slots[s].id = id;
     p->slots[s].done = done;
     p->slots[s].ud = ud;

@@ -5,9 +5,9 @@
 #ifndef SR_PENDING_H
 #define SR_PENDING_H
 
+#include "signalr.h"
 #include <stddef.h>
 #include <stdint.h>
-#include "signalr.h"
 
 typedef struct sr_pending_entry {
     uint64_t id;

@@ -44,25 +44,25 @@ extern "C" {
 
 enum sr_code {
     SR_OK = 0,
-    SR_EHUB = -1,       /* the hub method failed; message is the server's */
-    SR_ECLOSED = -2,    /* connection not connected, or closed first */
+    SR_EHUB = -1,    /* the hub method failed; message is the server's */
+    SR_ECLOSED = -2, /* connection not connected, or closed first */
     SR_ETIMEOUT = -3,
     SR_ECANCELED = -4,
     SR_ENEGOTIATE = -5, /* negotiate failed; status holds the HTTP status */
     SR_EHANDSHAKE = -6,
     SR_ETRANSPORT = -7,
-    SR_EPROTOCOL = -8,  /* malformed data from the server */
-    SR_EUSAGE = -9,     /* bad arguments or wrong state for this call */
+    SR_EPROTOCOL = -8, /* malformed data from the server */
+    SR_EUSAGE = -9,    /* bad arguments or wrong state for this call */
     SR_ENOMEM = -10,
-    SR_EFULL = -11      /* a bounded buffer is full */
+    SR_EFULL = -11 /* a bounded buffer is full */
 };
 
 /* The error kind name used by the Lua API ("hub", "closed", ...). */
 SR_API const char *sr_strerror(int code);
 
 typedef struct sr_error {
-    int code;       /* SR_E* */
-    long status;    /* HTTP status for SR_ENEGOTIATE, else 0 */
+    int code;    /* SR_E* */
+    long status; /* HTTP status for SR_ENEGOTIATE, else 0 */
     char message[512];
 } sr_error;
 
@@ -178,29 +178,29 @@ typedef struct sr_header {
 
 /* Options for sr_conn_new; copied. Zero means the default. */
 typedef struct sr_conn_options {
-    const char *url;              /* http(s)://host[:port]/path[?query] */
-    int transports;               /* SR_TRANSPORT_* mask; 0 = all */
+    const char *url; /* http(s)://host[:port]/path[?query] */
+    int transports;  /* SR_TRANSPORT_* mask; 0 = all */
     int skip_negotiation;
-    const char *protocol;         /* "json" (default) */
-    const sr_header *headers;     /* extra HTTP headers */
+    const char *protocol;     /* "json" (default) */
+    const sr_header *headers; /* extra HTTP headers */
     size_t nheaders;
-    const char *access_token;     /* static bearer token, or NULL */
+    const char *access_token; /* static bearer token, or NULL */
     /* Called on the host thread before every negotiate/connect; returns a
      * malloc'd token (freed by the core) or NULL. Overrides access_token. */
     char *(*access_token_fn)(void *ud);
     void *access_token_ud;
-    int tls_no_verify;            /* certificates are verified unless set */
+    int tls_no_verify; /* certificates are verified unless set */
     const char *ca_file;
     const char *cert_file;
     const char *key_file;
     const char *proxy;
-    double server_timeout_ms;     /* default 30000 */
-    double keepalive_ms;          /* default 15000 */
-    double handshake_timeout_ms;  /* default 15000 */
-    size_t max_message_size;      /* largest message accepted; default 16 MiB */
-    sr_log_fn log;                /* NULL: no logging */
+    double server_timeout_ms;    /* default 30000 */
+    double keepalive_ms;         /* default 15000 */
+    double handshake_timeout_ms; /* default 15000 */
+    size_t max_message_size;     /* largest message accepted; default 16 MiB */
+    sr_log_fn log;               /* NULL: no logging */
     void *log_ud;
-    sr_log_level log_level;       /* default SR_LOG_INFORMATION; 0 is TRACE, so set it */
+    sr_log_level log_level; /* default SR_LOG_INFORMATION; 0 is TRACE, so set it */
 } sr_conn_options;
 
 SR_API sr_conn *sr_conn_new(sr_loop *loop, const sr_conn_options *opts, sr_error *err);
@@ -229,8 +229,8 @@ SR_API int sr_conn_stop(sr_conn *c, sr_done_fn done, void *ud);
  * SR_ECLOSED when the connection ends first. *id_out (if given) receives an
  * id for sr_conn_cancel. Returns SR_ECLOSED at once when not connected (then
  * done is not called). */
-SR_API int sr_conn_invoke(sr_conn *c, const char *target, const sr_value *args,
-                   sr_done_fn done, void *ud, uint64_t *id_out);
+SR_API int sr_conn_invoke(sr_conn *c, const char *target, const sr_value *args, sr_done_fn done,
+                          void *ud, uint64_t *id_out);
 /* Fire and forget: returns once the message is queued for the transport. */
 SR_API int sr_conn_send(sr_conn *c, const char *target, const sr_value *args);
 /* Give up on an invocation: its done runs with SR_ECANCELED (inside this
@@ -239,8 +239,7 @@ SR_API int sr_conn_cancel(sr_conn *c, uint64_t id);
 
 /* A call from the server. target is as sent (match it case-insensitively);
  * args is an SR_ARRAY. */
-typedef void (*sr_invocation_fn)(void *ud, sr_conn *c, const char *target,
-                                 const sr_value *args);
+typedef void (*sr_invocation_fn)(void *ud, sr_conn *c, const char *target, const sr_value *args);
 SR_API void sr_conn_on_invocation(sr_conn *c, sr_invocation_fn fn, void *ud);
 
 /* The connection closed for good; err is NULL after sr_conn_stop. */

@@ -19,9 +19,9 @@
 #ifndef SR_TRANSPORT_H
 #define SR_TRANSPORT_H
 
-#include <stddef.h>
-#include "signalr.h"
 #include "loop.h"
+#include "signalr.h"
+#include <stddef.h>
 
 typedef struct sr_transport sr_transport;
 
@@ -34,20 +34,20 @@ typedef struct sr_transport_upcalls {
 
 /* Copied by *_new. */
 typedef struct sr_transport_cfg {
-    const char *url;              /* ws:// or wss:// (WebSockets), http(s):// otherwise; includes id= */
-    const sr_header *headers;     /* includes Authorization when there is a token */
+    const char *url;          /* ws:// or wss:// (WebSockets), http(s):// otherwise; includes id= */
+    const sr_header *headers; /* includes Authorization when there is a token */
     size_t nheaders;
-    int binary;                   /* binary frames (MessagePack) */
+    int binary; /* binary frames (MessagePack) */
     int tls_no_verify;
     const char *ca_file, *cert_file, *key_file;
     const char *proxy;
-    const char *handshake;        /* sent first, right after the transport opens */
+    const char *handshake; /* sent first, right after the transport opens */
     size_t handshake_len;
-    const char *ping;             /* keepalive bytes */
+    const char *ping; /* keepalive bytes */
     size_t ping_len;
-    double keepalive_ms;          /* <= 0: no pings */
-    double server_timeout_ms;     /* <= 0: no timeout */
-    double handshake_timeout_ms;  /* <= 0: no timeout */
+    double keepalive_ms;         /* <= 0: no pings */
+    double server_timeout_ms;    /* <= 0: no timeout */
+    double handshake_timeout_ms; /* <= 0: no timeout */
 } sr_transport_cfg;
 
 /* Start connecting; on_open or on_close follows. NULL on immediate failure. */

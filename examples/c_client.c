@@ -13,7 +13,7 @@
 #include "signalr.h"
 
 typedef struct app {
-    int done;    /* the current wait is over */
+    int done; /* the current wait is over */
     int failed;
     int notified;
 } app;
@@ -22,10 +22,18 @@ static void print_value(const sr_value *v)
 {
     size_t i, n, klen;
     switch (sr_value_type(v)) {
-    case SR_NULL: printf("null"); break;
-    case SR_BOOL: printf(sr_value_get_bool(v) ? "true" : "false"); break;
-    case SR_INT: printf("%" PRId64, sr_value_get_int(v)); break;
-    case SR_FLOAT: printf("%.17g", sr_value_get_float(v)); break;
+    case SR_NULL:
+        printf("null");
+        break;
+    case SR_BOOL:
+        printf(sr_value_get_bool(v) ? "true" : "false");
+        break;
+    case SR_INT:
+        printf("%" PRId64, sr_value_get_int(v));
+        break;
+    case SR_FLOAT:
+        printf("%.17g", sr_value_get_float(v));
+        break;
     case SR_STRING:
     case SR_BINARY: {
         const char *s = sr_value_get_string(v, &n);
@@ -83,7 +91,8 @@ static void on_invocation(void *ud, sr_conn *c, const char *target, const sr_val
 static int wait_for(sr_loop *loop, const int *flag)
 {
     int i;
-    for (i = 0; i < 1000 && !*flag; i++) sr_loop_dispatch(loop, 10);
+    for (i = 0; i < 1000 && !*flag; i++)
+        sr_loop_dispatch(loop, 10);
     return *flag;
 }
 
@@ -130,8 +139,7 @@ int main(int argc, char **argv)
     }
     sr_conn_on_invocation(c, on_invocation, &a);
 
-    if (sr_conn_start(c, on_done, &a) != SR_OK || !wait_for(loop, &a.done) || a.failed)
-        goto out;
+    if (sr_conn_start(c, on_done, &a) != SR_OK || !wait_for(loop, &a.done) || a.failed) goto out;
     printf("connected, id %s\n", sr_conn_connection_id(c));
 
     args = sr_value_array();

@@ -25,6 +25,9 @@ if ! make -s all; then
     exit 1
 fi
 
+echo "== format (clang-format, .clang-format)"
+if make -s lint >/dev/null 2>&1; then add 1 0; else make -s lint 2>&1 | head -20; stage_failed "clang-format: run make format"; fi
+
 echo "== C unit tests under valgrind"
 for t in build/test/test_*; do
     [ -x "$t" ] || continue

@@ -16,7 +16,7 @@ static const char *t_current = "";
         name();                                                                                    \
         if (t_failed == before) {                                                                  \
             t_passed++;                                                                            \
-            printf("ok   %s\n", #name);                                                        \
+            printf("ok   %s\n", #name);                                                            \
         }                                                                                          \
     } while (0)
 #define CHECK(cond)                                                                                \
