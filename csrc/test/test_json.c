@@ -288,7 +288,7 @@ TEST(integers_round_trip_as_integers)
         CHECK(roundtrip(v));
         sr_value_free(v);
     }
-    for (i = 0; i < 100000; i++) {
+    for (i = 0; i < (size_t)t_scale(100000, 5000); i++) {
         sr_value *v;
         x ^= x << 13;
         x ^= x >> 7;
@@ -340,7 +340,7 @@ TEST(floats_round_trip_bit_exact)
         sr_value_free(v);
     }
     /* random bit patterns cover every exponent and the subnormals */
-    for (i = 0; i < 200000; i++) {
+    for (i = 0; i < (size_t)t_scale(200000, 5000); i++) {
         double d;
         sr_value *v;
         x ^= x << 13;

@@ -199,7 +199,7 @@ TEST(free_is_iterative)
     sr_value *root = sr_value_array(), *cur = root, *next;
     int i;
 
-    for (i = 0; i < 1000000; i++) {
+    for (i = 0; i < t_scale(1000000, 100000); i++) {
         next = i % 2 ? sr_value_array() : sr_value_map();
         CHECK(next);
         if (sr_value_type(cur) == SR_ARRAY) {

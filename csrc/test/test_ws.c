@@ -510,7 +510,8 @@ TEST(t_pipeline)
     sr_error err;
     sr_buf sent = SR_BUF_INIT;
     cli c;
-    int i, n = getenv("SR_TEST_RECORDS") ? atoi(getenv("SR_TEST_RECORDS")) : 100000;
+    int i, n = getenv("SR_TEST_RECORDS") ? atoi(getenv("SR_TEST_RECORDS"))
+                                         : (int)t_scale(100000, 5000);
     uint64_t t0, t1, t2;
     srv *s = srv_start(SRV_ECHO, NULL, NULL);
     sr_loop *loop = sr_loop_new(&err);
@@ -989,7 +990,7 @@ TEST(t_backpressure)
     sr_transport *tp;
     sr_error err;
     cli c;
-    size_t total = 40u << 20, i;
+    size_t total = (size_t)t_scale(40l << 20, 12l << 20), i;
     int congested = 0, bad = 0;
     srv *s = srv_start(SRV_FLOOD, NULL, NULL);
     sr_loop *loop = sr_loop_new(&err);
