@@ -28,36 +28,28 @@ fi
 echo "== format (clang-format, .clang-format)"
 if make -s lint >/dev/null 2>&1; then add 1 0; else make -s lint 2>&1 | head -20; stage_failed "clang-format: run make format"; fi
 
-echo "== C unit tests (native, full size)"
-for t in build/test/test_*; do
-    [ -x "$t" ] || continue
-    out=$("$t" 2>&1)
-    rc=$?
-    echo "$out" | grep -v '^ok ' | tail -n 30
-    line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -n 1)
-    if [ -n "$line" ]; then
-        add "$(echo "$line" | cut -d' ' -f1)" "$(echo "$line" | cut -d' ' -f3)"
-    fi
-    if [ $rc -ne 0 ] && { [ -z "$line" ] || [ "$(echo "$line" | cut -d' ' -f3)" = 0 ]; }; then
-        stage_failed "$t exited with $rc (a crash?)"
-    fi
-done
+run_c_tests() { # run_c_tests <label> [command prefix...]
+    label=$1
+    shift
+    echo "== C unit tests ($label)"
+    for t in build/test/test_*; do
+        [ -x "$t" ] || continue
+        out=$("$@" "$t" 2>&1)
+        rc=$?
+        echo "$out" | grep -v '^ok ' | tail -n 30
+        line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -n 1)
+        if [ -n "$line" ]; then
+            add "$(echo "$line" | cut -d' ' -f1)" "$(echo "$line" | cut -d' ' -f3)"
+        fi
+        if [ $rc -ne 0 ] && { [ -z "$line" ] || [ "$(echo "$line" | cut -d' ' -f3)" = 0 ]; }; then
+            stage_failed "$t ($label) exited with $rc (a crash, memory errors or leaks)"
+        fi
+    done
+}
 
-echo "== C unit tests under valgrind (smaller sizes)"
-for t in build/test/test_*; do
-    [ -x "$t" ] || continue
-    out=$(SR_TEST_QUICK=1 valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect \
-        --error-exitcode=99 "$t" 2>&1)
-    rc=$?
-    echo "$out" | grep -v '^ok ' | tail -n 30
-    line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -n 1)
-    if [ -n "$line" ]; then
-        add "$(echo "$line" | cut -d' ' -f1)" "$(echo "$line" | cut -d' ' -f3)"
-    fi
-    if [ $rc -ne 0 ] && { [ -z "$line" ] || [ "$(echo "$line" | cut -d' ' -f3)" = 0 ]; }; then
-        stage_failed "$t under valgrind exited with $rc (memory errors or leaks)"
-    fi
-done
+run_c_tests "native, full size" env
+run_c_tests "valgrind, smaller sizes" env SR_TEST_QUICK=1 valgrind -q --leak-check=full \
+    --errors-for-leak-kinds=definite,indirect --error-exitcode=99
 
 run_specs() { # run_specs <build dir> <label> [env...]
     dir=$1
