@@ -64,6 +64,7 @@ struct sr_conn {
     int redirects;
     sr_http_req *negotiate_req;
     sr_transport *tp;
+    sr_transport_new_fn ws_new; /* sr__ws_transport_new unless a test replaced it */
     int handshake_done;
     int closing;    /* the end is decided; no new invocations */
     sr_buf in;      /* received bytes not yet parsed */
@@ -413,7 +414,7 @@ static void open_websocket(sr_conn *c)
     c->handshake_done = 0;
     c->scanned = 0;
     sr__buf_reset(&c->in);
-    c->tp = sr__ws_transport_new(c->loop, &cfg, &tp_upcalls, c, &err);
+    c->tp = c->ws_new(c->loop, &cfg, &tp_upcalls, c, &err);
     if (!c->tp) goto fail;
     free(url);
     free(h);
@@ -662,6 +663,7 @@ sr_conn *sr_conn_new(sr_loop *loop, const sr_conn_options *o, sr_error *err)
     }
     c->loop = loop;
     c->refs = 1;
+    c->ws_new = sr__ws_transport_new;
     c->protocol = sr__protocol_find(o->protocol ? o->protocol : "json");
     if (!c->protocol) {
         set_err(err, SR_EUSAGE, 0, "unknown hub protocol '%s'", o->protocol);
@@ -872,16 +874,11 @@ int sr_conn_stop(sr_conn *c, sr_done_fn done, void *ud)
 
 static int write_invocation(sr_conn *c, const char *id, const char *target, const sr_value *args)
 {
-    static sr_value *empty; /* never freed: one shared empty array */
     sr_msg m;
     sr_error err;
     int rc;
-    if (!args) {
-        if (!empty) empty = sr_value_array();
-        args = empty;
-        if (!args) return SR_ENOMEM;
-    }
-    if (sr_value_type(args) != SR_ARRAY) return SR_EUSAGE;
+    /* NULL arguments are written as [] by the protocol. */
+    if (args && sr_value_type(args) != SR_ARRAY) return SR_EUSAGE;
     memset(&m, 0, sizeof m);
     m.type = SR_MSG_INVOCATION;
     m.invocation_id = (char *)id;
@@ -946,6 +943,11 @@ int sr_conn_cancel(sr_conn *c, uint64_t id)
     set_err(&err, SR_ECANCELED, 0, "%sthe invocation was canceled", "");
     e.done(e.ud, &err, NULL);
     return SR_OK;
+}
+
+void sr__conn_set_ws_factory(sr_conn *c, sr_transport_new_fn fn)
+{
+    c->ws_new = fn ? fn : sr__ws_transport_new;
 }
 
 void sr_conn_on_invocation(sr_conn *c, sr_invocation_fn fn, void *ud)

@@ -54,6 +54,15 @@ typedef struct sr_transport_cfg {
 sr_transport *sr__ws_transport_new(sr_loop *loop, const sr_transport_cfg *cfg,
                                    const sr_transport_upcalls *up, void *ud, sr_error *err);
 
+/* The shape of every kind's constructor. */
+typedef sr_transport *(*sr_transport_new_fn)(sr_loop *loop, const sr_transport_cfg *cfg,
+                                             const sr_transport_upcalls *up, void *ud,
+                                             sr_error *err);
+
+/* conn.c: use fn instead of sr__ws_transport_new for this connection (the
+ * C unit tests plug in an in-memory transport and assert exact bytes). */
+void sr__conn_set_ws_factory(sr_conn *c, sr_transport_new_fn fn);
+
 /* Host thread. Queue bytes (copied); several queued sends may go out in one
  * transport message. SR_EFULL when more than SR_SEND_MAX bytes are queued,
  * SR_ECLOSED when the transport is closing or closed. */

@@ -1,0 +1,445 @@
+/*
+ * test_conn.c - frame-exact tests of the connection (conn.c) over an
+ * in-memory transport: the test reads the exact bytes the connection sends
+ * and feeds the exact bytes a server would answer, through the real loop.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "loop.h"
+#include "protocol.h"
+#include "transport_kind.h"
+
+#define RS "\x1e"
+#define HANDSHAKE "{\"protocol\":\"json\",\"version\":1}" RS
+
+/* ------------------------------------------------- in-memory transport */
+
+typedef struct mem_tp {
+    sr_transport base; /* first: the generic part */
+} mem_tp;
+
+static sr_transport *last_tp; /* the transport the connection opened last */
+static int tp_closes;         /* close requests seen */
+static int fail_open;         /* 1: the next open fails at once */
+
+static void mem_kick(sr_transport *tp)
+{
+    (void)tp;
+}
+
+static void mem_close(sr_transport *tp)
+{
+    tp_closes++;
+    sr__transport_post_closed(tp, SR_OK, 0, NULL);
+}
+
+static void mem_release(sr_transport *tp)
+{
+    if (tp == last_tp) last_tp = NULL;
+}
+
+static const sr_transport_ops mem_ops = {"Memory", mem_kick, mem_close, mem_release, NULL};
+
+static sr_transport *mem_new(sr_loop *loop, const sr_transport_cfg *cfg,
+                             const sr_transport_upcalls *up, void *ud, sr_error *err)
+{
+    mem_tp *m;
+    if (fail_open) {
+        err->code = SR_ETRANSPORT;
+        strcpy(err->message, "memory transport refused");
+        return NULL;
+    }
+    m = calloc(1, sizeof *m);
+    if (!m || sr__transport_init(&m->base, &mem_ops, loop, up, ud, 0) < 0) {
+        free(m);
+        return NULL;
+    }
+    /* As the WebSocket kind: the handshake goes out first, then OPEN. */
+    sr__transport_send(&m->base, cfg->handshake, cfg->handshake_len);
+    sr__transport_post(&m->base, SR_EV_TP_OPEN, NULL, 0);
+    last_tp = &m->base;
+    return &m->base;
+}
+
+/* Everything the connection sent since the last call, as a C string. */
+static char sent[1 << 16];
+static const char *take_sent(void)
+{
+    sr_buf spare = SR_BUF_INIT;
+    size_t n = last_tp ? sr__transport_take(last_tp, &spare) : 0;
+    memcpy(sent, spare.data ? spare.data : "", n);
+    sent[n] = 0;
+    sr__buf_free(&spare);
+    return sent;
+}
+
+static void feed(sr_loop *loop, const char *bytes)
+{
+    sr__transport_post(last_tp, SR_EV_TP_DATA, bytes, strlen(bytes));
+    while (sr_loop_dispatch(loop, 0) > 0)
+        ;
+}
+
+static void pump(sr_loop *loop)
+{
+    while (sr_loop_dispatch(loop, 0) > 0)
+        ;
+}
+
+/* ---------------------------------------------------------- callbacks */
+
+typedef struct result {
+    int calls;
+    int code;
+    char message[512];
+    sr_value *value;
+} result;
+
+static void on_done(void *ud, const sr_error *err, const sr_value *v)
+{
+    result *r = ud;
+    r->calls++;
+    r->code = err ? err->code : SR_OK;
+    strcpy(r->message, err ? err->message : "");
+    sr_value_free(r->value);
+    r->value = v ? sr_value_copy(v) : NULL;
+}
+
+static result closed;
+static void on_close(void *ud, sr_conn *c, const sr_error *err)
+{
+    (void)c;
+    on_done(ud, err, NULL);
+}
+
+static char inv_target[64];
+static sr_value *inv_args;
+static int invocations;
+static void on_invocation(void *ud, sr_conn *c, const char *target, const sr_value *args)
+{
+    (void)ud;
+    (void)c;
+    invocations++;
+    strcpy(inv_target, target);
+    sr_value_free(inv_args);
+    inv_args = sr_value_copy(args);
+}
+
+static void reset(result *r)
+{
+    sr_value_free(r->value);
+    memset(r, 0, sizeof *r);
+}
+
+static sr_loop *loop;
+
+/* A connected connection over the memory transport. */
+static sr_conn *connected(void)
+{
+    sr_conn_options o;
+    sr_error err;
+    result start = {0, 0, "", NULL};
+    sr_conn *c;
+    memset(&o, 0, sizeof o);
+    o.url = "http://memory/hub";
+    o.skip_negotiation = 1;
+    o.transports = SR_TRANSPORT_WEBSOCKETS;
+    o.log_level = SR_LOG_NONE;
+    c = sr_conn_new(loop, &o, &err);
+    if (!c) return NULL;
+    sr__conn_set_ws_factory(c, mem_new);
+    sr_conn_on_close(c, on_close, &closed);
+    sr_conn_on_invocation(c, on_invocation, NULL);
+    reset(&closed);
+    if (sr_conn_start(c, on_done, &start) != SR_OK) return c;
+    pump(loop);
+    if (strcmp(take_sent(), HANDSHAKE) != 0) return c;
+    feed(loop, "{}" RS);
+    return c;
+}
+
+static sr_value *args2(int64_t a, int64_t b)
+{
+    sr_value *v = sr_value_array();
+    sr_value_array_push(v, sr_value_int(a));
+    sr_value_array_push(v, sr_value_int(b));
+    return v;
+}
+
+/* --------------------------------------------------------------- tests */
+
+TEST(handshake_then_connected)
+{
+    sr_conn *c = connected();
+    CHECK(c && sr_conn_state(c) == SR_STATE_CONNECTED);
+    CHECK(sr_conn_connection_id(c) == NULL);
+    sr_conn_free(c);
+}
+
+TEST(invoke_writes_exact_bytes_and_gets_split_completion)
+{
+    sr_conn *c = connected();
+    sr_value *args = args2(1, 2);
+    result r = {0, 0, "", NULL};
+    uint64_t id = 0;
+    CHECK(sr_conn_invoke(c, "Add", args, on_done, &r, &id) == SR_OK);
+    sr_value_free(args);
+    CHECK(id == 1);
+    CHECK_STR(take_sent(),
+              "{\"type\":1,\"invocationId\":\"1\",\"target\":\"Add\",\"arguments\":[1,2]}" RS);
+    feed(loop, "{\"type\":3,\"invoc");
+    CHECK(r.calls == 0);
+    feed(loop, "ationId\":\"1\",\"result\":3}" RS);
+    CHECK(r.calls == 1 && r.code == SR_OK);
+    CHECK(sr_value_type(r.value) == SR_INT && sr_value_get_int(r.value) == 3);
+    reset(&r);
+    sr_conn_free(c);
+}
+
+TEST(two_completions_in_one_chunk_out_of_order)
+{
+    sr_conn *c = connected();
+    result a = {0, 0, "", NULL}, b = {0, 0, "", NULL};
+    CHECK(sr_conn_invoke(c, "A", NULL, on_done, &a, NULL) == SR_OK);
+    CHECK(sr_conn_invoke(c, "B", NULL, on_done, &b, NULL) == SR_OK);
+    CHECK_STR(take_sent(),
+              "{\"type\":1,\"invocationId\":\"1\",\"target\":\"A\",\"arguments\":[]}" RS
+              "{\"type\":1,\"invocationId\":\"2\",\"target\":\"B\",\"arguments\":[]}" RS);
+    feed(loop, "{\"type\":3,\"invocationId\":\"2\",\"result\":\"b\"}" RS "{\"type\":6}" RS
+               "{\"type\":3,\"invocationId\":\"1\"}" RS);
+    CHECK(a.calls == 1 && a.code == SR_OK && a.value == NULL); /* void */
+    CHECK(b.calls == 1 && sr_value_type(b.value) == SR_STRING);
+    reset(&a);
+    reset(&b);
+    sr_conn_free(c);
+}
+
+TEST(hub_error_and_send_and_server_call)
+{
+    sr_conn *c = connected();
+    result r = {0, 0, "", NULL};
+    sr_value *args = args2(7, 8);
+    CHECK(sr_conn_send(c, "Fire", args) == SR_OK);
+    sr_value_free(args);
+    CHECK_STR(take_sent(), "{\"type\":1,\"target\":\"Fire\",\"arguments\":[7,8]}" RS);
+    CHECK(sr_conn_invoke(c, "Bad", NULL, on_done, &r, NULL) == SR_OK);
+    take_sent();
+    feed(loop, "{\"type\":3,\"invocationId\":\"1\",\"error\":\"HubException: no\"}" RS);
+    CHECK(r.calls == 1 && r.code == SR_EHUB);
+    CHECK_STR(r.message, "HubException: no");
+    invocations = 0;
+    feed(loop, "{\"type\":1,\"target\":\"notify\",\"arguments\":[\"x\",null]}" RS);
+    CHECK(invocations == 1);
+    CHECK_STR(inv_target, "notify");
+    CHECK(sr_value_len(inv_args) == 2 && sr_value_type(sr_value_at(inv_args, 1)) == SR_NULL);
+    /* A server call that wants a result gets an answer, not silence. */
+    feed(loop, "{\"type\":1,\"invocationId\":\"s1\",\"target\":\"ask\",\"arguments\":[]}" RS);
+    CHECK_STR(
+        take_sent(),
+        "{\"type\":3,\"invocationId\":\"s1\",\"error\":\"Client didn't provide a result.\"}" RS);
+    reset(&r);
+    sr_conn_free(c);
+}
+
+TEST(cancel_tells_the_server)
+{
+    sr_conn *c = connected();
+    result r = {0, 0, "", NULL};
+    uint64_t id;
+    CHECK(sr_conn_invoke(c, "Slow", NULL, on_done, &r, &id) == SR_OK);
+    take_sent();
+    CHECK(sr_conn_cancel(c, id) == SR_OK);
+    CHECK(r.calls == 1 && r.code == SR_ECANCELED);
+    CHECK_STR(take_sent(), "{\"type\":5,\"invocationId\":\"1\"}" RS);
+    feed(loop, "{\"type\":3,\"invocationId\":\"1\",\"result\":1}" RS); /* late: ignored */
+    CHECK(r.calls == 1);
+    CHECK(sr_conn_cancel(c, id) == SR_EUSAGE);
+    reset(&r);
+    sr_conn_free(c);
+}
+
+TEST(close_message_with_error_fails_pending)
+{
+    sr_conn *c = connected();
+    result r = {0, 0, "", NULL};
+    CHECK(sr_conn_invoke(c, "X", NULL, on_done, &r, NULL) == SR_OK);
+    feed(loop, "{\"type\":7,\"error\":\"going away\"}" RS);
+    CHECK(r.calls == 1 && r.code == SR_ECLOSED);
+    CHECK(closed.calls == 1 && closed.code == SR_ECLOSED);
+    CHECK(strstr(closed.message, "going away") != NULL);
+    CHECK(sr_conn_state(c) == SR_STATE_DISCONNECTED);
+    CHECK(sr_conn_invoke(c, "X", NULL, on_done, &r, NULL) == SR_ECLOSED);
+    reset(&r);
+    sr_conn_free(c);
+}
+
+TEST(garbage_is_a_protocol_error)
+{
+    sr_conn *c = connected();
+    result r = {0, 0, "", NULL};
+    CHECK(sr_conn_invoke(c, "X", NULL, on_done, &r, NULL) == SR_OK);
+    feed(loop, "{\"type\":3,\"invocationId\":\"1\",\"result\":1}" RS "not json" RS);
+    CHECK(r.calls == 1 && r.code == SR_OK); /* the good record before it still counts */
+    CHECK(closed.calls == 1 && closed.code == SR_EPROTOCOL);
+    CHECK(sr_conn_state(c) == SR_STATE_DISCONNECTED);
+    reset(&r);
+    sr_conn_free(c);
+}
+
+TEST(message_cut_by_a_clean_close_is_a_protocol_error)
+{
+    sr_conn *c = connected();
+    feed(loop, "{\"type\":1,\"tar");
+    sr__transport_post_closed(last_tp, SR_ECLOSED, 0, "closed by the server (1000)");
+    pump(loop);
+    CHECK(closed.calls == 1 && closed.code == SR_EPROTOCOL);
+    sr_conn_free(c);
+}
+
+TEST(transport_loss_fails_pending_with_closed)
+{
+    sr_conn *c = connected();
+    result r = {0, 0, "", NULL};
+    CHECK(sr_conn_invoke(c, "X", NULL, on_done, &r, NULL) == SR_OK);
+    sr__transport_post_closed(last_tp, SR_ETRANSPORT, 0, "connection reset");
+    pump(loop);
+    CHECK(r.calls == 1 && r.code == SR_ECLOSED);
+    CHECK(closed.calls == 1 && closed.code == SR_ETRANSPORT);
+    CHECK_STR(closed.message, "connection reset");
+    reset(&r);
+    sr_conn_free(c);
+}
+
+TEST(handshake_error_fails_start)
+{
+    sr_conn_options o;
+    sr_error err;
+    result start = {0, 0, "", NULL};
+    sr_conn *c;
+    memset(&o, 0, sizeof o);
+    o.url = "http://memory/hub";
+    o.skip_negotiation = 1;
+    o.transports = SR_TRANSPORT_WEBSOCKETS;
+    o.log_level = SR_LOG_NONE;
+    c = sr_conn_new(loop, &o, &err);
+    sr__conn_set_ws_factory(c, mem_new);
+    reset(&closed);
+    sr_conn_on_close(c, on_close, &closed);
+    CHECK(sr_conn_start(c, on_done, &start) == SR_OK);
+    pump(loop);
+    take_sent();
+    feed(loop, "{\"error\":\"Requested protocol 'json' is not available.\"}" RS);
+    CHECK(start.calls == 1 && start.code == SR_EHANDSHAKE);
+    CHECK(strstr(start.message, "not available") != NULL);
+    CHECK(closed.calls == 0); /* a failed start raises no close event */
+    CHECK(sr_conn_state(c) == SR_STATE_DISCONNECTED);
+    /* An open that fails at once fails the start too. */
+    fail_open = 1;
+    reset(&start);
+    CHECK(sr_conn_start(c, on_done, &start) == SR_OK);
+    fail_open = 0;
+    CHECK(start.calls == 1 && start.code == SR_ETRANSPORT);
+    sr_conn_free(c);
+}
+
+TEST(stop_sends_close_and_completes)
+{
+    sr_conn *c = connected();
+    result r = {0, 0, "", NULL}, stop = {0, 0, "", NULL};
+    CHECK(sr_conn_invoke(c, "X", NULL, on_done, &r, NULL) == SR_OK);
+    take_sent();
+    tp_closes = 0;
+    CHECK(sr_conn_stop(c, on_done, &stop) == SR_OK);
+    CHECK(sr_conn_state(c) == SR_STATE_DISCONNECTING);
+    CHECK_STR(take_sent(), "{\"type\":7}" RS);
+    CHECK(tp_closes == 1);
+    pump(loop);
+    CHECK(stop.calls == 1 && stop.code == SR_OK);
+    CHECK(r.calls == 1 && r.code == SR_ECLOSED);
+    CHECK(closed.calls == 1 && closed.code == SR_OK); /* nil after stop */
+    CHECK(sr_conn_state(c) == SR_STATE_DISCONNECTED);
+    /* Stopping again completes later, inside dispatch. */
+    reset(&stop);
+    CHECK(sr_conn_stop(c, on_done, &stop) == SR_OK);
+    CHECK(stop.calls == 0);
+    pump(loop);
+    CHECK(stop.calls == 1);
+    reset(&r);
+    sr_conn_free(c);
+}
+
+static sr_conn *to_free;
+static void free_in_callback(void *ud, const sr_error *err, const sr_value *v)
+{
+    (void)ud;
+    (void)err;
+    (void)v;
+    sr_conn_free(to_free);
+}
+
+TEST(free_from_inside_a_callback)
+{
+    sr_conn *c = connected();
+    result later = {0, 0, "", NULL};
+    to_free = c;
+    CHECK(sr_conn_invoke(c, "A", NULL, free_in_callback, NULL, NULL) == SR_OK);
+    CHECK(sr_conn_invoke(c, "B", NULL, on_done, &later, NULL) == SR_OK);
+    /* Both completions in one chunk: the first frees the connection; the
+     * second must not run or touch freed memory (valgrind/ASan check). */
+    feed(loop, "{\"type\":3,\"invocationId\":\"1\"}" RS "{\"type\":3,\"invocationId\":\"2\"}" RS);
+    CHECK(later.calls == 0);
+}
+
+TEST(oversized_record_is_refused)
+{
+    sr_conn_options o;
+    sr_error err;
+    result start = {0, 0, "", NULL};
+    char big[300];
+    sr_conn *c;
+    memset(&o, 0, sizeof o);
+    o.url = "http://memory/hub";
+    o.skip_negotiation = 1;
+    o.transports = SR_TRANSPORT_WEBSOCKETS;
+    o.log_level = SR_LOG_NONE;
+    o.max_message_size = 100;
+    c = sr_conn_new(loop, &o, &err);
+    sr__conn_set_ws_factory(c, mem_new);
+    reset(&closed);
+    sr_conn_on_close(c, on_close, &closed);
+    sr_conn_start(c, on_done, &start);
+    pump(loop);
+    feed(loop, "{}" RS);
+    CHECK(start.calls == 1 && start.code == SR_OK);
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = 0;
+    feed(loop, big); /* no separator yet, already over the limit */
+    CHECK(closed.calls == 1 && closed.code == SR_EPROTOCOL);
+    CHECK(strstr(closed.message, "too large") != NULL);
+    sr_conn_free(c);
+}
+
+int main(void)
+{
+    sr_error err;
+    loop = sr_loop_new(&err);
+    RUN(handshake_then_connected);
+    RUN(invoke_writes_exact_bytes_and_gets_split_completion);
+    RUN(two_completions_in_one_chunk_out_of_order);
+    RUN(hub_error_and_send_and_server_call);
+    RUN(cancel_tells_the_server);
+    RUN(close_message_with_error_fails_pending);
+    RUN(garbage_is_a_protocol_error);
+    RUN(message_cut_by_a_clean_close_is_a_protocol_error);
+    RUN(transport_loss_fails_pending_with_closed);
+    RUN(handshake_error_fails_start);
+    RUN(stop_sends_close_and_completes);
+    RUN(free_from_inside_a_callback);
+    RUN(oversized_record_is_refused);
+    reset(&closed);
+    sr_value_free(inv_args);
+    sr_loop_free(loop);
+    DONE();
+}
