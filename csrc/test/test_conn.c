@@ -135,24 +135,34 @@ static void reset(result *r)
 
 static sr_loop *loop;
 
-/* A connected connection over the memory transport. */
-static sr_conn *connected(void)
+/* A new connection over the memory transport (max_message_size 0 = the
+ * default), its close and invocation callbacks set. */
+static sr_conn *new_conn(size_t max_message_size)
 {
     sr_conn_options o;
     sr_error err;
-    result start = {0, 0, "", NULL};
     sr_conn *c;
     memset(&o, 0, sizeof o);
     o.url = "http://memory/hub";
     o.skip_negotiation = 1;
     o.transports = SR_TRANSPORT_WEBSOCKETS;
     o.log_level = SR_LOG_NONE;
+    o.max_message_size = max_message_size;
     c = sr_conn_new(loop, &o, &err);
     if (!c) return NULL;
     sr__conn_set_ws_factory(c, mem_new);
+    reset(&closed);
     sr_conn_on_close(c, on_close, &closed);
     sr_conn_on_invocation(c, on_invocation, NULL);
-    reset(&closed);
+    return c;
+}
+
+/* A connected connection over the memory transport. */
+static sr_conn *connected(void)
+{
+    result start = {0, 0, "", NULL};
+    sr_conn *c = new_conn(0);
+    if (!c) return NULL;
     if (sr_conn_start(c, on_done, &start) != SR_OK) return c;
     pump(loop);
     if (strcmp(take_sent(), HANDSHAKE) != 0) return c;
@@ -314,19 +324,9 @@ TEST(transport_loss_fails_pending_with_closed)
 
 TEST(handshake_error_fails_start)
 {
-    sr_conn_options o;
-    sr_error err;
     result start = {0, 0, "", NULL};
-    sr_conn *c;
-    memset(&o, 0, sizeof o);
-    o.url = "http://memory/hub";
-    o.skip_negotiation = 1;
-    o.transports = SR_TRANSPORT_WEBSOCKETS;
-    o.log_level = SR_LOG_NONE;
-    c = sr_conn_new(loop, &o, &err);
-    sr__conn_set_ws_factory(c, mem_new);
-    reset(&closed);
-    sr_conn_on_close(c, on_close, &closed);
+    sr_conn *c = new_conn(0);
+    CHECK(c);
     CHECK(sr_conn_start(c, on_done, &start) == SR_OK);
     pump(loop);
     take_sent();
@@ -394,21 +394,10 @@ TEST(free_from_inside_a_callback)
 
 TEST(oversized_record_is_refused)
 {
-    sr_conn_options o;
-    sr_error err;
     result start = {0, 0, "", NULL};
     char big[300];
-    sr_conn *c;
-    memset(&o, 0, sizeof o);
-    o.url = "http://memory/hub";
-    o.skip_negotiation = 1;
-    o.transports = SR_TRANSPORT_WEBSOCKETS;
-    o.log_level = SR_LOG_NONE;
-    o.max_message_size = 100;
-    c = sr_conn_new(loop, &o, &err);
-    sr__conn_set_ws_factory(c, mem_new);
-    reset(&closed);
-    sr_conn_on_close(c, on_close, &closed);
+    sr_conn *c = new_conn(100);
+    CHECK(c);
     sr_conn_start(c, on_done, &start);
     pump(loop);
     feed(loop, "{}" RS);
