@@ -176,34 +176,66 @@ typedef struct sr_header {
     const char *value;
 } sr_header;
 
-/* Options for sr_conn_new; copied. Zero means the default. */
-typedef struct sr_conn_options {
-    const char *url; /* http(s)://host[:port]/path[?query] */
-    int transports;  /* SR_TRANSPORT_* mask; 0 = all */
-    int skip_negotiation;
-    const char *protocol;     /* "json" (default) */
-    const sr_header *headers; /* extra HTTP headers */
-    size_t nheaders;
-    const char *access_token; /* static bearer token, or NULL */
-    /* Called on the host thread before every negotiate/connect; returns a
-     * malloc'd token (freed by the core) or NULL. Overrides access_token. */
-    char *(*access_token_fn)(void *ud);
-    void *access_token_ud;
-    int tls_no_verify; /* certificates are verified unless set */
-    const char *ca_file;
-    const char *cert_file;
-    const char *key_file;
-    const char *proxy;
-    double server_timeout_ms;    /* default 30000 */
-    double keepalive_ms;         /* default 15000 */
-    double handshake_timeout_ms; /* default 15000 */
-    size_t max_message_size;     /* largest message accepted; default 16 MiB */
-    sr_log_fn log;               /* NULL: no logging */
-    void *log_ud;
-    sr_log_level log_level; /* default SR_LOG_INFORMATION; 0 is TRACE, so set it */
-} sr_conn_options;
+/* ------------------------------------------------------------- options */
 
-SR_API sr_conn *sr_conn_new(sr_loop *loop, const sr_conn_options *opts, sr_error *err);
+/* Connection options, opaque so that new options never change the ABI (the
+ * librdkafka conf model). Setters copy their arguments and return SR_OK,
+ * SR_EUSAGE for an invalid value (negative timeout, unknown transport bit)
+ * or SR_ENOMEM. sr_conn_new copies the whole set, so one sr_options may
+ * build several connections and may be freed right after. */
+typedef struct sr_options sr_options;
+
+SR_API sr_options *sr_options_new(void);
+SR_API void sr_options_free(sr_options *o);
+
+SR_API int sr_options_set_url(sr_options *o, const char *url); /* http(s)://host[:port]/path[?q] */
+SR_API int sr_options_set_transports(sr_options *o, int mask);  /* SR_TRANSPORT_*; 0 = all */
+SR_API int sr_options_set_skip_negotiation(sr_options *o, int on);
+SR_API int sr_options_set_protocol(sr_options *o, const char *name); /* "json" (default) */
+/* Adds an extra HTTP header (repeat for more). */
+SR_API int sr_options_add_header(sr_options *o, const char *name, const char *value);
+SR_API int sr_options_set_access_token(sr_options *o, const char *token); /* static bearer token */
+/* Called on the host thread before every negotiate/connect; returns a
+ * malloc'd token (freed by the core) or NULL. Overrides the static token. */
+typedef char *(*sr_token_fn)(void *ud);
+SR_API int sr_options_set_access_token_fn(sr_options *o, sr_token_fn fn, void *ud);
+/* verify 0 turns certificate verification off; NULL files are left out. */
+SR_API int sr_options_set_tls(sr_options *o, int verify, const char *ca_file,
+                              const char *cert_file, const char *key_file);
+SR_API int sr_options_set_proxy(sr_options *o, const char *proxy); /* "http://host:port" */
+/* Milliseconds; must be > 0. Defaults 30000, 15000, 15000. */
+SR_API int sr_options_set_server_timeout(sr_options *o, double ms);
+SR_API int sr_options_set_keepalive_interval(sr_options *o, double ms);
+SR_API int sr_options_set_handshake_timeout(sr_options *o, double ms);
+/* Largest message accepted from the server; default 16 MiB. */
+SR_API int sr_options_set_max_message_size(sr_options *o, size_t bytes);
+/* Log sink and level (default: no sink; level SR_LOG_INFORMATION). */
+SR_API int sr_options_set_log(sr_options *o, sr_log_level level, sr_log_fn fn, void *ud);
+
+/* Automatic reconnect. The retry policy runs on the host thread when a
+ * connection is lost and after every failed attempt. */
+typedef struct sr_retry_context {
+    uint64_t previous_retry_count; /* 0 before the first attempt */
+    double elapsed_ms;             /* time spent reconnecting so far */
+    const sr_error *retry_reason;  /* the loss, then the last failed attempt */
+} sr_retry_context;
+/* Returns the delay in milliseconds before the next attempt, or a negative
+ * number to stop reconnecting (the connection then closes). */
+typedef double (*sr_retry_fn)(void *ud, const sr_retry_context *ctx);
+/* Fixed delays in milliseconds, one per attempt; delays NULL (n 0) means
+ * the official default 0, 2000, 10000, 30000. */
+SR_API int sr_options_set_reconnect_delays(sr_options *o, const double *delays_ms, size_t n);
+SR_API int sr_options_set_reconnect_policy(sr_options *o, sr_retry_fn fn, void *ud);
+
+/* Stateful reconnect (ASP.NET Core 8+): after a transport loss, reattach to
+ * the same server connection and replay what the server did not acknowledge.
+ * buffer_size: bytes of unacknowledged messages kept (0 = 100000); when it
+ * is full, sends return SR_EFULL (see sr_conn_wait_writable). */
+SR_API int sr_options_set_stateful_reconnect(sr_options *o, int on, size_t buffer_size);
+
+/* ---------------------------------------------------------- connection */
+
+SR_API sr_conn *sr_conn_new(sr_loop *loop, const sr_options *opts, sr_error *err);
 /* Frees at once if idle; a connection that is not disconnected is stopped
  * first (pending calls fail with SR_ECLOSED, callbacks are not called). Safe
  * to call from inside a callback of this connection: freeing is deferred
@@ -249,6 +281,22 @@ SR_API void sr_conn_on_close(sr_conn *c, sr_close_fn fn, void *ud);
 /* Every state change (old -> new), after it happened. */
 typedef void (*sr_state_fn)(void *ud, sr_conn *c, sr_state old_state, sr_state new_state);
 SR_API void sr_conn_on_state(sr_conn *c, sr_state_fn fn, void *ud);
+
+/* A connection loss started automatic reconnection (state is already
+ * SR_STATE_RECONNECTING); err says why. Runs before the first attempt. */
+typedef void (*sr_reconnecting_fn)(void *ud, sr_conn *c, const sr_error *err);
+SR_API void sr_conn_on_reconnecting(sr_conn *c, sr_reconnecting_fn fn, void *ud);
+
+/* Reconnected (state SR_STATE_CONNECTED); connection_id is the new id, NULL
+ * with skip_negotiation. */
+typedef void (*sr_reconnected_fn)(void *ud, sr_conn *c, const char *connection_id);
+SR_API void sr_conn_on_reconnected(sr_conn *c, sr_reconnected_fn fn, void *ud);
+
+/* After sr_conn_send/sr_conn_invoke returned SR_EFULL (the transport's send
+ * queue or the stateful-reconnect buffer is full): fn runs once, inside
+ * dispatch, when there is room again (err NULL), or with SR_ECLOSED when the
+ * connection ends first. Retry the call then. */
+SR_API int sr_conn_wait_writable(sr_conn *c, sr_done_fn fn, void *ud);
 
 #ifdef __cplusplus
 }
