@@ -375,7 +375,7 @@ static void tp_on_close(void *ud, sr_transport *tp, const sr_error *err)
     release(c);
 }
 
-static const sr_transport_upcalls tp_upcalls = {tp_on_open, tp_on_data, tp_on_close};
+static const sr_transport_upcalls tp_upcalls = {tp_on_open, tp_on_data, tp_on_close, NULL};
 
 static void open_websocket(sr_conn *c)
 {

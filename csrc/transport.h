@@ -30,6 +30,9 @@ typedef struct sr_transport_upcalls {
     void (*on_data)(void *ud, sr_transport *tp, const char *data, size_t len);
     /* err NULL: closed cleanly after sr__transport_close. Runs once. */
     void (*on_close)(void *ud, sr_transport *tp, const sr_error *err);
+    /* A send returned SR_EFULL earlier and the send queue has since gone
+     * under SR_SEND_LOW: sends fit again. May be NULL. */
+    void (*on_drain)(void *ud, sr_transport *tp);
 } sr_transport_upcalls;
 
 /* Copied by *_new. */
@@ -67,6 +70,7 @@ void sr__conn_set_ws_factory(sr_conn *c, sr_transport_new_fn fn);
  * transport message. SR_EFULL when more than SR_SEND_MAX bytes are queued,
  * SR_ECLOSED when the transport is closing or closed. */
 #define SR_SEND_MAX (64u << 20)
+#define SR_SEND_LOW (16u << 20)
 int sr__transport_send(sr_transport *tp, const char *data, size_t len);
 /* Host thread. Close gracefully; on_close(NULL) follows unless released. */
 void sr__transport_close(sr_transport *tp);
