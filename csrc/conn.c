@@ -1,19 +1,33 @@
 /*
- * conn.c - the connection: its state machine, negotiate, transport choice,
- * handshake, invocation bookkeeping and the dispatch of hub messages.
+ * conn.c - the connection: its lifecycle (start, stop, automatic reconnect,
+ * stateful reattach), negotiate, handshake, the one send path, invocation
+ * bookkeeping and the dispatch of hub messages.
  *
  * Everything here runs on the host thread: entry points are the public
  * sr_conn_* calls and the upcalls that sr_loop_dispatch delivers (HTTP done,
- * transport open/data/close, timers). Each upcall holds a reference on the
- * connection so a user callback may free it; after every user callback the
- * code checks c->dead and unwinds.
+ * transport open/data/close/drain, timers).
  *
- * The only function that changes c->state is set_state().
+ * The lifecycle (docs/ARCHITECTURE.md has the diagram):
+ *   start -> attempt -> connected            attempt_failed: the start fails
+ *   connected -> connection_lost -> reattach (stateful; state stays connected)
+ *                                -> reconnecting -> attempt ... (policy)
+ *                                -> closed
+ *   reconnecting -> attempt_failed -> next attempt, or closed (policy: give up)
+ *   stop (any state) -> closed
+ * Only set_state() changes c->state. Every lifecycle step bumps c->gen; code
+ * that runs a user callback and then continues compares the generation it
+ * saw with the current one (stale()), so a callback that stops, restarts or
+ * frees the connection never sees a stale continuation. Upcalls hold a
+ * reference so a callback may free the connection.
+ *
+ * send_msg() is the only way a hub message goes out: stateful reconnect
+ * numbers and buffers exactly what passes through it.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "buf.h"
 #include "framing.h"
@@ -21,63 +35,94 @@
 #include "log.h"
 #include "loop.h"
 #include "negotiate.h"
+#include "options.h"
 #include "pending.h"
 #include "protocol.h"
 #include "transport.h"
 
 #define MAX_REDIRECTS 100
 #define STOP_TIMEOUT_MS 5000.0
-#define DEFAULT_MAX_MESSAGE (16u << 20)
+/* Stateful reconnect: acknowledge what we processed once a second (as the
+ * .NET client), or at once when this much arrived unacknowledged, so the
+ * server's replay buffer (100,000 bytes by default) never throttles it. */
+#define ACK_INTERVAL_MS 1000.0
+#define ACK_EAGER_BYTES (32u * 1024)
+#define CANCELED_TEXT "Invocation canceled due to the underlying connection being closed."
 
 typedef struct waiter {
     sr_done_fn fn;
     void *ud;
 } waiter;
 
+typedef struct waiters {
+    waiter *v;
+    size_t n;
+} waiters;
+
+/* One tracked message kept for replay: its sequence id and byte length in
+ * c->replay (entries and bytes are in the same order). */
+typedef struct replay_ent {
+    int64_t seq;
+    size_t len;
+} replay_ent;
+
 struct sr_conn {
     sr_loop *loop;
-    int refs; /* the user's reference + one per upcall in progress */
-    int dead; /* sr_conn_free was called */
+    int refs;     /* the user's reference + one per upcall in progress */
+    int dead;     /* sr_conn_free was called */
+    uint64_t gen; /* lifecycle generation, see stale() */
 
-    /* configuration (owned copies) */
-    char *url;  /* current hub URL (a negotiate redirect replaces it) */
-    char *url0; /* the URL the user gave; each start begins here */
-    int transports;
-    int skip_negotiation;
+    sr_options *opt; /* effective options, owned */
     const sr_protocol *protocol;
-    sr_header *headers;
-    size_t nheaders;
-    char *access_token;
-    char *(*token_fn)(void *ud);
-    void *token_ud;
-    int tls_no_verify;
-    char *ca_file, *cert_file, *key_file, *proxy;
-    double server_timeout_ms, keepalive_ms, handshake_timeout_ms;
-    size_t max_message_size;
     sr_logger log;
+    sr_transport_new_fn ws_new; /* sr__ws_transport_new unless a test replaced it */
+    char *test_token;           /* tests: skip_negotiation acts as a stateful negotiate */
 
-    /* connection */
+    /* one connection lifetime (start .. closed) */
     sr_state state;
+    int was_connected; /* connected at least once since start: on_close fires */
+    int closing;       /* the end is decided; no new invocations */
+    char *url;         /* current hub URL (a negotiate redirect replaces it) */
     char *connection_id;
     char *connection_token;
     char *redirect_token; /* bearer token from a negotiate redirect */
     int redirects;
     sr_http_req *negotiate_req;
     sr_transport *tp;
-    sr_transport_new_fn ws_new; /* sr__ws_transport_new unless a test replaced it */
-    int handshake_done;
-    int closing;    /* the end is decided; no new invocations */
-    sr_buf in;      /* received bytes not yet parsed */
-    size_t scanned; /* text protocols: leading bytes of `in` known to hold no separator */
-    sr_buf enc;     /* scratch for encoding */
-    sr_buf ping;    /* the protocol's Ping, framed */
+    int handshake_done; /* the hub handshake of this connection was answered */
+    int attached;       /* tp carries hub messages (handshake done or reattached) */
+    int reattaching;    /* tp is a stateful reattach, not open yet */
+    int tp_full;        /* the transport refused a send with SR_EFULL */
+    sr_buf in;          /* received bytes not yet parsed */
+    size_t scanned;     /* text protocols: leading bytes of `in` without a separator */
+    sr_buf enc;         /* scratch for encoding */
     uint64_t next_id;
     sr_pending pending;
     uint64_t stop_timer;
 
+    /* automatic reconnect */
+    uint64_t retry_timer;
+    uint64_t retries;   /* previous_retry_count */
+    double retry_start; /* monotonic ms when reconnecting began */
+    sr_error retry_reason;
+
+    /* stateful reconnect (negotiated for this lifetime) */
+    int stateful;
+    sr_buf replay;   /* tracked messages sent and not acknowledged, framed */
+    int replay_full; /* a send was refused for want of room; an Ack clears it */
+    replay_ent *ents;
+    size_t nents, ents_cap;
+    int64_t send_seq;    /* id of the last tracked message sent */
+    int64_t recv_next;   /* id the next tracked message received carries */
+    int64_t recv_latest; /* highest tracked id processed */
+    int64_t acked;       /* the last Ack we sent */
+    size_t rx_unacked;   /* tracked bytes processed since that Ack */
+    uint64_t ack_timer;
+
     waiter start_waiter;
-    waiter *stop_waiters;
-    size_t nstop_waiters;
+    waiters stop_waiters;
+    waiters wr_waiters; /* sr_conn_wait_writable */
+    uint64_t wr_timer;
 
     sr_invocation_fn on_invocation;
     void *on_invocation_ud;
@@ -85,10 +130,19 @@ struct sr_conn {
     void *on_close_ud;
     sr_state_fn on_state;
     void *on_state_ud;
+    sr_reconnecting_fn on_reconnecting;
+    void *on_reconnecting_ud;
+    sr_reconnected_fn on_reconnected;
+    void *on_reconnected_ud;
 };
 
-static void finish_close(sr_conn *c, const sr_error *err);
+static void closed(sr_conn *c, const sr_error *err);
+static void attempt_failed(sr_conn *c, const sr_error *err);
+static void connection_lost(sr_conn *c, const sr_error *err, int may_reattach);
 static void start_negotiate(sr_conn *c);
+static void open_transport(sr_conn *c, int reattach);
+static int send_msg(sr_conn *c, const sr_msg *m);
+static void schedule_writable(sr_conn *c);
 
 /* ------------------------------------------------------------- helpers */
 
@@ -105,6 +159,13 @@ static void set_err(sr_error *err, int code, long status, const char *fmt, const
     snprintf(err->message, sizeof err->message, fmt, arg ? arg : "");
 }
 
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
 static void hold(sr_conn *c)
 {
     c->refs++;
@@ -112,23 +173,29 @@ static void hold(sr_conn *c)
 
 static void destroy(sr_conn *c);
 
-/* Drop a reference; returns 1 when the connection is gone. */
-static int release(sr_conn *c)
+static void release(sr_conn *c)
 {
-    if (--c->refs == 0) {
-        destroy(c);
-        return 1;
-    }
-    return 0;
+    if (--c->refs == 0) destroy(c);
 }
 
-static void set_state(sr_conn *c, sr_state to)
+/* 1 when the connection was freed or moved on (a lifecycle step happened)
+ * since generation g was read: the caller's continuation is stale. */
+static int stale(const sr_conn *c, uint64_t g)
+{
+    return c->dead || c->gen != g;
+}
+
+/* Returns 1 when the caller may go on (nothing changed in the callback). */
+static int set_state(sr_conn *c, sr_state to)
 {
     sr_state from = c->state;
-    if (from == to) return;
+    uint64_t g;
+    if (from == to) return !c->dead;
     c->state = to;
+    g = ++c->gen;
     sr__logf(&c->log, SR_LOG_DEBUG, "state: %s -> %s", sr_state_name(from), sr_state_name(to));
     if (c->on_state && !c->dead) c->on_state(c->on_state_ud, c, from, to);
+    return !stale(c, g);
 }
 
 static char *bearer(sr_conn *c)
@@ -136,10 +203,10 @@ static char *bearer(sr_conn *c)
     char *tok = NULL, *h;
     if (c->redirect_token) {
         tok = strdup(c->redirect_token);
-    } else if (c->token_fn) {
-        tok = c->token_fn(c->token_ud);
-    } else if (c->access_token) {
-        tok = strdup(c->access_token);
+    } else if (c->opt->token_fn) {
+        tok = c->opt->token_fn(c->opt->token_ud);
+    } else if (c->opt->access_token) {
+        tok = strdup(c->opt->access_token);
     }
     if (!tok || !*tok) {
         free(tok);
@@ -154,10 +221,10 @@ static char *bearer(sr_conn *c)
 /* The user's headers plus Authorization; *auth keeps the token alive. */
 static sr_header *request_headers(sr_conn *c, char **auth, size_t *n)
 {
-    sr_header *h = calloc(c->nheaders + 1, sizeof *h);
+    sr_header *h = calloc(c->opt->nheaders + 1, sizeof *h);
     if (!h) return NULL;
-    if (c->nheaders) memcpy(h, c->headers, c->nheaders * sizeof *h);
-    *n = c->nheaders;
+    if (c->opt->nheaders) memcpy(h, c->opt->headers, c->opt->nheaders * sizeof *h);
+    *n = c->opt->nheaders;
     *auth = bearer(c);
     if (*auth) {
         h[*n].name = "Authorization";
@@ -167,25 +234,225 @@ static sr_header *request_headers(sr_conn *c, char **auth, size_t *n)
     return h;
 }
 
+static int waiters_add(waiters *w, sr_done_fn fn, void *ud)
+{
+    waiter *v = realloc(w->v, (w->n + 1) * sizeof *v);
+    if (!v) return SR_ENOMEM;
+    w->v = v;
+    v[w->n].fn = fn;
+    v[w->n].ud = ud;
+    w->n++;
+    return SR_OK;
+}
+
+/* Run and empty a waiter list (taken first: a waiter may add new ones). */
+static void waiters_run(sr_conn *c, waiters *w, const sr_error *err)
+{
+    waiters t = *w;
+    size_t i;
+    w->v = NULL;
+    w->n = 0;
+    for (i = 0; i < t.n && !c->dead; i++)
+        t.v[i].fn(t.v[i].ud, err, NULL);
+    free(t.v);
+}
+
+/* ------------------------------------------------- stateful reconnect */
+
+static int is_tracked(sr_msg_type t)
+{
+    return t == SR_MSG_INVOCATION || t == SR_MSG_STREAM_ITEM || t == SR_MSG_COMPLETION ||
+           t == SR_MSG_STREAM_INVOCATION || t == SR_MSG_CANCEL_INVOCATION;
+}
+
+static void replay_clear(sr_conn *c)
+{
+    sr__buf_free(&c->replay);
+    free(c->ents);
+    c->ents = NULL;
+    c->nents = c->ents_cap = 0;
+    c->replay_full = 0;
+}
+
+static size_t buffer_limit(const sr_conn *c)
+{
+    return c->opt->stateful_buffer;
+}
+
+/* The server processed everything up to id: drop it from the buffer. */
+static void replay_ack(sr_conn *c, int64_t id)
+{
+    size_t k = 0, bytes = 0;
+    while (k < c->nents && c->ents[k].seq <= id)
+        bytes += c->ents[k++].len;
+    if (!k) return;
+    sr__buf_consume(&c->replay, bytes);
+    memmove(c->ents, c->ents + k, (c->nents - k) * sizeof *c->ents);
+    c->nents -= k;
+    if (c->replay_full) {
+        c->replay_full = 0;
+        schedule_writable(c);
+    }
+}
+
+static void send_ack(sr_conn *c)
+{
+    sr_msg m;
+    if (!c->attached || c->recv_latest <= c->acked) return;
+    memset(&m, 0, sizeof m);
+    m.type = SR_MSG_ACK;
+    m.sequence_id = c->recv_latest;
+    if (send_msg(c, &m) == SR_OK) {
+        c->acked = c->recv_latest;
+        c->rx_unacked = 0;
+    }
+}
+
+static void ack_timer_fired(void *ud)
+{
+    sr_conn *c = ud;
+    c->ack_timer = 0;
+    send_ack(c);
+}
+
+/* After processing received data: ack now if much arrived, else soon. */
+static void plan_ack(sr_conn *c)
+{
+    if (!c->stateful || c->recv_latest <= c->acked) return;
+    if (c->rx_unacked >= ACK_EAGER_BYTES) {
+        send_ack(c);
+    } else if (!c->ack_timer) {
+        c->ack_timer = sr_loop_add_timer(c->loop, ACK_INTERVAL_MS, ack_timer_fired, c);
+    }
+}
+
+/* Reattached: tell the server where our replay starts, then replay. */
+static void replay_resend(sr_conn *c)
+{
+    sr_msg m;
+    memset(&m, 0, sizeof m);
+    m.type = SR_MSG_SEQUENCE;
+    m.sequence_id = c->nents ? c->ents[0].seq : c->send_seq + 1;
+    send_msg(c, &m);
+    if (c->replay.len) {
+        sr__logf(&c->log, SR_LOG_DEBUG, "replaying %zu unacknowledged messages (%zu bytes)",
+                 c->nents, c->replay.len);
+        if (sr__transport_send(c->tp, c->replay.data, c->replay.len) == SR_EFULL) c->tp_full = 1;
+    }
+}
+
+/* ------------------------------------------------------------- sending */
+
+/* The only way a hub message goes out. Tracked messages of a stateful
+ * connection are numbered and kept until the server acknowledges them;
+ * while detached they are only kept, and go out with the replay. */
+static int send_msg(sr_conn *c, const sr_msg *m)
+{
+    sr_error err;
+    int rc, tracked = c->stateful && is_tracked(m->type);
+    sr__buf_reset(&c->enc);
+    memset(&err, 0, sizeof err);
+    rc = c->protocol->write(m, &c->enc, &err);
+    if (rc != SR_OK) {
+        sr__logf(&c->log, SR_LOG_ERROR, "cannot encode a message of type %d: %s", (int)m->type,
+                 err.message);
+        return rc;
+    }
+    if (tracked) {
+        if (c->replay.len && c->replay.len + c->enc.len > buffer_limit(c)) {
+            c->replay_full = 1;
+            return SR_EFULL;
+        }
+        if (sr__buf_reserve(&c->replay, c->enc.len) != 0) return SR_ENOMEM;
+        if (c->nents == c->ents_cap) {
+            size_t cap = c->ents_cap ? c->ents_cap * 2 : 64;
+            replay_ent *e = realloc(c->ents, cap * sizeof *e);
+            if (!e) return SR_ENOMEM;
+            c->ents = e;
+            c->ents_cap = cap;
+        }
+    }
+    if (c->attached && c->tp) {
+        if (SR_LOG_ON(&c->log, SR_LOG_TRACE))
+            sr__logf(&c->log, SR_LOG_TRACE, "sending %zu bytes: %.*s", c->enc.len,
+                     (int)(c->enc.len > 900 ? 900 : c->enc.len), c->enc.data);
+        rc = sr__transport_send(c->tp, c->enc.data, c->enc.len);
+        if (rc == SR_EFULL) c->tp_full = 1;
+        if (rc != SR_OK) return rc;
+    } else if (!tracked) {
+        return SR_ECLOSED;
+    }
+    if (tracked) {
+        c->ents[c->nents].seq = ++c->send_seq;
+        c->ents[c->nents].len = c->enc.len;
+        c->nents++;
+        sr__buf_append(&c->replay, c->enc.data, c->enc.len); /* reserved above */
+    }
+    return SR_OK;
+}
+
+static int writable(const sr_conn *c)
+{
+    return !c->tp_full && !c->replay_full;
+}
+
+static void wr_timer_fired(void *ud)
+{
+    sr_conn *c = ud;
+    c->wr_timer = 0;
+    if (!writable(c)) return;
+    hold(c);
+    waiters_run(c, &c->wr_waiters, NULL);
+    release(c);
+}
+
+/* Run the writable waiters inside the next dispatch. */
+static void schedule_writable(sr_conn *c)
+{
+    if (!c->wr_waiters.n || c->wr_timer || !writable(c)) return;
+    c->wr_timer = sr_loop_add_timer(c->loop, 0, wr_timer_fired, c);
+}
+
 /* ----------------------------------------------------------- transport */
 
 static void tp_on_open(void *ud, sr_transport *tp)
 {
     sr_conn *c = ud;
-    (void)tp;
-    sr__logf(&c->log, SR_LOG_DEBUG, "%s transport open; handshake sent", sr__transport_name(tp));
+    if (!c->reattaching) {
+        sr__logf(&c->log, SR_LOG_DEBUG, "%s transport open; handshake sent",
+                 sr__transport_name(tp));
+        return;
+    }
+    /* Stateful reattach: the server keeps the connection, so there is no
+     * new handshake; state and events stay as they were (as the .NET
+     * client does it). */
+    c->reattaching = 0;
+    c->attached = 1;
+    c->tp_full = 0;
+    sr__logf(&c->log, SR_LOG_INFORMATION,
+             "reattached to the server connection (stateful reconnect)");
+    hold(c);
+    replay_resend(c);
+    schedule_writable(c);
+    release(c);
 }
 
-static void fail_start(sr_conn *c, const sr_error *err)
+static void tp_on_drain(void *ud, sr_transport *tp)
 {
-    finish_close(c, err);
+    sr_conn *c = ud;
+    (void)tp;
+    c->tp_full = 0;
+    schedule_writable(c);
 }
 
-/* Close the transport with a local error (protocol error, ...). */
+/* A local fault (protocol error, out of memory): the connection is lost. */
 static void abort_with(sr_conn *c, const sr_error *err)
 {
     sr__logf(&c->log, SR_LOG_ERROR, "closing the connection: %s", err->message);
-    finish_close(c, err);
+    if (c->handshake_done)
+        connection_lost(c, err, 0);
+    else
+        attempt_failed(c, err);
 }
 
 static void complete_invocation(sr_conn *c, sr_msg *m)
@@ -217,14 +484,28 @@ static void answer_client_result(sr_conn *c, const char *invocation_id)
     r.type = SR_MSG_COMPLETION;
     r.invocation_id = (char *)invocation_id;
     r.error = (char *)"Client didn't provide a result.";
-    sr__buf_reset(&c->enc);
-    if (c->protocol->write(&r, &c->enc, NULL) == SR_OK && c->tp)
-        sr__transport_send(c->tp, c->enc.data, c->enc.len);
+    send_msg(c, &r);
 }
 
-/* Handle one parsed message. Returns 1 if the connection ended. */
+/* Stateful reconnect: 1 when a tracked message was seen before (the
+ * server replayed it after a reattach) and must be skipped. */
+static int duplicate(sr_conn *c, const sr_msg *m, size_t bytes)
+{
+    int64_t id;
+    if (!c->stateful || !is_tracked(m->type)) return 0;
+    id = c->recv_next++;
+    if (id <= c->recv_latest) return 1;
+    c->recv_latest = id;
+    c->rx_unacked += bytes;
+    return 0;
+}
+
+/* Handle one parsed message. Returns 1 when the caller must stop (the
+ * connection moved on or is gone). */
 static int handle_message(sr_conn *c, sr_msg *m)
 {
+    uint64_t g = c->gen;
+    sr_error err;
     switch (m->type) {
     case SR_MSG_COMPLETION:
         complete_invocation(c, m);
@@ -238,38 +519,80 @@ static int handle_message(sr_conn *c, sr_msg *m)
             sr__logf(&c->log, SR_LOG_WARNING, "no handler for the server's call to '%s'",
                      m->target);
         }
-        if (!c->dead && m->invocation_id) answer_client_result(c, m->invocation_id);
+        if (!stale(c, g) && m->invocation_id) answer_client_result(c, m->invocation_id);
         break;
     case SR_MSG_PING:
         break;
     case SR_MSG_CLOSE:
         if (m->error) {
-            sr_error err;
             set_err(&err, SR_ECLOSED, 0, "Server closed the connection with an error: %s",
                     m->error);
-            finish_close(c, &err);
         } else {
+            set_err(&err, SR_ECLOSED, 0, "%sthe server closed the connection", "");
             sr__logf(&c->log, SR_LOG_INFORMATION, "the server closed the connection");
-            finish_close(c, NULL);
         }
+        /* A Close ends the server's side for good: never reattach. Only
+         * allowReconnect lets automatic reconnect run. */
+        if (m->allow_reconnect)
+            connection_lost(c, &err, 0);
+        else
+            closed(c, m->error ? &err : NULL);
         return 1;
     case SR_MSG_ACK:
+        if (c->stateful) replay_ack(c, m->sequence_id);
+        break;
     case SR_MSG_SEQUENCE:
+        if (!c->stateful) break;
+        if (m->sequence_id > c->recv_latest + 1) {
+            set_err(&err, SR_EPROTOCOL, 0,
+                    "%sSequence ID greater than amount of messages we've received.", "");
+            abort_with(c, &err);
+            return 1;
+        }
+        c->recv_next = m->sequence_id;
         break;
     default:
         sr__logf(&c->log, SR_LOG_WARNING, "message of type %d not supported yet; ignored",
                  (int)m->type);
         break;
     }
-    return c->dead || c->state == SR_STATE_DISCONNECTED;
+    return stale(c, g);
 }
 
-static void tp_on_data_body(void *ud, sr_transport *tp, const char *data, size_t len)
+/* The handshake was answered: the attempt succeeded. Returns 1 when the
+ * caller may go on. */
+static int attempt_connected(sr_conn *c)
 {
-    sr_conn *c = ud;
+    uint64_t g;
+    int reconnected = c->state == SR_STATE_RECONNECTING;
+    c->handshake_done = 1;
+    c->attached = 1;
+    c->was_connected = 1;
+    if (reconnected) {
+        sr__logf(&c->log, SR_LOG_INFORMATION,
+                 "reconnected to %s after %llu failed attempts and %.0f ms", c->url,
+                 (unsigned long long)c->retries, now_ms() - c->retry_start);
+    } else {
+        sr__logf(&c->log, SR_LOG_INFORMATION, "connected to %s", c->url);
+    }
+    if (!set_state(c, SR_STATE_CONNECTED)) return 0;
+    g = c->gen;
+    if (reconnected) {
+        if (c->on_reconnected)
+            c->on_reconnected(c->on_reconnected_ud, c,
+                              c->opt->skip_negotiation ? NULL : c->connection_id);
+    } else if (c->start_waiter.fn) {
+        waiter w = c->start_waiter;
+        c->start_waiter.fn = NULL;
+        w.fn(w.ud, NULL, NULL);
+    }
+    return !stale(c, g);
+}
+
+static void tp_on_data_body(sr_conn *c, const char *data, size_t len)
+{
     size_t off = 0;
     sr_error err;
-    (void)tp;
     if (sr__buf_append(&c->in, data, len) < 0) {
         set_err(&err, SR_ETRANSPORT, 0, "%sout of memory buffering received data", "");
         abort_with(c, &err);
@@ -283,26 +606,17 @@ static void tp_on_data_body(void *ud, sr_transport *tp, const char *data, size_t
         if (n == 0) return;
         if (n < 0) {
             if (err.code != SR_EHANDSHAKE) err.code = SR_EHANDSHAKE;
-            fail_start(c, &err);
+            attempt_failed(c, &err);
             return;
         }
         off = (size_t)n;
-        c->handshake_done = 1;
-        sr__logf(&c->log, SR_LOG_INFORMATION, "connected to %s", c->url);
-        set_state(c, SR_STATE_CONNECTED);
-        if (c->dead || c->state != SR_STATE_CONNECTED) return;
-        if (c->start_waiter.fn) {
-            waiter w = c->start_waiter;
-            c->start_waiter.fn = NULL;
-            w.fn(w.ud, NULL, NULL);
-            if (c->dead || c->state != SR_STATE_CONNECTED) return;
-        }
+        if (!attempt_connected(c)) return;
     }
     /* A large record arrives in many pieces: look for its end only in the
      * new bytes, so receiving it stays linear. */
     if (off == 0 && c->scanned && !c->protocol->binary &&
         !memchr(c->in.data + c->scanned, SR_RECORD_SEPARATOR, c->in.len - c->scanned) &&
-        c->in.len <= c->max_message_size) {
+        c->in.len <= c->opt->max_message_size) {
         c->scanned = c->in.len;
         return;
     }
@@ -311,7 +625,8 @@ static void tp_on_data_body(void *ud, sr_transport *tp, const char *data, size_t
         sr_msg m;
         int n;
         memset(&m, 0, sizeof m);
-        n = c->protocol->parse(c->in.data + off, c->in.len - off, c->max_message_size, &m, &err);
+        n = c->protocol->parse(c->in.data + off, c->in.len - off, c->opt->max_message_size, &m,
+                               &err);
         if (n == 0) {
             c->scanned = c->in.len - off;
             break;
@@ -322,25 +637,43 @@ static void tp_on_data_body(void *ud, sr_transport *tp, const char *data, size_t
             return;
         }
         off += (size_t)n;
-        if (handle_message(c, &m)) {
+        if (!duplicate(c, &m, (size_t)n) && handle_message(c, &m)) {
             sr__msg_clear(&m);
             return;
         }
         sr__msg_clear(&m);
     }
     sr__buf_consume(&c->in, off);
+    plan_ack(c);
 }
 
-static void tp_on_close_body(void *ud, sr_transport *tp, const sr_error *err)
+static void tp_on_close_body(sr_conn *c, const sr_error *err)
 {
-    sr_conn *c = ud;
     sr_error lost;
-    (void)tp;
+    c->tp = NULL; /* released below by whoever drops the network */
     if (c->state == SR_STATE_DISCONNECTING) {
-        finish_close(c, NULL);
+        closed(c, NULL);
         return;
     }
-    if ((!err || err->code == SR_ECLOSED) && c->handshake_done && c->in.len > 0) {
+    if (c->reattaching) {
+        if (!err) {
+            set_err(&lost, SR_ECLOSED, 0, "%sthe reattach transport closed", "");
+            err = &lost;
+        }
+        sr__logf(&c->log, SR_LOG_WARNING, "stateful reattach failed: %s", err->message);
+        connection_lost(c, err, 0);
+        return;
+    }
+    if (!c->handshake_done) {
+        if (!err) {
+            set_err(&lost, SR_EHANDSHAKE, 0,
+                    "%sthe server closed the connection before the handshake completed", "");
+            err = &lost;
+        }
+        attempt_failed(c, err);
+        return;
+    }
+    if ((!err || err->code == SR_ECLOSED) && c->in.len > 0) {
         /* A clean close must not hide a message cut in half. */
         memset(&lost, 0, sizeof lost);
         lost.code = SR_EPROTOCOL;
@@ -352,18 +685,20 @@ static void tp_on_close_body(void *ud, sr_transport *tp, const sr_error *err)
     } else if (!err) {
         set_err(&lost, SR_ECLOSED, 0, "%sthe server closed the connection", "");
         err = &lost;
-    } else if (c->state == SR_STATE_CONNECTED) {
-        sr__logf(&c->log, SR_LOG_ERROR, "connection lost: %s", err->message);
     }
-    finish_close(c, err);
+    sr__logf(&c->log, SR_LOG_ERROR, "connection lost: %s", err->message);
+    /* A timeout or a protocol fault is ours to end; only a lost socket is
+     * worth a stateful reattach. */
+    connection_lost(c, err, err->code == SR_ETRANSPORT || err->code == SR_ECLOSED);
 }
 
 /* Upcall wrappers: hold the connection so a user callback may free it. */
 static void tp_on_data(void *ud, sr_transport *tp, const char *data, size_t len)
 {
     sr_conn *c = ud;
+    (void)tp;
     hold(c);
-    tp_on_data_body(c, tp, data, len);
+    tp_on_data_body(c, data, len);
     release(c);
 }
 
@@ -371,24 +706,37 @@ static void tp_on_close(void *ud, sr_transport *tp, const sr_error *err)
 {
     sr_conn *c = ud;
     hold(c);
-    tp_on_close_body(c, tp, err);
+    /* Keep the host's reference until the lifecycle drops the network. */
+    tp_on_close_body(c, err);
+    sr__transport_release(tp);
     release(c);
 }
 
-static const sr_transport_upcalls tp_upcalls = {tp_on_open, tp_on_data, tp_on_close, NULL};
+static const sr_transport_upcalls tp_upcalls = {tp_on_open, tp_on_data, tp_on_close, tp_on_drain};
 
-static void open_websocket(sr_conn *c)
+/* Open the WebSocket transport: for an attempt (handshake first), or for a
+ * stateful reattach (same connection token, no handshake). */
+static void open_transport(sr_conn *c, int reattach)
 {
     sr_transport_cfg cfg;
     sr_buf hs = SR_BUF_INIT;
+    sr_buf ping = SR_BUF_INIT;
     sr_error err;
+    sr_msg pm;
     char *auth = NULL, *url;
     size_t nh = 0;
     sr_header *h;
+    uint64_t g = c->gen;
 
-    url = sr__transport_url(c->url, c->skip_negotiation ? NULL : c->connection_token, 1);
-    h = request_headers(c, &auth, &nh);
-    if (!url || !h || sr__handshake_write(c->protocol->name, c->protocol->version, &hs) < 0) {
+    memset(&err, 0, sizeof err);
+    memset(&pm, 0, sizeof pm);
+    pm.type = SR_MSG_PING;
+    url = sr__transport_url(c->url, c->connection_token, 1);
+    h = request_headers(c, &auth, &nh); /* may run the user's token function */
+    if (stale(c, g)) goto out;
+    if (!url || !h ||
+        (!reattach && sr__handshake_write(c->protocol->name, c->protocol->version, &hs) < 0) ||
+        c->protocol->write(&pm, &ping, NULL) != SR_OK) {
         set_err(&err, SR_ENOMEM, 0, "%sout of memory opening the transport", "");
         goto fail;
     }
@@ -397,57 +745,61 @@ static void open_websocket(sr_conn *c)
     cfg.headers = h;
     cfg.nheaders = nh;
     cfg.binary = c->protocol->binary;
-    cfg.tls_no_verify = c->tls_no_verify;
-    cfg.ca_file = c->ca_file;
-    cfg.cert_file = c->cert_file;
-    cfg.key_file = c->key_file;
-    cfg.proxy = c->proxy;
-    cfg.handshake = hs.data;
-    cfg.handshake_len = hs.len;
-    cfg.ping = c->ping.data;
-    cfg.ping_len = c->ping.len;
-    cfg.keepalive_ms = c->keepalive_ms;
-    cfg.server_timeout_ms = c->server_timeout_ms;
-    cfg.handshake_timeout_ms = c->handshake_timeout_ms;
-    sr__logf(&c->log, SR_LOG_DEBUG, "opening WebSockets transport");
-    memset(&err, 0, sizeof err);
-    c->handshake_done = 0;
+    cfg.tls_no_verify = c->opt->tls_no_verify;
+    cfg.ca_file = c->opt->ca_file;
+    cfg.cert_file = c->opt->cert_file;
+    cfg.key_file = c->opt->key_file;
+    cfg.proxy = c->opt->proxy;
+    cfg.handshake = reattach ? NULL : hs.data;
+    cfg.handshake_len = reattach ? 0 : hs.len;
+    cfg.ping = ping.data;
+    cfg.ping_len = ping.len;
+    cfg.keepalive_ms = c->opt->keepalive_ms;
+    cfg.server_timeout_ms = c->opt->server_timeout_ms;
+    cfg.handshake_timeout_ms = reattach ? 0 : c->opt->handshake_timeout_ms;
+    sr__logf(&c->log, SR_LOG_DEBUG, "opening WebSockets transport%s",
+             reattach ? " (stateful reattach)" : "");
+    c->attached = 0;
+    c->tp_full = 0;
+    c->reattaching = reattach;
+    if (!reattach) c->handshake_done = 0;
     c->scanned = 0;
     sr__buf_reset(&c->in);
     c->tp = c->ws_new(c->loop, &cfg, &tp_upcalls, c, &err);
     if (!c->tp) goto fail;
-    free(url);
-    free(h);
-    free(auth);
-    sr__buf_free(&hs);
-    return;
+    goto out;
 fail:
+    if (!err.code) err.code = SR_ETRANSPORT;
+    if (reattach) {
+        c->reattaching = 0;
+        connection_lost(c, &err, 0);
+    } else {
+        attempt_failed(c, &err);
+    }
+out:
     free(url);
     free(h);
     free(auth);
     sr__buf_free(&hs);
-    if (!err.code) err.code = SR_ETRANSPORT;
-    fail_start(c, &err);
+    sr__buf_free(&ping);
 }
 
 /* ----------------------------------------------------------- negotiate */
 
-static void negotiate_done_body(void *ud, long status, const char *body, size_t len,
+static void negotiate_done_body(sr_conn *c, long status, const char *body, size_t len,
                                 const sr_error *herr)
 {
-    sr_conn *c = ud;
     sr_negotiation n;
     sr_error err;
+    int offered, usable;
     c->negotiate_req = NULL;
     if (herr) {
+        char msg[sizeof err.message];
         err = *herr;
         if (err.code != SR_ETIMEOUT) err.code = SR_ETRANSPORT;
-        {
-            char msg[sizeof err.message];
-            snprintf(msg, sizeof msg, "negotiate request failed: %.400s", herr->message);
-            memcpy(err.message, msg, sizeof msg);
-        }
-        fail_start(c, &err);
+        snprintf(msg, sizeof msg, "negotiate request failed: %.400s", herr->message);
+        memcpy(err.message, msg, sizeof msg);
+        attempt_failed(c, &err);
         return;
     }
     if (status != 200) {
@@ -459,7 +811,7 @@ static void negotiate_done_body(void *ud, long status, const char *body, size_t 
                  status == 404   ? " (Not Found: is the hub URL right?)"
                  : status == 401 ? " (Unauthorized)"
                                  : "");
-        fail_start(c, &err);
+        attempt_failed(c, &err);
         return;
     }
     memset(&n, 0, sizeof n);
@@ -467,14 +819,14 @@ static void negotiate_done_body(void *ud, long status, const char *body, size_t 
     if (sr__negotiate_parse(body, len, &n, &err) != SR_OK) {
         err.code = SR_ENEGOTIATE;
         err.status = status;
-        fail_start(c, &err);
+        attempt_failed(c, &err);
         return;
     }
     if (n.redirect_url) {
         if (++c->redirects > MAX_REDIRECTS) {
             sr__negotiation_clear(&n);
             set_err(&err, SR_ENEGOTIATE, status, "%snegotiate redirected too many times", "");
-            fail_start(c, &err);
+            attempt_failed(c, &err);
             return;
         }
         sr__logf(&c->log, SR_LOG_DEBUG, "negotiate redirected to %s", n.redirect_url);
@@ -495,20 +847,23 @@ static void negotiate_done_body(void *ud, long status, const char *body, size_t 
     c->connection_id = n.connection_id;
     c->connection_token = n.connection_token ? n.connection_token : dupstr(n.connection_id);
     n.connection_id = n.connection_token = NULL;
-    {
-        int offered = c->protocol->binary ? n.transports_binary : n.transports;
-        int usable = offered & c->transports;
-        sr__negotiation_clear(&n);
-        if (usable & SR_TRANSPORT_WEBSOCKETS) {
-            open_websocket(c);
-            return;
-        }
-        set_err(&err, SR_ETRANSPORT, 0,
-                "%sunable to connect: none of the requested transports is available on the "
-                "server (this build supports WebSockets)",
-                "");
-        fail_start(c, &err);
+    offered = c->protocol->binary ? n.transports_binary : n.transports;
+    usable = offered & c->opt->transports;
+    /* Stateful reconnect needs both sides to agree (and WebSockets). */
+    c->stateful = c->opt->stateful && n.stateful_reconnect;
+    if (c->opt->stateful && !n.stateful_reconnect)
+        sr__logf(&c->log, SR_LOG_WARNING,
+                 "the server did not agree to stateful reconnect; connecting without it");
+    sr__negotiation_clear(&n);
+    if (usable & SR_TRANSPORT_WEBSOCKETS) {
+        open_transport(c, 0);
+        return;
     }
+    set_err(&err, SR_ETRANSPORT, 0,
+            "%sunable to connect: none of the requested transports is available on the "
+            "server (this build supports WebSockets)",
+            "");
+    attempt_failed(c, &err);
 }
 
 static void negotiate_done(void *ud, long status, const char *body, size_t len,
@@ -526,9 +881,16 @@ static void start_negotiate(sr_conn *c)
     sr_error err;
     char *auth = NULL;
     size_t nh = 0;
-    sr_header *h = request_headers(c, &auth, &nh);
-    char *url = sr__negotiate_url(c->url, 0);
+    uint64_t g = c->gen;
+    sr_header *h = request_headers(c, &auth, &nh); /* may run the user's token function */
+    char *url = sr__negotiate_url(c->url, c->opt->stateful);
     memset(&err, 0, sizeof err);
+    if (stale(c, g)) {
+        free(url);
+        free(h);
+        free(auth);
+        return;
+    }
     if (!h || !url) {
         set_err(&err, SR_ENOMEM, 0, "%sout of memory", "");
     } else {
@@ -537,11 +899,11 @@ static void start_negotiate(sr_conn *c)
         o.url = url;
         o.headers = h;
         o.nheaders = nh;
-        o.tls_no_verify = c->tls_no_verify;
-        o.ca_file = c->ca_file;
-        o.cert_file = c->cert_file;
-        o.key_file = c->key_file;
-        o.proxy = c->proxy;
+        o.tls_no_verify = c->opt->tls_no_verify;
+        o.ca_file = c->opt->ca_file;
+        o.cert_file = c->opt->cert_file;
+        o.key_file = c->opt->key_file;
+        o.proxy = c->opt->proxy;
         o.timeout_ms = 100000;
         sr__logf(&c->log, SR_LOG_DEBUG, "negotiating with %s", c->url);
         c->negotiate_req = sr__http_request(c->loop, &o, negotiate_done, c, &err);
@@ -551,43 +913,13 @@ static void start_negotiate(sr_conn *c)
     free(auth);
     if (!c->negotiate_req) {
         if (!err.code) err.code = SR_ETRANSPORT;
-        fail_start(c, &err);
+        attempt_failed(c, &err);
     }
 }
 
-/* ------------------------------------------------------------- closing */
+/* ------------------------------------------------------------ lifecycle */
 
-static void fail_pending(sr_conn *c, const sr_error *cause)
-{
-    sr_pending old = c->pending;
-    sr_error err;
-    size_t i;
-    memset(&c->pending, 0, sizeof c->pending);
-    memset(&err, 0, sizeof err);
-    err.code = SR_ECLOSED;
-    if (cause)
-        snprintf(err.message, sizeof err.message,
-                 "Invocation canceled due to the underlying connection being closed: %.400s",
-                 cause->message);
-    else
-        snprintf(err.message, sizeof err.message,
-                 "Invocation canceled due to the underlying connection being closed.");
-    for (i = 0; i < old.cap; i++) {
-        if (old.slots[i].id && !c->dead) old.slots[i].done(old.slots[i].ud, &err, NULL);
-    }
-    sr__pending_free(&old);
-}
-
-static void stop_timer_fired(void *ud)
-{
-    sr_conn *c = ud;
-    c->stop_timer = 0;
-    hold(c);
-    sr__logf(&c->log, SR_LOG_WARNING, "the transport did not close in time; dropping it");
-    finish_close(c, NULL);
-    release(c);
-}
-
+/* Drop whatever network the current step has (request, transport). */
 static void drop_network(sr_conn *c)
 {
     if (c->negotiate_req) {
@@ -598,156 +930,346 @@ static void drop_network(sr_conn *c)
         sr__transport_release(c->tp);
         c->tp = NULL;
     }
-    if (c->stop_timer) {
-        sr_loop_cancel_timer(c->loop, c->stop_timer);
-        c->stop_timer = 0;
+    c->attached = 0;
+    c->reattaching = 0;
+    c->tp_full = 0;
+    sr__buf_reset(&c->in);
+    c->scanned = 0;
+}
+
+static void cancel_timer(sr_conn *c, uint64_t *t)
+{
+    if (*t) {
+        sr_loop_cancel_timer(c->loop, *t);
+        *t = 0;
     }
 }
 
-/* The single way to the end: drop the network, fail what waits, become
- * disconnected, tell the user. err NULL = a clean stop. */
-static void finish_close(sr_conn *c, const sr_error *err)
+static void stateful_reset(sr_conn *c)
+{
+    c->stateful = 0;
+    replay_clear(c);
+    c->send_seq = 0;
+    c->recv_next = 1;
+    c->recv_latest = 0;
+    c->acked = 0;
+    c->rx_unacked = 0;
+    cancel_timer(c, &c->ack_timer);
+}
+
+/* One try at a connection: negotiate (unless skipped), transport,
+ * handshake. Ends in attempt_connected or attempt_failed. */
+static void begin_attempt(sr_conn *c)
+{
+    char *url = strdup(c->opt->url);
+    sr_error err;
+    c->gen++;
+    drop_network(c);
+    stateful_reset(c);
+    if (!url) {
+        set_err(&err, SR_ENOMEM, 0, "%sout of memory", "");
+        attempt_failed(c, &err);
+        return;
+    }
+    free(c->url);
+    c->url = url;
+    free(c->connection_id);
+    free(c->connection_token);
+    free(c->redirect_token);
+    c->connection_id = c->connection_token = c->redirect_token = NULL;
+    c->redirects = 0;
+    c->handshake_done = 0;
+    if (c->test_token) {
+        c->connection_token = dupstr(c->test_token);
+        c->stateful = c->opt->stateful;
+    }
+    if (c->opt->skip_negotiation)
+        open_transport(c, 0);
+    else
+        start_negotiate(c);
+}
+
+static void fail_pending(sr_conn *c, sr_pending *old, const sr_error *cause)
+{
+    sr_error err;
+    size_t i;
+    memset(&err, 0, sizeof err);
+    err.code = SR_ECLOSED;
+    if (cause)
+        snprintf(err.message, sizeof err.message, CANCELED_TEXT " Cause: %.400s", cause->message);
+    else
+        snprintf(err.message, sizeof err.message, CANCELED_TEXT);
+    for (i = 0; i < old->cap; i++) {
+        if (old->slots[i].id && !c->dead) old->slots[i].done(old->slots[i].ud, &err, NULL);
+    }
+    sr__pending_free(old);
+}
+
+/* Take the pending table out (callbacks may start new invocations). */
+static sr_pending take_pending(sr_conn *c)
+{
+    sr_pending old = c->pending;
+    memset(&c->pending, 0, sizeof c->pending);
+    return old;
+}
+
+static void closed_writable_waiters(sr_conn *c, const sr_error *cause)
+{
+    sr_error err;
+    set_err(&err, SR_ECLOSED, 0, "%s", cause ? cause->message : "the connection closed");
+    cancel_timer(c, &c->wr_timer);
+    waiters_run(c, &c->wr_waiters, &err);
+}
+
+/* The end of a lifetime: drop the network, become disconnected, tell the
+ * user (on_close only when it had connected: a failed start raises no close
+ * event, as with the official clients), then complete what waited. err NULL
+ * = a clean stop. */
+static void closed(sr_conn *c, const sr_error *err)
 {
     waiter start = c->start_waiter;
-    waiter *stops = c->stop_waiters;
-    size_t nstops = c->nstop_waiters, i;
-    int was_started = c->handshake_done;
+    waiters stops = c->stop_waiters;
+    waiters wr = c->wr_waiters;
+    sr_pending pend;
+    sr_error se;
+    int was_connected = c->was_connected;
     if (c->state == SR_STATE_DISCONNECTED) return;
     c->closing = 1;
     drop_network(c);
+    stateful_reset(c);
+    cancel_timer(c, &c->stop_timer);
+    cancel_timer(c, &c->retry_timer);
+    cancel_timer(c, &c->wr_timer);
     c->start_waiter.fn = NULL;
-    c->stop_waiters = NULL;
-    c->nstop_waiters = 0;
-    if (err && was_started)
+    memset(&c->stop_waiters, 0, sizeof c->stop_waiters);
+    memset(&c->wr_waiters, 0, sizeof c->wr_waiters);
+    pend = take_pending(c);
+    if (err && was_connected)
         sr__logf(&c->log, SR_LOG_INFORMATION, "connection closed with an error: %s", err->message);
-    fail_pending(c, err);
-    if (!c->dead) set_state(c, SR_STATE_DISCONNECTED);
+    c->was_connected = 0;
     c->handshake_done = 0;
+    /* A state callback that restarted the connection made this close
+     * stale: on_close must not report on the new attempt. */
+    if (set_state(c, SR_STATE_DISCONNECTED) && was_connected && c->on_close)
+        c->on_close(c->on_close_ud, c, err);
+    fail_pending(c, &pend, err);
+    set_err(&se, SR_ECLOSED, 0, "%s", err ? err->message : "the connection closed");
+    waiters_run(c, &wr, &se);
     if (start.fn && !c->dead) {
-        sr_error se;
-        if (err) {
+        if (err)
             se = *err;
-        } else {
+        else
             set_err(&se, SR_ECANCELED, 0, "%sthe connection was stopped before it was started", "");
-        }
         start.fn(start.ud, &se, NULL);
     }
-    for (i = 0; i < nstops && !c->dead; i++)
-        stops[i].fn(stops[i].ud, NULL, NULL);
-    free(stops);
-    /* As the official clients: a start that fails raises no close event. */
-    if (!c->dead && was_started && c->on_close) c->on_close(c->on_close_ud, c, err);
+    waiters_run(c, &stops, NULL);
+}
+
+/* The retry policy: delay in ms, or < 0 to give up. It is a user callback:
+ * the caller checks the generation afterwards. */
+static double next_delay(sr_conn *c)
+{
+    sr_retry_context ctx;
+    if (c->opt->retry_fn) {
+        ctx.previous_retry_count = c->retries;
+        ctx.elapsed_ms = now_ms() - c->retry_start;
+        ctx.retry_reason = &c->retry_reason;
+        return c->opt->retry_fn(c->opt->retry_ud, &ctx);
+    }
+    return c->retries < c->opt->ndelays ? c->opt->delays_ms[c->retries] : -1.0;
+}
+
+static void retry_timer_fired(void *ud)
+{
+    sr_conn *c = ud;
+    c->retry_timer = 0;
+    if (c->state != SR_STATE_RECONNECTING) return;
+    hold(c);
+    sr__logf(&c->log, SR_LOG_INFORMATION, "reconnect attempt %llu",
+             (unsigned long long)c->retries + 1);
+    begin_attempt(c);
+    release(c);
+}
+
+static void schedule_attempt(sr_conn *c, double delay)
+{
+    sr_error err;
+    sr__logf(&c->log, SR_LOG_DEBUG, "next reconnect attempt in %.0f ms", delay);
+    c->retry_timer = sr_loop_add_timer(c->loop, delay, retry_timer_fired, c);
+    if (!c->retry_timer) {
+        set_err(&err, SR_ENOMEM, 0, "%sout of memory scheduling a reconnect", "");
+        closed(c, &err);
+    }
+}
+
+/* A connected connection lost its transport (or the server closed it with
+ * allowReconnect). Stateful: reattach, staying connected. Else reconnect
+ * when enabled, or close. */
+static void connection_lost(sr_conn *c, const sr_error *err, int may_reattach)
+{
+    sr_pending pend;
+    sr_error reason = *err;
+    double delay;
+    uint64_t g;
+    drop_network(c);
+    if (c->state == SR_STATE_DISCONNECTING) {
+        closed(c, NULL); /* the user is stopping anyway */
+        return;
+    }
+    if (may_reattach && c->stateful && c->connection_token && c->state == SR_STATE_CONNECTED) {
+        sr__logf(&c->log, SR_LOG_INFORMATION, "transport lost (%s); reattaching", reason.message);
+        c->gen++;
+        open_transport(c, 1);
+        return;
+    }
+    stateful_reset(c);
+    if (!c->opt->reconnect || c->state != SR_STATE_CONNECTED) {
+        closed(c, &reason);
+        return;
+    }
+    c->retries = 0;
+    c->retry_start = now_ms();
+    c->retry_reason = reason;
+    g = ++c->gen;
+    delay = next_delay(c);
+    if (stale(c, g)) return;
+    if (delay < 0) {
+        sr__logf(&c->log, SR_LOG_INFORMATION,
+                 "connection not reconnecting: the retry policy returned no delay for the first "
+                 "attempt");
+        closed(c, &reason);
+        return;
+    }
+    sr__logf(&c->log, SR_LOG_WARNING, "connection lost, reconnecting: %s", reason.message);
+    pend = take_pending(c);
+    if (!set_state(c, SR_STATE_RECONNECTING)) {
+        fail_pending(c, &pend, &reason);
+        return;
+    }
+    g = c->gen;
+    fail_pending(c, &pend, &reason);
+    if (stale(c, g)) return;
+    closed_writable_waiters(c, &reason);
+    if (stale(c, g)) return;
+    if (c->on_reconnecting) c->on_reconnecting(c->on_reconnecting_ud, c, &reason);
+    if (stale(c, g)) return;
+    schedule_attempt(c, delay);
+}
+
+/* An attempt failed before its handshake completed: a start fails for
+ * good (never retried); a reconnect attempt asks the policy. */
+static void attempt_failed(sr_conn *c, const sr_error *err)
+{
+    sr_error reason = *err;
+    double delay;
+    uint64_t g;
+    drop_network(c);
+    if (c->state != SR_STATE_RECONNECTING) {
+        closed(c, &reason);
+        return;
+    }
+    sr__logf(&c->log, SR_LOG_WARNING, "reconnect attempt %llu failed: %s",
+             (unsigned long long)c->retries + 1, reason.message);
+    c->retries++;
+    c->retry_reason = reason;
+    g = ++c->gen;
+    delay = next_delay(c);
+    if (stale(c, g)) return;
+    if (delay < 0) {
+        sr_error fin = reason;
+        snprintf(fin.message, sizeof fin.message,
+                 "Reconnect retries have been exhausted after %llu failed attempts and %.3f s "
+                 "elapsed. Disconnecting. Last error: %.300s",
+                 (unsigned long long)c->retries, (now_ms() - c->retry_start) / 1000.0,
+                 reason.message);
+        closed(c, &fin);
+        return;
+    }
+    schedule_attempt(c, delay);
+}
+
+static void stop_timer_fired(void *ud)
+{
+    sr_conn *c = ud;
+    c->stop_timer = 0;
+    hold(c);
+    sr__logf(&c->log, SR_LOG_WARNING, "the transport did not close in time; dropping it");
+    closed(c, NULL);
+    release(c);
 }
 
 /* ------------------------------------------------------------- public */
 
-sr_conn *sr_conn_new(sr_loop *loop, const sr_conn_options *o, sr_error *err)
+sr_conn *sr_conn_new(sr_loop *loop, const sr_options *o, sr_error *err)
 {
     sr_conn *c;
-    size_t i;
+    const char *url = o ? o->url : NULL;
     if (err) memset(err, 0, sizeof *err);
-    if (!loop || !o || !o->url || !*o->url) {
+    if (!loop || !url || !*url) {
         set_err(err, SR_EUSAGE, 0, "%sa hub URL is required", "");
         return NULL;
     }
-    if (strncasecmp(o->url, "http://", 7) && strncasecmp(o->url, "https://", 8) &&
-        strncasecmp(o->url, "ws://", 5) && strncasecmp(o->url, "wss://", 6)) {
+    if (strncasecmp(url, "http://", 7) && strncasecmp(url, "https://", 8) &&
+        strncasecmp(url, "ws://", 5) && strncasecmp(url, "wss://", 6)) {
         set_err(err, SR_EUSAGE, 0, "the hub URL must start with http:// or https:// (got '%s')",
-                o->url);
+                url);
+        return NULL;
+    }
+    if (!sr__protocol_find(o->protocol ? o->protocol : "json")) {
+        set_err(err, SR_EUSAGE, 0, "unknown hub protocol '%s'", o->protocol);
+        return NULL;
+    }
+    if (o->skip_negotiation && o->transports && o->transports != SR_TRANSPORT_WEBSOCKETS) {
+        set_err(err, SR_EUSAGE, 0,
+                "%sskip_negotiation needs the WebSockets transport alone (transports = "
+                "\"websockets\")",
+                "");
+        return NULL;
+    }
+    if (o->skip_negotiation && !o->transports) {
+        set_err(err, SR_EUSAGE, 0,
+                "%sskip_negotiation needs the WebSockets transport alone (transports = "
+                "\"websockets\")",
+                "");
         return NULL;
     }
     c = calloc(1, sizeof *c);
-    if (!c) {
+    if (!c || !(c->opt = sr__options_dup(o))) {
+        free(c);
         set_err(err, SR_ENOMEM, 0, "%sout of memory", "");
         return NULL;
     }
     c->loop = loop;
     c->refs = 1;
     c->ws_new = sr__ws_transport_new;
-    c->protocol = sr__protocol_find(o->protocol ? o->protocol : "json");
-    if (!c->protocol) {
-        set_err(err, SR_EUSAGE, 0, "unknown hub protocol '%s'", o->protocol);
-        free(c);
-        return NULL;
-    }
-    c->transports = o->transports
-                        ? o->transports
-                        : (SR_TRANSPORT_WEBSOCKETS | SR_TRANSPORT_SSE | SR_TRANSPORT_LONG_POLLING);
-    c->skip_negotiation = o->skip_negotiation;
-    if (c->skip_negotiation && c->transports != SR_TRANSPORT_WEBSOCKETS) {
-        set_err(err, SR_EUSAGE, 0,
-                "%sskip_negotiation needs the WebSockets transport alone (transports = "
-                "\"websockets\")",
-                "");
-        free(c);
-        return NULL;
-    }
-    c->url0 = dupstr(o->url);
-    c->access_token = dupstr(o->access_token);
-    c->token_fn = o->access_token_fn;
-    c->token_ud = o->access_token_ud;
-    c->tls_no_verify = o->tls_no_verify;
-    c->ca_file = dupstr(o->ca_file);
-    c->cert_file = dupstr(o->cert_file);
-    c->key_file = dupstr(o->key_file);
-    c->proxy = dupstr(o->proxy);
-    c->server_timeout_ms = o->server_timeout_ms > 0 ? o->server_timeout_ms : 30000;
-    c->keepalive_ms = o->keepalive_ms > 0 ? o->keepalive_ms : 15000;
-    c->handshake_timeout_ms = o->handshake_timeout_ms > 0 ? o->handshake_timeout_ms : 15000;
-    c->max_message_size = o->max_message_size ? o->max_message_size : DEFAULT_MAX_MESSAGE;
-    c->log.fn = o->log;
-    c->log.ud = o->log_ud;
-    c->log.level = o->log_level;
+    c->protocol = sr__protocol_find(c->opt->protocol ? c->opt->protocol : "json");
+    c->log.fn = c->opt->log;
+    c->log.ud = c->opt->log_ud;
+    c->log.level = c->opt->log_level;
     c->state = SR_STATE_DISCONNECTED;
-    if (o->nheaders) {
-        c->headers = calloc(o->nheaders, sizeof *c->headers);
-        if (!c->headers) goto oom;
-        c->nheaders = o->nheaders;
-        for (i = 0; i < o->nheaders; i++) {
-            c->headers[i].name = dupstr(o->headers[i].name);
-            c->headers[i].value = dupstr(o->headers[i].value);
-            if (!c->headers[i].name || !c->headers[i].value) goto oom;
-        }
-    }
-    {
-        sr_msg ping;
-        memset(&ping, 0, sizeof ping);
-        ping.type = SR_MSG_PING;
-        if (c->protocol->write(&ping, &c->ping, NULL) != SR_OK) goto oom;
-    }
-    if (!c->url0 || (o->access_token && !c->access_token)) goto oom;
+    c->recv_next = 1;
     return c;
-oom:
-    set_err(err, SR_ENOMEM, 0, "%sout of memory", "");
-    c->refs = 1;
-    release(c);
-    return NULL;
 }
 
 static void destroy(sr_conn *c)
 {
-    size_t i;
     drop_network(c);
-    for (i = 0; i < c->nheaders; i++) {
-        free((char *)c->headers[i].name);
-        free((char *)c->headers[i].value);
-    }
-    free(c->headers);
+    cancel_timer(c, &c->stop_timer);
+    cancel_timer(c, &c->retry_timer);
+    cancel_timer(c, &c->ack_timer);
+    cancel_timer(c, &c->wr_timer);
+    replay_clear(c);
+    sr_options_free(c->opt);
     free(c->url);
-    free(c->url0);
-    free(c->access_token);
-    free(c->ca_file);
-    free(c->cert_file);
-    free(c->key_file);
-    free(c->proxy);
     free(c->connection_id);
     free(c->connection_token);
     free(c->redirect_token);
-    free(c->stop_waiters);
+    free(c->test_token);
+    free(c->stop_waiters.v);
+    free(c->wr_waiters.v);
     sr__pending_free(&c->pending);
     sr__buf_free(&c->in);
     sr__buf_free(&c->enc);
-    sr__buf_free(&c->ping);
     free(c);
 }
 
@@ -755,15 +1277,23 @@ void sr_conn_free(sr_conn *c)
 {
     if (!c || c->dead) return;
     c->dead = 1;
+    c->gen++;
     /* No user callback runs from here on (every call site checks dead). */
     c->on_invocation = NULL;
     c->on_close = NULL;
     c->on_state = NULL;
+    c->on_reconnecting = NULL;
+    c->on_reconnected = NULL;
     c->start_waiter.fn = NULL;
-    free(c->stop_waiters);
-    c->stop_waiters = NULL;
-    c->nstop_waiters = 0;
+    free(c->stop_waiters.v);
+    memset(&c->stop_waiters, 0, sizeof c->stop_waiters);
+    free(c->wr_waiters.v);
+    memset(&c->wr_waiters, 0, sizeof c->wr_waiters);
     drop_network(c);
+    cancel_timer(c, &c->stop_timer);
+    cancel_timer(c, &c->retry_timer);
+    cancel_timer(c, &c->ack_timer);
+    cancel_timer(c, &c->wr_timer);
     sr__pending_free(&c->pending);
     c->state = SR_STATE_DISCONNECTED;
     release(c);
@@ -786,25 +1316,13 @@ sr_loop *sr_conn_loop(const sr_conn *c)
 
 int sr_conn_start(sr_conn *c, sr_done_fn done, void *ud)
 {
-    if (c->state != SR_STATE_DISCONNECTED) return SR_EUSAGE;
-    free(c->url);
-    c->url = strdup(c->url0);
-    if (!c->url) return SR_ENOMEM;
-    free(c->connection_id);
-    free(c->connection_token);
-    free(c->redirect_token);
-    c->connection_id = c->connection_token = c->redirect_token = NULL;
-    c->redirects = 0;
+    if (c->dead || c->state != SR_STATE_DISCONNECTED) return SR_EUSAGE;
     c->closing = 0;
+    c->was_connected = 0;
     c->start_waiter.fn = done;
     c->start_waiter.ud = ud;
-    set_state(c, SR_STATE_CONNECTING);
-    if (c->dead) return SR_OK;
     hold(c);
-    if (c->skip_negotiation)
-        open_websocket(c);
-    else
-        start_negotiate(c);
+    if (set_state(c, SR_STATE_CONNECTING)) begin_attempt(c);
     release(c);
     return SR_OK;
 }
@@ -841,42 +1359,38 @@ int sr_conn_stop(sr_conn *c, sr_done_fn done, void *ud)
         }
         return SR_OK;
     }
-    if (done) {
-        waiter *w = realloc(c->stop_waiters, (c->nstop_waiters + 1) * sizeof *w);
-        if (!w) return SR_ENOMEM;
-        c->stop_waiters = w;
-        w[c->nstop_waiters].fn = done;
-        w[c->nstop_waiters].ud = ud;
-        c->nstop_waiters++;
-    }
+    if (done && waiters_add(&c->stop_waiters, done, ud) != SR_OK) return SR_ENOMEM;
     if (c->state == SR_STATE_DISCONNECTING) return SR_OK;
     hold(c);
-    if (c->state == SR_STATE_CONNECTED && c->tp) {
+    if (c->state == SR_STATE_CONNECTED && c->tp && c->attached) {
         sr_msg m;
         c->closing = 1;
-        set_state(c, SR_STATE_DISCONNECTING);
-        if (!c->dead && c->tp) {
+        cancel_timer(c, &c->ack_timer);
+        if (set_state(c, SR_STATE_DISCONNECTING) && c->tp) {
             memset(&m, 0, sizeof m);
             m.type = SR_MSG_CLOSE;
-            sr__buf_reset(&c->enc);
-            if (c->protocol->write(&m, &c->enc, NULL) == SR_OK)
-                sr__transport_send(c->tp, c->enc.data, c->enc.len);
+            send_msg(c, &m);
             sr__transport_close(c->tp);
             c->stop_timer = sr_loop_add_timer(c->loop, STOP_TIMEOUT_MS, stop_timer_fired, c);
         }
     } else {
-        /* Connecting: give up at once. */
-        finish_close(c, NULL);
+        /* Connecting, reconnecting or reattaching: give up at once. */
+        closed(c, NULL);
     }
     release(c);
     return SR_OK;
 }
 
+/* Invocations may be written while connected, also while a stateful
+ * connection is reattaching (they are buffered and replayed). */
+static int can_send(const sr_conn *c)
+{
+    return c->state == SR_STATE_CONNECTED && !c->closing && (c->attached || c->reattaching);
+}
+
 static int write_invocation(sr_conn *c, const char *id, const char *target, const sr_value *args)
 {
     sr_msg m;
-    sr_error err;
-    int rc;
     /* NULL arguments are written as [] by the protocol. */
     if (args && sr_value_type(args) != SR_ARRAY) return SR_EUSAGE;
     memset(&m, 0, sizeof m);
@@ -884,18 +1398,7 @@ static int write_invocation(sr_conn *c, const char *id, const char *target, cons
     m.invocation_id = (char *)id;
     m.target = (char *)target;
     m.arguments = (sr_value *)args;
-    sr__buf_reset(&c->enc);
-    memset(&err, 0, sizeof err);
-    rc = c->protocol->write(&m, &c->enc, &err);
-    if (rc != SR_OK) {
-        sr__logf(&c->log, SR_LOG_ERROR, "cannot encode the invocation of '%s': %s", target,
-                 err.message);
-        return rc;
-    }
-    if (SR_LOG_ON(&c->log, SR_LOG_TRACE))
-        sr__logf(&c->log, SR_LOG_TRACE, "sending %zu bytes: %.*s", c->enc.len,
-                 (int)(c->enc.len > 900 ? 900 : c->enc.len), c->enc.data);
-    return sr__transport_send(c->tp, c->enc.data, c->enc.len);
+    return send_msg(c, &m);
 }
 
 int sr_conn_invoke(sr_conn *c, const char *target, const sr_value *args, sr_done_fn done, void *ud,
@@ -905,12 +1408,16 @@ int sr_conn_invoke(sr_conn *c, const char *target, const sr_value *args, sr_done
     uint64_t n;
     int rc;
     if (!target || !done) return SR_EUSAGE;
-    if (c->state != SR_STATE_CONNECTED || c->closing || !c->tp) return SR_ECLOSED;
+    if (!can_send(c)) return SR_ECLOSED;
+    if (sr__pending_put(&c->pending, c->next_id + 1, done, ud) != SR_OK) return SR_ENOMEM;
     n = ++c->next_id;
     snprintf(id, sizeof id, "%llu", (unsigned long long)n);
     rc = write_invocation(c, id, target, args);
-    if (rc != SR_OK) return rc;
-    if (sr__pending_put(&c->pending, n, done, ud) != SR_OK) return SR_ENOMEM;
+    if (rc != SR_OK) {
+        sr_pending_entry e;
+        sr__pending_take(&c->pending, n, &e);
+        return rc;
+    }
     if (SR_LOG_ON(&c->log, SR_LOG_DEBUG))
         sr__logf(&c->log, SR_LOG_DEBUG, "invoking '%s' (id %s)", target, id);
     if (id_out) *id_out = n;
@@ -920,7 +1427,7 @@ int sr_conn_invoke(sr_conn *c, const char *target, const sr_value *args, sr_done
 int sr_conn_send(sr_conn *c, const char *target, const sr_value *args)
 {
     if (!target) return SR_EUSAGE;
-    if (c->state != SR_STATE_CONNECTED || c->closing || !c->tp) return SR_ECLOSED;
+    if (!can_send(c)) return SR_ECLOSED;
     return write_invocation(c, NULL, target, args);
 }
 
@@ -930,24 +1437,36 @@ int sr_conn_cancel(sr_conn *c, uint64_t id)
     sr_error err;
     char sid[24];
     if (!sr__pending_take(&c->pending, id, &e)) return SR_EUSAGE;
-    if (c->tp && !c->closing) {
+    if (can_send(c)) {
         sr_msg m;
         memset(&m, 0, sizeof m);
         m.type = SR_MSG_CANCEL_INVOCATION;
         snprintf(sid, sizeof sid, "%llu", (unsigned long long)id);
         m.invocation_id = sid;
-        sr__buf_reset(&c->enc);
-        if (c->protocol->write(&m, &c->enc, NULL) == SR_OK)
-            sr__transport_send(c->tp, c->enc.data, c->enc.len);
+        send_msg(c, &m);
     }
     set_err(&err, SR_ECANCELED, 0, "%sthe invocation was canceled", "");
     e.done(e.ud, &err, NULL);
     return SR_OK;
 }
 
+int sr_conn_wait_writable(sr_conn *c, sr_done_fn fn, void *ud)
+{
+    if (!fn) return SR_EUSAGE;
+    if (!can_send(c)) return SR_ECLOSED;
+    if (waiters_add(&c->wr_waiters, fn, ud) != SR_OK) return SR_ENOMEM;
+    schedule_writable(c);
+    return SR_OK;
+}
+
 void sr__conn_set_ws_factory(sr_conn *c, sr_transport_new_fn fn)
 {
     c->ws_new = fn ? fn : sr__ws_transport_new;
+}
+
+void sr__conn_test_stateful(sr_conn *c, const char *token)
+{
+    c->test_token = dupstr(token);
 }
 
 void sr_conn_on_invocation(sr_conn *c, sr_invocation_fn fn, void *ud)
@@ -966,4 +1485,16 @@ void sr_conn_on_state(sr_conn *c, sr_state_fn fn, void *ud)
 {
     c->on_state = fn;
     c->on_state_ud = ud;
+}
+
+void sr_conn_on_reconnecting(sr_conn *c, sr_reconnecting_fn fn, void *ud)
+{
+    c->on_reconnecting = fn;
+    c->on_reconnecting_ud = ud;
+}
+
+void sr_conn_on_reconnected(sr_conn *c, sr_reconnected_fn fn, void *ud)
+{
+    c->on_reconnected = fn;
+    c->on_reconnected_ud = ud;
 }

@@ -65,6 +65,9 @@ typedef sr_transport *(*sr_transport_new_fn)(sr_loop *loop, const sr_transport_c
 /* conn.c: use fn instead of sr__ws_transport_new for this connection (the
  * C unit tests plug in an in-memory transport and assert exact bytes). */
 void sr__conn_set_ws_factory(sr_conn *c, sr_transport_new_fn fn);
+/* conn.c, tests only: with skip_negotiation, act as if negotiate had
+ * returned this connection token and agreed to stateful reconnect. */
+void sr__conn_test_stateful(sr_conn *c, const char *token);
 
 /* Host thread. Queue bytes (copied); several queued sends may go out in one
  * transport message. SR_EFULL when more than SR_SEND_MAX bytes are queued,
