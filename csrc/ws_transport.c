@@ -174,6 +174,7 @@ struct sr_ws_io {
     int rstop;            /* rmu */
     int nthreads;         /* rmu */
     pthread_t rthreads[RESOLVERS_MAX];
+    long delay_ms; /* SR_TEST_RESOLVE_DELAY_MS; constant */
 };
 
 /* The loop service key: its address identifies the WebSocket back end. */
@@ -181,9 +182,9 @@ static const char io_key;
 
 /* Test-only fake of a slow DNS server: SR_TEST_RESOLVE_DELAY_MS=<ms> makes
  * every lookup wait that long before getaddrinfo (a wait that freeing the
- * loop cuts short). Read once per process; tests only, never documented for
- * users. */
-static long g_resolve_delay_ms;
+ * loop cuts short). Read once per loop, when its WebSocket back end starts,
+ * so a test can set it for one loop. For tests only; not a user option. */
+#define RESOLVE_DELAY_ENV "SR_TEST_RESOLVE_DELAY_MS"
 
 /* lws 4.1 allocates its OpenSSL ex-data indices (process globals) in every
  * context created with LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT; a context that
@@ -236,15 +237,13 @@ static void lws_log_stderr(int level, const char *line)
 
 /* lws logs to stderr by default; a library must not. SR_LWS_LOG=<lws log
  * level bits> brings it back for debugging. */
-static void env_setup(void)
+static void log_setup(void)
 {
     const char *env = getenv("SR_LWS_LOG");
     if (env && *env)
         lws_set_log_level(atoi(env), lws_log_stderr);
     else
         lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_drop);
-    env = getenv("SR_TEST_RESOLVE_DELAY_MS");
-    if (env && *env) g_resolve_delay_ms = atol(env);
 }
 
 /* --------------------------------------------------------------- commands */
@@ -518,8 +517,8 @@ static int test_delay(struct sr_ws_io *io)
 {
     struct timespec until;
     clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += g_resolve_delay_ms / 1000;
-    until.tv_nsec += (g_resolve_delay_ms % 1000) * 1000000L;
+    until.tv_sec += io->delay_ms / 1000;
+    until.tv_nsec += (io->delay_ms % 1000) * 1000000L;
     if (until.tv_nsec >= 1000000000L) {
         until.tv_sec++;
         until.tv_nsec -= 1000000000L;
@@ -547,7 +546,7 @@ static void *resolver_main(void *arg)
         if (!io->rhead) io->rtail = NULL;
         io->nqueued--;
         tp->rnext = NULL;
-        go = g_resolve_delay_ms <= 0 || test_delay(io);
+        go = io->delay_ms <= 0 || test_delay(io);
         pthread_mutex_unlock(&io->rmu);
         if (go && !sr__transport_released(&tp->base)) lookup(io, tp);
         sr__transport_unref(&tp->base); /* the queue's */
@@ -1097,7 +1096,11 @@ static int io_new(sr_loop *loop, sr_loop_service *svc, sr_error *err)
         set_err(err, SR_ENOMEM, "%s", "pthread_cond_init failed");
         return -1;
     }
-    pthread_once(&once, env_setup);
+    pthread_once(&once, log_setup);
+    {
+        const char *delay = getenv(RESOLVE_DELAY_ENV);
+        io->delay_ms = delay && *delay ? atol(delay) : 0;
+    }
 
     memset(&info, 0, sizeof info);
     info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
