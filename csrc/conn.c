@@ -21,6 +21,7 @@
 #include "log.h"
 #include "loop.h"
 #include "negotiate.h"
+#include "options.h"
 #include "pending.h"
 #include "protocol.h"
 #include "transport.h"
@@ -641,7 +642,7 @@ static void finish_close(sr_conn *c, const sr_error *err)
 
 /* ------------------------------------------------------------- public */
 
-sr_conn *sr_conn_new(sr_loop *loop, const sr_conn_options *o, sr_error *err)
+sr_conn *sr_conn_new(sr_loop *loop, const sr_options *o, sr_error *err)
 {
     sr_conn *c;
     size_t i;
@@ -684,8 +685,8 @@ sr_conn *sr_conn_new(sr_loop *loop, const sr_conn_options *o, sr_error *err)
     }
     c->url0 = dupstr(o->url);
     c->access_token = dupstr(o->access_token);
-    c->token_fn = o->access_token_fn;
-    c->token_ud = o->access_token_ud;
+    c->token_fn = o->token_fn;
+    c->token_ud = o->token_ud;
     c->tls_no_verify = o->tls_no_verify;
     c->ca_file = dupstr(o->ca_file);
     c->cert_file = dupstr(o->cert_file);
@@ -697,7 +698,7 @@ sr_conn *sr_conn_new(sr_loop *loop, const sr_conn_options *o, sr_error *err)
     c->max_message_size = o->max_message_size ? o->max_message_size : DEFAULT_MAX_MESSAGE;
     c->log.fn = o->log;
     c->log.ud = o->log_ud;
-    c->log.level = o->log_level;
+    c->log.level = o->log_level_set ? o->log_level : SR_LOG_INFORMATION;
     c->state = SR_STATE_DISCONNECTED;
     if (o->nheaders) {
         c->headers = calloc(o->nheaders, sizeof *c->headers);
@@ -966,4 +967,29 @@ void sr_conn_on_state(sr_conn *c, sr_state_fn fn, void *ud)
 {
     c->on_state = fn;
     c->on_state_ud = ud;
+}
+
+/* Placeholders so the Lua module links and loads until the reconnect
+ * rewrite of this file lands: this connection never reconnects (so these
+ * callbacks never run), and a full send buffer stays an error (SR_EFULL
+ * here makes the binding raise it as before). */
+void sr_conn_on_reconnecting(sr_conn *c, sr_reconnecting_fn fn, void *ud)
+{
+    (void)c;
+    (void)fn;
+    (void)ud;
+}
+
+void sr_conn_on_reconnected(sr_conn *c, sr_reconnected_fn fn, void *ud)
+{
+    (void)c;
+    (void)fn;
+    (void)ud;
+}
+
+int sr_conn_wait_writable(sr_conn *c, sr_done_fn fn, void *ud)
+{
+    (void)ud;
+    if (!fn) return SR_EUSAGE;
+    return c->state == SR_STATE_CONNECTED ? SR_EFULL : SR_ECLOSED;
 }
