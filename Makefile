@@ -52,7 +52,7 @@ $(BUILD)/libsignalr.a: $(CORE_OBJ)
 
 # The shared C library exports the public sr_* API only.
 $(BUILD)/libsignalr.so: $(CORE_OBJ)
-	$(CC) -shared $(LDFLAGS_ALL) -Wl,-soname,libsignalr.so.0 -o $@ $^ $(LIBS_CORE)
+	$(CC) -shared $(LDFLAGS_ALL) -Wl,-soname,libsignalr.so.1 -o $@ $^ $(LIBS_CORE)
 
 # The Lua module links the core statically; only luaopen_* is exported.
 $(BUILD)/lua/signalr/core.so: $(BIND_OBJ) $(CORE_OBJ)
@@ -96,8 +96,8 @@ install: lib lua
 	install -m 644 lua/signalr/*.lua $(DESTDIR)$(LUADIR)/signalr/
 	install -m 644 csrc/signalr.h $(DESTDIR)$(PREFIX)/include/signalr.h
 	install -m 644 $(BUILD)/libsignalr.a $(DESTDIR)$(PREFIX)/lib/libsignalr.a
-	install -m 755 $(BUILD)/libsignalr.so $(DESTDIR)$(PREFIX)/lib/libsignalr.so.0
-	ln -sf libsignalr.so.0 $(DESTDIR)$(PREFIX)/lib/libsignalr.so
+	install -m 755 $(BUILD)/libsignalr.so $(DESTDIR)$(PREFIX)/lib/libsignalr.so.1
+	ln -sf libsignalr.so.1 $(DESTDIR)$(PREFIX)/lib/libsignalr.so
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|0.1.0|g' signalr.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/signalr.pc
 
 format:

@@ -5,7 +5,6 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <time.h>
 
 #include "signalr.h"
@@ -45,7 +44,7 @@ static int wait_done(sr_loop *loop)
 int main(int argc, char **argv)
 {
     sr_error err;
-    sr_conn_options o;
+    sr_options *o;
     sr_loop *loop;
     sr_conn *c;
     int i, n = argc > 2 ? atoi(argv[2]) : 20000;
@@ -54,10 +53,11 @@ int main(int argc, char **argv)
 
     if (argc < 2 || !lat) return 2;
     loop = sr_loop_new(&err);
-    memset(&o, 0, sizeof o);
-    o.url = argv[1];
-    o.log_level = SR_LOG_NONE;
-    c = sr_conn_new(loop, &o, &err);
+    o = sr_options_new();
+    if (!loop || !o || sr_options_set_url(o, argv[1]) != SR_OK) return 1;
+    sr_options_set_log(o, SR_LOG_NONE, NULL, NULL);
+    c = sr_conn_new(loop, o, &err);
+    sr_options_free(o);
     done = 0;
     if (!c || sr_conn_start(c, on_done, NULL) != SR_OK || wait_done(loop) < 0) return 1;
     args = sr_value_array();

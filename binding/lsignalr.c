@@ -1046,6 +1046,130 @@ static void on_state(void *ud, sr_conn *conn, sr_state from, sr_state to)
     run_protected(c->lp, c, state_tramp, &a, 0);
 }
 
+typedef struct reconnecting_args {
+    lsr_conn *c;
+    const sr_error *err;
+    const char *connection_id;
+} reconnecting_args;
+
+static int reconnecting_tramp(lua_State *L)
+{
+    reconnecting_args *a = lua_touserdata(L, 1);
+    if (!push_conn(L, a->c)) return 0;
+    if (!push_callback(L, lua_gettop(L), "reconnecting")) return 0;
+    if (a->err)
+        push_sr_error(L, a->err);
+    else
+        lua_pushnil(L);
+    lua_call(L, 1, 0);
+    return 0;
+}
+
+static void on_reconnecting(void *ud, sr_conn *conn, const sr_error *err)
+{
+    lsr_conn *c = ud;
+    reconnecting_args a;
+    (void)conn;
+    a.c = c;
+    a.err = err;
+    a.connection_id = NULL;
+    run_protected(c->lp, c, reconnecting_tramp, &a, 0);
+}
+
+static int reconnected_tramp(lua_State *L)
+{
+    reconnecting_args *a = lua_touserdata(L, 1);
+    if (!push_conn(L, a->c)) return 0;
+    if (!push_callback(L, lua_gettop(L), "reconnected")) return 0;
+    if (a->connection_id)
+        lua_pushstring(L, a->connection_id);
+    else
+        lua_pushnil(L);
+    lua_call(L, 1, 0);
+    return 0;
+}
+
+static void on_reconnected(void *ud, sr_conn *conn, const char *connection_id)
+{
+    lsr_conn *c = ud;
+    reconnecting_args a;
+    (void)conn;
+    a.c = c;
+    a.err = NULL;
+    a.connection_id = connection_id;
+    run_protected(c->lp, c, reconnected_tramp, &a, 0);
+}
+
+typedef struct retry_args {
+    lsr_conn *c;
+    const sr_retry_context *ctx;
+    double delay_ms; /* stays negative unless the policy gave a valid delay */
+} retry_args;
+
+static int retry_tramp(lua_State *L)
+{
+    retry_args *a = lua_touserdata(L, 1);
+    lua_Number s;
+    int base;
+    if (!push_conn(L, a->c)) return 0;
+    if (!push_callback(L, lua_gettop(L), "retry")) return 0;
+    lua_createtable(L, 0, 3);
+    lua_pushinteger(L, (lua_Integer)a->ctx->previous_retry_count);
+    lua_setfield(L, -2, "previous_retry_count");
+    lua_pushnumber(L, (lua_Number)(a->ctx->elapsed_ms / 1000.0));
+    lua_setfield(L, -2, "elapsed");
+    if (a->ctx->retry_reason) {
+        push_sr_error(L, a->ctx->retry_reason);
+        lua_setfield(L, -2, "retry_reason");
+    }
+    /* The policy's own error is re-raised with a prefix so the log line
+     * says what failed; run_protected logs it and the delay stays -1. */
+    base = lua_gettop(L) - 2;
+    lua_pushcfunction(L, msgh);
+    lua_insert(L, base);
+    if (lua_pcall(L, 1, 1, base) != LUA_OK) {
+        const char *msg = lua_tostring(L, -1);
+        return luaL_error(L, "the reconnect policy failed, not reconnecting: %s",
+                          msg ? msg : "(error object is not a string)");
+    }
+    if (lua_isnil(L, -1)) return 0;
+    if (lua_type(L, -1) != LUA_TNUMBER)
+        return luaL_error(L,
+                          "the reconnect policy returned a %s, not a number of seconds or nil; "
+                          "not reconnecting",
+                          luaL_typename(L, -1));
+    s = lua_tonumber(L, -1);
+    if (!(s >= 0) || isinf(s))
+        return luaL_error(L,
+                          "the reconnect policy returned %f, not a number of seconds >= 0 or "
+                          "nil; not reconnecting",
+                          (double)s);
+    a->delay_ms = (double)s * 1000.0;
+    return 0;
+}
+
+/* The core's sr_retry_fn: the Lua policy, which never raises into the core.
+ * Any error or invalid answer is logged and stops reconnecting. */
+static double retry_policy(void *ud, const sr_retry_context *ctx)
+{
+    lsr_conn *c = ud;
+    retry_args a;
+    a.c = c;
+    a.ctx = ctx;
+    a.delay_ms = -1;
+    run_protected(c->lp, c, retry_tramp, &a, 0);
+    return a.delay_ms;
+}
+
+/* An empty list of delays: the official clients never retry then (the core
+ * reads no delays as its default list, so it cannot say this with delays). */
+static double never_retry(void *ud, const sr_retry_context *ctx)
+{
+    (void)ud;
+    (void)ctx;
+    return -1;
+}
+
 typedef struct token_args {
     lsr_conn *c;
     char *token;
@@ -1190,6 +1314,10 @@ static int raise_call(lua_State *L, lsr_conn *c, int rc, const char *verb, const
         snprintf(what, sizeof what, "cannot %s '%.120s'", verb, target);
     else
         snprintf(what, sizeof what, "cannot %s", verb);
+    /* Connected yet closed: the transport is gone and the core has not
+     * processed that yet (or a stateful connection cannot keep the call). */
+    if (rc == SR_ECLOSED && c->conn && sr_conn_state(c->conn) == SR_STATE_CONNECTED)
+        return raise_error(L, "closed", "%s: the connection was lost", what);
     if (rc == SR_ECLOSED)
         return raise_error(L, "closed", "%s: the connection is %s, not connected", what,
                            state_of(c));
@@ -1242,7 +1370,9 @@ static int lsr_conn_stop(lua_State *L)
     return start_or_stop(L, 1);
 }
 
-/* conn:invoke(method, done, ...) -> id; done(err, result) */
+/* conn:invoke(method, done, ...) -> id; done(err, result). false when the
+ * send buffer is full (SR_EFULL): done will not run; wait_writable, then
+ * call again. */
 static int lsr_conn_invoke(lua_State *L)
 {
     lsr_conn *c = open_conn(L);
@@ -1271,13 +1401,18 @@ static int lsr_conn_invoke(lua_State *L)
     if (rc != SR_OK) {
         pending_drop(L, c, key);
         if (lp->depth == 0) sync_refs(L, lp);
+        if (rc == SR_EFULL) {
+            lua_pushboolean(L, 0);
+            return 1;
+        }
         return raise_call(L, c, rc, "invoke", target);
     }
     lua_pushinteger(L, (lua_Integer)id);
     return 1;
 }
 
-/* conn:send(method, ...): queued for the transport when it returns */
+/* conn:send(method, ...) -> true once queued for the transport; false when
+ * the send buffer is full (SR_EFULL): wait_writable, then call again. */
 static int lsr_conn_send(lua_State *L)
 {
     lsr_conn *c = open_conn(L);
@@ -1291,7 +1426,38 @@ static int lsr_conn_send(lua_State *L)
         LEAVE(lp);
     }
     sr_value_free(args);
+    if (rc == SR_EFULL) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
     if (rc != SR_OK) return raise_call(L, c, rc, "send", target);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* conn:wait_writable(done): done(err) once there is room to send again
+ * (err nil) or the connection ended first (kind closed). */
+static int lsr_conn_wait_writable(lua_State *L)
+{
+    lsr_conn *c = open_conn(L);
+    lsr_loop *lp = c->lp;
+    lsr_pending *p;
+    lua_Integer key;
+    int rc;
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_settop(L, 2);
+    p = pending_new(L, c, 2);
+    if (!p) return raise_error(L, "transport", "out of memory");
+    key = p->key;
+    take_ref(L, c);
+    {
+        ENTER(lp, L);
+        rc = sr_conn_wait_writable(c->conn, on_done, p);
+        LEAVE(lp);
+    }
+    if (rc != SR_OK) pending_drop(L, c, key);
+    if (lp->depth == 0) sync_refs(L, lp);
+    if (rc != SR_OK) return raise_call(L, c, rc, "send", NULL);
     return 0;
 }
 
@@ -1357,6 +1523,18 @@ static int lsr_conn_on_close(lua_State *L)
 static int lsr_conn_on_state(lua_State *L)
 {
     return set_callback(L, "state");
+}
+
+/* fn(err): a connection loss started automatic reconnection */
+static int lsr_conn_on_reconnecting(lua_State *L)
+{
+    return set_callback(L, "reconnecting");
+}
+
+/* fn(connection_id): reconnected; the id is nil with skip_negotiation */
+static int lsr_conn_on_reconnected(lua_State *L)
+{
+    return set_callback(L, "reconnected");
 }
 
 static int lsr_conn_tostring(lua_State *L)
@@ -1469,72 +1647,199 @@ static sr_log_level opt_level(lua_State *L, int t)
     return SR_LOG_NONE;
 }
 
+/* opts.reconnect: nil/false (off), true (the default delays), a list of
+ * delays in seconds, or a function(ctx) -> seconds or nil. A list becomes
+ * milliseconds in a scratch userdata left on the stack (or nil). */
+typedef struct reconnect_opt {
+    int mode; /* 0 off, 1 delays, 2 Lua policy */
+    const double *delays_ms;
+    size_t ndelays;
+} reconnect_opt;
+
+static void opt_reconnect(lua_State *L, int t, reconnect_opt *r)
+{
+    lua_Unsigned n, i;
+    double *d;
+    memset(r, 0, sizeof *r);
+    lua_getfield(L, t, "reconnect");
+    if (lua_isnil(L, -1) || (lua_isboolean(L, -1) && !lua_toboolean(L, -1))) return;
+    if (lua_isboolean(L, -1)) {
+        r->mode = 1;
+        return;
+    }
+    if (lua_isfunction(L, -1)) {
+        r->mode = 2;
+        return;
+    }
+    if (!lua_istable(L, -1))
+        opt_type_error(L, "reconnect", "a boolean, a list of delays or a function");
+    n = lua_rawlen(L, -1);
+    if (n > 100000) raise_error(L, "usage", "option 'reconnect' has too many delays");
+    d = lua_newuserdatauv(L, (n ? (size_t)n : 1) * sizeof *d, 0);
+    lua_replace(L, -2); /* the scratch takes the table's slot; the table stays in opts */
+    lua_getfield(L, t, "reconnect");
+    for (i = 1; i <= n; i++) {
+        lua_Number s;
+        lua_rawgeti(L, -1, (lua_Integer)i);
+        if (lua_type(L, -1) != LUA_TNUMBER)
+            raise_error(L, "usage",
+                        "option 'reconnect': delay %d must be a number of seconds, not %s", (int)i,
+                        luaL_typename(L, -1));
+        s = lua_tonumber(L, -1);
+        if (!(s >= 0) || isinf(s))
+            raise_error(L, "usage", "option 'reconnect': delay %d must be a finite number >= 0",
+                        (int)i);
+        d[i - 1] = (double)s * 1000.0;
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    r->mode = 1;
+    r->delays_ms = d;
+    r->ndelays = (size_t)n;
+}
+
+/* Everything core.connection read from its table, checked; the strings live
+ * in that table until the call returns. */
+typedef struct conn_opts {
+    const char *url, *protocol, *access_token, *ca_file, *cert_file, *key_file, *proxy;
+    int transports, skip_negotiation, tls_verify, stateful;
+    const sr_header *headers;
+    size_t nheaders, max_message_size, stateful_buffer;
+    double server_timeout_ms, keepalive_ms, handshake_timeout_ms; /* 0 = default */
+    sr_log_level log_level;
+    reconnect_opt reconnect;
+} conn_opts;
+
+/* Build the core's option set. Pure C, so nothing raises while it is
+ * allocated; on failure *bad names the option the core refused. */
+static sr_options *make_options(const conn_opts *co, lsr_conn *c, int has_token_fn, int has_log,
+                                int *rc, const char **bad)
+{
+    sr_options *o = sr_options_new();
+    size_t i;
+#define SET(name, call)                                                                            \
+    do {                                                                                           \
+        if ((*rc = (call)) != SR_OK) {                                                             \
+            *bad = name;                                                                           \
+            goto fail;                                                                             \
+        }                                                                                          \
+    } while (0)
+    *bad = NULL;
+    *rc = SR_ENOMEM;
+    if (!o) return NULL;
+    SET("url", sr_options_set_url(o, co->url));
+    SET("transports", sr_options_set_transports(o, co->transports));
+    SET("skip_negotiation", sr_options_set_skip_negotiation(o, co->skip_negotiation));
+    if (co->protocol) SET("protocol", sr_options_set_protocol(o, co->protocol));
+    for (i = 0; i < co->nheaders; i++)
+        SET("headers", sr_options_add_header(o, co->headers[i].name, co->headers[i].value));
+    if (co->access_token) SET("access_token", sr_options_set_access_token(o, co->access_token));
+    if (has_token_fn) SET("access_token", sr_options_set_access_token_fn(o, access_token_fn, c));
+    SET("tls", sr_options_set_tls(o, co->tls_verify, co->ca_file, co->cert_file, co->key_file));
+    if (co->proxy) SET("proxy", sr_options_set_proxy(o, co->proxy));
+    /* 0 keeps the core's default, as it always did for these options */
+    if (co->server_timeout_ms > 0)
+        SET("server_timeout", sr_options_set_server_timeout(o, co->server_timeout_ms));
+    if (co->keepalive_ms > 0)
+        SET("keepalive_interval", sr_options_set_keepalive_interval(o, co->keepalive_ms));
+    if (co->handshake_timeout_ms > 0)
+        SET("handshake_timeout", sr_options_set_handshake_timeout(o, co->handshake_timeout_ms));
+    SET("max_message_size", sr_options_set_max_message_size(o, co->max_message_size));
+    if (has_log)
+        SET("log", sr_options_set_log(o, co->log_level, log_sink, c));
+    else
+        SET("log", sr_options_set_log(o, SR_LOG_NONE, NULL, NULL));
+    if (co->reconnect.mode == 2) {
+        SET("reconnect", sr_options_set_reconnect_policy(o, retry_policy, c));
+    } else if (co->reconnect.mode == 1 && co->reconnect.delays_ms && co->reconnect.ndelays == 0) {
+        SET("reconnect", sr_options_set_reconnect_policy(o, never_retry, NULL));
+    } else if (co->reconnect.mode == 1) {
+        SET("reconnect",
+            sr_options_set_reconnect_delays(o, co->reconnect.delays_ms, co->reconnect.ndelays));
+    }
+    if (co->stateful)
+        SET("stateful_reconnect", sr_options_set_stateful_reconnect(o, 1, co->stateful_buffer));
+#undef SET
+    *rc = SR_OK;
+    return o;
+fail:
+    sr_options_free(o);
+    return NULL;
+}
+
 /* core.connection(opts) -> Connection. Options (all optional but url):
  *   url, transports (SR_TRANSPORT_* mask), skip_negotiation, protocol,
  *   headers {name = value}, access_token (string or function), tls_verify,
  *   ca_file, cert_file, key_file, proxy, server_timeout, keepalive_interval,
  *   handshake_timeout (seconds), max_message_size (bytes), log_level, log
- *   (function(level, message)). */
+ *   (function(level, message)), reconnect (true, a list of delays in
+ *   seconds, or a function(ctx) -> seconds or nil; see retry_policy),
+ *   stateful_reconnect (boolean), stateful_buffer_size (bytes). */
 static int lsr_connection(lua_State *L)
 {
     lsr_loop *lp = live_loop(L);
-    sr_conn_options o;
+    conn_opts co;
+    sr_options *o;
     sr_error err;
     lsr_conn *c;
-    int has_token_fn = 0, has_log = 0, ud;
+    const char *bad;
+    int has_token_fn = 0, has_log = 0, ud, rc;
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
-    memset(&o, 0, sizeof o);
-    o.url = opt_string(L, 1, "url");
-    if (!o.url) return raise_error(L, "usage", "a hub URL is required");
-    o.transports = (int)opt_integer(L, 1, "transports");
-    o.skip_negotiation = opt_bool(L, 1, "skip_negotiation", 0);
-    o.protocol = opt_string(L, 1, "protocol");
-    o.headers = opt_headers(L, 1, &o.nheaders); /* scratch at index 2 */
+    memset(&co, 0, sizeof co);
+    co.url = opt_string(L, 1, "url");
+    if (!co.url) return raise_error(L, "usage", "a hub URL is required");
+    co.transports = (int)opt_integer(L, 1, "transports");
+    co.skip_negotiation = opt_bool(L, 1, "skip_negotiation", 0);
+    co.protocol = opt_string(L, 1, "protocol");
+    co.headers = opt_headers(L, 1, &co.nheaders);
     lua_getfield(L, 1, "access_token");
     if (lua_isfunction(L, -1))
         has_token_fn = 1;
     else if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
         opt_type_error(L, "access_token", "a string or a function");
     else
-        o.access_token = lua_tostring(L, -1);
+        co.access_token = lua_tostring(L, -1);
     lua_pop(L, 1);
-    o.tls_no_verify = !opt_bool(L, 1, "tls_verify", 1);
-    o.ca_file = opt_string(L, 1, "ca_file");
-    o.cert_file = opt_string(L, 1, "cert_file");
-    o.key_file = opt_string(L, 1, "key_file");
-    o.proxy = opt_string(L, 1, "proxy");
-    o.server_timeout_ms = opt_ms(L, 1, "server_timeout");
-    o.keepalive_ms = opt_ms(L, 1, "keepalive_interval");
-    o.handshake_timeout_ms = opt_ms(L, 1, "handshake_timeout");
-    o.max_message_size = (size_t)opt_integer(L, 1, "max_message_size");
-    o.log_level = opt_level(L, 1);
+    co.tls_verify = opt_bool(L, 1, "tls_verify", 1);
+    co.ca_file = opt_string(L, 1, "ca_file");
+    co.cert_file = opt_string(L, 1, "cert_file");
+    co.key_file = opt_string(L, 1, "key_file");
+    co.proxy = opt_string(L, 1, "proxy");
+    co.server_timeout_ms = opt_ms(L, 1, "server_timeout");
+    co.keepalive_ms = opt_ms(L, 1, "keepalive_interval");
+    co.handshake_timeout_ms = opt_ms(L, 1, "handshake_timeout");
+    co.max_message_size = (size_t)opt_integer(L, 1, "max_message_size");
+    co.log_level = opt_level(L, 1);
     lua_getfield(L, 1, "log");
     if (lua_isfunction(L, -1))
         has_log = 1;
     else if (!lua_isnil(L, -1))
         opt_type_error(L, "log", "a function");
     lua_pop(L, 1);
+    opt_reconnect(L, 1, &co.reconnect);
+    co.stateful = opt_bool(L, 1, "stateful_reconnect", 0);
+    co.stateful_buffer = (size_t)opt_integer(L, 1, "stateful_buffer_size");
 
     c = lua_newuserdatauv(L, sizeof *c, 2);
     ud = lua_gettop(L);
     memset(c, 0, sizeof *c);
     c->self_ref = LUA_NOREF;
-    c->json = !o.protocol || strcmp(o.protocol, "json") == 0;
-    c->log_level = has_log ? o.log_level : SR_LOG_NONE;
+    c->json = !co.protocol || strcmp(co.protocol, "json") == 0;
+    c->log_level = has_log ? co.log_level : SR_LOG_NONE;
     luaL_setmetatable(L, CONN_MT);
-    lua_createtable(L, 0, 5);
+    lua_createtable(L, 0, 8);
     if (has_token_fn) {
         lua_getfield(L, 1, "access_token");
         lua_setfield(L, -2, "access_token");
-        o.access_token_fn = access_token_fn;
-        o.access_token_ud = c;
     }
     if (has_log) {
         lua_getfield(L, 1, "log");
         lua_setfield(L, -2, "log");
-        o.log = log_sink;
-        o.log_ud = c;
+    }
+    if (co.reconnect.mode == 2) {
+        lua_getfield(L, 1, "reconnect");
+        lua_setfield(L, -2, "retry");
     }
     lua_setiuservalue(L, ud, UV_CALLBACKS);
     lua_newtable(L);
@@ -1548,11 +1853,22 @@ static int lsr_connection(lua_State *L)
     c->next = lp->conns;
     if (lp->conns) lp->conns->prev = c;
     lp->conns = c;
+    /* From here to sr_options_free nothing may raise. */
+    o = make_options(&co, c, has_token_fn, has_log, &rc, &bad);
+    if (!o) {
+        conn_release(L, c, 0);
+        if (rc == SR_EUSAGE && bad && strcmp(bad, "protocol") == 0)
+            return raise_error(L, "usage", "unknown hub protocol '%s'", co.protocol);
+        if (rc == SR_EUSAGE)
+            return raise_error(L, "usage", "option '%s' has an invalid value", bad ? bad : "?");
+        return raise_code(L, rc, "cannot create the connection");
+    }
     {
         ENTER(lp, L);
-        c->conn = sr_conn_new(lp->loop, &o, &err);
+        c->conn = sr_conn_new(lp->loop, o, &err);
         LEAVE(lp);
     }
+    sr_options_free(o);
     if (!c->conn) {
         conn_release(L, c, 0);
         push_sr_error(L, &err);
@@ -1561,6 +1877,8 @@ static int lsr_connection(lua_State *L)
     sr_conn_on_invocation(c->conn, on_invocation, c);
     sr_conn_on_close(c->conn, on_close, c);
     sr_conn_on_state(c->conn, on_state, c);
+    sr_conn_on_reconnecting(c->conn, on_reconnecting, c);
+    sr_conn_on_reconnected(c->conn, on_reconnected, c);
     lua_settop(L, ud);
     return 1;
 }
@@ -1622,6 +1940,9 @@ static const luaL_Reg conn_methods[] = {{"start", lsr_conn_start},
                                         {"on_invocation", lsr_conn_on_invocation},
                                         {"on_close", lsr_conn_on_close},
                                         {"on_state", lsr_conn_on_state},
+                                        {"on_reconnecting", lsr_conn_on_reconnecting},
+                                        {"on_reconnected", lsr_conn_on_reconnected},
+                                        {"wait_writable", lsr_conn_wait_writable},
                                         {"close", lsr_conn_close},
                                         {NULL, NULL}};
 

@@ -1,7 +1,7 @@
 /*
  * http.c - the loop's HTTP thread: one libcurl multi handle driven by one
- * thread (curl_multi_poll, woken by curl_multi_wakeup), and the one-shot
- * requests of http.h on top of it.
+ * thread (curl_multi_poll, woken by curl_multi_wakeup), registered as a
+ * loop service, and the one-shot requests of http.h on top of it.
  *
  * The thread is general so SSE and Long Polling can add their long-running
  * transfers later:
@@ -10,13 +10,13 @@
  *  - Every easy handle in the multi is an `xfer` (CURLOPT_PRIVATE) with its
  *    own completion function, called on the thread after the handle left the
  *    multi. A write callback that returns CURL_WRITEFUNC_PAUSE under
- *    backpressure marks its xfer paused; sr__http_io_resume unpauses them.
+ *    backpressure marks its xfer paused; the service's resume unpauses them.
  *
  * One-shot request lifetime (refs, atomic): the host holds one from
  * sr__http_request until its done ran or it cancelled; the thread holds one
- * while the transfer is queued or in the multi and hands it to the
- * SR_EV_HTTP_DONE event when the transfer ends; a cancel job holds the
- * host's while it is queued. The last one frees the request (on either
+ * while the transfer is queued or in the multi and hands it to the done
+ * event when the transfer ends; a cancel job holds the host's while it is
+ * queued. The last one frees the request (on either
  * thread). The easy handle is created and configured on the host (so bad
  * options fail at once), then only touched by the HTTP thread.
  */
@@ -65,6 +65,9 @@ struct sr_http_io {
     xfer *active; /* thread only: every xfer in the multi */
     char user_agent[80];
 };
+
+/* The loop service key: its address identifies the HTTP thread. */
+static const char io_key;
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static CURLcode curl_init_rc;
@@ -177,19 +180,22 @@ static void *io_main(void *arg)
     return NULL;
 }
 
-struct sr_http_io *sr__http_io_new(sr_loop *loop, sr_error *err)
+static void io_free(void *self);
+static void io_resume(void *self);
+
+static int io_new(sr_loop *loop, sr_loop_service *svc, sr_error *err)
 {
     curl_version_info_data *vi;
     sr_http_io *io;
     pthread_once(&curl_once, curl_init);
     if (curl_init_rc != CURLE_OK) {
         set_err(err, SR_ETRANSPORT, curl_easy_strerror(curl_init_rc));
-        return NULL;
+        return -1;
     }
     io = calloc(1, sizeof *io);
     if (!io) {
         set_err(err, SR_ENOMEM, "out of memory");
-        return NULL;
+        return -1;
     }
     io->loop = loop;
     /* With AsynchDNS (Debian's build: the threaded resolver) name lookups
@@ -202,7 +208,7 @@ struct sr_http_io *sr__http_io_new(sr_loop *loop, sr_error *err)
     if (!io->multi) {
         free(io);
         set_err(err, SR_ENOMEM, "curl_multi_init failed");
-        return NULL;
+        return -1;
     }
     pthread_mutex_init(&io->mu, NULL);
     if (pthread_create(&io->thread, NULL, io_main, io) != 0) {
@@ -210,14 +216,17 @@ struct sr_http_io *sr__http_io_new(sr_loop *loop, sr_error *err)
         curl_multi_cleanup(io->multi);
         free(io);
         set_err(err, SR_ENOMEM, "cannot start the HTTP thread");
-        return NULL;
+        return -1;
     }
-    return io;
+    svc->self = io;
+    svc->resume = io_resume;
+    svc->free = io_free;
+    return 0;
 }
 
-void sr__http_io_free(struct sr_http_io *io)
+static void io_free(void *self)
 {
-    if (!io) return;
+    sr_http_io *io = self;
     pthread_mutex_lock(&io->mu);
     io->stop = 1;
     pthread_mutex_unlock(&io->mu);
@@ -228,8 +237,9 @@ void sr__http_io_free(struct sr_http_io *io)
     free(io);
 }
 
-void sr__http_io_resume(struct sr_http_io *io)
+static void io_resume(void *self)
 {
+    sr_http_io *io = self;
     pthread_mutex_lock(&io->mu);
     io->resume = 1;
     pthread_mutex_unlock(&io->mu);
@@ -255,6 +265,9 @@ struct sr_http_req {
     int too_large;
     char errbuf[CURL_ERROR_SIZE];
 };
+
+static void req_dispatch(sr_event *ev);
+static void req_discard(sr_event *ev);
 
 #define REQ_OF(ptr, member) ((sr_http_req *)(void *)((char *)(ptr)-offsetof(sr_http_req, member)))
 
@@ -323,8 +336,9 @@ static void req_complete(sr_http_io *io, xfer *x, CURLcode rc)
     curl_easy_cleanup(x->easy);
     x->easy = NULL;
 
-    ev = code == SR_OK ? sr__event_new(SR_EV_HTTP_DONE, req, req->body.data, req->body.len)
-                       : sr__event_new(SR_EV_HTTP_DONE, req, NULL, 0);
+    ev = code == SR_OK
+             ? sr__event_new(req_dispatch, req_discard, req, 0, req->body.data, req->body.len)
+             : sr__event_new(req_dispatch, req_discard, req, 0, NULL, 0);
     if (ev && msg[0] && !(ev->text = strdup(msg))) {
         sr__event_free(ev);
         ev = NULL;
@@ -473,7 +487,7 @@ sr_http_req *sr__http_request(sr_loop *loop, const sr_http_opts *opts, sr_http_d
         set_err(err, SR_EUSAGE, "http request: missing loop, URL or callback");
         return NULL;
     }
-    io = sr__loop_http_io(loop, err);
+    io = sr__loop_service(loop, &io_key, io_new, err);
     if (!io) return NULL;
     method = opts->method && opts->method[0] ? opts->method : "GET";
     req = calloc(1, sizeof *req);
@@ -490,7 +504,7 @@ sr_http_req *sr__http_request(sr_loop *loop, const sr_http_opts *opts, sr_http_d
     req->add_job.run = req_add_run;
     req->cancel_job.run = req_cancel_run;
     req->what = describe(method, opts->url);
-    req->oom_ev = sr__event_new(SR_EV_HTTP_DONE, req, NULL, 0);
+    req->oom_ev = sr__event_new(req_dispatch, req_discard, req, 0, NULL, 0);
     req->x.easy = curl_easy_init();
     if (!req->what || !req->oom_ev || !req->x.easy) {
         set_err(err, SR_ENOMEM, "out of memory");
@@ -517,7 +531,8 @@ void sr__http_cancel(sr_http_req *req)
     io_submit(req->io, &req->cancel_job); /* carries the host's reference */
 }
 
-void sr__http_dispatch(sr_event *ev)
+/* Host thread: the request's one event (its transfer ended). */
+static void req_dispatch(sr_event *ev)
 {
     sr_http_req *req = ev->target;
     if (!__atomic_load_n(&req->cancelled, __ATOMIC_ACQUIRE)) {
@@ -536,7 +551,7 @@ void sr__http_dispatch(sr_event *ev)
     req_unref(req); /* the event's */
 }
 
-void sr__http_event_discard(sr_event *ev)
+static void req_discard(sr_event *ev)
 {
     sr_http_req *req = ev->target;
     req_unref(req);

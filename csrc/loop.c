@@ -1,6 +1,7 @@
 /*
- * loop.c - sr_loop: the host-side event queue, host timers and the one
- * descriptor (epoll) that tells a foreign event loop when to dispatch.
+ * loop.c - sr_loop: the host-side event queue, host timers, the one
+ * descriptor (epoll) that tells a foreign event loop when to dispatch, and
+ * the registry of per-loop services (I/O back ends) it frees last.
  *
  * Invariants:
  *  - The queue (qhead..qtail) is shared with the I/O threads under mu. The
@@ -18,6 +19,8 @@
  *    Arming resets the timerfd's tick count, which clears its readiness.
  *  - `bytes` counts ev->len of posted and not yet dispatched events; it and
  *    `congested` are accessed with __atomic builtins (the project is C99).
+ *  - Services are host-only (created and resumed from the host thread) and
+ *    freed in reverse order of creation: a later one may use an earlier one.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -52,6 +55,11 @@ typedef struct tslot {
     uint32_t pos; /* index in the heap; next free slot when free */
 } tslot;
 
+struct svc_entry {
+    const void *key;
+    sr_loop_service svc;
+};
+
 struct sr_loop {
     int epfd, efd, tfd;
 
@@ -71,8 +79,8 @@ struct sr_loop {
     uint64_t seq;   /* next timer sequence number */
     uint64_t armed; /* deadline the timerfd holds, 0 = disarmed */
 
-    struct sr_ws_io *ws;
-    struct sr_http_io *http;
+    struct svc_entry *svcs; /* host only */
+    size_t nsvcs;
 };
 
 static void set_err(sr_error *err, int code, const char *fmt, const char *detail)
@@ -92,11 +100,14 @@ static uint64_t now_ns(void)
 
 /* ---------------------------------------------------------------- events */
 
-sr_event *sr__event_new(sr_event_type type, void *target, const void *data, size_t len)
+sr_event *sr__event_new(sr_event_fn dispatch, sr_event_fn discard, void *target, int type,
+                        const void *data, size_t len)
 {
     sr_event *ev = malloc(sizeof *ev + len + 1);
     if (!ev) return NULL;
     memset(ev, 0, sizeof *ev);
+    ev->dispatch = dispatch;
+    ev->discard = discard;
     ev->type = type;
     ev->target = target;
     ev->len = len;
@@ -322,8 +333,9 @@ static int run_timers(sr_loop *loop)
 
 static void resume_io(sr_loop *loop)
 {
-    if (loop->ws) sr__ws_io_resume(loop->ws);
-    if (loop->http) sr__http_io_resume(loop->http);
+    size_t i;
+    for (i = 0; i < loop->nsvcs; i++)
+        if (loop->svcs[i].svc.resume) loop->svcs[i].svc.resume(loop->svcs[i].svc.self);
 }
 
 static int run_events(sr_loop *loop)
@@ -342,19 +354,7 @@ static int run_events(sr_loop *loop)
         loop->bhead = ev->next;
         if (!loop->bhead) loop->btail = NULL;
         ev->next = NULL;
-        switch (ev->type) {
-        case SR_EV_TP_OPEN:
-        case SR_EV_TP_DATA:
-        case SR_EV_TP_CLOSED:
-            sr__transport_dispatch(ev);
-            break;
-        case SR_EV_HTTP_DONE:
-            sr__http_dispatch(ev);
-            break;
-        case SR_EV_CALL:
-            if (ev->fn) ev->fn(ev->arg);
-            break;
-        }
+        ev->dispatch(ev);
         sr__event_free(ev);
         n++;
         if (len) {
@@ -420,7 +420,7 @@ int sr_loop_fd(const sr_loop *loop)
     return loop ? loop->epfd : -1;
 }
 
-/* ------------------------------------------------------ lifetime, back ends */
+/* ------------------------------------------------------ lifetime, services */
 
 sr_loop *sr_loop_new(sr_error *err)
 {
@@ -459,18 +459,7 @@ static void discard_list(sr_event *ev)
 {
     while (ev) {
         sr_event *next = ev->next;
-        switch (ev->type) {
-        case SR_EV_TP_OPEN:
-        case SR_EV_TP_DATA:
-        case SR_EV_TP_CLOSED:
-            sr__transport_event_discard(ev);
-            break;
-        case SR_EV_HTTP_DONE:
-            sr__http_event_discard(ev);
-            break;
-        case SR_EV_CALL:
-            break;
-        }
+        if (ev->discard) ev->discard(ev);
         sr__event_free(ev);
         ev = next;
     }
@@ -480,10 +469,11 @@ void sr_loop_free(sr_loop *loop)
 {
     if (!loop) return;
     /* Stop the threads first: after this nothing posts any more. */
-    if (loop->ws) sr__ws_io_free(loop->ws);
-    if (loop->http) sr__http_io_free(loop->http);
-    loop->ws = NULL;
-    loop->http = NULL;
+    while (loop->nsvcs > 0) {
+        sr_loop_service *svc = &loop->svcs[--loop->nsvcs].svc;
+        svc->free(svc->self);
+    }
+    free(loop->svcs);
     discard_list(loop->bhead);
     discard_list(loop->qhead);
     if (loop->epfd >= 0) close(loop->epfd);
@@ -495,14 +485,23 @@ void sr_loop_free(sr_loop *loop)
     free(loop);
 }
 
-struct sr_ws_io *sr__loop_ws_io(sr_loop *loop, sr_error *err)
+void *sr__loop_service(sr_loop *loop, const void *key, sr_loop_service_new_fn create, sr_error *err)
 {
-    if (!loop->ws) loop->ws = sr__ws_io_new(loop, err);
-    return loop->ws;
-}
-
-struct sr_http_io *sr__loop_http_io(sr_loop *loop, sr_error *err)
-{
-    if (!loop->http) loop->http = sr__http_io_new(loop, err);
-    return loop->http;
+    struct svc_entry *grown;
+    sr_loop_service svc;
+    size_t i;
+    for (i = 0; i < loop->nsvcs; i++)
+        if (loop->svcs[i].key == key) return loop->svcs[i].svc.self;
+    grown = realloc(loop->svcs, (loop->nsvcs + 1) * sizeof *grown);
+    if (!grown) {
+        set_err(err, SR_ENOMEM, "%s", "out of memory");
+        return NULL;
+    }
+    loop->svcs = grown;
+    memset(&svc, 0, sizeof svc);
+    if (create(loop, &svc, err) != 0) return NULL;
+    loop->svcs[loop->nsvcs].key = key;
+    loop->svcs[loop->nsvcs].svc = svc;
+    loop->nsvcs++;
+    return svc.self;
 }

@@ -2,14 +2,17 @@
  * loop.h - internals of sr_loop shared by the I/O modules.
  *
  * The loop owns: the event queue (I/O threads -> host thread), its wake-up
- * eventfd, the host-side timers (timerfd), and one epoll descriptor holding
- * both (that is sr_loop_fd). It also owns the two I/O threads, created on
- * first use: the WebSocket thread (ws_transport.c, libwebsockets) and the
- * HTTP thread (http.c, libcurl multi).
+ * eventfd, the host-side timers (timerfd), one epoll descriptor holding both
+ * (that is sr_loop_fd), and a small registry of services: the per-loop I/O
+ * back ends (the WebSocket thread, the HTTP thread), created on first use by
+ * the module that needs one and freed by the loop in sr_loop_free. The loop
+ * names no back end: events carry their own dispatch and discard functions,
+ * and services their own resume and free functions.
  *
  * The queue is bounded by bytes: when the data waiting for the host goes over
  * SR_QUEUE_HIGH, I/O threads stop reading their sockets (backpressure, never
- * a drop) until the host drains it under SR_QUEUE_LOW.
+ * a drop) until the host drains it under SR_QUEUE_LOW; then the loop calls
+ * every service's resume.
  */
 #ifndef SR_LOOP_H
 #define SR_LOOP_H
@@ -20,31 +23,32 @@
 #define SR_QUEUE_HIGH (8u << 20)
 #define SR_QUEUE_LOW (2u << 20)
 
-typedef enum sr_event_type {
-    SR_EV_TP_OPEN = 1, /* transport connected (handshake bytes sent) */
-    SR_EV_TP_DATA,     /* bytes received */
-    SR_EV_TP_CLOSED,   /* transport ended; code/status/text say why (code 0 = clean) */
-    SR_EV_HTTP_DONE,   /* an http.h request finished */
-    SR_EV_CALL         /* run fn(arg) on the host thread (generic) */
-} sr_event_type;
+typedef struct sr_event sr_event;
+typedef void (*sr_event_fn)(sr_event *ev);
 
 /* One event. Allocated by the poster with sr__event_new (data is copied and
  * followed by a NUL byte not counted in len), owned by the queue after
- * sr__loop_post, freed by the dispatcher. */
-typedef struct sr_event {
-    struct sr_event *next;
-    sr_event_type type;
-    void *target;          /* sr_transport* or sr_http_req* (a reference is held) */
-    int code;              /* SR_OK or SR_E* */
-    long status;           /* HTTP status where it applies */
-    char *text;            /* malloc'd message or NULL */
-    void (*fn)(void *arg); /* SR_EV_CALL */
-    void *arg;
-    size_t len;  /* bytes in data */
-    char data[]; /* payload (SR_EV_TP_DATA, SR_EV_HTTP_DONE body) */
-} sr_event;
+ * sr__loop_post, freed by the loop after dispatch or discard ran. */
+struct sr_event {
+    sr_event *next;
+    /* Host thread, inside sr_loop_dispatch: deliver the event (and drop
+     * whatever reference target holds). Never NULL. */
+    sr_event_fn dispatch;
+    /* sr_loop_free, for an event never dispatched, after every service has
+     * stopped: drop the reference target holds, run no callback. May be
+     * NULL when there is nothing to drop. */
+    sr_event_fn discard;
+    void *target; /* the poster's object (sr_transport*, sr_http_req*, ...) */
+    int type;     /* the poster's tag (e.g. SR_EV_TP_DATA in transport_kind.h) */
+    int code;     /* SR_OK or SR_E* */
+    long status;  /* HTTP status where it applies */
+    char *text;   /* malloc'd message or NULL */
+    size_t len;   /* bytes in data */
+    char data[];  /* payload */
+};
 
-sr_event *sr__event_new(sr_event_type type, void *target, const void *data, size_t len);
+sr_event *sr__event_new(sr_event_fn dispatch, sr_event_fn discard, void *target, int type,
+                        const void *data, size_t len);
 void sr__event_free(sr_event *ev);
 
 /* Thread-safe: append ev to the queue and wake the host. Takes ownership. */
@@ -52,33 +56,25 @@ void sr__loop_post(sr_loop *loop, sr_event *ev);
 /* Thread-safe: 1 when the I/O side should pause reading (queue over HIGH). */
 int sr__loop_congested(sr_loop *loop);
 
-/* Per-thread I/O back ends, created lazily by the loop on first use; both
- * return NULL on failure (err filled). The loop frees them in sr_loop_free. */
-struct sr_ws_io;
-struct sr_http_io;
-struct sr_ws_io *sr__loop_ws_io(sr_loop *loop, sr_error *err);
-struct sr_http_io *sr__loop_http_io(sr_loop *loop, sr_error *err);
+/* A per-loop back end (typically a thread and what it drives). */
+typedef struct sr_loop_service {
+    void *self;
+    /* Host thread: the host drained the queue under SR_QUEUE_LOW, so reads
+     * paused for backpressure may resume. May be NULL. */
+    void (*resume)(void *self);
+    /* sr_loop_free: stop and join every thread the service started, then
+     * free it. Services go in reverse order of creation, before the events
+     * still queued are discarded; after the last one no thread of ours runs. */
+    void (*free)(void *self);
+} sr_loop_service;
 
-/* Implemented by ws_transport.c / http.c. */
-struct sr_ws_io *sr__ws_io_new(sr_loop *loop, sr_error *err);
-void sr__ws_io_free(struct sr_ws_io *io);
-/* Called by the loop when the host drained the queue under SR_QUEUE_LOW, so
- * paused reads may resume. Thread-safe. */
-void sr__ws_io_resume(struct sr_ws_io *io);
-struct sr_http_io *sr__http_io_new(sr_loop *loop, sr_error *err);
-void sr__http_io_free(struct sr_http_io *io);
-void sr__http_io_resume(struct sr_http_io *io);
+/* Fill *svc (self, resume, free); 0, or -1 with err filled. */
+typedef int (*sr_loop_service_new_fn)(sr_loop *loop, sr_loop_service *svc, sr_error *err);
 
-/* Dispatch hooks: the loop hands each event to its target's owner module. */
-void sr__transport_dispatch(sr_event *ev); /* transport.c */
-void sr__http_dispatch(sr_event *ev);      /* http.c */
-
-/* Release hooks for events still queued when sr_loop_free runs (after both
- * I/O threads have stopped): drop the reference ev->target holds, run no
- * upcall. The loop frees the event itself afterwards, as the dispatcher does
- * after a dispatch hook. SR_EV_CALL events left over are freed without
- * running fn. */
-void sr__transport_event_discard(sr_event *ev); /* transport.c */
-void sr__http_event_discard(sr_event *ev);      /* http.c */
+/* Host thread. The service registered under key (the address of a static
+ * object of the calling module), created with create on first use. Returns
+ * its self, or NULL on failure (err filled). */
+void *sr__loop_service(sr_loop *loop, const void *key, sr_loop_service_new_fn create,
+                       sr_error *err);
 
 #endif

@@ -10,11 +10,17 @@
  *  - The send queue (out) is shared by the host (appends) and the I/O side
  *    (takes it whole) under mu. Sends fail once the host asked to close or
  *    the I/O side finished.
+ *  - want_drain (mu) is set by a send that failed with SR_EFULL and cleared
+ *    by the take that brings the queue under SR_SEND_LOW, which posts the
+ *    one SR_EV_TP_DRAIN owed (kept owed when that allocation fails).
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "transport_kind.h"
+
+static void tp_dispatch(sr_event *ev);
+static void tp_discard(sr_event *ev);
 
 int sr__transport_init(sr_transport *tp, const sr_transport_ops *ops, sr_loop *loop,
                        const sr_transport_upcalls *up, void *ud, size_t pre)
@@ -26,7 +32,7 @@ int sr__transport_init(sr_transport *tp, const sr_transport_ops *ops, sr_loop *l
     if (up) tp->up = *up;
     tp->ud = ud;
     tp->pre = pre;
-    tp->closed_ev = sr__event_new(SR_EV_TP_CLOSED, tp, NULL, 0);
+    tp->closed_ev = sr__event_new(tp_dispatch, tp_discard, tp, SR_EV_TP_CLOSED, NULL, 0);
     if (!tp->closed_ev) return -1;
     if (pthread_mutex_init(&tp->mu, NULL) != 0) {
         sr__event_free(tp->closed_ev);
@@ -70,6 +76,7 @@ int sr__transport_send(sr_transport *tp, const char *data, size_t len)
     }
     queued = tp->out.len > tp->pre ? tp->out.len - tp->pre : 0;
     if (len > SR_SEND_MAX - queued) {
+        tp->want_drain = 1;
         pthread_mutex_unlock(&tp->mu);
         return SR_EFULL;
     }
@@ -126,6 +133,7 @@ size_t sr__transport_take(sr_transport *tp, sr_buf *spare)
 {
     sr_buf b;
     size_t n = 0;
+    int drain = 0;
     pthread_mutex_lock(&tp->mu);
     if (tp->out.len > tp->pre) {
         b = tp->out;
@@ -133,7 +141,17 @@ size_t sr__transport_take(sr_transport *tp, sr_buf *spare)
         *spare = b;
         n = b.len - tp->pre;
     }
+    if (tp->want_drain && (tp->out.len > tp->pre ? tp->out.len - tp->pre : 0) < SR_SEND_LOW) {
+        tp->want_drain = 0;
+        drain = 1;
+    }
     pthread_mutex_unlock(&tp->mu);
+    /* Posted outside mu: the loop's lock is never taken under a transport's. */
+    if (drain && sr__transport_post(tp, SR_EV_TP_DRAIN, NULL, 0) != 0) {
+        pthread_mutex_lock(&tp->mu);
+        tp->want_drain = 1; /* out of memory: the next take tries again */
+        pthread_mutex_unlock(&tp->mu);
+    }
     return n;
 }
 
@@ -168,11 +186,11 @@ void sr__transport_set_dead(sr_transport *tp)
     pthread_mutex_unlock(&tp->mu);
 }
 
-int sr__transport_post(sr_transport *tp, sr_event_type type, const void *data, size_t len)
+int sr__transport_post(sr_transport *tp, sr_tp_event type, const void *data, size_t len)
 {
     sr_event *ev;
     if (sr__transport_released(tp)) return 0;
-    ev = sr__event_new(type, tp, data, len);
+    ev = sr__event_new(tp_dispatch, tp_discard, tp, (int)type, data, len);
     if (!ev) return -1;
     sr__transport_ref(tp);
     sr__loop_post(tp->loop, ev);
@@ -198,7 +216,7 @@ void sr__transport_post_closed(sr_transport *tp, int code, long status, const ch
 
 /* ------------------------------------------------------------ host side */
 
-void sr__transport_dispatch(sr_event *ev)
+static void tp_dispatch(sr_event *ev)
 {
     sr_transport *tp = ev->target;
     if (!sr__transport_released(tp) && !tp->closed_seen) {
@@ -226,6 +244,9 @@ void sr__transport_dispatch(sr_event *ev)
             if (tp->up.on_close) tp->up.on_close(tp->ud, tp, ev->code == SR_OK ? NULL : &err);
             break;
         }
+        case SR_EV_TP_DRAIN:
+            if (tp->up.on_drain) tp->up.on_drain(tp->ud, tp);
+            break;
         default:
             break;
         }
@@ -234,7 +255,7 @@ void sr__transport_dispatch(sr_event *ev)
     sr__transport_unref(tp);
 }
 
-void sr__transport_event_discard(sr_event *ev)
+static void tp_discard(sr_event *ev)
 {
     sr__transport_unref(ev->target);
 }

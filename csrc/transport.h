@@ -2,12 +2,13 @@
  * transport.h - the transport interface.
  *
  * A transport is a byte pipe to the server that lives on an I/O thread:
- * open, send, close, plus upcalls for open, data and close. Upcalls run on
- * the host thread inside sr_loop_dispatch. The transport also runs the
- * timers that must keep working while the host is busy: it sends the ping
- * bytes when nothing was sent for keepalive_ms, closes with SR_ETIMEOUT when
- * nothing arrived for server_timeout_ms, and fails with SR_EHANDSHAKE when no
- * record separator arrived within handshake_timeout_ms of opening.
+ * open, send, close, plus upcalls for open, data, close and drain. Upcalls
+ * run on the host thread inside sr_loop_dispatch. The transport also runs
+ * the timers that must keep working while the host is busy (liveness.c,
+ * driven by the kind's I/O thread): it sends the ping bytes when nothing was
+ * sent for keepalive_ms, and fails with SR_ETIMEOUT when nothing arrived for
+ * server_timeout_ms or when no record separator arrived within
+ * handshake_timeout_ms of opening.
  *
  * Kinds: WebSockets (ws_transport.c). Server-Sent Events and Long Polling
  * (over http.h) will be added as two more constructors of the same shape.

@@ -22,6 +22,14 @@
 #include "buf.h"
 #include "transport.h"
 
+/* Event types a transport posts (sr_event.type). */
+typedef enum sr_tp_event {
+    SR_EV_TP_OPEN = 1, /* transport connected (handshake bytes sent) */
+    SR_EV_TP_DATA,     /* bytes received */
+    SR_EV_TP_CLOSED,   /* transport ended; code/status/text say why (code 0 = clean) */
+    SR_EV_TP_DRAIN     /* the send queue went under SR_SEND_LOW after an SR_EFULL */
+} sr_tp_event;
+
 typedef struct sr_transport_ops {
     const char *name; /* "WebSockets" */
     /* Host thread, without tp->mu held. */
@@ -47,10 +55,11 @@ struct sr_transport {
      * write the queue in place (LWS_PRE for WebSockets); the queue is empty
      * when out.len <= pre. */
     pthread_mutex_t mu;
-    sr_buf out;    /* mu */
-    size_t pre;    /* constant */
-    int close_req; /* mu: the host asked to close */
-    int dead;      /* mu: the I/O side finished; sends fail */
+    sr_buf out;     /* mu */
+    size_t pre;     /* constant */
+    int close_req;  /* mu: the host asked to close */
+    int dead;       /* mu: the I/O side finished; sends fail */
+    int want_drain; /* mu: a send failed with SR_EFULL; on_drain is owed */
 
     /* Allocated up front so that the one SR_EV_TP_CLOSED always gets out. */
     sr_event *closed_ev; /* I/O side until posted */
@@ -64,7 +73,9 @@ void sr__transport_unref(sr_transport *tp);
 int sr__transport_released(const sr_transport *tp);
 
 /* I/O side. Swap the send queue with *spare (which must be empty: len 0 or
- * len <= pre) and return the number of payload bytes now in *spare. */
+ * len <= pre) and return the number of payload bytes now in *spare. When a
+ * send failed with SR_EFULL since the last drain, this posts SR_EV_TP_DRAIN
+ * (on_drain on the host thread). */
 size_t sr__transport_take(sr_transport *tp, sr_buf *spare);
 /* I/O side. 1 when bytes are queued. */
 int sr__transport_pending(sr_transport *tp);
@@ -75,7 +86,7 @@ int sr__transport_queue_if_idle(sr_transport *tp, const char *data, size_t len);
 void sr__transport_set_dead(sr_transport *tp);
 /* I/O side. Post SR_EV_TP_OPEN or SR_EV_TP_DATA holding a reference
  * (nothing when released). 0, or -1 when out of memory. */
-int sr__transport_post(sr_transport *tp, sr_event_type type, const void *data, size_t len);
+int sr__transport_post(sr_transport *tp, sr_tp_event type, const void *data, size_t len);
 /* I/O side. Post the SR_EV_TP_CLOSED (at most once; text is copied, and
  * left out when out of memory) and mark the transport dead. */
 void sr__transport_post_closed(sr_transport *tp, int code, long status, const char *text);

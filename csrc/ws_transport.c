@@ -1,6 +1,7 @@
 /*
  * ws_transport.c - the WebSocket transport: one libwebsockets context per
- * sr_loop, serviced by one thread (the "I/O thread").
+ * sr_loop (a loop service), serviced by one thread (the "I/O thread"), and
+ * the resolver threads that look host names up for it.
  *
  * Threads and ownership:
  *  - Every lws call except lws_cancel_service runs on the I/O thread. The
@@ -14,12 +15,18 @@
  *    cleared, so later lws callbacks for it find no transport) and kills it
  *    if it is still open. Fields marked "I/O" are touched only on the I/O
  *    thread; those marked "mu" under io->mu.
- *  - Host names are resolved off the I/O thread (getaddrinfo on a short-lived
- *    detached thread) so a slow DNS server cannot stall the pings of every
- *    other connection; lws then gets a numeric address while the Host
- *    header, SNI and the certificate name check use the original name. A
- *    resolver holds a reference on the transport and on the io struct, which
- *    outlives the context until the last resolver is gone.
+ *  - Host names are resolved off the I/O thread so a slow DNS server cannot
+ *    stall the pings of every other connection; lws then gets a numeric
+ *    address while the Host header, SNI and the certificate name check use
+ *    the original name. The resolver is a few joinable threads owned by the
+ *    io, fed by a job queue (io->rmu); a queued lookup holds a reference on
+ *    its transport. A lookup for a released transport is dropped. Freeing
+ *    the io drops the lookups not started, wakes the threads and joins them
+ *    (waiting for a getaddrinfo in progress), so once sr_loop_free returns no
+ *    thread of ours runs: the code may be unloaded (dlclose of the Lua
+ *    module by lua_close).
+ *  - Keepalive, server timeout and handshake timeout are liveness.c's; this
+ *    file drives them from one lws_sul timer per transport.
  *  - Exactly one SR_EV_TP_CLOSED per transport (transport.c keeps the event
  *    ready), and SR_EV_TP_OPEN only before it.
  */
@@ -39,6 +46,7 @@
 #include <libwebsockets.h>
 
 #include "framing.h"
+#include "liveness.h"
 #include "transport_kind.h"
 
 #define PROTO_NAME "signalr-ws"
@@ -61,12 +69,14 @@
  * queue and finish the close handshake before the socket is dropped. */
 #define CLOSE_GRACE_SECS 5
 #define CONNECT_TIMEOUT_SECS 20
+/* Lookups run in parallel up to this many threads; more wait in the queue. */
+#define RESOLVERS_MAX 4
 
 enum { CMD_OPEN = 1, CMD_RESOLVED = 2, CMD_WRITE = 4, CMD_CLOSE = 8, CMD_RELEASE = 16 };
 
 enum {
     ST_IDLE,       /* created, CMD_OPEN not handled yet */
-    ST_RESOLVING,  /* a resolver thread is running */
+    ST_RESOLVING,  /* a lookup is queued or running */
     ST_CONNECTING, /* a wsi exists, not established */
     ST_OPEN,       /* established, handshake written */
     ST_DONE        /* detached: the I/O side is finished with it */
@@ -94,7 +104,6 @@ typedef struct ws_tp {
     size_t hs_len;
     char *ping;
     size_t ping_len;
-    uint64_t ka_us, srv_us, hs_us; /* 0: off */
 
     /* Filled by the resolver before it queues CMD_RESOLVED; read by the
      * I/O thread after it takes the command (both under io->mu). */
@@ -110,15 +119,14 @@ typedef struct ws_tp {
     int iaddr;
     int request_sent;  /* the upgrade request was built: TCP and TLS were up */
     int attempt_ended; /* the current wsi already reported its end */
-    int hs_seen;       /* a record separator arrived */
     int paused;        /* reading paused for backpressure */
     int closing;       /* graceful close under way */
     int peer_code;
     char peer_reason[124];
     char err_hint[256];
-    uint64_t last_tx, last_rx; /* monotonic us */
-    uint64_t connect_start;
-    lws_sorted_usec_list_t sul_ka, sul_srv, sul_hs, sul_retry;
+    sr_liveness live;
+    uint64_t connect_start; /* sr__liveness_clock */
+    lws_sorted_usec_list_t sul_live, sul_retry;
     sr_buf wbuf; /* the batch being written; spare for the send queue */
     sr_buf rx;   /* fragments being joined */
 
@@ -126,6 +134,9 @@ typedef struct ws_tp {
     unsigned cmds;
     int queued;
     struct ws_tp *cmd_next;
+
+    /* io->rmu: on the resolver's job queue. */
+    struct ws_tp *rnext;
 } ws_tp;
 
 typedef struct ws_vhost {
@@ -140,7 +151,6 @@ struct sr_ws_io {
     pthread_t thread;
 
     pthread_mutex_t mu;
-    int refs;                   /* mu: the loop's + one per resolver */
     int stop;                   /* mu */
     int dead;                   /* mu: the context is gone or going */
     int woken;                  /* mu: lws_cancel_service issued, not drained */
@@ -152,7 +162,29 @@ struct sr_ws_io {
     ws_vhost *vhosts;
     struct lws_vhost *vh_default;
     int nvhosts;
+
+    /* The resolver. Threads are started by the I/O thread as lookups queue
+     * up and joined by sr_loop_free. */
+    pthread_mutex_t rmu;
+    pthread_cond_t rjob;  /* a lookup was queued, or rstop */
+    pthread_cond_t rwake; /* rstop (ends the test delay early) */
+    ws_tp *rhead, *rtail; /* rmu: lookups not started */
+    int nqueued;          /* rmu */
+    int nidle;            /* rmu: threads waiting for a lookup */
+    int rstop;            /* rmu */
+    int nthreads;         /* rmu */
+    pthread_t rthreads[RESOLVERS_MAX];
+    long delay_ms; /* SR_TEST_RESOLVE_DELAY_MS; constant */
 };
+
+/* The loop service key: its address identifies the WebSocket back end. */
+static const char io_key;
+
+/* Test-only fake of a slow DNS server: SR_TEST_RESOLVE_DELAY_MS=<ms> makes
+ * every lookup wait that long before getaddrinfo (a wait that freeing the
+ * loop cuts short). Read once per loop, when its WebSocket back end starts,
+ * so a test can set it for one loop. For tests only; not a user option. */
+#define RESOLVE_DELAY_ENV "SR_TEST_RESOLVE_DELAY_MS"
 
 /* lws 4.1 allocates its OpenSSL ex-data indices (process globals) in every
  * context created with LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT; a context that
@@ -170,20 +202,6 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
 static const struct lws_protocols ws_protocols[] = {
     {PROTO_NAME, ws_callback, 0, RX_BUFFER_SIZE, 0, NULL, TX_PACKET_SIZE},
     {NULL, NULL, 0, 0, 0, NULL, 0}};
-
-static uint64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-static uint64_t ms_to_us(double ms)
-{
-    if (!(ms > 0)) return 0;
-    if (ms > 1e12) ms = 1e12;
-    return (uint64_t)(ms * 1000.0);
-}
 
 static char *dup_or_null(const char *s)
 {
@@ -229,18 +247,6 @@ static void log_setup(void)
 }
 
 /* --------------------------------------------------------------- commands */
-
-static void io_unref(struct sr_ws_io *io)
-{
-    int left;
-    pthread_mutex_lock(&io->mu);
-    left = --io->refs;
-    pthread_mutex_unlock(&io->mu);
-    if (left == 0) {
-        pthread_mutex_destroy(&io->mu);
-        free(io);
-    }
-}
 
 /* Under io->mu. 0, or -1 when the I/O thread is gone. */
 static int cmd_locked(struct sr_ws_io *io, ws_tp *tp, unsigned bits)
@@ -298,9 +304,7 @@ static void unlink_tp(struct sr_ws_io *io, ws_tp *tp)
 
 static void cancel_timers(ws_tp *tp)
 {
-    lws_sul_cancel(&tp->sul_ka);
-    lws_sul_cancel(&tp->sul_srv);
-    lws_sul_cancel(&tp->sul_hs);
+    lws_sul_cancel(&tp->sul_live);
     lws_sul_cancel(&tp->sul_retry);
 }
 
@@ -452,7 +456,7 @@ static void connect_next(ws_tp *tp)
     tp->state = ST_CONNECTING;
     tp->request_sent = 0;
     tp->err_hint[0] = '\0';
-    tp->connect_start = now_us();
+    tp->connect_start = sr__liveness_clock();
     /* A failure inside the call runs wsi_ended, which may drop the I/O
      * reference; keep tp alive until we have looked at the result. */
     sr__transport_ref(&tp->base);
@@ -470,16 +474,10 @@ static void connect_next(ws_tp *tp)
 
 /* -------------------------------------------------------------- resolving */
 
-typedef struct resolve_job {
-    struct sr_ws_io *io;
-    ws_tp *tp;
-} resolve_job;
-
-static void *resolve_main(void *arg)
+/* Resolver thread: the lookup of tp (queued with a reference), results
+ * handed to the I/O thread as CMD_RESOLVED. */
+static void lookup(struct sr_ws_io *io, ws_tp *tp)
 {
-    resolve_job *job = arg;
-    struct sr_ws_io *io = job->io;
-    ws_tp *tp = job->tp;
     struct addrinfo hints, *res = NULL, *ai;
     char port[16], addrs[MAX_ADDRS][INET6_ADDRSTRLEN];
     int rc, n = 0;
@@ -501,6 +499,7 @@ static void *resolve_main(void *arg)
         if (inet_ntop(ai->ai_family, a, addrs[n], sizeof addrs[n])) n++;
     }
     if (res) freeaddrinfo(res);
+    if (sr__transport_released(&tp->base)) return; /* nobody waits for it */
 
     pthread_mutex_lock(&io->mu);
     memcpy(tp->addrs, addrs, sizeof addrs);
@@ -508,13 +507,103 @@ static void *resolve_main(void *arg)
     if (n == 0)
         snprintf(tp->resolve_err, sizeof tp->resolve_err, "%s",
                  rc ? gai_strerror(rc) : "no usable address");
-    cmd_locked(io, tp, CMD_RESOLVED); /* dropped when the thread is gone */
+    cmd_locked(io, tp, CMD_RESOLVED); /* dropped when the I/O thread is gone */
     pthread_mutex_unlock(&io->mu);
+}
 
-    sr__transport_unref(&tp->base);
-    io_unref(io);
-    free(job);
+/* Under io->rmu: the SR_TEST_RESOLVE_DELAY_MS wait. 0 when the io is being
+ * freed meanwhile. */
+static int test_delay(struct sr_ws_io *io)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += io->delay_ms / 1000;
+    until.tv_nsec += (io->delay_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    while (!io->rstop)
+        if (pthread_cond_timedwait(&io->rwake, &io->rmu, &until) == ETIMEDOUT) break;
+    return !io->rstop;
+}
+
+static void *resolver_main(void *arg)
+{
+    struct sr_ws_io *io = arg;
+    pthread_mutex_lock(&io->rmu);
+    for (;;) {
+        ws_tp *tp;
+        int go;
+        while (!io->rstop && !io->rhead) {
+            io->nidle++;
+            pthread_cond_wait(&io->rjob, &io->rmu);
+            io->nidle--;
+        }
+        if (io->rstop) break;
+        tp = io->rhead;
+        io->rhead = tp->rnext;
+        if (!io->rhead) io->rtail = NULL;
+        io->nqueued--;
+        tp->rnext = NULL;
+        go = io->delay_ms <= 0 || test_delay(io);
+        pthread_mutex_unlock(&io->rmu);
+        if (go && !sr__transport_released(&tp->base)) lookup(io, tp);
+        sr__transport_unref(&tp->base); /* the queue's */
+        pthread_mutex_lock(&io->rmu);
+    }
+    pthread_mutex_unlock(&io->rmu);
     return NULL;
+}
+
+/* I/O thread: queue the lookup of tp, starting a thread when none is free.
+ * 0, or -1 when no resolver thread can run it. */
+static int resolve_async(struct sr_ws_io *io, ws_tp *tp)
+{
+    int rc = 0;
+    pthread_mutex_lock(&io->rmu);
+    if (io->rstop) {
+        rc = -1;
+    } else if (io->nqueued >= io->nidle && io->nthreads < RESOLVERS_MAX) {
+        if (pthread_create(&io->rthreads[io->nthreads], NULL, resolver_main, io) == 0)
+            io->nthreads++;
+        else if (io->nthreads == 0)
+            rc = -1; /* with one thread or more, the lookup waits its turn */
+    }
+    if (rc == 0) {
+        sr__transport_ref(&tp->base);
+        tp->rnext = NULL;
+        if (io->rtail)
+            io->rtail->rnext = tp;
+        else
+            io->rhead = tp;
+        io->rtail = tp;
+        io->nqueued++;
+        pthread_cond_signal(&io->rjob);
+    }
+    pthread_mutex_unlock(&io->rmu);
+    return rc;
+}
+
+/* sr_loop_free, after the I/O thread stopped: drop the lookups not started,
+ * end the threads (a getaddrinfo in progress is waited for). */
+static void resolver_stop(struct sr_ws_io *io)
+{
+    int i, n;
+    pthread_mutex_lock(&io->rmu);
+    io->rstop = 1;
+    pthread_cond_broadcast(&io->rjob);
+    pthread_cond_broadcast(&io->rwake);
+    n = io->nthreads;
+    pthread_mutex_unlock(&io->rmu);
+    for (i = 0; i < n; i++)
+        pthread_join(io->rthreads[i], NULL);
+    while (io->rhead) {
+        ws_tp *tp = io->rhead;
+        io->rhead = tp->rnext;
+        sr__transport_unref(&tp->base);
+    }
+    io->rtail = NULL;
 }
 
 /* lws 4.1 creates a client TLS context even when it cannot load these
@@ -548,11 +637,7 @@ static int is_numeric(const char *host)
 static void start(ws_tp *tp)
 {
     struct sr_ws_io *io = tp->io;
-    resolve_job *job;
-    pthread_attr_t attr;
-    pthread_t th;
     char msg[512];
-    int rc = -1;
 
     if (tp->state != ST_IDLE) return;
     link_tp(io, tp);
@@ -565,26 +650,7 @@ static void start(ws_tp *tp)
         return;
     }
     tp->state = ST_RESOLVING;
-    job = malloc(sizeof *job);
-    if (job) {
-        job->io = io;
-        job->tp = tp;
-        sr__transport_ref(&tp->base);
-        pthread_mutex_lock(&io->mu);
-        io->refs++;
-        pthread_mutex_unlock(&io->mu);
-        if (pthread_attr_init(&attr) == 0) {
-            pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-            rc = pthread_create(&th, &attr, resolve_main, job);
-            pthread_attr_destroy(&attr);
-        }
-        if (rc != 0) {
-            io_unref(io); /* never the last: the loop holds one */
-            sr__transport_unref(&tp->base);
-            free(job);
-        }
-    }
-    if (rc != 0) {
+    if (resolve_async(io, tp) != 0) {
         snprintf(msg, sizeof msg, "WebSocket connection to %s failed: cannot start the resolver",
                  tp->where);
         fail(tp, SR_ETRANSPORT, 0, msg);
@@ -607,40 +673,37 @@ static void resolved(ws_tp *tp)
 
 /* ----------------------------------------------------------------- timers */
 
-static void ka_cb(lws_sorted_usec_list_t *sul)
+static void live_cb(lws_sorted_usec_list_t *sul);
+
+/* Act on what liveness.c says is due and re-arm the one timer. tp may be
+ * freed on return (a timeout fails it). */
+static void live_run(ws_tp *tp)
 {
-    ws_tp *tp = (ws_tp *)((char *)sul - offsetof(ws_tp, sul_ka));
-    uint64_t now = now_us(), due = tp->last_tx + tp->ka_us;
-    struct lws_context *ctx = tp->io->ctx;
+    uint64_t now = sr__liveness_clock(), next;
     if (tp->state != ST_OPEN || !tp->wsi) return;
-    /* Lazy: the timer is not moved on every write, it checks when it fires. */
-    if (now + 1000 >= due) {
+    switch (sr__liveness_check(&tp->live, now, &next)) {
+    case SR_LIVENESS_PING:
         if (sr__transport_queue_if_idle(&tp->base, tp->ping, tp->ping_len))
             lws_callback_on_writable(tp->wsi);
-        lws_sul_schedule(ctx, 0, &tp->sul_ka, ka_cb, (lws_usec_t)tp->ka_us);
-    } else {
-        lws_sul_schedule(ctx, 0, &tp->sul_ka, ka_cb, (lws_usec_t)(due - now));
+        break;
+    case SR_LIVENESS_SERVER_TIMEOUT:
+        fail(tp, SR_ETIMEOUT, 0, SR_LIVENESS_SERVER_TIMEOUT_TEXT);
+        return;
+    case SR_LIVENESS_HANDSHAKE_TIMEOUT:
+        fail(tp, SR_ETIMEOUT, 0, SR_LIVENESS_HANDSHAKE_TIMEOUT_TEXT);
+        return;
+    case SR_LIVENESS_NONE:
+        break;
     }
+    lws_sul_cancel(&tp->sul_live);
+    if (next)
+        lws_sul_schedule(tp->io->ctx, 0, &tp->sul_live, live_cb,
+                         next > now ? (lws_usec_t)(next - now) : 0);
 }
 
-static void srv_cb(lws_sorted_usec_list_t *sul)
+static void live_cb(lws_sorted_usec_list_t *sul)
 {
-    ws_tp *tp = (ws_tp *)((char *)sul - offsetof(ws_tp, sul_srv));
-    uint64_t now = now_us(), due = tp->last_rx + tp->srv_us;
-    if (tp->state != ST_OPEN || tp->paused) return; /* resuming re-arms it */
-    if (now + 1000 >= due)
-        fail(tp, SR_ETIMEOUT, 0,
-             "Server timeout elapsed without receiving a message from the server.");
-    else
-        lws_sul_schedule(tp->io->ctx, 0, &tp->sul_srv, srv_cb, (lws_usec_t)(due - now));
-}
-
-static void hs_cb(lws_sorted_usec_list_t *sul)
-{
-    ws_tp *tp = (ws_tp *)((char *)sul - offsetof(ws_tp, sul_hs));
-    /* Kind "timeout", as the official clients raise a TimeoutException. */
-    if (tp->state == ST_OPEN && !tp->hs_seen)
-        fail(tp, SR_ETIMEOUT, 0, "Handshake timed out: the server did not answer the handshake");
+    live_run((ws_tp *)((char *)sul - offsetof(ws_tp, sul_live)));
 }
 
 /* ------------------------------------------------------- host commands */
@@ -668,13 +731,14 @@ static void do_close(ws_tp *tp)
 
 static void resume_all(struct sr_ws_io *io)
 {
-    ws_tp *tp;
-    for (tp = io->all; tp; tp = tp->next) {
+    ws_tp *tp, *next;
+    for (tp = io->all; tp; tp = next) {
+        next = tp->next; /* live_run may fail and unlink tp */
         if (!tp->paused || !tp->wsi) continue;
         tp->paused = 0;
-        tp->last_rx = now_us();
+        sr__liveness_resume(&tp->live, sr__liveness_clock());
         lws_rx_flow_control(tp->wsi, 1);
-        if (tp->srv_us) lws_sul_schedule(io->ctx, 0, &tp->sul_srv, srv_cb, (lws_usec_t)tp->srv_us);
+        live_run(tp); /* the server timeout runs again, from now */
     }
 }
 
@@ -726,7 +790,7 @@ static void conn_error_text(ws_tp *tp, struct lws *wsi, const char *in, char *ms
                             long *status)
 {
     long st = lws_http_client_http_response(wsi);
-    uint64_t waited_ms = (now_us() - tp->connect_start) / 1000u;
+    uint64_t waited_ms = (sr__liveness_clock() - tp->connect_start) / 1000u;
 
     if (st >= 200 && st != 101) {
         *status = st;
@@ -756,10 +820,9 @@ static void conn_error_text(ws_tp *tp, struct lws *wsi, const char *in, char *ms
 
 static int on_established(ws_tp *tp, struct lws *wsi)
 {
-    struct lws_context *ctx = lws_get_context(wsi);
     tp->state = ST_OPEN;
     tp->wsi = wsi;
-    tp->last_tx = tp->last_rx = now_us();
+    sr__liveness_opened(&tp->live, sr__liveness_clock());
     /* The handshake goes first, from here rather than from WRITEABLE, so
      * SR_EV_TP_OPEN is posted before any received data can be. */
     if (tp->hs_len) {
@@ -769,24 +832,21 @@ static int on_established(ws_tp *tp, struct lws *wsi)
     free(tp->hs); /* masked in place by lws_write: good for one use */
     tp->hs = NULL;
     if (sr__transport_post(&tp->base, SR_EV_TP_OPEN, NULL, 0) != 0) return -1;
-    if (tp->ka_us) lws_sul_schedule(ctx, 0, &tp->sul_ka, ka_cb, (lws_usec_t)tp->ka_us);
-    if (tp->srv_us) lws_sul_schedule(ctx, 0, &tp->sul_srv, srv_cb, (lws_usec_t)tp->srv_us);
-    if (tp->hs_us) lws_sul_schedule(ctx, 0, &tp->sul_hs, hs_cb, (lws_usec_t)tp->hs_us);
     if (close_requested(tp)) {
         do_close(tp);
     } else if (sr__transport_pending(&tp->base))
         lws_callback_on_writable(wsi);
+    live_run(tp); /* last: arms the timer, or fails tp when a timeout is due at once */
     return 0;
 }
 
 static int on_receive(ws_tp *tp, struct lws *wsi, const char *in, size_t len)
 {
     int final = lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0;
-    tp->last_rx = now_us();
-    if (!tp->hs_seen && len && memchr(in, SR_RECORD_SEPARATOR, len)) {
-        tp->hs_seen = 1;
-        lws_sul_cancel(&tp->sul_hs);
-    }
+    /* The timer finds out lazily when its deadlines moved later. */
+    sr__liveness_rx(&tp->live, sr__liveness_clock(),
+                    len && sr__liveness_awaiting_handshake(&tp->live) &&
+                        memchr(in, SR_RECORD_SEPARATOR, len) != NULL);
     if (tp->rx.len == 0 && final) {
         if (len && sr__transport_post(&tp->base, SR_EV_TP_DATA, in, len) != 0) goto nomem;
     } else {
@@ -802,7 +862,7 @@ static int on_receive(ws_tp *tp, struct lws *wsi, const char *in, size_t len)
         /* The host is behind: stop reading (never drop) until it drains
          * the queue; the server timeout does not run meanwhile. */
         tp->paused = 1;
-        lws_sul_cancel(&tp->sul_srv);
+        sr__liveness_pause(&tp->live, sr__liveness_clock());
         lws_rx_flow_control(wsi, 0);
     }
     return 0;
@@ -820,7 +880,7 @@ static int on_writeable(ws_tp *tp, struct lws *wsi)
         int w = lws_write(wsi, (unsigned char *)tp->wbuf.data + LWS_PRE, n,
                           tp->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
         if (w < 0) return -1;
-        tp->last_tx = now_us();
+        sr__liveness_tx(&tp->live, sr__liveness_clock());
         tp->wbuf.len = 0;
         if (tp->wbuf.cap > BUF_KEEP) sr__buf_free(&tp->wbuf);
         if (sr__transport_pending(&tp->base) || tp->closing) lws_callback_on_writable(wsi);
@@ -983,7 +1043,38 @@ static void *io_main(void *arg)
     return NULL;
 }
 
-struct sr_ws_io *sr__ws_io_new(sr_loop *loop, sr_error *err)
+static void io_free(void *self);
+static void io_resume(void *self);
+
+/* The resolver's locks. 0, or -1 with nothing left initialised. */
+static int resolver_init(struct sr_ws_io *io)
+{
+    pthread_condattr_t ca;
+    int ok = 0;
+    if (pthread_mutex_init(&io->rmu, NULL) != 0) return -1;
+    if (pthread_condattr_init(&ca) == 0) {
+        /* The test delay waits on the monotonic clock. */
+        if (pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 &&
+            pthread_cond_init(&io->rjob, NULL) == 0) {
+            if (pthread_cond_init(&io->rwake, &ca) == 0)
+                ok = 1;
+            else
+                pthread_cond_destroy(&io->rjob);
+        }
+        pthread_condattr_destroy(&ca);
+    }
+    if (!ok) pthread_mutex_destroy(&io->rmu);
+    return ok ? 0 : -1;
+}
+
+static void resolver_destroy(struct sr_ws_io *io)
+{
+    pthread_cond_destroy(&io->rjob);
+    pthread_cond_destroy(&io->rwake);
+    pthread_mutex_destroy(&io->rmu);
+}
+
+static int io_new(sr_loop *loop, sr_loop_service *svc, sr_error *err)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     struct lws_context_creation_info info;
@@ -991,16 +1082,25 @@ struct sr_ws_io *sr__ws_io_new(sr_loop *loop, sr_error *err)
 
     if (!io) {
         set_err(err, SR_ENOMEM, "%s", "out of memory");
-        return NULL;
+        return -1;
     }
     io->loop = loop;
-    io->refs = 1;
     if (pthread_mutex_init(&io->mu, NULL) != 0) {
         free(io);
         set_err(err, SR_ENOMEM, "%s", "pthread_mutex_init failed");
-        return NULL;
+        return -1;
+    }
+    if (resolver_init(io) != 0) {
+        pthread_mutex_destroy(&io->mu);
+        free(io);
+        set_err(err, SR_ENOMEM, "%s", "pthread_cond_init failed");
+        return -1;
     }
     pthread_once(&once, log_setup);
+    {
+        const char *delay = getenv(RESOLVE_DELAY_ENV);
+        io->delay_ms = delay && *delay ? atol(delay) : 0;
+    }
 
     memset(&info, 0, sizeof info);
     info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
@@ -1034,7 +1134,10 @@ struct sr_ws_io *sr__ws_io_new(sr_loop *loop, sr_error *err)
         set_err(err, SR_ETRANSPORT, "%s", "cannot start the WebSocket thread");
         goto fail;
     }
-    return io;
+    svc->self = io;
+    svc->resume = io_resume;
+    svc->free = io_free;
+    return 0;
 fail:
     if (io->ctx) {
         pthread_mutex_lock(&g_ctx_mu);
@@ -1042,25 +1145,31 @@ fail:
         g_live_ctx--;
         pthread_mutex_unlock(&g_ctx_mu);
     }
+    resolver_destroy(io);
     pthread_mutex_destroy(&io->mu);
     free(io);
-    return NULL;
+    return -1;
 }
 
-void sr__ws_io_free(struct sr_ws_io *io)
+static void io_free(void *self)
 {
-    if (!io) return;
+    struct sr_ws_io *io = self;
     pthread_mutex_lock(&io->mu);
     io->stop = 1;
     if (!io->dead) lws_cancel_service(io->ctx);
     pthread_mutex_unlock(&io->mu);
+    /* The I/O thread first: it starts resolver threads, and it lets go of
+     * every transport. Lookups finishing meanwhile find it dead. */
     pthread_join(io->thread, NULL);
-    io_unref(io);
+    resolver_stop(io);
+    resolver_destroy(io);
+    pthread_mutex_destroy(&io->mu);
+    free(io);
 }
 
-void sr__ws_io_resume(struct sr_ws_io *io)
+static void io_resume(void *self)
 {
-    if (!io) return;
+    struct sr_ws_io *io = self;
     pthread_mutex_lock(&io->mu);
     io->resume = 1;
     if (!io->dead && !io->woken) {
@@ -1190,9 +1299,9 @@ static int copy_cfg(ws_tp *tp, const sr_transport_cfg *cfg)
     size_t i;
     tp->binary = cfg->binary;
     tp->tls_no_verify = cfg->tls_no_verify;
-    tp->ka_us = ms_to_us(cfg->keepalive_ms);
-    tp->srv_us = ms_to_us(cfg->server_timeout_ms);
-    tp->hs_us = ms_to_us(cfg->handshake_timeout_ms);
+    /* No ping bytes, no pings. */
+    sr__liveness_init(&tp->live, cfg->ping && cfg->ping_len ? cfg->keepalive_ms : 0,
+                      cfg->server_timeout_ms, cfg->handshake_timeout_ms);
     if ((cfg->ca_file && !(tp->ca_file = strdup(cfg->ca_file))) ||
         (cfg->cert_file && !(tp->cert_file = strdup(cfg->cert_file))) ||
         (cfg->key_file && !(tp->key_file = strdup(cfg->key_file))))
@@ -1218,12 +1327,10 @@ static int copy_cfg(ws_tp *tp, const sr_transport_cfg *cfg)
     if (!tp->hs) return -1;
     if (tp->hs_len) memcpy(tp->hs + LWS_PRE, cfg->handshake, tp->hs_len);
     tp->ping_len = cfg->ping ? cfg->ping_len : 0;
-    if (tp->ping_len == 0)
-        tp->ka_us = 0;
-    else if (!(tp->ping = malloc(tp->ping_len)))
-        return -1;
-    else
+    if (tp->ping_len) {
+        if (!(tp->ping = malloc(tp->ping_len))) return -1;
         memcpy(tp->ping, cfg->ping, tp->ping_len);
+    }
     return 0;
 }
 
@@ -1258,7 +1365,7 @@ sr_transport *sr__ws_transport_new(sr_loop *loop, const sr_transport_cfg *cfg,
         set_err(err, SR_ENOMEM, "%s", "out of memory");
         goto fail;
     }
-    io = sr__loop_ws_io(loop, err);
+    io = sr__loop_service(loop, &io_key, io_new, err);
     if (!io) goto fail;
     tp->io = io;
     sr__transport_ref(&tp->base); /* the I/O side's */

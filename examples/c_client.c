@@ -112,7 +112,7 @@ static int call(sr_loop *loop, sr_conn *c, app *a, const char *target, sr_value 
 int main(int argc, char **argv)
 {
     sr_error err;
-    sr_conn_options opts;
+    sr_options *opts;
     app a = {0, 0, 0};
     sr_loop *loop;
     sr_conn *c;
@@ -128,10 +128,17 @@ int main(int argc, char **argv)
         fprintf(stderr, "loop: %s\n", err.message);
         return 1;
     }
-    memset(&opts, 0, sizeof opts);
-    opts.url = argv[1];
-    opts.log_level = SR_LOG_NONE;
-    c = sr_conn_new(loop, &opts, &err);
+    /* The options are copied by sr_conn_new, so they can go at once. */
+    opts = sr_options_new();
+    if (!opts || sr_options_set_url(opts, argv[1]) != SR_OK) {
+        fprintf(stderr, "options: bad URL or out of memory\n");
+        sr_options_free(opts);
+        sr_loop_free(loop);
+        return 1;
+    }
+    sr_options_set_log(opts, SR_LOG_NONE, NULL, NULL);
+    c = sr_conn_new(loop, opts, &err);
+    sr_options_free(opts);
     if (!c) {
         fprintf(stderr, "connection: %s\n", err.message);
         sr_loop_free(loop);

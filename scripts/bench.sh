@@ -1,7 +1,23 @@
 #!/bin/sh
-# Start the test hub, run bench/bench.lua against it, stop the hub.
+# Benchmarks against the test hub.
+#   sh scripts/bench.sh [args]            bench/bench.lua: throughput, latency, idle memory
+#   sh scripts/bench.sh churn [args]      bench/churn.lua: start/stop, reconnect and
+#                                         build/drop cycles; RSS, fds, threads, registry
+#   sh scripts/bench.sh reconnect [args]  bench/reconnect_latency.lua: hub restart ->
+#                                         on_reconnected (starts and restarts its own hub)
+# The first two start the hub and pass its URL; args go to the Lua script.
+# BUILD picks the build directory (default build), as in scripts/env.sh.
 set -e
 cd "$(dirname "$0")/.."
 . scripts/env.sh
 ulimit -n 65536 2>/dev/null || ulimit -n 4096 2>/dev/null || true
-exec lua5.4 scripts/with_hub.lua lua5.4 bench/bench.lua '{hub}' "$@"
+case "$1" in
+  churn)
+    shift
+    exec lua5.4 scripts/with_hub.lua lua5.4 bench/churn.lua '{hub}' "$@" ;;
+  reconnect)
+    shift
+    exec lua5.4 bench/reconnect_latency.lua "$@" ;;
+  *)
+    exec lua5.4 scripts/with_hub.lua lua5.4 bench/bench.lua '{hub}' "$@" ;;
+esac

@@ -11,14 +11,31 @@
 --   H.start_hub(opts) -> hub   opts: port, tls, https_port, env, verbose, timeout
 --     hub.url, hub.port, hub.https_url, hub.https_port, hub.pid,
 --     hub.addresses, hub.log_file, hub.dir
---     hub:stop([timeout]) hub:kill() hub:restart() hub:alive() hub:log()
+--     hub:stop([timeout]) hub:kill() hub:restart() hub:start() hub:alive()
+--     hub:pause() hub:resume() (SIGSTOP/SIGCONT) hub:log()
+--     hub:restart() and hub:start() keep the same port(s)
 --   H.shared_hub() -> hub      one per process; restarted if not running
 --   H.tls_material() -> { ca_file, cert_file, key_file, other_ca_file, dir }
 --   H.free_port() -> port      unused loopback port in 20000-32000
 --   H.wait_until(pred, timeout=5, interval=0.05) -> pred value | false
 --   H.sleep(sec), H.now()      (H.sleep may be replaced, e.g. by signalr.sleep)
 --   H.http(method, url, opts) -> status, body   (curl)
---   H.cleanup()                stop all hubs, remove temp dirs (automatic)
+--   H.cleanup()                stop all hubs and proxies, remove temp dirs (automatic)
+--   H.start_proxy(target_port, opts) -> proxy   a loopback TCP proxy
+--     (spec/tools/cutproxy.c, built with cc on demand) that the spec controls:
+--     proxy.port, proxy.url_base; proxy:url(path) -> "http://127.0.0.1:PORT" .. path
+--     proxy:cut()            reset (RST) every live connection at once
+--     proxy:close_all()      close every live connection gracefully (FIN)
+--     proxy:refuse(bool)     reset new connections at once / accept again
+--     proxy:pause()          freeze: forward nothing, pass no reset, keep sockets
+--     proxy:resume()         forward again (and pass on what happened meanwhile)
+--     proxy:stats() -> { accepted, live, cut, refused, up, down, paused, refusing }
+--     proxy:stop()  proxy:alive()  proxy:command(line) -> answer lines
+--     opts.port (listen port, default any), opts.target_host ("127.0.0.1")
+--   H.proxy_bin() -> path      build the proxy (once; rebuilt when the source changes)
+--   H.pump(sec)                drive signalr events for `sec` seconds (signalr.poll)
+--   H.wait_for(pred, timeout)  H.wait_until that drives signalr events meanwhile
+--   H.mono()                   cheap monotonic seconds (/proc/uptime)
 --   H.root, H.hub_dll, H.pid_alive(pid), H.tail(text, n), H.shell_quote(s)
 --
 -- Hubs (see spec/hub/TestHub.cs): /testhub, /statefulhub (stateful
@@ -86,6 +103,16 @@ function H.now()
   return tonumber(out) or os.time()
 end
 
+-- A cheap monotonic clock in seconds (10 ms resolution; /proc/uptime,
+-- no process spawned), for tight waiting loops.
+function H.mono()
+  local f = io.open("/proc/uptime", "r")
+  if not f then return H.now() end
+  local v = f:read("n")
+  f:close()
+  return v or H.now()
+end
+
 -- Sleep `sec` seconds. Replaceable (e.g. H.sleep = signalr.sleep).
 function H.sleep(sec)
   os.execute("sleep " .. string.format("%.3f", sec))
@@ -129,6 +156,7 @@ if not S then
     built = false,
     shared = nil,       -- the shared hub
     hubs = {},          -- every hub started (strong refs, for cleanup)
+    proxies = {},       -- every proxy started (for cleanup)
     temp_dirs = {},     -- removed at exit
     tls = nil,          -- H.tls_material() result
     -- pid of this Lua process (parent of the popen'ed shell)
@@ -471,6 +499,16 @@ function Hub:restart()
   return self:_start()
 end
 
+-- Start again on the same port(s) after kill()/stop(); no-op when running.
+function Hub:start()
+  if pid_alive(self.pid) then
+    if proc_state(self.pid) == "T" then self:resume() end
+    return self
+  end
+  self.running = false
+  return self:_start()
+end
+
 function Hub:alive()
   return pid_alive(self.pid)
 end
@@ -512,8 +550,215 @@ function H.shared_hub()
   return S.shared
 end
 
--- Stop every hub this process started and remove temp dirs. Idempotent.
+
+---------------------------------------------------------------------------
+-- the loopback proxy (spec/tools/cutproxy.c)
+---------------------------------------------------------------------------
+
+local function build_dir()
+  local b = os.getenv("BUILD")
+  if b == nil or b == "" then b = "build" end
+  if b:sub(1, 1) ~= "/" then b = H.root .. "/" .. b end
+  return b .. "/spec-tools"
+end
+
+-- Build spec/tools/cutproxy.c into $BUILD/spec-tools/ (once per process;
+-- again when the source is newer than the binary). Returns the path.
+function H.proxy_bin()
+  if S.proxy_bin then return S.proxy_bin end
+  local dir = build_dir()
+  local bin = dir .. "/cutproxy"
+  local src = H.root .. "/spec/tools/cutproxy.c"
+  if not run("test -x " .. q(bin) .. " && test ! " .. q(src) .. " -nt " .. q(bin)) then
+    local log = os.tmpname()
+    local cc = os.getenv("CC")
+    if cc == nil or cc == "" then cc = "cc" end
+    local tmp = bin .. ".tmp" .. tostring(MY_PID)
+    local cmd = "mkdir -p " .. q(dir) .. " && " .. cc .. " -O1 -g -std=c99 -Wall -Wextra -o " .. q(tmp)
+      .. " " .. q(src) .. " > " .. q(log) .. " 2>&1 && mv -f " .. q(tmp) .. " " .. q(bin)
+    local ok = run(cmd)
+    local output = read_file(log) or ""
+    os.remove(log)
+    if not ok then error("building the proxy failed (" .. cmd .. "):\n" .. tail(output, 40), 2) end
+  end
+  S.proxy_bin = bin
+  return bin
+end
+
+local Proxy = {}
+Proxy.__index = Proxy
+
+local function proxy_sleep()
+  os.execute("sleep 0.005")
+end
+
+-- Send one command line; wait (up to 5 s) for its "ok <n>" / "error <n>"
+-- answer. Returns the answer lines (any "stats ..." line comes first).
+function Proxy:command(line)
+  if not self.pipe then error("proxy is stopped", 2) end
+  self.n = self.n + 1
+  local n = self.n
+  self.pipe:write(line, "\n")
+  self.pipe:flush()
+  local deadline = os.time() + 6
+  while true do
+    local text = read_file(self.out_file) or ""
+    local from = self.out_seen
+    local lines, done, failed = {}, false, nil
+    for l in text:sub(from + 1):gmatch("[^\n]+") do
+      lines[#lines + 1] = l
+      local tag, num = l:match("^(%a+) (%d+)")
+      if tonumber(num) == n and (tag == "ok" or tag == "error") then
+        done = true
+        if tag == "error" then failed = l end
+        break
+      end
+    end
+    if done then
+      -- everything up to and including the answer is consumed
+      local consumed = 0
+      for _, l in ipairs(lines) do consumed = consumed + #l + 1 end
+      self.out_seen = from + consumed
+      if failed then error("proxy: " .. failed, 2) end
+      return lines
+    end
+    if not pid_alive(self.pid) then
+      error("proxy died; its stderr:\n" .. file_tail(self.err_file, 20), 2)
+    end
+    if os.time() > deadline then error("proxy did not answer '" .. line .. "'", 2) end
+    proxy_sleep()
+  end
+end
+
+function Proxy:cut() self:command("cut"); return self end
+function Proxy:close_all() self:command("close"); return self end
+function Proxy:pause() self:command("pause"); return self end
+function Proxy:resume() self:command("resume"); return self end
+
+function Proxy:refuse(on)
+  self:command(on == false and "refuse off" or "refuse on")
+  return self
+end
+
+function Proxy:stats()
+  local t = {}
+  for _, l in ipairs(self:command("stats")) do
+    if l:match("^stats ") then
+      for k, v in l:gmatch("(%a+)=(%d+)") do t[k] = tonumber(v) end
+    end
+  end
+  return t
+end
+
+function Proxy:url(path)
+  return self.url_base .. (path or "")
+end
+
+function Proxy:alive()
+  return self.pipe ~= nil and pid_alive(self.pid)
+end
+
+-- Stop the proxy: every live connection is reset.
+function Proxy:stop()
+  if not self.pipe then return self end
+  local pipe = self.pipe
+  self.pipe = nil
+  pcall(pipe.write, pipe, "quit\n")
+  pcall(pipe.flush, pipe)
+  -- wait for it to go (the pipe's write end may be inherited by other
+  -- children, so end-of-input alone is not enough)
+  local deadline = os.time() + 3
+  while pid_alive(self.pid) and os.time() <= deadline do proxy_sleep() end
+  if pid_alive(self.pid) then run("kill -KILL " .. self.pid .. " 2>/dev/null") end
+  pcall(pipe.close, pipe)
+  return self
+end
+
+-- H.start_proxy(target_port, opts) -> proxy (see the header)
+function H.start_proxy(target_port, opts)
+  opts = opts or {}
+  assert(tonumber(target_port), "start_proxy: target port expected")
+  local bin = H.proxy_bin()
+  local dir = mktemp_dir("proxy")
+  local self = setmetatable({
+    dir = dir,
+    port_file = dir .. "/port",
+    pid_file = dir .. "/pid",
+    out_file = dir .. "/out",
+    err_file = dir .. "/err",
+    target_port = tonumber(target_port),
+    n = 0,
+    out_seen = 0,
+  }, Proxy)
+  local args = " -f " .. q(self.port_file)
+  if opts.port then args = args .. " -p " .. tonumber(opts.port) end
+  if opts.target_host then args = args .. " -h " .. q(opts.target_host) end
+  -- `exec`: the proxy's parent is this Lua process, so it notices when we
+  -- are gone (end of input, or a new parent).
+  local cmd = "unset LD_PRELOAD; echo $$ > " .. q(self.pid_file) .. "; exec " .. q(bin) .. args .. " "
+    .. tonumber(target_port) .. " > " .. q(self.out_file) .. " 2> " .. q(self.err_file)
+  self.pipe = assert(io.popen(cmd, "w"))
+  S.proxies = S.proxies or {}
+  S.proxies[#S.proxies + 1] = self
+  local deadline = os.time() + 10
+  while true do
+    local port = tonumber(read_file(self.port_file) or "")
+    if port then
+      self.port = port
+      self.pid = tonumber(read_file(self.pid_file) or "")
+      break
+    end
+    if os.time() > deadline then
+      self:stop()
+      error("proxy did not start; its stderr:\n" .. file_tail(self.err_file, 20), 2)
+    end
+    proxy_sleep()
+  end
+  self.url_base = "http://127.0.0.1:" .. self.port
+  return self
+end
+
+---------------------------------------------------------------------------
+-- driving signalr while waiting
+---------------------------------------------------------------------------
+
+local function signalr_poll()
+  local ok, signalr = pcall(require, "signalr")
+  if ok and type(signalr) == "table" and signalr.poll then return signalr.poll end
+  return nil
+end
+
+-- Drive signalr events for `sec` seconds (a plain sleep without signalr).
+function H.pump(sec)
+  local poll = signalr_poll()
+  if not poll then return H.sleep(sec) end
+  local deadline = H.mono() + sec
+  repeat
+    local left = deadline - H.mono()
+    if left > 0 then poll(math.min(left, 0.05)) end
+  until H.mono() >= deadline
+end
+
+-- Like H.wait_until, but drives signalr events (signalr.poll) between the
+-- checks instead of sleeping. Returns pred's truthy value or false.
+function H.wait_for(pred, timeout)
+  local poll = signalr_poll()
+  if not poll then return H.wait_until(pred, timeout) end
+  local deadline = H.mono() + (timeout or 5)
+  while true do
+    local v = pred()
+    if v then return v end
+    if H.mono() >= deadline then return false end
+    poll(0.02)
+  end
+end
+
+-- Stop every hub and proxy this process started and remove temp dirs.
+-- Idempotent.
 function H.cleanup()
+  local proxies = S.proxies or {}
+  S.proxies = {}
+  for _, p in ipairs(proxies) do pcall(p.stop, p) end
   local hubs = S.hubs
   S.hubs, S.shared = {}, nil
   for _, hub in ipairs(hubs) do

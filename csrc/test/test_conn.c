@@ -139,16 +139,16 @@ static sr_loop *loop;
  * default), its close and invocation callbacks set. */
 static sr_conn *new_conn(size_t max_message_size)
 {
-    sr_conn_options o;
+    sr_options *o = sr_options_new();
     sr_error err;
-    sr_conn *c;
-    memset(&o, 0, sizeof o);
-    o.url = "http://memory/hub";
-    o.skip_negotiation = 1;
-    o.transports = SR_TRANSPORT_WEBSOCKETS;
-    o.log_level = SR_LOG_NONE;
-    o.max_message_size = max_message_size;
-    c = sr_conn_new(loop, &o, &err);
+    sr_conn *c = NULL;
+    if (o && sr_options_set_url(o, "http://memory/hub") == SR_OK &&
+        sr_options_set_skip_negotiation(o, 1) == SR_OK &&
+        sr_options_set_transports(o, SR_TRANSPORT_WEBSOCKETS) == SR_OK &&
+        sr_options_set_log(o, SR_LOG_NONE, NULL, NULL) == SR_OK &&
+        sr_options_set_max_message_size(o, max_message_size) == SR_OK)
+        c = sr_conn_new(loop, o, &err);
+    sr_options_free(o);
     if (!c) return NULL;
     sr__conn_set_ws_factory(c, mem_new);
     reset(&closed);

@@ -2,9 +2,12 @@
  * test_ws.c - the WebSocket transport against a libwebsockets server run on
  * a thread of this process (127.0.0.1, port 0), and a raw socket server for
  * the cases an lws server will not produce (an HTTP 404 on the upgrade, a
- * server that accepts and never answers).
+ * server that accepts and never answers); the resolver threads under a fake
+ * slow DNS (SR_TEST_RESOLVE_DELAY_MS); the generic drain upcall over an
+ * in-memory kind and over WebSockets.
  */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <netdb.h>
@@ -25,6 +28,7 @@
 #include "harness.h"
 #include "loop.h"
 #include "transport.h"
+#include "transport_kind.h"
 
 #define HANDSHAKE "{\"protocol\":\"json\",\"version\":1}\x1e"
 #define PING "{\"type\":6}\x1e"
@@ -372,7 +376,7 @@ static int closed_port(void)
 /* ================================================================ client */
 
 typedef struct cli {
-    int opened, closed, data_before_open, after_close;
+    int opened, closed, data_before_open, after_close, drains;
     int code;
     long status;
     int err_null;
@@ -414,7 +418,15 @@ static void c_close(void *ud, sr_transport *tp, const sr_error *err)
     }
 }
 
-static const sr_transport_upcalls ups = {c_open, c_data, c_close};
+static void c_drain(void *ud, sr_transport *tp)
+{
+    cli *c = ud;
+    (void)tp;
+    if (c->closed) c->after_close++;
+    c->drains++;
+}
+
+static const sr_transport_upcalls ups = {c_open, c_data, c_close, c_drain};
 
 static void cfg_init(sr_transport_cfg *cfg, const char *url)
 {
@@ -1104,6 +1116,241 @@ TEST(t_address_fallback)
     sr__buf_free(&c.data);
 }
 
+/* -------------------------------------------------------------- resolver */
+
+/* Threads of this process, from /proc/self/task. */
+static int count_threads(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *e;
+    int n = 0;
+    if (!d) return -1;
+    while ((e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.') n++;
+    closedir(d);
+    return n;
+}
+
+/* A loop whose WebSocket back end fakes a DNS server that takes ms to
+ * answer (the variable is read when the back end starts, i.e. by the first
+ * sr__ws_transport_new on the loop, made here). */
+static sr_loop *slow_dns_loop(const char *ms, const sr_transport_cfg *cfg, cli *c,
+                              sr_transport **tp)
+{
+    sr_error err;
+    sr_loop *loop = sr_loop_new(&err);
+    setenv("SR_TEST_RESOLVE_DELAY_MS", ms, 1);
+    *tp = sr__ws_transport_new(loop, cfg, &ups, c, &err);
+    unsetenv("SR_TEST_RESOLVE_DELAY_MS");
+    return loop;
+}
+
+/* The host frees its transports and the loop while lookups are in progress
+ * (the crash of a host that closed its lua_State, unloading our code, while
+ * a detached resolver thread still ran): sr_loop_free cuts the lookups
+ * short and joins every thread, so no thread of ours is left. */
+TEST(t_resolver_join)
+{
+    sr_transport_cfg cfg;
+    sr_transport *tp, *tp2;
+    sr_error err;
+    cli c;
+    sr_loop *loop;
+    int before = count_threads();
+    uint64_t t0;
+    memset(&c, 0, sizeof c);
+    cfg_init(&cfg, "ws://localhost:1/hub");
+    loop = slow_dns_loop("10000", &cfg, &c, &tp);
+    CHECK(tp);
+    cfg_init(&cfg, "ws://two-addrs.test:1/hub");
+    tp2 = sr__ws_transport_new(loop, &cfg, &ups, &c, &err);
+    CHECK(tp2);
+    /* The WebSocket thread and one resolver thread per lookup. */
+    WAIT(loop, count_threads() >= before + 3, 5000);
+    CHECK(count_threads() == before + 3);
+    sr__transport_release(tp2);
+    WAIT(loop, 0, 50);
+    sr__transport_release(tp);
+    t0 = now_ms();
+    sr_loop_free(loop);
+    if (g_verbose) printf("     sr_loop_free: %llu ms\n", (unsigned long long)(now_ms() - t0));
+    CHECK(now_ms() - t0 < 2000); /* not the 10 s of the lookups */
+    CHECK(count_threads() == before);
+    CHECK(!c.opened && !c.closed);
+}
+
+/* A slow lookup still connects; one whose transport was released meanwhile
+ * is dropped (never connects), and the loop goes on. */
+TEST(t_resolver_delay)
+{
+    char url[256];
+    sr_transport_cfg cfg;
+    sr_transport *tp, *tp2;
+    sr_error err;
+    cli c, c2;
+    uint64_t t0;
+    srv *s = srv_start(SRV_ECHO, NULL, NULL);
+    sr_loop *loop;
+    memset(&c, 0, sizeof c);
+    memset(&c2, 0, sizeof c2);
+    snprintf(url, sizeof url, "ws://localhost:%d/hub", s->port);
+    cfg_init(&cfg, url);
+    loop = slow_dns_loop("300", &cfg, &c, &tp);
+    CHECK(tp);
+    sr__transport_release(tp); /* its lookup is dropped */
+    t0 = now_ms();
+    tp2 = sr__ws_transport_new(loop, &cfg, &ups, &c2, &err);
+    CHECK(tp2);
+    WAIT(loop, c2.opened || c2.closed, 10000);
+    CHECK(c2.opened && !c2.closed);
+    CHECK(c2.t_open - t0 >= 290);
+    WAIT(loop, 0, 300);
+    CHECK(srv_int(s, &s->conns_total) == 1);
+    CHECK(!c.opened && !c.closed);
+    sr__transport_release(tp2);
+    sr_loop_free(loop);
+    srv_stop(s);
+    sr__buf_free(&c2.data);
+}
+
+/* ----------------------------------------------------------------- drain */
+
+/* A kind that does nothing: the test plays its I/O side. */
+static void mem_noop(sr_transport *tp)
+{
+    (void)tp;
+}
+
+static const sr_transport_ops mem_ops = {"Memory", mem_noop, mem_noop, mem_noop, NULL};
+
+static sr_transport *mem_new(sr_loop *loop, cli *c)
+{
+    sr_transport *tp = calloc(1, sizeof *tp);
+    if (tp && sr__transport_init(tp, &mem_ops, loop, &ups, c, 0) != 0) {
+        free(tp);
+        return NULL;
+    }
+    return tp;
+}
+
+static void pump(sr_loop *loop)
+{
+    while (sr_loop_dispatch(loop, 0) > 0)
+        ;
+}
+
+/* on_drain runs once per SR_EFULL episode, on the host thread, after the
+ * I/O side took the queue; never without an SR_EFULL, after on_close or
+ * after release. */
+TEST(t_drain_mem)
+{
+    sr_error err;
+    sr_loop *loop = sr_loop_new(&err);
+    sr_buf spare = SR_BUF_INIT;
+    char *big = calloc(1, SR_SEND_MAX);
+    sr_transport *tp;
+    cli c;
+    memset(&c, 0, sizeof c);
+    tp = mem_new(loop, &c);
+    CHECK(tp && big);
+    /* No SR_EFULL, no drain. */
+    CHECK(sr__transport_send(tp, "{}\x1e", 3) == SR_OK);
+    CHECK(sr__transport_take(tp, &spare) == 3);
+    spare.len = 0;
+    pump(loop);
+    CHECK(c.drains == 0);
+    /* Full: two refusals, one drain, once the I/O side took the queue. */
+    CHECK(sr__transport_send(tp, big, SR_SEND_MAX - 10) == SR_OK);
+    CHECK(sr__transport_send(tp, big, 11) == SR_EFULL);
+    CHECK(sr__transport_send(tp, big, 20) == SR_EFULL);
+    pump(loop);
+    CHECK(c.drains == 0);
+    CHECK(sr__transport_take(tp, &spare) == SR_SEND_MAX - 10);
+    spare.len = 0;
+    CHECK(c.drains == 0); /* posted, not run: upcalls run in dispatch */
+    pump(loop);
+    CHECK(c.drains == 1);
+    CHECK(sr__transport_send(tp, big, 11) == SR_OK);
+    CHECK(sr__transport_take(tp, &spare) == 11);
+    spare.len = 0;
+    pump(loop);
+    CHECK(c.drains == 1);
+    /* Full, then closed: on_close runs, on_drain does not. */
+    CHECK(sr__transport_send(tp, big, SR_SEND_MAX) == SR_OK);
+    CHECK(sr__transport_send(tp, "x", 1) == SR_EFULL);
+    sr__transport_post_closed(tp, SR_ETRANSPORT, 0, "gone");
+    pump(loop);
+    CHECK(c.closed == 1);
+    CHECK(sr__transport_take(tp, &spare) == SR_SEND_MAX);
+    spare.len = 0;
+    pump(loop);
+    CHECK(c.drains == 1 && c.after_close == 0);
+    sr__transport_release(tp);
+
+    /* Full, then released: nothing runs (the test keeps the I/O side's
+     * reference to take the queue after the release). */
+    memset(&c, 0, sizeof c);
+    tp = mem_new(loop, &c);
+    CHECK(tp);
+    CHECK(sr__transport_send(tp, big, SR_SEND_MAX) == SR_OK);
+    CHECK(sr__transport_send(tp, "x", 1) == SR_EFULL);
+    sr__transport_ref(tp);
+    sr__transport_release(tp);
+    sr__transport_take(tp, &spare);
+    pump(loop);
+    CHECK(c.drains == 0);
+    sr__transport_unref(tp);
+
+    /* Drain posted, loop freed before dispatch: discarded, nothing leaks. */
+    memset(&c, 0, sizeof c);
+    tp = mem_new(loop, &c);
+    CHECK(tp);
+    CHECK(sr__transport_send(tp, big, SR_SEND_MAX) == SR_OK);
+    CHECK(sr__transport_send(tp, "x", 1) == SR_EFULL);
+    sr__transport_take(tp, &spare);
+    sr__transport_release(tp);
+    sr_loop_free(loop);
+    CHECK(c.drains == 0);
+    sr__buf_free(&spare);
+    free(big);
+}
+
+/* Over WebSockets: the host fills the queue (while connecting, or faster
+ * than the socket takes it) until a send is refused; on_drain follows once
+ * the I/O thread took the queue. */
+TEST(t_drain_ws)
+{
+    char url[256];
+    sr_transport_cfg cfg;
+    sr_transport *tp;
+    sr_error err;
+    cli c;
+    char *big = calloc(1, SR_SEND_MAX);
+    srv *s = srv_start(SRV_SILENT, NULL, NULL);
+    sr_loop *loop = sr_loop_new(&err);
+    memset(&c, 0, sizeof c);
+    snprintf(url, sizeof url, "ws://127.0.0.1:%d/hub", s->port);
+    cfg_init(&cfg, url);
+    tp = sr__ws_transport_new(loop, &cfg, &ups, &c, &err);
+    CHECK(tp && big);
+    {
+        /* The I/O thread may take the queue between two sends; then lws
+         * holds the batch until the socket took it, and the queue refills. */
+        int r = sr__transport_send(tp, big, SR_SEND_MAX - 10), i;
+        for (i = 0; i < 4096 && r == SR_OK; i++)
+            r = sr__transport_send(tp, big, 1u << 20);
+        CHECK(r == SR_EFULL);
+    }
+    WAIT(loop, c.drains || c.closed, 20000);
+    CHECK(c.drains == 1 && c.opened && !c.closed);
+    CHECK(sr__transport_send(tp, big, 11) == SR_OK);
+    sr__transport_release(tp);
+    sr_loop_free(loop);
+    srv_stop(s);
+    free(big);
+    sr__buf_free(&c.data);
+}
+
 /* ------------------------------------------------------------------- TLS */
 
 static char g_tls_dir[64];
@@ -1229,6 +1476,10 @@ int main(int argc, char **argv)
     R(t_localhost);
     R(t_address_fallback);
     R(t_tls);
+    R(t_resolver_join);
+    R(t_resolver_delay);
+    R(t_drain_mem);
+    R(t_drain_ws);
     sr_loop_free(keeper);
     DONE();
 }

@@ -335,6 +335,30 @@ local function dispatch_state(self, _, new)
   if new == "disconnected" then active[self] = nil end
 end
 
+local function dispatch_reconnecting(self, err)
+  local list = self._reconnecting
+  if #list > 0 then
+    start_managed(self._on_coroutine_error, run_callbacks, self, list, "on_reconnecting", err)
+  end
+end
+
+local function dispatch_reconnected(self, connection_id)
+  local list = self._reconnected
+  if #list > 0 then
+    start_managed(self._on_coroutine_error, run_callbacks, self, list, "on_reconnected", connection_id)
+  end
+end
+
+-- The core refused a send because a bounded buffer is full (the transport's
+-- send queue, or the stateful-reconnect buffer): wait until it has room.
+-- Raises kind "closed" when the connection ends first.
+local function wait_writable(self)
+  local w = waiter()
+  self._c:wait_writable(w.k)
+  local err = await(w)
+  if err ~= nil then error(err, 0) end
+end
+
 --- Connect; returns when connected, raises the error object on failure.
 function methods:start()
   local w = waiter()
@@ -357,16 +381,18 @@ end
 function methods:invoke(method, ...)
   if type(method) ~= "string" then usage("invoke: the method name must be a string, got %s", type(method)) end
   local w = waiter()
-  self._c:invoke(method, w.k, ...)
+  while self._c:invoke(method, w.k, ...) == false do wait_writable(self) end
   local err, result = await(w)
   if err ~= nil then error(err, 0) end
   return result
 end
 
---- Call a hub method without waiting for it; returns once it is queued.
+--- Call a hub method without waiting for it; returns once it is queued
+--- (after waiting for room when the send buffer is full).
 function methods:send(method, ...)
   if type(method) ~= "string" then usage("send: the method name must be a string, got %s", type(method)) end
-  self._c:send(method, ...)
+  local c = self._c
+  while not c:send(method, ...) do wait_writable(self) end
 end
 
 function methods:stream(method)
@@ -451,12 +477,13 @@ function methods:on_close(fn)
   return add_callback(self, "_close", fn, "on_close")
 end
 
---- fn(err) when automatic reconnection starts (kept for the reconnect issue).
+--- fn(err) when a connection loss starts automatic reconnection.
 function methods:on_reconnecting(fn)
   return add_callback(self, "_reconnecting", fn, "on_reconnecting")
 end
 
---- fn(connection_id) after a reconnect (kept for the reconnect issue).
+--- fn(connection_id) after a successful reconnect (nil when negotiation is
+--- skipped).
 function methods:on_reconnected(fn)
   return add_callback(self, "_reconnected", fn, "on_reconnected")
 end
@@ -474,15 +501,13 @@ end
 
 Connection.__close = methods.close
 
-local function new_connection(opts, logger, extra)
+local function new_connection(opts, logger)
   local self = setmetatable({
     _handlers = {},
     _close = {},
     _reconnecting = {},
     _reconnected = {},
     _logger = logger,
-    _reconnect_policy = extra.reconnect_policy,
-    _stateful_reconnect = extra.stateful_reconnect,
   }, Connection)
   self._on_coroutine_error = coroutine_failed(self)
   local c = core.connection(opts)
@@ -492,6 +517,8 @@ local function new_connection(opts, logger, extra)
   c:on_invocation(function(target, ...) dispatch_invocation(self, target, ...) end)
   c:on_close(function(err) dispatch_close(self, err) end)
   c:on_state(function(old, new) dispatch_state(self, old, new) end)
+  c:on_reconnecting(function(err) dispatch_reconnecting(self, err) end)
+  c:on_reconnected(function(id) dispatch_reconnected(self, id) end)
   return self
 end
 
@@ -539,8 +566,10 @@ function Builder:with_handshake_timeout(seconds)
   return self
 end
 
-function Builder:with_stateful_reconnect()
-  self._stateful = true
+--- with_stateful_reconnect([{ buffer_size = bytes }]): bytes of
+--- unacknowledged messages kept for replay (default 100000).
+function Builder:with_stateful_reconnect(opts)
+  self._stateful, self._stateful_opts = true, opts
   return self
 end
 
@@ -577,7 +606,9 @@ local function check_seconds(v, what)
   return v
 end
 
--- A reconnect policy as a function(ctx) -> seconds or nil.
+-- The core's reconnect option: a list of delays in seconds (the core keeps
+-- them), or a function(ctx) -> seconds or nil that the core calls before
+-- each attempt. An empty list never retries.
 local function reconnect_policy(p)
   if type(p) == "function" then return p end
   if type(p) ~= "table" then
@@ -588,12 +619,35 @@ local function reconnect_policy(p)
   end
   local delays = {}
   for i, d in ipairs(p) do
-    delays[i] = check_seconds(d, "with_automatic_reconnect: delay " .. i)
+    check_seconds(d, "with_automatic_reconnect: delay " .. i)
+    if d == HUGE then usage("with_automatic_reconnect: delay %d must be finite", i) end
+    delays[i] = d
   end
-  if next(p) ~= nil and #delays == 0 then
-    usage("with_automatic_reconnect: a table must be a list of delays or have a next_retry_delay method")
+  for k in pairs(p) do
+    if math.type(k) ~= "integer" or k < 1 or k > #delays then
+      usage("with_automatic_reconnect: a table must be a list of delays or have a next_retry_delay method")
+    end
   end
-  return function(ctx) return delays[ctx.previous_retry_count + 1] end
+  return delays
+end
+
+local function stateful_buffer_size(o)
+  if o == nil then return nil end
+  if type(o) ~= "table" then
+    usage("with_stateful_reconnect: expected nil or a table { buffer_size = bytes }, got %s", type(o))
+  end
+  for k in pairs(o) do
+    if k ~= "buffer_size" then
+      usage("with_stateful_reconnect: unknown option '%s' (only buffer_size)", tostring(k))
+    end
+  end
+  local n = o.buffer_size
+  if n == nil then return nil end
+  if math.type(n) ~= "integer" or n <= 0 then
+    usage("with_stateful_reconnect: buffer_size must be a positive integer number of bytes, got %s",
+      tostring(n))
+  end
+  return n
 end
 
 local URL_OPTIONS = { transports = true, skip_negotiation = true, headers = true, access_token = true,
@@ -694,15 +748,10 @@ function Builder:build()
     opts.handshake_timeout = check_seconds(self._handshake_timeout, "with_handshake_timeout")
   end
 
-  local extra = {}
-  if self._reconnect ~= nil then
-    extra.reconnect_policy = reconnect_policy(self._reconnect)
-    warnings[#warnings + 1] = "with_automatic_reconnect: automatic reconnect is not supported yet; "
-      .. "a lost connection will not be re-established"
-  end
+  if self._reconnect ~= nil then opts.reconnect = reconnect_policy(self._reconnect) end
   if self._stateful then
-    extra.stateful_reconnect = true
-    warnings[#warnings + 1] = "with_stateful_reconnect: not supported yet; ignored"
+    opts.stateful_reconnect = true
+    opts.stateful_buffer_size = stateful_buffer_size(self._stateful_opts)
   end
 
   if logger.level < LEVELS.none then
@@ -716,7 +765,7 @@ function Builder:build()
     opts.log_level = "none"
   end
 
-  local conn = new_connection(opts, logger, extra)
+  local conn = new_connection(opts, logger)
   for _, w in ipairs(warnings) do log(logger, "warning", w) end
   return conn
 end

@@ -75,7 +75,16 @@ builder.Services.AddSignalR(o =>
 // Client results (server -> client invocations with a result) from inside a
 // hub method need more than one parallel invocation per client; only on the
 // dedicated hub so /testhub keeps strict in-order execution.
-.AddHubOptions<ClientResultHub>(o => o.MaximumParallelInvocationsPerClient = 2);
+.AddHubOptions<ClientResultHub>(o => o.MaximumParallelInvocationsPerClient = 2)
+// Short timeouts on /quickhub and /quickstatefulhub only (quick timeout and
+// reconnect specs on the shared hub): the server pings every second (its
+// heartbeat ticks once a second, so shorter intervals act as 1 s) and drops a
+// client silent for 3 s (clients there should ping every second or so).
+.AddHubOptions<QuickHub>(o =>
+{
+    o.KeepAliveInterval = TimeSpan.FromSeconds(1);
+    o.ClientTimeoutInterval = TimeSpan.FromSeconds(3);
+});
 
 // Trivial token auth for /authhub: "Authorization: Bearer <token>" or
 // "?access_token=<token>" with token == AuthConstants.ValidToken.
@@ -105,6 +114,8 @@ app.MapHub<TestHub.TestHub>("/wsonly", o => { Common(o); o.Transports = HttpTran
 app.MapHub<TestHub.TestHub>("/sseonly", o => { Common(o); o.Transports = HttpTransportType.ServerSentEvents; });
 app.MapHub<TestHub.TestHub>("/lponly", o => { Common(o); o.Transports = HttpTransportType.LongPolling; });
 app.MapHub<AuthHub>("/authhub", o => Common(o));
+app.MapHub<QuickHub>("/quickhub", o => Common(o));
+app.MapHub<QuickHub>("/quickstatefulhub", o => { Common(o); o.AllowStatefulReconnects = true; });
 app.MapHub<ClientResultHub>("/clientresulthub", o => Common(o));
 
 // Fake "lying server" endpoints under /fake/{mode} (spec/hub/FakeServer.cs):

@@ -96,6 +96,40 @@ public class TestHub : Hub
         return "ok";
     }
 
+    // Pushes method(1) .. method(count) to the caller from a background task,
+    // delayMs apart, and returns at once: the pushes go on while the caller
+    // sends, invokes or loses its transport (with stateful reconnect they are
+    // buffered by the server and replayed). Stops when the connection is gone
+    // for good. PushesDone(method) tells how many were written.
+    public string StartPush(string method, int count, int delayMs)
+    {
+        var id = Context.ConnectionId;
+        var key = id + "/" + method;
+        Pushed[key] = 0;
+        var conn = TrackingConnections.Get(id);
+        if (conn is null) throw new HubException("connection not tracked");
+        var aborted = conn.ConnectionAborted;
+        _ = Task.Run(async () =>
+        {
+            try
+            {
+                for (var i = 1; i <= count && !aborted.IsCancellationRequested; i++)
+                {
+                    if (delayMs > 0) await Task.Delay(delayMs, aborted);
+                    await conn.WriteAsync(new InvocationMessage(method, new object?[] { i }), aborted);
+                    Pushed[key] = i;
+                }
+            }
+            catch (OperationCanceledException) { }
+        });
+        return "started";
+    }
+
+    private static readonly ConcurrentDictionary<string, int> Pushed = new();
+
+    public int PushesDone(string method) =>
+        Pushed.TryGetValue(Context.ConnectionId + "/" + method, out var n) ? n : 0;
+
     public async Task<string> Broadcast(string method, object? x)
     {
         await Clients.All.SendAsync(method, x);
@@ -207,6 +241,12 @@ public class TestHub : Hub
 // /authhub: needs the token AuthConstants.ValidToken.
 [Authorize]
 public class AuthHub : TestHub
+{
+}
+
+// /quickhub and /quickstatefulhub: short KeepAliveInterval and
+// ClientTimeoutInterval (Program.cs), for quick timeout specs on the shared hub.
+public class QuickHub : TestHub
 {
 }
 
