@@ -44,8 +44,8 @@ end
 -- Drive events until pred() holds; fail (naming the caller's line) after timeout s.
 local function wait_for(pred, timeout, what)
   local line = debug.getinfo(2, "l").currentline
-  assert.is_truthy(H.wait_for(pred, timeout or 10),
-    ("%s: not reached within %s s (line %d)"):format(what or "condition", timeout or 10, line))
+  assert.is_truthy(H.wait_for(pred, timeout or 5),
+    ("%s: not reached within %s s (line %d)"):format(what or "condition", timeout or 5, line))
 end
 
 -- A retry policy: `delay` seconds while previous_retry_count < max, then nil.
@@ -122,7 +122,7 @@ describe("automatic reconnect", function()
 
     log[#log + 1] = "cut"
     proxy:cut()
-    wait_for(function() return #ev.reconnected == 1 end, 10, "on_reconnected")
+    wait_for(function() return #ev.reconnected == 1 end, 5, "on_reconnected")
 
     assert.equals(1, #ev.reconnecting)
     local r = ev.reconnecting[1]
@@ -213,7 +213,7 @@ describe("automatic reconnect", function()
     local before = proxy:stats().refused
     local t0 = H.mono()
     proxy:cut()
-    wait_for(function() return #ev.closed == 1 end, 10, "on_close after the retries")
+    wait_for(function() return #ev.closed == 1 end, 5, "on_close after the retries")
     assert.is_true(H.mono() - t0 >= 0.15, "the second attempt waited its delay")
     assert.equals(2, proxy:stats().refused - before, "exactly two attempts")
     assert.equals(1, #ev.reconnecting)
@@ -227,7 +227,7 @@ describe("automatic reconnect", function()
     conn:start()
     assert.equals("connected", conn.state)
     proxy:cut()
-    wait_for(function() return #ev.reconnected == 1 end, 10, "the second loss reconnects too")
+    wait_for(function() return #ev.reconnected == 1 end, 5, "the second loss reconnects too")
     assert.equals(2, #ev.reconnecting)
     assert.equals(1, #ev.closed)
   end)
@@ -271,7 +271,7 @@ describe("automatic reconnect", function()
     local ev = track(conn)
     conn:start()
     proxy:cut()
-    wait_for(function() return #ev.reconnected == 1 end, 10, "on_reconnected")
+    wait_for(function() return #ev.reconnected == 1 end, 5, "on_reconnected")
     assert.equals(1, p.calls)
     assert.equals(0, p.last)
   end)
@@ -347,7 +347,7 @@ describe("automatic reconnect", function()
     conn:start()
     local id1 = conn.connection_id
     pcall(conn.invoke, conn, "CloseWithErrorReconnect", "going down for a moment")
-    wait_for(function() return #ev.reconnected == 1 end, 10, "on_reconnected")
+    wait_for(function() return #ev.reconnected == 1 end, 5, "on_reconnected")
     assert.equals(1, #ev.reconnecting)
     assert.is_true(is_error(ev.reconnecting[1].err))
     assert.matches("going down for a moment", ev.reconnecting[1].err.message, 1, true)
@@ -399,7 +399,7 @@ describe("automatic reconnect", function()
     wait_for(function() return pending.done end, 2, "the pending call ended")
     assert.equals("closed", pending.err.kind)
     assert.matches(CANCELED, pending.err.message, 1, true)
-    wait_for(function() return #ev.reconnected == 1 end, 15, "on_reconnected once the server runs again")
+    wait_for(function() return #ev.reconnected == 1 end, 10, "on_reconnected once the server runs again")
     assert.are_not.equal(id1, conn.connection_id)
     assert.equals(4, conn:invoke("Add", 2, 2))
     assert.equals(0, #ev.closed)
@@ -418,7 +418,7 @@ describe("automatic reconnect", function()
     proxy:resume()
     assert.is_truthy(noticed, "on_reconnecting after the server timeout")
     assert.equals("timeout", ev.reconnecting[1].err.kind)
-    wait_for(function() return #ev.reconnected == 1 end, 10, "on_reconnected")
+    wait_for(function() return #ev.reconnected == 1 end, 5, "on_reconnected")
     assert.equals(6, conn:invoke("Add", 3, 3))
   end)
 

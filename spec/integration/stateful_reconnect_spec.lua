@@ -35,8 +35,8 @@ end
 -- Drive events until pred() holds; fail (naming the caller's line) after timeout s.
 local function wait_for(pred, timeout, what)
   local line = debug.getinfo(2, "l").currentline
-  assert.is_truthy(H.wait_for(pred, timeout or 10),
-    ("%s: not reached within %s s (line %d)"):format(what or "condition", timeout or 10, line))
+  assert.is_truthy(H.wait_for(pred, timeout or 5),
+    ("%s: not reached within %s s (line %d)"):format(what or "condition", timeout or 5, line))
 end
 
 local function pending_invoke(conn, ...)
@@ -141,7 +141,7 @@ describe("stateful reconnect", function()
     assert.equals("started", conn:invoke("StartPush", "tick", N, 2))
     wait_for(function() return #got >= 100 end, 5, "the first pushes")
     proxy:cut()
-    wait_for(function() return #got >= N end, 10, "every push")
+    wait_for(function() return #got >= N end, 5, "every push")
     assert.equals(N, conn:invoke("PushesDone", "tick"))
     H.pump(0.2) -- a duplicate would come now: no event to wait for
     assert_sequence(got, N, "received by the client")
@@ -186,7 +186,7 @@ describe("stateful reconnect", function()
     assert.is_true(sent >= 10 and sent < 200, "sends wait when 2000 bytes are unacknowledged (sent " .. sent .. ")")
     proxy:cut()
     proxy:resume()
-    wait_for(function() return sent == 200 or failed end, 10, "the sender finished")
+    wait_for(function() return sent == 200 or failed end, 5, "the sender finished")
     assert.is_nil(failed)
     assert.equals(200, conn:invoke("GetRecorded"))
     assert_sequence(conn:invoke("GetRecordedItems"), 200, "recorded on the server")
@@ -202,7 +202,7 @@ describe("stateful reconnect", function()
     conn:start()
     local id = conn.connection_id
     proxy:cut()
-    wait_for(function() return #ev.reconnected == 1 end, 10, "on_reconnected")
+    wait_for(function() return #ev.reconnected == 1 end, 5, "on_reconnected")
     assert.equals(1, #ev.reconnecting)
     assert.are_not.equal(id, conn.connection_id)
     assert.equals(conn.connection_id, conn:invoke("GetConnectionId"))
@@ -247,7 +247,7 @@ describe("stateful reconnect", function()
       local pending = pending_invoke(conn, "Delay", 60000)
       H.pump(0.1) -- let it reach the server (nothing to wait for)
       restart_behind_frozen_proxy()
-      wait_for(function() return #ev.reconnected == 1 end, 15, "on_reconnected")
+      wait_for(function() return #ev.reconnected == 1 end, 10, "on_reconnected")
       assert.equals(1, #ev.reconnecting)
       assert.is_table(ev.reconnecting[1].err)
       assert.equals(0, #ev.closed)
