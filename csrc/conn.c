@@ -378,7 +378,9 @@ static int send_msg(sr_conn *c, const sr_msg *m)
                      (int)(c->enc.len > 900 ? 900 : c->enc.len), c->enc.data);
         rc = sr__transport_send(c->tp, c->enc.data, c->enc.len);
         if (rc == SR_EFULL) c->tp_full = 1;
-        if (rc != SR_OK) return rc;
+        /* A transport that died before its close event arrived: a tracked
+         * message is kept and goes out with the replay after reattaching. */
+        if (rc != SR_OK && !(tracked && rc == SR_ECLOSED)) return rc;
     } else if (!tracked) {
         return SR_ECLOSED;
     }
@@ -714,6 +716,14 @@ static void tp_on_close(void *ud, sr_transport *tp, const sr_error *err)
 
 static const sr_transport_upcalls tp_upcalls = {tp_on_open, tp_on_data, tp_on_close, tp_on_drain};
 
+/* The server turns stateful reconnect on for a connection only when the
+ * handshake asks for protocol version 2 (the version that added Ack and
+ * Sequence); version 1 otherwise, which every server since 2.1 speaks. */
+static int hub_protocol_version(const sr_conn *c)
+{
+    return c->stateful ? 2 : c->protocol->version;
+}
+
 /* Open the WebSocket transport: for an attempt (handshake first), or for a
  * stateful reattach (same connection token, no handshake). */
 static void open_transport(sr_conn *c, int reattach)
@@ -735,7 +745,7 @@ static void open_transport(sr_conn *c, int reattach)
     h = request_headers(c, &auth, &nh); /* may run the user's token function */
     if (stale(c, g)) goto out;
     if (!url || !h ||
-        (!reattach && sr__handshake_write(c->protocol->name, c->protocol->version, &hs) < 0) ||
+        (!reattach && sr__handshake_write(c->protocol->name, hub_protocol_version(c), &hs) < 0) ||
         c->protocol->write(&pm, &ping, NULL) != SR_OK) {
         set_err(&err, SR_ENOMEM, 0, "%sout of memory opening the transport", "");
         goto fail;
