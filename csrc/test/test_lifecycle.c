@@ -13,9 +13,12 @@
 
 #define RS "\x1e"
 #define HANDSHAKE "{\"protocol\":\"json\",\"version\":1}" RS
+/* Stateful reconnect asks for version 2, which added Ack and Sequence. */
+#define HANDSHAKE2 "{\"protocol\":\"json\",\"version\":2}" RS
 #define CANCELED "Invocation canceled due to the underlying connection being closed."
 
 static sr_loop *loop;
+static int stateful_now; /* the connection under test is stateful */
 
 /* ------------------------------------------------------------ recording */
 
@@ -185,6 +188,7 @@ static sr_conn *make(const conn_cfg *k)
     sr_conn_on_reconnected(c, on_reconnected, NULL);
     sr_conn_on_invocation(c, on_invocation, NULL);
     cur = c;
+    stateful_now = k->stateful;
     return c;
 }
 
@@ -192,7 +196,7 @@ static sr_conn *make(const conn_cfg *k)
 static int handshake(void)
 {
     pump(loop);
-    if (strcmp(take_sent(), HANDSHAKE) != 0) return 0;
+    if (strcmp(take_sent(), stateful_now ? HANDSHAKE2 : HANDSHAKE) != 0) return 0;
     feed(loop, "{}" RS);
     return 1;
 }
