@@ -21,7 +21,7 @@ struct sr_options {
     char *url;
     int transports; /* SR_TRANSPORT_* mask; 0 = all */
     int skip_negotiation;
-    char *protocol; /* NULL = "json" */
+    char *protocol;     /* NULL = "json" */
     sr_header *headers; /* owned names and values */
     size_t nheaders;
     char *access_token;

@@ -189,7 +189,7 @@ SR_API sr_options *sr_options_new(void);
 SR_API void sr_options_free(sr_options *o);
 
 SR_API int sr_options_set_url(sr_options *o, const char *url); /* http(s)://host[:port]/path[?q] */
-SR_API int sr_options_set_transports(sr_options *o, int mask);  /* SR_TRANSPORT_*; 0 = all */
+SR_API int sr_options_set_transports(sr_options *o, int mask); /* SR_TRANSPORT_*; 0 = all */
 SR_API int sr_options_set_skip_negotiation(sr_options *o, int on);
 SR_API int sr_options_set_protocol(sr_options *o, const char *name); /* "json" (default) */
 /* Adds an extra HTTP header (repeat for more). */
@@ -200,8 +200,8 @@ SR_API int sr_options_set_access_token(sr_options *o, const char *token); /* sta
 typedef char *(*sr_token_fn)(void *ud);
 SR_API int sr_options_set_access_token_fn(sr_options *o, sr_token_fn fn, void *ud);
 /* verify 0 turns certificate verification off; NULL files are left out. */
-SR_API int sr_options_set_tls(sr_options *o, int verify, const char *ca_file,
-                              const char *cert_file, const char *key_file);
+SR_API int sr_options_set_tls(sr_options *o, int verify, const char *ca_file, const char *cert_file,
+                              const char *key_file);
 SR_API int sr_options_set_proxy(sr_options *o, const char *proxy); /* "http://host:port" */
 /* Milliseconds; must be > 0. Defaults 30000, 15000, 15000. */
 SR_API int sr_options_set_server_timeout(sr_options *o, double ms);
