@@ -21,6 +21,7 @@
  * options fail at once), then only touched by the HTTP thread.
  */
 #include <curl/curl.h>
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -76,7 +77,15 @@ static CURLcode curl_init_rc;
  * use libcurl too, and cleanup is not safe while they do. */
 static void curl_init(void)
 {
+    Dl_info info;
     curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+    /* libcurl's threaded resolver detaches a lookup thread that is still
+     * blocked in getaddrinfo when its request is cancelled, and that thread
+     * outlives sr_loop_free. It runs only libcurl and libc code, so keep
+     * libcurl mapped for the life of the process: a host that unloads our
+     * Lua module (lua_close) must not unmap code such a thread still runs. */
+    if (dladdr((void *)curl_version, &info) && info.dli_fname)
+        dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD | RTLD_NODELETE);
 }
 
 static void set_err(sr_error *err, int code, const char *msg)

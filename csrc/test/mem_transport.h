@@ -24,26 +24,26 @@ static int fail_open;         /* 1: the next opens fail at once */
 static int hold_open;         /* 1: opens do not post OPEN (test posts it) */
 static char last_url[256];    /* the URL of the last open */
 
-static void mem_kick(sr_transport *tp)
+static inline void mem_kick(sr_transport *tp)
 {
     (void)tp;
 }
 
-static void mem_close(sr_transport *tp)
+static inline void mem_close(sr_transport *tp)
 {
     tp_closes++;
     sr__transport_post_closed(tp, SR_OK, 0, NULL);
 }
 
-static void mem_release(sr_transport *tp)
+static inline void mem_release(sr_transport *tp)
 {
     if (tp == last_tp) last_tp = NULL;
 }
 
 static const sr_transport_ops mem_ops = {"Memory", mem_kick, mem_close, mem_release, NULL};
 
-static sr_transport *mem_new(sr_loop *loop, const sr_transport_cfg *cfg,
-                             const sr_transport_upcalls *up, void *ud, sr_error *err)
+static inline sr_transport *mem_new(sr_loop *loop, const sr_transport_cfg *cfg,
+                                    const sr_transport_upcalls *up, void *ud, sr_error *err)
 {
     mem_tp *m;
     if (fail_open) {
@@ -67,7 +67,7 @@ static sr_transport *mem_new(sr_loop *loop, const sr_transport_cfg *cfg,
 
 /* Everything the connection sent since the last call, as a C string. */
 static char sent[1 << 16];
-static const char *take_sent(void)
+static inline const char *take_sent(void)
 {
     sr_buf spare = SR_BUF_INIT;
     size_t n = last_tp ? sr__transport_take(last_tp, &spare) : 0;
@@ -77,20 +77,20 @@ static const char *take_sent(void)
     return sent;
 }
 
-static void pump(sr_loop *lp)
+static inline void pump(sr_loop *lp)
 {
     while (sr_loop_dispatch(lp, 0) > 0)
         ;
 }
 
-static void feed(sr_loop *lp, const char *bytes)
+static inline void feed(sr_loop *lp, const char *bytes)
 {
     if (last_tp) sr__transport_post(last_tp, SR_EV_TP_DATA, bytes, strlen(bytes));
     pump(lp);
 }
 
 /* The server side drops the socket. */
-static void cut(sr_loop *lp, int code, const char *why)
+static inline void cut(sr_loop *lp, int code, const char *why)
 {
     if (last_tp) sr__transport_post_closed(last_tp, code, 0, why);
     pump(lp);

@@ -7,86 +7,11 @@
 #include <string.h>
 
 #include "harness.h"
-#include "loop.h"
+#include "mem_transport.h"
 #include "protocol.h"
-#include "transport_kind.h"
 
 #define RS "\x1e"
 #define HANDSHAKE "{\"protocol\":\"json\",\"version\":1}" RS
-
-/* ------------------------------------------------- in-memory transport */
-
-typedef struct mem_tp {
-    sr_transport base; /* first: the generic part */
-} mem_tp;
-
-static sr_transport *last_tp; /* the transport the connection opened last */
-static int tp_closes;         /* close requests seen */
-static int fail_open;         /* 1: the next open fails at once */
-
-static void mem_kick(sr_transport *tp)
-{
-    (void)tp;
-}
-
-static void mem_close(sr_transport *tp)
-{
-    tp_closes++;
-    sr__transport_post_closed(tp, SR_OK, 0, NULL);
-}
-
-static void mem_release(sr_transport *tp)
-{
-    if (tp == last_tp) last_tp = NULL;
-}
-
-static const sr_transport_ops mem_ops = {"Memory", mem_kick, mem_close, mem_release, NULL};
-
-static sr_transport *mem_new(sr_loop *loop, const sr_transport_cfg *cfg,
-                             const sr_transport_upcalls *up, void *ud, sr_error *err)
-{
-    mem_tp *m;
-    if (fail_open) {
-        err->code = SR_ETRANSPORT;
-        strcpy(err->message, "memory transport refused");
-        return NULL;
-    }
-    m = calloc(1, sizeof *m);
-    if (!m || sr__transport_init(&m->base, &mem_ops, loop, up, ud, 0) < 0) {
-        free(m);
-        return NULL;
-    }
-    /* As the WebSocket kind: the handshake goes out first, then OPEN. */
-    sr__transport_send(&m->base, cfg->handshake, cfg->handshake_len);
-    sr__transport_post(&m->base, SR_EV_TP_OPEN, NULL, 0);
-    last_tp = &m->base;
-    return &m->base;
-}
-
-/* Everything the connection sent since the last call, as a C string. */
-static char sent[1 << 16];
-static const char *take_sent(void)
-{
-    sr_buf spare = SR_BUF_INIT;
-    size_t n = last_tp ? sr__transport_take(last_tp, &spare) : 0;
-    memcpy(sent, spare.data ? spare.data : "", n);
-    sent[n] = 0;
-    sr__buf_free(&spare);
-    return sent;
-}
-
-static void feed(sr_loop *loop, const char *bytes)
-{
-    sr__transport_post(last_tp, SR_EV_TP_DATA, bytes, strlen(bytes));
-    while (sr_loop_dispatch(loop, 0) > 0)
-        ;
-}
-
-static void pump(sr_loop *loop)
-{
-    while (sr_loop_dispatch(loop, 0) > 0)
-        ;
-}
 
 /* ---------------------------------------------------------- callbacks */
 
