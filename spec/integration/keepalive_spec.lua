@@ -4,15 +4,32 @@ local signalr = require("signalr")
 local helper = require("spec.helper")
 
 describe("keepalive", function()
-  it("stays connected while the host is busy for 25 s (server defaults)", function()
-    local conn = signalr.builder():with_url(helper.shared_hub().url .. "/testhub"):build()
+  -- The 25 s of the server defaults (15 s pings, 30 s timeout), scaled down:
+  -- /quickhub pings every second (its heartbeat ticks once a second, so two
+  -- pings may be up to 2 s apart) and drops a client silent for 3 s; the
+  -- client pings every second and times out after 3 s. The host blocks for
+  -- 9 s, three times either timeout, while the server pushes.
+  it("stays connected and loses nothing while the host does not call in", function()
+    local conn = signalr.builder()
+      :with_url(helper.shared_hub().url .. "/quickhub")
+      :with_keepalive_interval(1)
+      :with_server_timeout(3)
+      :build()
+    local got = {}
+    conn:on("pushed", function(i) got[#got + 1] = i end)
     conn:start()
     local closed
     conn:on_close(function(e) closed = e or "nil" end)
-    os.execute("sleep 25") -- the host thread is busy: no poll, no call
+    conn:invoke("StartPush", "pushed", 40, 100)
+    os.execute("sleep 9") -- the host thread is busy: no poll, no call
+    signalr.poll(0)
+    assert.is_nil(closed and tostring(closed))
     assert.equals(8, conn:invoke("Add", 4, 4))
+    helper.wait_until(function() signalr.poll(0.05); return #got >= 40 end, 5)
     assert.is_nil(closed)
     assert.equals("connected", conn.state)
+    for i = 1, 40 do assert.equals(i, got[i]) end
+    assert.equals(40, #got)
     conn:stop()
   end)
 
