@@ -1,12 +1,19 @@
 -- churn.lua: does anything leak or slow down over many connection life cycles?
--- Usage: lua5.4 bench/churn.lua http://127.0.0.1:PORT [start_stop] [reconnects] [new_conns] [warmup]
+-- Usage: lua5.4 bench/churn.lua http://127.0.0.1:PORT [start_stop] [reconnects] [new_conns] [warmup] [loss]
 -- (make bench-churn starts the hub and passes its URL; counts default to
 -- 1000 each, warm-up 50; a count of 0 skips the phase.)
 --
 -- Phases, all in this one process:
 --   a) one connection object: start / stop, N times
---   b) one connection with automatic reconnect {0,0,0,0}: the hub method
---      "Abort" drops it (Context.Abort()), wait for on_reconnected; N times
+--   b) one connection with automatic reconnect {0,0,0,0}: drop it, wait for
+--      on_reconnected; N times. `loss` says how it is dropped:
+--        close (default)  the hub method CloseWithErrorReconnect sends a Close
+--                         message with allowReconnect and aborts the connection
+--        cut              the connection runs through spec/helper's loopback
+--                         proxy, which resets (RST) it: a plain transport loss
+--      (Not "Abort": Context.Abort() makes the server send a Close message
+--      without allowReconnect, after which a client does not reconnect, as the
+--      official clients do not.)
 --   c) build a new connection, start, stop, drop it, collectgarbage; N times
 -- Each phase first runs `warmup` untimed cycles (one-time allocations: I/O
 -- threads, buffers, the hub's JIT), then prints RSS, open file descriptors,
@@ -20,6 +27,8 @@ local N_START = tonumber(arg[2]) or 1000
 local N_RECONNECT = tonumber(arg[3]) or 1000
 local N_NEW = tonumber(arg[4]) or 1000
 local WARMUP = tonumber(arg[5]) or 50
+local LOSS = arg[6] or "close"
+assert(LOSS == "close" or LOSS == "cut", "loss must be close or cut")
 local WAIT_LIMIT = 30 -- seconds: a single cycle taking longer is a failure
 local now = core.now
 local url = base .. "/testhub"
@@ -125,8 +134,15 @@ local function phase(title, n, warm, cycle)
   report(string.format("%s (x%d, after %d warm-up)", title, n, warm), before, after, times)
 end
 
-local function builder()
-  return signalr.builder():with_url(url):configure_logging("error")
+-- Log messages at error level and above are counted, not printed (a
+-- transport loss may be logged as an error); the counts close the report.
+local log_counts = {}
+local function count_log(level)
+  log_counts[level] = (log_counts[level] or 0) + 1
+end
+
+local function builder(u)
+  return signalr.builder():with_url(u or url):configure_logging("error", count_log)
 end
 
 print(string.format("churn against %s (pid %d)", url, PID))
@@ -143,15 +159,28 @@ end
 
 -- b) connection loss and automatic reconnect
 do
-  local conn = builder():with_automatic_reconnect({ 0, 0, 0, 0 }):build()
+  local proxy
+  if LOSS == "cut" and N_RECONNECT > 0 then
+    local H = require("spec.helper")
+    proxy = H.start_proxy(assert(tonumber(base:match(":(%d+)$")), "port in the hub URL"))
+  end
+  local conn = builder(proxy and proxy:url("/testhub")):with_automatic_reconnect({ 0, 0, 0, 0 }):build()
+  local function drop()
+    if proxy then
+      proxy:cut()
+    else
+      conn:send("CloseWithErrorReconnect", "churn")
+    end
+  end
   local reconnecting, reconnected, closed = 0, 0, nil
   conn:on_reconnecting(function() reconnecting = reconnecting + 1 end)
   conn:on_reconnected(function() reconnected = reconnected + 1 end)
   conn:on_close(function(err) closed = err or "closed" end)
   if N_RECONNECT > 0 then conn:start() end
-  phase("b) loss (hub Abort) and automatic reconnect", N_RECONNECT, WARMUP, function()
+  phase("b) loss (" .. (LOSS == "cut" and "proxy RST" or "hub CloseWithErrorReconnect")
+    .. ") and automatic reconnect", N_RECONNECT, WARMUP, function()
     local target = reconnected + 1
-    conn:send("Abort")
+    drop()
     wait_until(function()
       if closed then error("connection closed instead of reconnecting: " .. tostring(closed)) end
       return reconnected >= target
@@ -162,6 +191,7 @@ do
     print(string.format("  on_reconnecting %d, on_reconnected %d (warm-up included)", reconnecting, reconnected))
     conn:stop()
   end
+  if proxy then proxy:stop() end
   conn = nil -- luacheck: ignore
 end
 
@@ -173,3 +203,8 @@ phase("c) build/start/stop/drop/collectgarbage", N_NEW, WARMUP, function()
   conn = nil -- luacheck: ignore
   collectgarbage("collect")
 end)
+
+local logged = {}
+for level, n in pairs(log_counts) do logged[#logged + 1] = string.format("%s %d", level, n) end
+table.sort(logged)
+print("log messages (error and above): " .. (#logged > 0 and table.concat(logged, ", ") or "none"))

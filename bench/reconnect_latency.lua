@@ -14,6 +14,9 @@
 --             listens; sampled every 5 ms, mode "pump" only)
 --   t0        the restart call returns: the hub answered GET /health
 --   t1        on_reconnected runs
+-- Columns: t1 - t0, t1 - t_ready, the restart call's duration, retry policy
+-- calls between t_launch and t1 (one per attempt), and how many of those came
+-- after t0 (0: the attempt that succeeded had begun before t0).
 -- The headline is t1 - t0. The helper notices /health by polling (a curl
 -- process, then 50 ms pauses), so t0 can be up to ~60 ms after the hub was
 -- able to serve, and a reconnect can complete before t0 (a negative figure):
@@ -27,8 +30,9 @@
 --               connect.
 -- mode "block": the process is blocked in the helper (plain sleeps) during
 --               the restart, as a host that does not call in; whatever attempt
---               state was pending is resumed after t0, so t1 - t0 is the time of
---               the next attempt (negotiate, WebSocket, handshake) against a
+--               state was pending is resumed after t0 (with delay 0 the first
+--               attempt's timer is usually still undispatched), so t1 - t0 is
+--               one whole attempt (negotiate, WebSocket, handshake) against a
 --               freshly started, un-JITted hub.
 local signalr = require("signalr")
 local core = require("signalr.core")
