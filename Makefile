@@ -29,7 +29,7 @@ TEST_BIN = $(TEST_SRC:csrc/test/%.c=$(BUILD)/test/%)
 EXAMPLE_SRC = $(sort $(wildcard examples/*.c))
 EXAMPLE_BIN = $(EXAMPLE_SRC:examples/%.c=$(BUILD)/examples/%)
 
-.PHONY: all lib lua tests examples test check-c asan deps demo bench install clean format lint
+.PHONY: all lib lua tests examples test check-c asan deps demo bench install clean format lint bench-churn bench-reconnect
 
 all: lib lua tests examples
 
@@ -108,3 +108,11 @@ lint:
 
 clean:
 	rm -rf build build-asan
+
+# BENCH_ARGS go to the script: churn [start_stop reconnects new_conns warmup close|cut],
+# reconnect [cycles delay pump|block warmup].
+bench-churn: deps all
+	@sh scripts/bench.sh churn $(BENCH_ARGS)
+
+bench-reconnect: deps all
+	@sh scripts/bench.sh reconnect $(BENCH_ARGS)
