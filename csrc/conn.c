@@ -688,7 +688,6 @@ static void tp_on_close_body(sr_conn *c, const sr_error *err)
         set_err(&lost, SR_ECLOSED, 0, "%sthe server closed the connection", "");
         err = &lost;
     }
-    sr__logf(&c->log, SR_LOG_ERROR, "connection lost: %s", err->message);
     /* A timeout or a protocol fault is ours to end; only a lost socket is
      * worth a stateful reattach. */
     connection_lost(c, err, err->code == SR_ETRANSPORT || err->code == SR_ECLOSED);
@@ -1134,6 +1133,7 @@ static void connection_lost(sr_conn *c, const sr_error *err, int may_reattach)
     }
     stateful_reset(c);
     if (!c->opt->reconnect || c->state != SR_STATE_CONNECTED) {
+        sr__logf(&c->log, SR_LOG_ERROR, "connection lost: %s", reason.message);
         closed(c, &reason);
         return;
     }
