@@ -1,5 +1,6 @@
 -- valgrind_session.lua: a whole Lua session (connect, invoke, handlers,
--- errors, a pending call failed by stop, a failed start, twice) for
+-- errors, a pending call failed by stop, a failed start, twice; then an
+-- automatic reconnect with a retry policy, and a stateful connection) for
 -- scripts/test.sh to run under valgrind against the real hub.
 local signalr = require("signalr")
 local url = arg[1]
@@ -15,6 +16,26 @@ for round = 1, 2 do
   signalr.spawn(function() pcall(conn.invoke, conn, "Delay", 5000) end)
   conn:stop()
 end
+-- A server Close with allowReconnect: a pending call fails, the policy runs,
+-- the connection comes back and works.
+local conn = signalr.builder():with_url(url)
+  :with_automatic_reconnect(function(ctx) return ctx.previous_retry_count < 3 and 0 or nil end)
+  :configure_logging("none"):build()
+local back, lost
+conn:on_reconnecting(function(e) lost = e end)
+conn:on_reconnected(function(id) back = id end)
+conn:start()
+signalr.spawn(function() pcall(conn.invoke, conn, "Delay", 5000) end)
+pcall(conn.invoke, conn, "CloseWithErrorReconnect", "bye")
+while not back do signalr.sleep(0.01) end
+assert(lost and conn:invoke("Add", 1, 2) == 3)
+conn:stop()
+local sf = signalr.builder():with_url((url:gsub("/testhub", "/statefulhub")))
+  :with_stateful_reconnect({ buffer_size = 4096 }):configure_logging("none"):build()
+sf:start()
+for i = 1, 200 do sf:send("Record", i) end
+assert(sf:invoke("GetRecorded") == 200)
+sf:stop()
 local bad = signalr.builder():with_url((url:gsub("/testhub", "/nohub"))):build()
 pcall(bad.start, bad)
 collectgarbage()
