@@ -26,7 +26,7 @@ end
 local function run(cmd)
   local env = "SR_TEST_RESOLVE_DELAY_MS=2000 LUA_PATH=" .. q("./lua/?.lua;./lua/?/init.lua;;")
     .. " LUA_CPATH=" .. q("./" .. build .. "/lua/?.so;;")
-  local p = assert(io.popen("unset LD_PRELOAD; t0=$(date +%s%N); " .. env .. " " .. cmd
+  local p = assert(io.popen("t0=$(date +%s%N); " .. env .. " " .. cmd
     .. " 2>&1; rc=$?; t1=$(date +%s%N); echo \"rc=$rc ms=$(( (t1 - t0) / 1000000 ))\""))
   local out = p:read("a")
   p:close()
