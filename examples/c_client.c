@@ -88,6 +88,22 @@ static void on_invocation(void *ud, sr_conn *c, const char *target, const sr_val
 
 /* Dispatch until the flag is set (a C program's own loop would wait on
  * sr_loop_fd() instead). */
+/* Automatic reconnect reports through these two (state is reconnecting,
+ * then connected again with a new connection id). */
+static void on_reconnecting(void *ud, sr_conn *c, const sr_error *err)
+{
+    (void)ud;
+    (void)c;
+    printf("connection lost (%s), reconnecting\n", err->message);
+}
+
+static void on_reconnected(void *ud, sr_conn *c, const char *id)
+{
+    (void)ud;
+    (void)c;
+    printf("reconnected, id %s\n", id ? id : "(none)");
+}
+
 static int wait_for(sr_loop *loop, const int *flag)
 {
     int i;
@@ -137,6 +153,7 @@ int main(int argc, char **argv)
         return 1;
     }
     sr_options_set_log(opts, SR_LOG_NONE, NULL, NULL);
+    sr_options_set_reconnect_delays(opts, NULL, 0); /* the default: 0, 2, 10, 30 s */
     c = sr_conn_new(loop, opts, &err);
     sr_options_free(opts);
     if (!c) {
@@ -145,6 +162,8 @@ int main(int argc, char **argv)
         return 1;
     }
     sr_conn_on_invocation(c, on_invocation, &a);
+    sr_conn_on_reconnecting(c, on_reconnecting, NULL);
+    sr_conn_on_reconnected(c, on_reconnected, NULL);
 
     if (sr_conn_start(c, on_done, &a) != SR_OK || !wait_for(loop, &a.done) || a.failed) goto out;
     printf("connected, id %s\n", sr_conn_connection_id(c));
