@@ -594,33 +594,54 @@ static int push_callback(lua_State *L, int idx, const char *name)
 
 static void run_protected(lsr_loop *lp, lsr_conn *c, lua_CFunction f, void *arg, int in_log);
 
-typedef struct log_args {
+/* Every callback without a result takes this one way into Lua: the
+ * connection's callback `name` (log, close, state, reconnecting,
+ * reconnected), called with nargs arguments; the first is err when there is
+ * one, otherwise each is the string str[i] (nil where that is NULL). */
+typedef struct event_args {
     lsr_conn *c;
-    sr_log_level level;
-    const char *message;
-} log_args;
+    const char *name;
+    int nargs;
+    const sr_error *err;
+    const char *str[2];
+} event_args;
 
-static int log_tramp(lua_State *L)
+static int event_tramp(lua_State *L)
 {
-    log_args *a = lua_touserdata(L, 1);
+    event_args *a = lua_touserdata(L, 1);
+    int i;
     if (!push_conn(L, a->c)) return 0;
-    if (!push_callback(L, lua_gettop(L), "log")) return 0;
-    lua_pushstring(L, level_names[a->level]);
-    lua_pushstring(L, a->message);
-    lua_call(L, 2, 0);
+    if (!push_callback(L, lua_gettop(L), a->name)) return 0;
+    for (i = 0; i < a->nargs; i++) {
+        if (i == 0 && a->err)
+            push_sr_error(L, a->err);
+        else
+            lua_pushstring(L, a->str[i]); /* nil for NULL */
+    }
+    lua_call(L, a->nargs, 0);
     return 0;
+}
+
+static void run_event(lsr_conn *c, const char *name, int nargs, const sr_error *err, const char *s1,
+                      const char *s2)
+{
+    event_args a = {c, name, nargs, err, {s1, s2}};
+    run_protected(c->lp, c, event_tramp, &a, 0);
+}
+
+/* A line to the log callback; errors in it are not logged again. */
+static void run_log(lsr_loop *lp, lsr_conn *c, sr_log_level level, const char *message)
+{
+    event_args a = {c, "log", 2, NULL, {level_names[level], message}};
+    run_protected(lp, c, event_tramp, &a, 1);
 }
 
 /* The core's log sink. */
 static void log_sink(void *ud, sr_log_level level, const char *message)
 {
     lsr_conn *c = ud;
-    log_args a;
     if (level >= SR_LOG_NONE) return;
-    a.c = c;
-    a.level = level;
-    a.message = message;
-    run_protected(c->lp, c, log_tramp, &a, 1);
+    run_log(c->lp, c, level, message);
 }
 
 /* The error message is on top of L. */
@@ -633,11 +654,7 @@ static void report_error(lsr_loop *lp, lsr_conn *c, lua_State *L, int in_log)
     if (!c) {
         fprintf(stderr, "signalr: error in a callback: %s\n", msg);
     } else if (!in_log && c->log_level <= SR_LOG_ERROR) {
-        log_args a;
-        a.c = c;
-        a.level = SR_LOG_ERROR;
-        a.message = msg;
-        run_protected(lp, c, log_tramp, &a, 1);
+        run_log(lp, c, SR_LOG_ERROR, msg);
     }
 }
 
@@ -991,113 +1008,32 @@ static void on_invocation(void *ud, sr_conn *conn, const char *target, const sr_
     run_protected(c->lp, c, invocation_tramp, &a, 0);
 }
 
-typedef struct close_args {
-    lsr_conn *c;
-    const sr_error *err;
-} close_args;
-
-static int close_tramp(lua_State *L)
-{
-    close_args *a = lua_touserdata(L, 1);
-    if (!push_conn(L, a->c)) return 0;
-    if (!push_callback(L, lua_gettop(L), "close")) return 0;
-    if (a->err)
-        push_sr_error(L, a->err);
-    else
-        lua_pushnil(L);
-    lua_call(L, 1, 0);
-    return 0;
-}
-
+/* fn(err): closed for good; err is nil after stop */
 static void on_close(void *ud, sr_conn *conn, const sr_error *err)
 {
-    lsr_conn *c = ud;
-    close_args a;
     (void)conn;
-    a.c = c;
-    a.err = err;
-    run_protected(c->lp, c, close_tramp, &a, 0);
+    run_event(ud, "close", 1, err, NULL, NULL);
 }
 
-typedef struct state_args {
-    lsr_conn *c;
-    sr_state from, to;
-} state_args;
-
-static int state_tramp(lua_State *L)
-{
-    state_args *a = lua_touserdata(L, 1);
-    if (!push_conn(L, a->c)) return 0;
-    if (!push_callback(L, lua_gettop(L), "state")) return 0;
-    lua_pushstring(L, sr_state_name(a->from));
-    lua_pushstring(L, sr_state_name(a->to));
-    lua_call(L, 2, 0);
-    return 0;
-}
-
+/* fn(old_state, new_state) */
 static void on_state(void *ud, sr_conn *conn, sr_state from, sr_state to)
 {
-    lsr_conn *c = ud;
-    state_args a;
     (void)conn;
-    a.c = c;
-    a.from = from;
-    a.to = to;
-    run_protected(c->lp, c, state_tramp, &a, 0);
+    run_event(ud, "state", 2, NULL, sr_state_name(from), sr_state_name(to));
 }
 
-typedef struct reconnecting_args {
-    lsr_conn *c;
-    const sr_error *err;
-    const char *connection_id;
-} reconnecting_args;
-
-static int reconnecting_tramp(lua_State *L)
-{
-    reconnecting_args *a = lua_touserdata(L, 1);
-    if (!push_conn(L, a->c)) return 0;
-    if (!push_callback(L, lua_gettop(L), "reconnecting")) return 0;
-    if (a->err)
-        push_sr_error(L, a->err);
-    else
-        lua_pushnil(L);
-    lua_call(L, 1, 0);
-    return 0;
-}
-
+/* fn(err): a connection loss started automatic reconnection */
 static void on_reconnecting(void *ud, sr_conn *conn, const sr_error *err)
 {
-    lsr_conn *c = ud;
-    reconnecting_args a;
     (void)conn;
-    a.c = c;
-    a.err = err;
-    a.connection_id = NULL;
-    run_protected(c->lp, c, reconnecting_tramp, &a, 0);
+    run_event(ud, "reconnecting", 1, err, NULL, NULL);
 }
 
-static int reconnected_tramp(lua_State *L)
-{
-    reconnecting_args *a = lua_touserdata(L, 1);
-    if (!push_conn(L, a->c)) return 0;
-    if (!push_callback(L, lua_gettop(L), "reconnected")) return 0;
-    if (a->connection_id)
-        lua_pushstring(L, a->connection_id);
-    else
-        lua_pushnil(L);
-    lua_call(L, 1, 0);
-    return 0;
-}
-
+/* fn(connection_id): reconnected; the id is nil with skip_negotiation */
 static void on_reconnected(void *ud, sr_conn *conn, const char *connection_id)
 {
-    lsr_conn *c = ud;
-    reconnecting_args a;
     (void)conn;
-    a.c = c;
-    a.err = NULL;
-    a.connection_id = connection_id;
-    run_protected(c->lp, c, reconnected_tramp, &a, 0);
+    run_event(ud, "reconnected", 1, NULL, connection_id, NULL);
 }
 
 typedef struct retry_args {

@@ -37,6 +37,7 @@
 --   H.wait_for(pred, timeout)  H.wait_until that drives signalr events meanwhile
 --   H.mono()                   cheap monotonic seconds (/proc/uptime)
 --   H.root, H.hub_dll, H.pid_alive(pid), H.tail(text, n), H.shell_quote(s)
+--   H.read_file(path) -> contents | nil, H.mktemp_dir(tag) -> dir (removed by H.cleanup)
 --
 -- Hubs (see spec/hub/TestHub.cs): /testhub, /statefulhub (stateful
 -- reconnect allowed), /wsonly, /sseonly, /lponly, /authhub (token
@@ -76,6 +77,7 @@ local function read_file(path)
   f:close()
   return s
 end
+H.read_file = read_file
 
 local function file_exists(path)
   local f = io.open(path, "rb")

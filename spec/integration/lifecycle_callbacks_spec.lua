@@ -4,11 +4,11 @@
 -- on_reconnected from an old reconnect loop, no crash when the last reference
 -- is dropped (and collected) while a callback runs. The losses are real: the
 -- loopback proxy (spec/tools/cutproxy.c) cuts the TCP connection to the hub.
-local signalr = require("signalr")
 local H = require("spec.helper")
+local L = require("spec.support.live")
+local wait_for = L.wait_for
 
-local hub, proxy
-local conns = {}
+local proxy
 
 -- Retry every `delay` seconds (default 0.2), for a long time.
 local function retry_every(delay)
@@ -18,18 +18,9 @@ local function retry_every(delay)
   end
 end
 
-local function builder(configure)
-  local b = signalr.builder():with_url(proxy:url("/testhub"))
-  b:configure_logging("none")
-  if configure then configure(b) end
-  return b
-end
-
 -- A connection stopped after the test (strong reference kept).
 local function new_conn(configure)
-  local conn = builder(configure):build()
-  conns[#conns + 1] = conn
-  return conn
+  return L.build(proxy:url("/testhub"), configure)
 end
 
 -- Counts the lifecycle events without capturing the connection.
@@ -47,13 +38,6 @@ local function count(conn)
   return ev
 end
 
--- Drive events until pred() holds; fail (naming the caller's line) after timeout s.
-local function wait_for(pred, timeout, what)
-  local line = debug.getinfo(2, "l").currentline
-  assert.is_truthy(H.wait_for(pred, timeout or 5),
-    ("%s: not reached within %s s (line %d)"):format(what or "condition", timeout or 5, line))
-end
-
 -- Nothing may happen for `sec` seconds (longer than the retry delays): the
 -- counters and the proxy's connection count stay as they are.
 local function assert_quiet(ev, sec, what)
@@ -68,42 +52,73 @@ local function full_gc()
   collectgarbage()
 end
 
-describe("lifecycle callbacks", function()
-  setup(function()
-    hub = H.shared_hub()
-    proxy = H.start_proxy(hub.port)
-  end)
+-- Registers fn as the connection's callback `on`: a method name
+-- ("on_close", "on_reconnecting", "on_reconnected") or function(conn, fn).
+local function register(conn, on, fn)
+  if type(on) == "function" then on(conn, fn) else conn[on](conn, fn) end
+end
 
-  teardown(function()
-    if proxy then proxy:stop() end
-  end)
-
-  after_each(function()
-    proxy:refuse(false)
-    for i, c in ipairs(conns) do
-      pcall(c.stop, c)
-      conns[i] = nil
+-- A connection (stopped after the test) and its counts; its callback `on`
+-- runs action(conn) (only the first time when `once`; r.state is false while
+-- that runs) and then sets r.state to the connection's state. The callback
+-- reaches the connection through a box, not as an upvalue.
+local function act_inside(on, action, configure, once)
+  local conn = new_conn(configure)
+  local ev = count(conn)
+  local box = { conn = conn }
+  local r = {}
+  register(conn, on, function()
+    if once then
+      if r.state ~= nil then return end
+      r.state = false
     end
+    action(box.conn)
+    r.state = box.conn.state
   end)
+  return conn, ev, r
+end
+
+local function stop(c) c:stop() end
+local function restart(c)
+  c:stop()
+  c:start()
+end
+
+-- Starts a connection whose callback `on` drops the only strong reference
+-- to it and collects garbage while it runs; after_start(conn) runs right
+-- after start(). Returns a weak table holding the connection at [1], its
+-- counts, and st, whose .freed turns true once the callback ran. No local
+-- keeps the connection: this function's stack frame is gone on return.
+local function freed_inside(on, configure, after_start)
+  local box, weak, st = {}, setmetatable({}, { __mode = "v" }), {}
+  local conn = L.builder(proxy:url("/testhub"), configure):build()
+  local ev = count(conn)
+  register(conn, on, function()
+    box.conn = nil
+    full_gc()
+    st.freed = true
+  end)
+  conn:start()
+  box.conn, weak[1] = conn, conn
+  if after_start then after_start(conn) end
+  return weak, ev, st
+end
+
+local function reconnect_every(delay)
+  return function(b) b:with_automatic_reconnect(retry_every(delay)) end
+end
+
+describe("lifecycle callbacks", function()
+  L.proxied(nil, function(_, p) proxy = p end)
 
   describe("on_close", function()
     it("restarts from inside on_close after a loss; on_close does not fire for the new connection", function()
-      local conn = new_conn()
-      local ev = count(conn)
-      local box = { conn = conn }
-      local restarted
-      conn:on_close(function()
-        if restarted == nil then
-          restarted = false
-          box.conn:start()
-          restarted = box.conn.state
-        end
-      end)
+      local conn, ev, r = act_inside("on_close", function(c) c:start() end, nil, true)
       conn:start()
       local id1 = conn.connection_id
       proxy:cut()
-      wait_for(function() return restarted end, 5, "restarted inside on_close")
-      assert.equals("connected", restarted)
+      wait_for(function() return r.state end, 5, "restarted inside on_close")
+      assert.equals("connected", r.state)
       assert.equals("connected", conn.state)
       assert.are_not.equal(id1, conn.connection_id)
       assert_quiet(ev, 0.5, "after the restart")
@@ -115,20 +130,10 @@ describe("lifecycle callbacks", function()
     end)
 
     it("restarts from inside on_close after stop()", function()
-      local conn = new_conn()
-      local ev = count(conn)
-      local box = { conn = conn }
-      local restarted
-      conn:on_close(function()
-        if restarted == nil then
-          restarted = false
-          box.conn:start()
-          restarted = true
-        end
-      end)
+      local conn, ev, r = act_inside("on_close", function(c) c:start() end, nil, true)
       conn:start()
       conn:stop()
-      wait_for(function() return restarted end, 5, "restarted inside on_close")
+      wait_for(function() return r.state end, 5, "restarted inside on_close")
       assert.equals("connected", conn.state)
       assert_quiet(ev, 0.5, "after the restart")
       assert.equals(1, ev.closed)
@@ -136,22 +141,14 @@ describe("lifecycle callbacks", function()
     end)
 
     it("restarts from inside on_close after the retries ran out; the old loop stays dead", function()
-      local conn = new_conn(function(b) b:with_automatic_reconnect({ 0 }) end)
-      local ev = count(conn)
-      local box = { conn = conn }
-      local restarted
-      conn:on_close(function()
-        if restarted == nil then
-          restarted = false
-          proxy:refuse(false)
-          box.conn:start()
-          restarted = true
-        end
-      end)
+      local conn, ev, r = act_inside("on_close", function(c)
+        proxy:refuse(false)
+        c:start()
+      end, function(b) b:with_automatic_reconnect({ 0 }) end, true)
       conn:start()
       proxy:refuse(true)
       proxy:cut()
-      wait_for(function() return restarted end, 5, "restarted inside on_close")
+      wait_for(function() return r.state end, 5, "restarted inside on_close")
       assert.equals("connected", conn.state)
       assert.equals(1, ev.reconnecting)
       assert.equals(0, ev.reconnected)
@@ -164,39 +161,19 @@ describe("lifecycle callbacks", function()
     end)
 
     it("ignores stop() from inside on_close", function()
-      local conn = new_conn()
-      local ev = count(conn)
-      local box = { conn = conn }
-      local stopped
-      conn:on_close(function()
-        box.conn:stop()
-        stopped = box.conn.state
-      end)
+      local conn, ev, r = act_inside("on_close", stop)
       conn:start()
       proxy:cut()
-      wait_for(function() return stopped end, 5, "on_close ran")
-      assert.equals("disconnected", stopped)
+      wait_for(function() return r.state end, 5, "on_close ran")
+      assert.equals("disconnected", r.state)
       assert_quiet(ev, 0.3, "after stop")
       assert.equals(1, ev.closed)
     end)
 
     it("frees the connection from inside on_close", function()
-      local box, weak, ev = {}, setmetatable({}, { __mode = "v" }), nil
-      local freed
-      do
-        local conn = builder():build()
-        ev = count(conn)
-        conn:on_close(function()
-          box.conn = nil
-          full_gc()
-          freed = true
-        end)
-        conn:start()
-        box.conn, weak[1] = conn, conn
-        conn = nil -- no stack slot may keep it
-      end
+      local weak, ev, st = freed_inside("on_close")
       proxy:cut()
-      wait_for(function() return freed end, 5, "on_close ran")
+      wait_for(function() return st.freed end, 5, "on_close ran")
       H.pump(0.2)
       full_gc()
       assert.is_nil(weak[1], "collected once on_close returned")
@@ -206,18 +183,11 @@ describe("lifecycle callbacks", function()
 
   describe("on_reconnecting", function()
     it("stops from inside on_reconnecting: no attempt, no on_reconnected, on_close(nil) once", function()
-      local conn = new_conn(function(b) b:with_automatic_reconnect(retry_every(0)) end)
-      local ev = count(conn)
-      local box = { conn = conn }
-      local state_after_stop
-      conn:on_reconnecting(function()
-        box.conn:stop()
-        state_after_stop = box.conn.state
-      end)
+      local conn, ev, r = act_inside("on_reconnecting", stop, reconnect_every(0))
       conn:start()
       proxy:cut()
-      wait_for(function() return state_after_stop end, 5, "on_reconnecting ran")
-      assert.equals("disconnected", state_after_stop)
+      wait_for(function() return r.state end, 5, "on_reconnecting ran")
+      assert.equals("disconnected", r.state)
       wait_for(function() return ev.closed == 1 end, 2, "on_close")
       assert.equals("nil", ev.close_errs[1])
       assert_quiet(ev, 0.6, "after the stop")
@@ -226,23 +196,12 @@ describe("lifecycle callbacks", function()
     end)
 
     it("restarts from inside on_reconnecting: the old loop ends, a later loss runs one new loop", function()
-      local conn = new_conn(function(b) b:with_automatic_reconnect(retry_every(0.2)) end)
-      local ev = count(conn)
-      local box = { conn = conn }
-      local restarted
-      conn:on_reconnecting(function()
-        if restarted == nil then
-          restarted = false
-          box.conn:stop()
-          box.conn:start()
-          restarted = box.conn.state
-        end
-      end)
+      local conn, ev, r = act_inside("on_reconnecting", restart, reconnect_every(0.2), true)
       conn:start()
       local id1 = conn.connection_id
       proxy:cut()
-      wait_for(function() return restarted end, 5, "restarted inside on_reconnecting")
-      assert.equals("connected", restarted)
+      wait_for(function() return r.state end, 5, "restarted inside on_reconnecting")
+      assert.equals("connected", r.state)
       assert.are_not.equal(id1, conn.connection_id)
       assert.equals(1, ev.closed, "on_close for the stop")
       assert.equals("nil", ev.close_errs[1])
@@ -259,22 +218,9 @@ describe("lifecycle callbacks", function()
     end)
 
     it("frees the connection from inside on_reconnecting; it goes on reconnecting", function()
-      local box, weak = {}, setmetatable({}, { __mode = "v" })
-      local ev, freed
-      do
-        local conn = builder(function(b) b:with_automatic_reconnect(retry_every(0.1)) end):build()
-        ev = count(conn)
-        conn:on_reconnecting(function()
-          box.conn = nil
-          full_gc()
-          freed = true
-        end)
-        conn:start()
-        box.conn, weak[1] = conn, conn
-        conn = nil -- no stack slot may keep it
-      end
+      local weak, ev, st = freed_inside("on_reconnecting", reconnect_every(0.1))
       proxy:cut()
-      wait_for(function() return freed end, 5, "on_reconnecting ran")
+      wait_for(function() return st.freed end, 5, "on_reconnecting ran")
       wait_for(function() return ev.reconnected == 1 end, 5, "reconnected without a user reference")
       full_gc()
       local conn = weak[1]
@@ -291,18 +237,11 @@ describe("lifecycle callbacks", function()
 
   describe("on_reconnected", function()
     it("stops from inside on_reconnected: on_close(nil) once, nothing after", function()
-      local conn = new_conn(function(b) b:with_automatic_reconnect(retry_every(0.1)) end)
-      local ev = count(conn)
-      local box = { conn = conn }
-      local stopped
-      conn:on_reconnected(function()
-        box.conn:stop()
-        stopped = box.conn.state
-      end)
+      local conn, ev, r = act_inside("on_reconnected", stop, reconnect_every(0.1))
       conn:start()
       proxy:cut()
-      wait_for(function() return stopped end, 5, "on_reconnected ran")
-      assert.equals("disconnected", stopped)
+      wait_for(function() return r.state end, 5, "on_reconnected ran")
+      assert.equals("disconnected", r.state)
       wait_for(function() return ev.closed == 1 end, 2, "on_close")
       assert.equals("nil", ev.close_errs[1])
       assert_quiet(ev, 0.5, "after the stop")
@@ -311,22 +250,11 @@ describe("lifecycle callbacks", function()
     end)
 
     it("restarts from inside on_reconnected", function()
-      local conn = new_conn(function(b) b:with_automatic_reconnect(retry_every(0.1)) end)
-      local ev = count(conn)
-      local box = { conn = conn }
-      local restarted
-      conn:on_reconnected(function()
-        if restarted == nil then
-          restarted = false
-          box.conn:stop()
-          box.conn:start()
-          restarted = box.conn.state
-        end
-      end)
+      local conn, ev, r = act_inside("on_reconnected", restart, reconnect_every(0.1), true)
       conn:start()
       proxy:cut()
-      wait_for(function() return restarted end, 5, "restarted inside on_reconnected")
-      assert.equals("connected", restarted)
+      wait_for(function() return r.state end, 5, "restarted inside on_reconnected")
+      assert.equals("connected", r.state)
       assert.are_not.equal(ev.ids[1], conn.connection_id)
       assert.equals(1, ev.closed)
       assert_quiet(ev, 0.5, "after the restart")
@@ -335,22 +263,9 @@ describe("lifecycle callbacks", function()
     end)
 
     it("frees the connection from inside on_reconnected", function()
-      local box, weak = {}, setmetatable({}, { __mode = "v" })
-      local ev, freed
-      do
-        local conn = builder(function(b) b:with_automatic_reconnect(retry_every(0.1)) end):build()
-        ev = count(conn)
-        conn:on_reconnected(function()
-          box.conn = nil
-          full_gc()
-          freed = true
-        end)
-        conn:start()
-        box.conn, weak[1] = conn, conn
-        conn = nil -- no stack slot may keep it
-      end
+      local weak, ev, st = freed_inside("on_reconnected", reconnect_every(0.1))
       proxy:cut()
-      wait_for(function() return freed end, 5, "on_reconnected ran")
+      wait_for(function() return st.freed end, 5, "on_reconnected ran")
       H.pump(0.1)
       full_gc()
       local conn = weak[1]
@@ -367,27 +282,21 @@ describe("lifecycle callbacks", function()
   end)
 
   describe("handlers", function()
+    local function on_go(conn, fn) conn:on("go", fn) end
+
     it("restarts from inside a handler; on_close once, no reconnect events", function()
-      local conn = new_conn(function(b) b:with_automatic_reconnect(retry_every(0.1)) end)
-      local ev = count(conn)
-      local box = { conn = conn }
-      local restarted
-      conn:on("go", function()
-        box.conn:stop()
-        box.conn:start()
-        restarted = box.conn.state
-      end)
+      local conn, ev, r = act_inside(on_go, restart, reconnect_every(0.1))
       conn:start()
       local id1 = conn.connection_id
       conn:send("CallMeBackNoArgs", "go")
-      wait_for(function() return restarted end, 5, "restarted inside the handler")
-      assert.equals("connected", restarted)
+      wait_for(function() return r.state end, 5, "restarted inside the handler")
+      assert.equals("connected", r.state)
       assert.are_not.equal(id1, conn.connection_id)
       assert_quiet(ev, 0.4, "after the restart")
       assert.equals(1, ev.closed)
       assert.equals(0, ev.reconnecting)
       -- the handler is still registered on the new connection
-      restarted = nil
+      r.state = nil
       conn:off("go")
       local got
       conn:on("go", function() got = true end)
@@ -396,21 +305,8 @@ describe("lifecycle callbacks", function()
     end)
 
     it("frees the connection from inside a handler", function()
-      local box, weak = {}, setmetatable({}, { __mode = "v" })
-      local freed
-      do
-        local conn = builder():build()
-        conn:on("go", function()
-          box.conn = nil
-          full_gc()
-          freed = true
-        end)
-        conn:start()
-        box.conn, weak[1] = conn, conn
-        conn:send("CallMeBackNoArgs", "go")
-        conn = nil -- no stack slot may keep it
-      end
-      wait_for(function() return freed end, 5, "the handler ran")
+      local weak, _, st = freed_inside(on_go, nil, function(conn) conn:send("CallMeBackNoArgs", "go") end)
+      wait_for(function() return st.freed end, 5, "the handler ran")
       full_gc()
       local conn = weak[1]
       assert.is_not_nil(conn, "a connected connection stays alive")
@@ -423,7 +319,7 @@ describe("lifecycle callbacks", function()
     end)
 
     it("handlers survive a reconnect and run for the new connection", function()
-      local conn = new_conn(function(b) b:with_automatic_reconnect(retry_every(0.1)) end)
+      local conn = new_conn(reconnect_every(0.1))
       local ev = count(conn)
       local seen = {}
       conn:on("seq", function(i) seen[#seen + 1] = i end)

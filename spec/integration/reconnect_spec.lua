@@ -3,50 +3,14 @@
 -- messages from the server, and TCP connections cut, refused or frozen by the
 -- loopback proxy spec/tools/cutproxy.c. Expected behaviour is the official
 -- clients' (see ../shared/API.md).
-local signalr = require("signalr")
 local H = require("spec.helper")
+local L = require("spec.support.live")
+local build, track, wait_for, pending_invoke = L.build, L.track, L.wait_for, L.pending_invoke
 
 local CANCELED = "Invocation canceled due to the underlying connection being closed."
 local SERVER_TIMEOUT = "Server timeout elapsed without receiving a message from the server."
 
 local hub, proxy
-local conns = {}
-
--- A connection to `url`; configure(b) adds options; url_opts for with_url.
-local function build(url, configure, url_opts)
-  local b = signalr.builder():with_url(url, url_opts)
-  b:configure_logging("none")
-  if configure then configure(b) end
-  local conn = b:build()
-  conns[#conns + 1] = conn
-  return conn
-end
-
--- Records the lifecycle events of conn, in order, in ev.log (shared with
--- other recorders when `log` is given).
-local function track(conn, log)
-  local ev = { log = log or {}, reconnecting = {}, reconnected = {}, closed = {} }
-  conn:on_reconnecting(function(err)
-    ev.reconnecting[#ev.reconnecting + 1] = { err = err, state = conn.state, t = H.mono() }
-    ev.log[#ev.log + 1] = "reconnecting"
-  end)
-  conn:on_reconnected(function(id)
-    ev.reconnected[#ev.reconnected + 1] = { id = id, state = conn.state, t = H.mono() }
-    ev.log[#ev.log + 1] = "reconnected"
-  end)
-  conn:on_close(function(err)
-    ev.closed[#ev.closed + 1] = { err = err, state = conn.state, t = H.mono() }
-    ev.log[#ev.log + 1] = "close"
-  end)
-  return ev
-end
-
--- Drive events until pred() holds; fail (naming the caller's line) after timeout s.
-local function wait_for(pred, timeout, what)
-  local line = debug.getinfo(2, "l").currentline
-  assert.is_truthy(H.wait_for(pred, timeout or 5),
-    ("%s: not reached within %s s (line %d)"):format(what or "condition", timeout or 5, line))
-end
 
 -- A retry policy: `delay` seconds while previous_retry_count < max, then nil.
 -- Every call's context is kept in `calls` (copied: n, elapsed, reason, t).
@@ -63,40 +27,9 @@ local function is_error(e)
   return type(e) == "table" and type(e.kind) == "string" and type(e.message) == "string"
 end
 
--- Starts conn:invoke(...) in a managed coroutine; the returned table gets
--- .done, .ok, .result / .err when it ends.
-local function pending_invoke(conn, ...)
-  local p = {}
-  local args = table.pack(...)
-  signalr.spawn(function()
-    local ok, r = pcall(conn.invoke, conn, table.unpack(args, 1, args.n))
-    p.ok, p.done = ok, true
-    if ok then p.result = r else p.err = r end
-  end)
-  return p
-end
-
 describe("automatic reconnect", function()
-  setup(function()
-    -- a private hub (killed, restarted and frozen here) pinging every second
-    hub = H.start_hub({ env = { HUB_KEEPALIVE_MS = 1000 } })
-    proxy = H.start_proxy(hub.port)
-  end)
-
-  teardown(function()
-    if proxy then proxy:stop() end
-    if hub then hub:stop() end
-  end)
-
-  after_each(function()
-    hub:start() -- running again (and SIGCONT) if a spec left it down
-    proxy:resume()
-    proxy:refuse(false)
-    for i, c in ipairs(conns) do
-      pcall(c.stop, c)
-      conns[i] = nil
-    end
-  end)
+  -- a private hub (killed, restarted and frozen here) pinging every second
+  L.proxied({ hub = { env = { HUB_KEEPALIVE_MS = 1000 } } }, function(h, p) hub, proxy = h, p end)
 
   it("is off without with_automatic_reconnect: a cut connection closes", function()
     local conn = build(proxy:url("/testhub"))

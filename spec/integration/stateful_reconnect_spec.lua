@@ -10,45 +10,10 @@
 -- connection) falls back to a normal reconnect when automatic reconnect is on.
 local signalr = require("signalr")
 local H = require("spec.helper")
+local L = require("spec.support.live")
+local build, track, wait_for, pending_invoke = L.build, L.track, L.wait_for, L.pending_invoke
 
 local CANCELED = "Invocation canceled due to the underlying connection being closed."
-
-local conns = {}
-
-local function build(url, configure)
-  local b = signalr.builder():with_url(url)
-  b:configure_logging("none")
-  if configure then configure(b) end
-  local conn = b:build()
-  conns[#conns + 1] = conn
-  return conn
-end
-
-local function track(conn)
-  local ev = { reconnecting = {}, reconnected = {}, closed = {} }
-  conn:on_reconnecting(function(err) ev.reconnecting[#ev.reconnecting + 1] = { err = err, state = conn.state } end)
-  conn:on_reconnected(function(id) ev.reconnected[#ev.reconnected + 1] = { id = id, state = conn.state } end)
-  conn:on_close(function(err) ev.closed[#ev.closed + 1] = { err = err } end)
-  return ev
-end
-
--- Drive events until pred() holds; fail (naming the caller's line) after timeout s.
-local function wait_for(pred, timeout, what)
-  local line = debug.getinfo(2, "l").currentline
-  assert.is_truthy(H.wait_for(pred, timeout or 5),
-    ("%s: not reached within %s s (line %d)"):format(what or "condition", timeout or 5, line))
-end
-
-local function pending_invoke(conn, ...)
-  local p = {}
-  local args = table.pack(...)
-  signalr.spawn(function()
-    local ok, r = pcall(conn.invoke, conn, table.unpack(args, 1, args.n))
-    p.ok, p.done = ok, true
-    if ok then p.result = r else p.err = r end
-  end)
-  return p
-end
 
 -- The reattach was invisible: no events, same id.
 local function assert_invisible(conn, ev, id)
@@ -70,25 +35,9 @@ local function assert_sequence(items, n, what)
 end
 
 describe("stateful reconnect", function()
-  local hub, proxy
+  local proxy
 
-  setup(function()
-    hub = H.shared_hub()
-    proxy = H.start_proxy(hub.port)
-  end)
-
-  teardown(function()
-    if proxy then proxy:stop() end
-  end)
-
-  after_each(function()
-    proxy:resume()
-    proxy:refuse(false)
-    for i, c in ipairs(conns) do
-      pcall(c.stop, c)
-      conns[i] = nil
-    end
-  end)
+  L.proxied(nil, function(_, p) proxy = p end)
 
   it("reattaches after a cut with the same connection, without reconnect events, staying connected", function()
     local conn = build(proxy:url("/statefulhub"), function(b) b:with_stateful_reconnect() end)
@@ -211,20 +160,7 @@ describe("stateful reconnect", function()
   describe("when the server forgot the connection (hub restarted)", function()
     local hub2, proxy2
 
-    setup(function()
-      hub2 = H.start_hub()
-      proxy2 = H.start_proxy(hub2.port)
-    end)
-
-    teardown(function()
-      if proxy2 then proxy2:stop() end
-      if hub2 then hub2:stop() end
-    end)
-
-    after_each(function()
-      hub2:start()
-      proxy2:resume()
-    end)
+    L.proxied({ hub = {} }, function(h, p) hub2, proxy2 = h, p end)
 
     -- The client's TCP connection stays up (the proxy is frozen) while the hub
     -- restarts on the same port; then the connection drops and the client

@@ -2,16 +2,10 @@
 -- connections (spec/tools/cutproxy.c through H.start_proxy), tested by itself
 -- with curl against the real hub.
 local H = require("spec.helper")
+local L = require("spec.support.live")
 
 local q = H.shell_quote
-
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read = H.read_file
 
 -- Start curl in the background; returns an object whose :done() tells
 -- whether it ended and :result() gives (exit code, body, stderr).
@@ -33,14 +27,7 @@ end
 describe("cutproxy", function()
   local hub, proxy
 
-  setup(function()
-    hub = H.shared_hub()
-    proxy = H.start_proxy(hub.port)
-  end)
-
-  teardown(function()
-    if proxy then proxy:stop() end
-  end)
+  L.proxied(nil, function(h, p) hub, proxy = h, p end)
 
   it("prints its port and forwards plain requests", function()
     assert.is_number(proxy.port)
