@@ -954,6 +954,14 @@ static void cancel_timer(sr_conn *c, uint64_t *t)
     }
 }
 
+static void cancel_timers(sr_conn *c)
+{
+    cancel_timer(c, &c->stop_timer);
+    cancel_timer(c, &c->retry_timer);
+    cancel_timer(c, &c->ack_timer);
+    cancel_timer(c, &c->wr_timer);
+}
+
 static void stateful_reset(sr_conn *c)
 {
     c->stateful = 0;
@@ -1022,12 +1030,12 @@ static sr_pending take_pending(sr_conn *c)
     return old;
 }
 
-static void closed_writable_waiters(sr_conn *c, const sr_error *cause)
+/* Writable waiters of a connection that can no longer send: kind closed. */
+static void fail_writable_waiters(sr_conn *c, waiters *w, const sr_error *cause)
 {
     sr_error err;
     set_err(&err, SR_ECLOSED, 0, "%s", cause ? cause->message : "the connection closed");
-    cancel_timer(c, &c->wr_timer);
-    waiters_run(c, &c->wr_waiters, &err);
+    waiters_run(c, w, &err);
 }
 
 /* The end of a lifetime: drop the network, become disconnected, tell the
@@ -1046,9 +1054,7 @@ static void closed(sr_conn *c, const sr_error *err)
     c->closing = 1;
     drop_network(c);
     stateful_reset(c);
-    cancel_timer(c, &c->stop_timer);
-    cancel_timer(c, &c->retry_timer);
-    cancel_timer(c, &c->wr_timer);
+    cancel_timers(c);
     c->start_waiter.fn = NULL;
     memset(&c->stop_waiters, 0, sizeof c->stop_waiters);
     memset(&c->wr_waiters, 0, sizeof c->wr_waiters);
@@ -1062,8 +1068,7 @@ static void closed(sr_conn *c, const sr_error *err)
     if (set_state(c, SR_STATE_DISCONNECTED) && was_connected && c->on_close)
         c->on_close(c->on_close_ud, c, err);
     fail_pending(c, &pend, err);
-    set_err(&se, SR_ECLOSED, 0, "%s", err ? err->message : "the connection closed");
-    waiters_run(c, &wr, &se);
+    fail_writable_waiters(c, &wr, err);
     if (start.fn && !c->dead) {
         if (err)
             se = *err;
@@ -1159,7 +1164,8 @@ static void connection_lost(sr_conn *c, const sr_error *err, int may_reattach)
     g = c->gen;
     fail_pending(c, &pend, &reason);
     if (stale(c, g)) return;
-    closed_writable_waiters(c, &reason);
+    cancel_timer(c, &c->wr_timer);
+    fail_writable_waiters(c, &c->wr_waiters, &reason);
     if (stale(c, g)) return;
     if (c->on_reconnecting) c->on_reconnecting(c->on_reconnecting_ud, c, &reason);
     if (stale(c, g)) return;
@@ -1229,14 +1235,7 @@ sr_conn *sr_conn_new(sr_loop *loop, const sr_options *o, sr_error *err)
         set_err(err, SR_EUSAGE, 0, "unknown hub protocol '%s'", o->protocol);
         return NULL;
     }
-    if (o->skip_negotiation && o->transports && o->transports != SR_TRANSPORT_WEBSOCKETS) {
-        set_err(err, SR_EUSAGE, 0,
-                "%sskip_negotiation needs the WebSockets transport alone (transports = "
-                "\"websockets\")",
-                "");
-        return NULL;
-    }
-    if (o->skip_negotiation && !o->transports) {
+    if (o->skip_negotiation && o->transports != SR_TRANSPORT_WEBSOCKETS) { /* 0 is all */
         set_err(err, SR_EUSAGE, 0,
                 "%sskip_negotiation needs the WebSockets transport alone (transports = "
                 "\"websockets\")",
@@ -1264,10 +1263,7 @@ sr_conn *sr_conn_new(sr_loop *loop, const sr_options *o, sr_error *err)
 static void destroy(sr_conn *c)
 {
     drop_network(c);
-    cancel_timer(c, &c->stop_timer);
-    cancel_timer(c, &c->retry_timer);
-    cancel_timer(c, &c->ack_timer);
-    cancel_timer(c, &c->wr_timer);
+    cancel_timers(c);
     replay_clear(c);
     sr_options_free(c->opt);
     free(c->url);
@@ -1300,10 +1296,7 @@ void sr_conn_free(sr_conn *c)
     free(c->wr_waiters.v);
     memset(&c->wr_waiters, 0, sizeof c->wr_waiters);
     drop_network(c);
-    cancel_timer(c, &c->stop_timer);
-    cancel_timer(c, &c->retry_timer);
-    cancel_timer(c, &c->ack_timer);
-    cancel_timer(c, &c->wr_timer);
+    cancel_timers(c);
     sr__pending_free(&c->pending);
     c->state = SR_STATE_DISCONNECTED;
     release(c);
