@@ -29,7 +29,7 @@ TEST_BIN = $(TEST_SRC:csrc/test/%.c=$(BUILD)/test/%)
 EXAMPLE_SRC = $(sort $(wildcard examples/*.c))
 EXAMPLE_BIN = $(EXAMPLE_SRC:examples/%.c=$(BUILD)/examples/%)
 
-.PHONY: all lib lua tests examples test check-c asan deps demo bench install clean format lint bench-churn bench-reconnect
+.PHONY: all lib lua tests examples test check-c asan deps demo bench install clean format lint bench-churn bench-reconnect bench-values
 
 all: lib lua tests examples
 
@@ -116,3 +116,6 @@ bench-churn: deps all
 
 bench-reconnect: deps all
 	@sh scripts/bench.sh reconnect $(BENCH_ARGS)
+
+bench-values: deps all
+	@sh scripts/bench.sh values $(BENCH_ARGS)

@@ -39,6 +39,7 @@
 #include <lua.h>
 
 #include "signalr.h"
+#include "value.h"
 
 #if LUA_VERSION_NUM < 504
 #error "signalr.core needs Lua 5.4"
@@ -312,8 +313,20 @@ static sr_value *enc_map(enc *e, int idx)
         } else if (kt == LUA_TNUMBER && lua_isinteger(L, -2)) {
             /* integer keys of a non-sequence travel as their decimal text */
             int len = snprintf(buf, sizeof buf, LUA_INTEGER_FMT, (LUAI_UACINT)lua_tointeger(L, -2));
+            int clash;
             k = buf;
             kl = (size_t)len;
+            /* {[1] = a, ["1"] = b} would give one key twice: refuse it
+             * rather than send one value and lose the other. */
+            lua_pushlstring(L, k, kl);
+            lua_rawget(L, idx);
+            clash = !lua_isnil(L, -1);
+            lua_pop(L, 1);
+            if (clash) {
+                lua_pop(L, 2);
+                sr_value_free(map);
+                return enc_fail(e, "a table has both the key %s and the key \"%s\"", buf, buf);
+            }
         } else {
             const char *tn = kt == LUA_TNUMBER ? "float" : lua_typename(L, kt);
             lua_pop(L, 2);
@@ -326,7 +339,9 @@ static sr_value *enc_map(enc *e, int idx)
             sr_value_free(map);
             return NULL;
         }
-        if (sr_value_map_set(map, k, kl, item) != SR_OK) {
+        /* Lua keys are unique (the clash above aside), so appending keeps
+         * a table of n keys linear instead of a look-up per key. */
+        if (sr__value_map_append(map, k, kl, item) != SR_OK) {
             lua_pop(L, 2);
             sr_value_free(map);
             return enc_fail(e, "out of memory");

@@ -67,7 +67,9 @@ builder.Services.AddSingleton(typeof(HubLifetimeManager<>), typeof(TrackingHubLi
 builder.Services.AddSignalR(o =>
 {
     o.EnableDetailedErrors = false;
-    // MaximumReceiveMessageSize stays at its default (32 KB).
+    // MaximumReceiveMessageSize stays at its default (32 KB) unless
+    // HUB_MAX_RECEIVE_BYTES says otherwise (0 = unlimited; bench/values.lua).
+    if (EnvInt("HUB_MAX_RECEIVE_BYTES") is int mr) o.MaximumReceiveMessageSize = mr > 0 ? mr : null;
     if (EnvInt("HUB_KEEPALIVE_MS") is int ka) o.KeepAliveInterval = TimeSpan.FromMilliseconds(ka);
     if (EnvInt("HUB_CLIENT_TIMEOUT_MS") is int ct) o.ClientTimeoutInterval = TimeSpan.FromMilliseconds(ct);
     if (EnvInt("HUB_HANDSHAKE_TIMEOUT_MS") is int ht) o.HandshakeTimeout = TimeSpan.FromMilliseconds(ht);

@@ -140,6 +140,14 @@ describe("values", function()
       assert.equals("usage", kind_of({ [print] = 1 }))
     end)
 
+    it("refuses a table whose integer key and string key would be the same map key", function()
+      -- {[1] = ...} travels as the key "1": with ["1"] too, one value would be lost
+      assert.equals("usage", kind_of({ [1] = "a", ["1"] = "b", [3] = "c" }))
+      assert.matches('both the key 1 and the key "1"', message_of({ [1] = "a", ["1"] = "b" }), 1, true)
+      assert.equals("usage", kind_of({ x = { [-7] = 1, ["-7"] = 2 } }))
+      assert.equals("closed", kind_of({ [1] = "a", ["01"] = "b", [" 1"] = "c" }))
+    end)
+
     it("refuses cycles", function()
       local t = {}
       t.self = t
