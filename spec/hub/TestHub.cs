@@ -236,6 +236,29 @@ public class TestHub : Hub
         await foreach (var v in values) total += v;
         return total;
     }
+
+    // ---- peer benchmark (bench/peers.lua) ---------------------------------
+
+    // Count() adds one to a per-connection counter, CountDone() returns it,
+    // ResetCount() returns it and sets it to 0. A connection's messages run
+    // in order (one at a time on /testhub), so CountDone() invoked after N
+    // sends of Count answers only once the server has processed all N.
+    public void Count() => Interlocked.Increment(ref BenchCounter().Value);
+
+    public long CountDone() => Interlocked.Read(ref BenchCounter().Value);
+
+    public long ResetCount() => Interlocked.Exchange(ref BenchCounter().Value, 0);
+
+    private static readonly object BenchCounterKey = new();
+
+    private StrongBox<long> BenchCounter()
+    {
+        var items = Context.Items;
+        if (items.TryGetValue(BenchCounterKey, out var o) && o is StrongBox<long> box) return box;
+        box = new StrongBox<long>();
+        items[BenchCounterKey] = box;
+        return box;
+    }
 }
 
 // /authhub: needs the token AuthConstants.ValidToken.
