@@ -119,3 +119,11 @@ bench-reconnect: deps all
 
 bench-values: deps all
 	@sh scripts/bench.sh values $(BENCH_ARGS)
+
+# The official .NET client, the official TypeScript client on node and ours: the same workloads
+# against one hub, interleaved over rounds (bench/peers.lua, docs/PERFORMANCE.md). The driver
+# builds bench/peers/dotnet and runs npm ci in bench/peers/node when they are missing or stale.
+# Options: ROUNDS=n (3), QUICK=1, IDLE10K=1 (also 10,000 idle connections), OUT=file.tsv.
+.PHONY: bench-peers
+bench-peers: deps all
+	@BUILD=$(BUILD) sh -c '. scripts/env.sh; ulimit -n "$$(ulimit -Hn)" 2>/dev/null; exec lua5.4 bench/peers.lua "$$@"' sh $(BENCH_ARGS)
