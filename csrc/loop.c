@@ -21,6 +21,12 @@
  *    `congested` are accessed with __atomic builtins (the project is C99).
  *  - Services are host-only (created and resumed from the host thread) and
  *    freed in reverse order of creation: a later one may use an earlier one.
+ *  - While `driving` is set (under mu), the host thread is inside a
+ *    service's drive: events it posts itself need no signal (it dispatches
+ *    them when drive returns), and another thread's post calls the
+ *    service's wake once (`drive_woken`) instead of writing the eventfd.
+ *    The host sets `driving` only with the queue empty, under mu, so no
+ *    post can slip between its last look and the drive.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -81,6 +87,11 @@ struct sr_loop {
 
     struct svc_entry *svcs; /* host only */
     size_t nsvcs;
+
+    sr_loop_service *driver; /* host only: the service with drive, if any */
+    int driving;             /* mu */
+    int drive_woken;         /* mu */
+    pthread_t host;          /* mu: the driving thread while driving */
 };
 
 static void set_err(sr_error *err, int code, const char *fmt, const char *detail)
@@ -153,9 +164,31 @@ void sr__loop_post(sr_loop *loop, sr_event *ev)
         size_t n = __atomic_add_fetch(&loop->bytes, ev->len, __ATOMIC_SEQ_CST);
         if (n > SR_QUEUE_HIGH) __atomic_store_n(&loop->congested, 1, __ATOMIC_SEQ_CST);
     }
-    if (!loop->signalled) {
+    if (loop->driving) {
+        /* The host is serving sockets in a drive: its own posts are seen
+         * when drive returns; anyone else's ends the drive. */
+        if (!loop->drive_woken && !pthread_equal(pthread_self(), loop->host)) {
+            loop->drive_woken = 1;
+            loop->driver->wake(loop->driver->self);
+        }
+    } else if (!loop->signalled) {
         /* Written under mu so a concurrent host drain cannot interleave
          * between the flag and the counter. Once per empty -> non-empty. */
+        loop->signalled = 1;
+        efd_signal(loop);
+    }
+    pthread_mutex_unlock(&loop->mu);
+}
+
+void sr__loop_wake(sr_loop *loop)
+{
+    pthread_mutex_lock(&loop->mu);
+    if (loop->driving) {
+        if (!loop->drive_woken) {
+            loop->drive_woken = 1;
+            loop->driver->wake(loop->driver->self);
+        }
+    } else if (!loop->signalled) {
         loop->signalled = 1;
         efd_signal(loop);
     }
@@ -393,6 +426,31 @@ static int run_ready(sr_loop *loop)
     return n;
 }
 
+/* Wait up to wait_ms (-1: no limit) by serving the driving service's
+ * sockets on this thread. 1 when it did, 0 when the caller must wait on the
+ * descriptor instead (no driver, it cannot drive now, or events arrived). */
+static int drive(sr_loop *loop, int wait_ms)
+{
+    int t = sr_loop_next_timeout(loop), served;
+    if (!loop->driver) return 0;
+    if (t >= 0 && (wait_ms < 0 || t < wait_ms)) wait_ms = t;
+    if (wait_ms == 0) return 0;
+    pthread_mutex_lock(&loop->mu);
+    if (loop->qhead) {
+        pthread_mutex_unlock(&loop->mu);
+        return 1; /* posted since run_ready looked: go round */
+    }
+    loop->driving = 1;
+    loop->drive_woken = 0;
+    loop->host = pthread_self();
+    pthread_mutex_unlock(&loop->mu);
+    served = loop->driver->drive(loop->driver->self, wait_ms);
+    pthread_mutex_lock(&loop->mu);
+    loop->driving = 0;
+    pthread_mutex_unlock(&loop->mu);
+    return served;
+}
+
 int sr_loop_dispatch(sr_loop *loop, int timeout_ms)
 {
     uint64_t deadline = 0;
@@ -409,6 +467,7 @@ int sr_loop_dispatch(sr_loop *loop, int timeout_ms)
             if (now >= deadline) return 0;
             wait_ms = (int)((deadline - now + 999999) / 1000000);
         }
+        if (drive(loop, wait_ms)) continue;
         /* Readiness is level-triggered; run_ready clears it. A wake-up for
          * a timer cancelled meanwhile just goes round again. */
         if (epoll_wait(loop->epfd, evs, 2, wait_ms) < 0 && errno != EINTR) return 0;
@@ -469,6 +528,7 @@ void sr_loop_free(sr_loop *loop)
 {
     if (!loop) return;
     /* Stop the threads first: after this nothing posts any more. */
+    loop->driver = NULL;
     while (loop->nsvcs > 0) {
         sr_loop_service *svc = &loop->svcs[--loop->nsvcs].svc;
         svc->free(svc->self);
@@ -503,5 +563,9 @@ void *sr__loop_service(sr_loop *loop, const void *key, sr_loop_service_new_fn cr
     loop->svcs[loop->nsvcs].key = key;
     loop->svcs[loop->nsvcs].svc = svc;
     loop->nsvcs++;
+    /* The array may have moved: point at the driver afresh. */
+    loop->driver = NULL;
+    for (i = 0; i < loop->nsvcs; i++)
+        if (loop->svcs[i].svc.drive && !loop->driver) loop->driver = &loop->svcs[i].svc;
     return svc.self;
 }

@@ -53,6 +53,9 @@ void sr__event_free(sr_event *ev);
 
 /* Thread-safe: append ev to the queue and wake the host. Takes ownership. */
 void sr__loop_post(sr_loop *loop, sr_event *ev);
+/* Thread-safe: make the host's wait return (it re-checks what it waits
+ * for), e.g. after a service handed its sockets to the host. */
+void sr__loop_wake(sr_loop *loop);
 /* Thread-safe: 1 when the I/O side should pause reading (queue over HIGH). */
 int sr__loop_congested(sr_loop *loop);
 
@@ -66,6 +69,17 @@ typedef struct sr_loop_service {
      * free it. Services go in reverse order of creation, before the events
      * still queued are discarded; after the last one no thread of ours runs. */
     void (*free)(void *self);
+    /* Optional, host thread, inside a blocking sr_loop_dispatch with the
+     * queue empty: serve the back end's sockets on the host thread itself
+     * for up to timeout_ms (-1: until something happens), so a host waiting
+     * for a reply gets it without two thread hand-offs. Returns 1 when it
+     * served (events it posted meanwhile need no wake-up), 0 when it cannot
+     * now (the loop waits on its descriptor instead). At most one service
+     * of a loop drives. */
+    int (*drive)(void *self, int timeout_ms);
+    /* Required with drive, any thread, under the loop's lock: end a drive
+     * in progress early (another thread posted an event). */
+    void (*wake)(void *self);
 } sr_loop_service;
 
 /* Fill *svc (self, resume, free); 0, or -1 with err filled. */

@@ -29,6 +29,17 @@
  *    file drives them from one lws_sul timer per transport.
  *  - Exactly one SR_EV_TP_CLOSED per transport (transport.c keeps the event
  *    ready), and SR_EV_TP_OPEN only before it.
+ *  - "The I/O thread" above means whichever thread owns the service. A
+ *    host blocked in sr_loop_dispatch asks for it (host_wants); the I/O
+ *    thread hands it over after its current lws_service pass and sleeps,
+ *    and the host then runs lws_service itself inside its waits (drive), so
+ *    a round trip costs no thread hand-off. Between waits the host keeps
+ *    ownership; once it has been out of a wait for HOST_GRACE_US the I/O
+ *    thread takes it back, so a host busy for a long time still has its
+ *    pings sent and its sockets read. Ownership changes only under io->mu
+ *    and never while lws_service runs, so lws is never entered twice.
+ *    Commands posted while the host owns but is not in a wait skip the wake
+ *    pipe (deferred): the next drive or the take-back drains them.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -71,6 +82,9 @@
 #define CONNECT_TIMEOUT_SECS 20
 /* Lookups run in parallel up to this many threads; more wait in the queue. */
 #define RESOLVERS_MAX 4
+/* The I/O thread takes the sockets back from a host that has been out of
+ * its waits this long: the most a busy host delays a ping or a read. */
+#define HOST_GRACE_US 2000
 
 enum { CMD_OPEN = 1, CMD_RESOLVED = 2, CMD_WRITE = 4, CMD_CLOSE = 8, CMD_RELEASE = 16 };
 
@@ -156,6 +170,14 @@ struct sr_ws_io {
     int woken;                  /* mu: lws_cancel_service issued, not drained */
     int resume;                 /* mu */
     ws_tp *cmd_head, *cmd_tail; /* mu */
+    /* Who runs lws_service (see the header comment). */
+    pthread_cond_t io_cv;             /* the I/O thread sleeps on it while the host owns */
+    int host_owns;                    /* mu */
+    int host_wants;                   /* mu */
+    int host_in_wait;                 /* mu: inside lws_service in drive */
+    int deferred;                     /* mu: woken without the pipe; drain before serving */
+    uint64_t host_left;               /* mu: sr__liveness_clock when the last drive ended */
+    lws_sorted_usec_list_t sul_drive; /* owner only: ends a drive at its timeout */
 
     /* I/O thread only. */
     ws_tp *all;
@@ -248,6 +270,17 @@ static void log_setup(void)
 
 /* --------------------------------------------------------------- commands */
 
+/* Under io->mu: make sure whoever serves lws soon drains the commands. */
+static void wake_locked(struct sr_ws_io *io)
+{
+    if (io->woken) return;
+    io->woken = 1;
+    if (io->host_owns && !io->host_in_wait)
+        io->deferred = 1; /* nobody is in lws_service: no pipe to write */
+    else
+        lws_cancel_service(io->ctx);
+}
+
 /* Under io->mu. 0, or -1 when the I/O thread is gone. */
 static int cmd_locked(struct sr_ws_io *io, ws_tp *tp, unsigned bits)
 {
@@ -263,10 +296,7 @@ static int cmd_locked(struct sr_ws_io *io, ws_tp *tp, unsigned bits)
             io->cmd_head = tp;
         io->cmd_tail = tp;
     }
-    if (!io->woken) {
-        io->woken = 1;
-        lws_cancel_service(io->ctx);
-    }
+    wake_locked(io);
     return 0;
 }
 
@@ -994,16 +1024,51 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
 
 /* ------------------------------------------------------------- I/O thread */
 
+/* Under io->mu, I/O thread: wait while the host owns the service. Returns
+ * with the I/O thread the owner, or io->stop set. */
+static void io_wait_turn(struct sr_ws_io *io)
+{
+    for (;;) {
+        uint64_t now, until;
+        struct timespec ts;
+        if (io->stop) return;
+        if (io->host_wants) {
+            /* Hand over, and wake the host's wait so it starts driving. */
+            io->host_wants = 0;
+            io->host_owns = 1;
+            io->host_left = sr__liveness_clock(); /* its grace starts now */
+            io->deferred = io->woken;             /* a pipe write, if any, is the host's now */
+            sr__loop_wake(io->loop);
+        }
+        if (!io->host_owns) return;
+        now = sr__liveness_clock();
+        if (!io->host_in_wait && now >= io->host_left + HOST_GRACE_US) {
+            io->host_owns = 0; /* the host is busy elsewhere: take it back */
+            return;
+        }
+        /* Both on CLOCK_MONOTONIC (io_cv is initialised with it). */
+        until = (io->host_in_wait ? now : io->host_left) + HOST_GRACE_US;
+        ts.tv_sec = (time_t)(until / 1000000u);
+        ts.tv_nsec = (long)(until % 1000000u) * 1000;
+        pthread_cond_timedwait(&io->io_cv, &io->mu, &ts);
+    }
+}
+
 static void *io_main(void *arg)
 {
     struct sr_ws_io *io = arg;
     ws_tp *tp;
     for (;;) {
-        int stop;
+        int stop, deferred;
         pthread_mutex_lock(&io->mu);
+        io_wait_turn(io);
         stop = io->stop;
+        deferred = io->deferred;
+        io->deferred = 0;
         pthread_mutex_unlock(&io->mu);
-        if (stop || lws_service(io->ctx, 0) < 0) break;
+        if (stop) break;
+        if (deferred) drain_cmds(io);
+        if (lws_service(io->ctx, 0) < 0) break;
     }
 
     /* Shut down: nobody may queue or wake us any more, then let go of
@@ -1045,6 +1110,46 @@ static void *io_main(void *arg)
 
 static void io_free(void *self);
 static void io_resume(void *self);
+
+static void drive_timeout_cb(lws_sorted_usec_list_t *sul)
+{
+    (void)sul; /* its only job was to end the poll */
+}
+
+/* Host thread (loop.h): serve lws here for one pass, up to timeout_ms. */
+static int io_drive(void *self, int timeout_ms)
+{
+    struct sr_ws_io *io = self;
+    int deferred, r;
+    pthread_mutex_lock(&io->mu);
+    if (io->dead || io->stop || !io->host_owns) {
+        if (!io->dead && !io->stop) io->host_wants = 1; /* handed over after its pass */
+        pthread_mutex_unlock(&io->mu);
+        return 0;
+    }
+    io->host_in_wait = 1;
+    deferred = io->deferred;
+    io->deferred = 0;
+    pthread_mutex_unlock(&io->mu);
+    if (deferred) drain_cmds(io);
+    if (timeout_ms >= 0)
+        lws_sul_schedule(io->ctx, 0, &io->sul_drive, drive_timeout_cb,
+                         (lws_usec_t)timeout_ms * LWS_US_PER_MS);
+    r = lws_service(io->ctx, 0);
+    lws_sul_cancel(&io->sul_drive);
+    pthread_mutex_lock(&io->mu);
+    io->host_in_wait = 0;
+    io->host_left = sr__liveness_clock();
+    pthread_mutex_unlock(&io->mu);
+    (void)r; /* < 0 only while the context is destroyed, which needs io_free */
+    return 1;
+}
+
+static void io_wake(void *self)
+{
+    struct sr_ws_io *io = self;
+    lws_cancel_service(io->ctx);
+}
 
 /* The resolver's locks. 0, or -1 with nothing left initialised. */
 static int resolver_init(struct sr_ws_io *io)
@@ -1096,6 +1201,20 @@ static int io_new(sr_loop *loop, sr_loop_service *svc, sr_error *err)
         set_err(err, SR_ENOMEM, "%s", "pthread_cond_init failed");
         return -1;
     }
+    {
+        pthread_condattr_t ca;
+        int ok = pthread_condattr_init(&ca) == 0;
+        ok = ok && pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 &&
+             pthread_cond_init(&io->io_cv, &ca) == 0;
+        pthread_condattr_destroy(&ca);
+        if (!ok) {
+            resolver_destroy(io);
+            pthread_mutex_destroy(&io->mu);
+            free(io);
+            set_err(err, SR_ENOMEM, "%s", "pthread_cond_init failed");
+            return -1;
+        }
+    }
     pthread_once(&once, log_setup);
     {
         const char *delay = getenv(RESOLVE_DELAY_ENV);
@@ -1137,6 +1256,8 @@ static int io_new(sr_loop *loop, sr_loop_service *svc, sr_error *err)
     svc->self = io;
     svc->resume = io_resume;
     svc->free = io_free;
+    svc->drive = io_drive;
+    svc->wake = io_wake;
     return 0;
 fail:
     if (io->ctx) {
@@ -1146,6 +1267,7 @@ fail:
         pthread_mutex_unlock(&g_ctx_mu);
     }
     resolver_destroy(io);
+    pthread_cond_destroy(&io->io_cv);
     pthread_mutex_destroy(&io->mu);
     free(io);
     return -1;
@@ -1157,12 +1279,14 @@ static void io_free(void *self)
     pthread_mutex_lock(&io->mu);
     io->stop = 1;
     if (!io->dead) lws_cancel_service(io->ctx);
+    pthread_cond_signal(&io->io_cv);
     pthread_mutex_unlock(&io->mu);
     /* The I/O thread first: it starts resolver threads, and it lets go of
      * every transport. Lookups finishing meanwhile find it dead. */
     pthread_join(io->thread, NULL);
     resolver_stop(io);
     resolver_destroy(io);
+    pthread_cond_destroy(&io->io_cv);
     pthread_mutex_destroy(&io->mu);
     free(io);
 }
@@ -1172,10 +1296,7 @@ static void io_resume(void *self)
     struct sr_ws_io *io = self;
     pthread_mutex_lock(&io->mu);
     io->resume = 1;
-    if (!io->dead && !io->woken) {
-        io->woken = 1;
-        lws_cancel_service(io->ctx);
-    }
+    if (!io->dead) wake_locked(io);
     pthread_mutex_unlock(&io->mu);
 }
 
