@@ -140,6 +140,13 @@ end
 
 local resume
 
+-- What a pooled coroutine yields when its job is done (see start_pooled).
+local IDLE = setmetatable({}, { __name = "signalr.idle" })
+-- Idle coroutines for handler and callback jobs. Most handlers never wait,
+-- and creating a coroutine per server call cost more than the rest of its
+-- dispatch, so a job that ran to its end returns its coroutine here.
+local pool, npool, POOL_MAX = {}, 0, 32
+
 -- A plain coroutine.yield() inside a managed coroutine: go on at the next
 -- turn of the loop.
 local function reschedule(co)
@@ -157,6 +164,12 @@ function resume(co, ...)
     managed[co], waiting[co] = nil, nil
     if type(on_error) ~= "function" then on_error = report_spawn_error end
     on_error(tok, co)
+  elseif tok == IDLE then
+    managed[co] = nil
+    if npool < POOL_MAX then
+      npool = npool + 1
+      pool[npool] = co
+    end
   elseif co_status(co) == "dead" then
     managed[co] = nil
   elseif tok ~= WAIT then
@@ -170,6 +183,35 @@ local function start_managed(on_error, fn, ...)
   managed[co] = on_error or true
   resume(co, ...)
   return co
+end
+
+-- The body of a pooled coroutine: run each job given by a resume, then
+-- yield IDLE. A job's arguments live only in call's frame, so an idle
+-- coroutine keeps nothing of its last job alive.
+local function call(fn, ...)
+  return fn(...)
+end
+
+local function pooled_body()
+  while true do
+    call(co_yield(IDLE))
+  end
+end
+
+-- Like start_managed, for jobs whose coroutine nobody sees (server calls,
+-- event callbacks): reuse an idle coroutine when there is one.
+local function start_pooled(on_error, fn, ...)
+  local co
+  if npool > 0 then
+    co = pool[npool]
+    pool[npool] = nil
+    npool = npool - 1
+  else
+    co = co_create(pooled_body)
+    co_resume(co) -- runs to its first yield: IDLE
+  end
+  managed[co] = on_error or true
+  resume(co, fn, ...)
 end
 
 --- Run fn(...) in a managed coroutine at once, until its first wait.
@@ -314,20 +356,35 @@ local function coroutine_failed(self)
   end
 end
 
+-- Method names are case-insensitive; the server sends few distinct ones, so
+-- their lower-case forms are kept (up to a bound) instead of made per call.
+local lower_cache, lower_count = {}, 0
+
+local function lower_name(target)
+  local key = lower_cache[target]
+  if key == nil then
+    key = target:lower()
+    if lower_count >= 1024 then lower_cache, lower_count = {}, 0 end
+    lower_cache[target] = key
+    lower_count = lower_count + 1
+  end
+  return key
+end
+
 local function dispatch_invocation(self, target, ...)
-  local list = self._handlers[target:lower()]
+  local list = self._handlers[lower_name(target)]
   if list == nil then
     log(self._logger, "warning", ("no handler registered for the server's call to '%s'"):format(target))
     return
   end
-  start_managed(self._on_coroutine_error, run_handlers, self, list, target, ...)
+  start_pooled(self._on_coroutine_error, run_handlers, self, list, target, ...)
 end
 
 local function dispatch_close(self, err)
   active[self] = nil
   local list = self._close
   if #list > 0 then
-    start_managed(self._on_coroutine_error, run_callbacks, self, list, "on_close", err)
+    start_pooled(self._on_coroutine_error, run_callbacks, self, list, "on_close", err)
   end
 end
 
@@ -338,14 +395,14 @@ end
 local function dispatch_reconnecting(self, err)
   local list = self._reconnecting
   if #list > 0 then
-    start_managed(self._on_coroutine_error, run_callbacks, self, list, "on_reconnecting", err)
+    start_pooled(self._on_coroutine_error, run_callbacks, self, list, "on_reconnecting", err)
   end
 end
 
 local function dispatch_reconnected(self, connection_id)
   local list = self._reconnected
   if #list > 0 then
-    start_managed(self._on_coroutine_error, run_callbacks, self, list, "on_reconnected", connection_id)
+    start_pooled(self._on_coroutine_error, run_callbacks, self, list, "on_reconnected", connection_id)
   end
 end
 

@@ -196,6 +196,31 @@ describe("connection", function()
       conn:stop()
     end)
 
+    it("runs handlers that wait beside handlers that do not, and keeps no finished call's arguments", function()
+      -- Handler coroutines are reused once a call's handlers have finished:
+      -- a waiting handler must keep its own coroutine, and a finished one
+      -- must not keep its arguments alive.
+      local conn = connect()
+      local order, kept = {}, setmetatable({}, { __mode = "k" })
+      conn:on("seq", function(i)
+        if i == 1 then
+          signalr.sleep(0.2) -- the calls after it run meanwhile
+        end
+        order[#order + 1] = i
+      end)
+      conn:on("obj", function(t) kept[t] = true end)
+      assert.equals(5, conn:invoke("CallMeBackMany", "seq", 5))
+      helper.wait_until(function() signalr.poll(0.01); return #order == 5 end, 5)
+      assert.same({ 2, 3, 4, 5, 1 }, order)
+      conn:invoke("CallMeBack", "obj", { a = 1 })
+      helper.wait_until(function() signalr.poll(0.01); return next(kept) ~= nil end, 5)
+      conn:invoke("Add", 1, 1) -- a later call has been dispatched since
+      collectgarbage()
+      collectgarbage()
+      assert.is_nil(next(kept), "the finished handler's argument was collected")
+      conn:stop()
+    end)
+
     it("lets a handler invoke and stop without deadlock", function()
       local conn = connect()
       local result, stopped
