@@ -272,6 +272,15 @@ ensure_peers()
 local function version(cmd)
   return (capture(cmd .. " 2>/dev/null"):match("[^\n]*") or "?")
 end
+-- The revision our client was built from; "+dirty" when csrc/, binding/ or
+-- lua/ differ from it.
+local function revision()
+  local rev, ok = capture("cd " .. q(ROOT) .. " && git rev-parse --short HEAD 2>/dev/null")
+  if not ok or rev == "" then return "unknown (not a git checkout)" end
+  local _, clean = capture("cd " .. q(ROOT) .. " && git diff --quiet HEAD -- csrc binding lua 2>/dev/null")
+  return rev .. (clean and "" or "+dirty")
+end
+
 local machine = {
   cpus = version("nproc"),
   cpu = version("grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'"),
@@ -281,6 +290,7 @@ local machine = {
   lua = (version("lua5.4 -v"):match("^Lua %S+") or "lua5.4"),
   fds = tostring(fd_limit()),
   load = version("cut -d' ' -f1-3 /proc/loadavg"),
+  rev = revision(),
 }
 log("peers: %s, %s CPUs (%s), fd limit %s; rounds %d%s", started_at, machine.cpus, machine.cpu,
   machine.fds, opt.rounds, opt.quick and " (quick)" or "")
@@ -447,8 +457,8 @@ for _, spec in ipairs(ROWS) do
 end
 
 local mode = opt.quick and "quick" or "full"
-local title = string.format("peers benchmark %s: %s mode, %d round(s), medians; one hub, clients run one at a time",
-  started_at, mode, opt.rounds)
+local title = string.format("peers benchmark %s: %s mode, %d round(s), medians; one hub, clients run one at a time;"
+  .. " ours at %s", started_at, mode, opt.rounds, machine.rev)
 local machine_line = string.format("machine: %s CPU(s) (%s) shared by hub and client, Linux %s; dotnet SDK %s, node %s,"
   .. " %s; load average at start %s", machine.cpus, machine.cpu, machine.kernel, machine.dotnet, machine.node,
   machine.lua, machine.load)
