@@ -428,13 +428,13 @@ static int run_ready(sr_loop *loop)
 
 /* Wait up to wait_ms (-1: no limit) by serving the driving service's
  * sockets on this thread. 1 when it did, 0 when the caller must wait on the
- * descriptor instead (no driver, it cannot drive now, or events arrived). */
+ * descriptor instead (no driver, it cannot drive now, or events arrived).
+ * wait_ms 0 only flushes what the host queued while it holds the sockets. */
 static int drive(sr_loop *loop, int wait_ms)
 {
     int t = sr_loop_next_timeout(loop), served;
     if (!loop->driver) return 0;
     if (t >= 0 && (wait_ms < 0 || t < wait_ms)) wait_ms = t;
-    if (wait_ms == 0) return 0;
     pthread_mutex_lock(&loop->mu);
     if (loop->qhead) {
         pthread_mutex_unlock(&loop->mu);
@@ -461,13 +461,19 @@ int sr_loop_dispatch(sr_loop *loop, int timeout_ms)
         struct epoll_event evs[2];
         int wait_ms = -1;
         n = run_ready(loop);
-        if (n > 0 || timeout_ms == 0) return n;
+        if (timeout_ms == 0) {
+            /* Never waits, but sends what waits for a host holding the
+             * sockets (cheap: nothing unless such commands exist). */
+            if (drive(loop, 0)) n += run_ready(loop);
+            return n;
+        }
+        if (n > 0) return n;
         if (timeout_ms > 0) {
             uint64_t now = now_ns();
             if (now >= deadline) return 0;
             wait_ms = (int)((deadline - now + 999999) / 1000000);
         }
-        if (drive(loop, wait_ms)) continue;
+        if (wait_ms != 0 && drive(loop, wait_ms)) continue;
         /* Readiness is level-triggered; run_ready clears it. A wake-up for
          * a timer cancelled meanwhile just goes round again. */
         if (epoll_wait(loop->epfd, evs, 2, wait_ms) < 0 && errno != EINTR) return 0;

@@ -75,7 +75,9 @@ typedef struct sr_loop_service {
      * for a reply gets it without two thread hand-offs. Returns 1 when it
      * served (events it posted meanwhile need no wake-up), 0 when it cannot
      * now (the loop waits on its descriptor instead). At most one service
-     * of a loop drives. */
+     * of a loop drives. timeout_ms 0 (from a dispatch that must not wait):
+     * only push out what the host queued while it held the sockets, without
+     * waiting; 1 when there was something. */
     int (*drive)(void *self, int timeout_ms);
     /* Required with drive, any thread, under the loop's lock: end a drive
      * in progress early (another thread posted an event). */

@@ -85,6 +85,11 @@
 /* The I/O thread takes the sockets back from a host that has been out of
  * its waits this long: the most a busy host delays a ping or a read. */
 #define HOST_GRACE_US 2000
+/* A drive pass that receives this much means a flood, not a reply: the
+ * I/O thread reads it better, in parallel with the host's dispatching, so
+ * the host hands the sockets back and does not ask again for a while. */
+#define HOST_FLOOD_BYTES (16 * 1024)
+#define HOST_BACKOFF_US 50000
 
 enum { CMD_OPEN = 1, CMD_RESOLVED = 2, CMD_WRITE = 4, CMD_CLOSE = 8, CMD_RELEASE = 16 };
 
@@ -177,6 +182,8 @@ struct sr_ws_io {
     int host_in_wait;                 /* mu: inside lws_service in drive */
     int deferred;                     /* mu: woken without the pipe; drain before serving */
     uint64_t host_left;               /* mu: sr__liveness_clock when the last drive ended */
+    uint64_t host_backoff;            /* mu: the host asks again only after this time */
+    size_t rx_pass;                   /* owner: bytes received in the current pass */
     lws_sorted_usec_list_t sul_drive; /* owner only: ends a drive at its timeout */
 
     /* I/O thread only. */
@@ -873,6 +880,7 @@ static int on_established(ws_tp *tp, struct lws *wsi)
 static int on_receive(ws_tp *tp, struct lws *wsi, const char *in, size_t len)
 {
     int final = lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0;
+    tp->io->rx_pass += len;
     /* The timer finds out lazily when its deadlines moved later. */
     sr__liveness_rx(&tp->live, sr__liveness_clock(),
                     len && sr__liveness_awaiting_handshake(&tp->live) &&
@@ -1121,25 +1129,41 @@ static int io_drive(void *self, int timeout_ms)
 {
     struct sr_ws_io *io = self;
     int deferred, r;
+    uint64_t now;
     pthread_mutex_lock(&io->mu);
     if (io->dead || io->stop || !io->host_owns) {
-        if (!io->dead && !io->stop) io->host_wants = 1; /* handed over after its pass */
+        /* handed over after the I/O thread's pass */
+        if (!io->dead && !io->stop && timeout_ms != 0 && !io->host_wants &&
+            sr__liveness_clock() >= io->host_backoff)
+            io->host_wants = 1;
         pthread_mutex_unlock(&io->mu);
         return 0;
+    }
+    if (timeout_ms == 0 && !io->deferred) {
+        pthread_mutex_unlock(&io->mu);
+        return 0; /* nothing to flush */
     }
     io->host_in_wait = 1;
     deferred = io->deferred;
     io->deferred = 0;
     pthread_mutex_unlock(&io->mu);
     if (deferred) drain_cmds(io);
-    if (timeout_ms >= 0)
+    if (timeout_ms > 0)
         lws_sul_schedule(io->ctx, 0, &io->sul_drive, drive_timeout_cb,
                          (lws_usec_t)timeout_ms * LWS_US_PER_MS);
-    r = lws_service(io->ctx, 0);
+    io->rx_pass = 0;
+    /* A negative timeout makes lws poll without waiting. */
+    r = lws_service(io->ctx, timeout_ms == 0 ? -1 : 0);
     lws_sul_cancel(&io->sul_drive);
+    now = sr__liveness_clock();
     pthread_mutex_lock(&io->mu);
     io->host_in_wait = 0;
-    io->host_left = sr__liveness_clock();
+    io->host_left = now;
+    if (io->rx_pass >= HOST_FLOOD_BYTES) {
+        io->host_owns = 0;
+        io->host_backoff = now + HOST_BACKOFF_US;
+        pthread_cond_signal(&io->io_cv);
+    }
     pthread_mutex_unlock(&io->mu);
     (void)r; /* < 0 only while the context is destroyed, which needs io_free */
     return 1;
