@@ -11,7 +11,8 @@
 set -e
 cd "$(dirname "$0")/.."
 . scripts/env.sh
-ulimit -n 65536 2>/dev/null || ulimit -n 4096 2>/dev/null || true
+# As many descriptors as the hard limit allows (never fewer than we had).
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 case "$1" in
   churn)
     shift
