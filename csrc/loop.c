@@ -149,6 +149,24 @@ static void efd_drain(sr_loop *loop)
         ;
 }
 
+/* Under mu: make the host's wait return, once. */
+static void wake_locked(sr_loop *loop)
+{
+    if (loop->driving) {
+        /* The host is serving sockets in a drive: its own posts are seen
+         * when drive returns; anyone else's ends the drive. */
+        if (!loop->drive_woken && !pthread_equal(pthread_self(), loop->host)) {
+            loop->drive_woken = 1;
+            loop->driver->wake(loop->driver->self);
+        }
+    } else if (!loop->signalled) {
+        /* Written under mu so a concurrent host drain cannot interleave
+         * between the flag and the counter. Once per empty -> non-empty. */
+        loop->signalled = 1;
+        efd_signal(loop);
+    }
+}
+
 void sr__loop_post(sr_loop *loop, sr_event *ev)
 {
     ev->next = NULL;
@@ -164,34 +182,14 @@ void sr__loop_post(sr_loop *loop, sr_event *ev)
         size_t n = __atomic_add_fetch(&loop->bytes, ev->len, __ATOMIC_SEQ_CST);
         if (n > SR_QUEUE_HIGH) __atomic_store_n(&loop->congested, 1, __ATOMIC_SEQ_CST);
     }
-    if (loop->driving) {
-        /* The host is serving sockets in a drive: its own posts are seen
-         * when drive returns; anyone else's ends the drive. */
-        if (!loop->drive_woken && !pthread_equal(pthread_self(), loop->host)) {
-            loop->drive_woken = 1;
-            loop->driver->wake(loop->driver->self);
-        }
-    } else if (!loop->signalled) {
-        /* Written under mu so a concurrent host drain cannot interleave
-         * between the flag and the counter. Once per empty -> non-empty. */
-        loop->signalled = 1;
-        efd_signal(loop);
-    }
+    wake_locked(loop);
     pthread_mutex_unlock(&loop->mu);
 }
 
 void sr__loop_wake(sr_loop *loop)
 {
     pthread_mutex_lock(&loop->mu);
-    if (loop->driving) {
-        if (!loop->drive_woken) {
-            loop->drive_woken = 1;
-            loop->driver->wake(loop->driver->self);
-        }
-    } else if (!loop->signalled) {
-        loop->signalled = 1;
-        efd_signal(loop);
-    }
+    wake_locked(loop);
     pthread_mutex_unlock(&loop->mu);
 }
 

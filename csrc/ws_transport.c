@@ -1176,21 +1176,27 @@ static void io_wake(void *self)
 }
 
 /* The resolver's locks. 0, or -1 with nothing left initialised. */
-static int resolver_init(struct sr_ws_io *io)
+/* A condition variable whose timed waits run on CLOCK_MONOTONIC. 0 or -1. */
+static int cond_init_monotonic(pthread_cond_t *cv)
 {
     pthread_condattr_t ca;
+    int ok;
+    if (pthread_condattr_init(&ca) != 0) return -1;
+    ok = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 && pthread_cond_init(cv, &ca) == 0;
+    pthread_condattr_destroy(&ca);
+    return ok ? 0 : -1;
+}
+
+static int resolver_init(struct sr_ws_io *io)
+{
     int ok = 0;
     if (pthread_mutex_init(&io->rmu, NULL) != 0) return -1;
-    if (pthread_condattr_init(&ca) == 0) {
+    if (pthread_cond_init(&io->rjob, NULL) == 0) {
         /* The test delay waits on the monotonic clock. */
-        if (pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 &&
-            pthread_cond_init(&io->rjob, NULL) == 0) {
-            if (pthread_cond_init(&io->rwake, &ca) == 0)
-                ok = 1;
-            else
-                pthread_cond_destroy(&io->rjob);
-        }
-        pthread_condattr_destroy(&ca);
+        if (cond_init_monotonic(&io->rwake) == 0)
+            ok = 1;
+        else
+            pthread_cond_destroy(&io->rjob);
     }
     if (!ok) pthread_mutex_destroy(&io->rmu);
     return ok ? 0 : -1;
@@ -1225,19 +1231,12 @@ static int io_new(sr_loop *loop, sr_loop_service *svc, sr_error *err)
         set_err(err, SR_ENOMEM, "%s", "pthread_cond_init failed");
         return -1;
     }
-    {
-        pthread_condattr_t ca;
-        int ok = pthread_condattr_init(&ca) == 0;
-        ok = ok && pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 &&
-             pthread_cond_init(&io->io_cv, &ca) == 0;
-        pthread_condattr_destroy(&ca);
-        if (!ok) {
-            resolver_destroy(io);
-            pthread_mutex_destroy(&io->mu);
-            free(io);
-            set_err(err, SR_ENOMEM, "%s", "pthread_cond_init failed");
-            return -1;
-        }
+    if (cond_init_monotonic(&io->io_cv) != 0) {
+        resolver_destroy(io);
+        pthread_mutex_destroy(&io->mu);
+        free(io);
+        set_err(err, SR_ENOMEM, "%s", "pthread_cond_init failed");
+        return -1;
     }
     pthread_once(&once, log_setup);
     {
