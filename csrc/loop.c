@@ -17,7 +17,7 @@
  *  - The timerfd is armed (absolute, CLOCK_MONOTONIC) to the earliest timer,
  *    or disarmed when there is none; `armed` mirrors what the kernel holds.
  *    Arming resets the timerfd's tick count, which clears its readiness.
- *  - `bytes` counts ev->len of posted and not yet dispatched events; it and
+ *  - `bytes` counts ev->weight of posted and not yet dispatched events; it and
  *    `congested` are accessed with __atomic builtins (the project is C99).
  *  - Services are host-only (created and resumed from the host thread) and
  *    freed in reverse order of creation: a later one may use an earlier one.
@@ -122,6 +122,7 @@ sr_event *sr__event_new(sr_event_fn dispatch, sr_event_fn discard, void *target,
     ev->type = type;
     ev->target = target;
     ev->len = len;
+    ev->weight = len;
     if (len) memcpy(ev->data, data, len);
     ev->data[len] = '\0'; /* bodies can be read as C strings */
     return ev;
@@ -176,10 +177,10 @@ void sr__loop_post(sr_loop *loop, sr_event *ev)
     else
         loop->qhead = ev;
     loop->qtail = ev;
-    if (ev->len) {
+    if (ev->weight) {
         /* Set congested before the event is visible to the host, so the
          * host's subtraction of this very event sees the flag. */
-        size_t n = __atomic_add_fetch(&loop->bytes, ev->len, __ATOMIC_SEQ_CST);
+        size_t n = __atomic_add_fetch(&loop->bytes, ev->weight, __ATOMIC_SEQ_CST);
         if (n > SR_QUEUE_HIGH) __atomic_store_n(&loop->congested, 1, __ATOMIC_SEQ_CST);
     }
     wake_locked(loop);
@@ -381,7 +382,7 @@ static int run_events(sr_loop *loop)
     }
     while (n < DISPATCH_MAX && loop->bhead) {
         sr_event *ev = loop->bhead;
-        size_t len = ev->len;
+        size_t len = ev->weight;
         loop->bhead = ev->next;
         if (!loop->bhead) loop->btail = NULL;
         ev->next = NULL;

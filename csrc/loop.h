@@ -44,7 +44,10 @@ struct sr_event {
     long status;  /* HTTP status where it applies */
     char *text;   /* malloc'd message or NULL */
     size_t len;   /* bytes in data */
-    char data[];  /* payload */
+    /* What the event counts against the queue's bound: len, unless the
+     * poster sets more (a payload that owns further allocations). */
+    size_t weight;
+    char data[]; /* payload */
 };
 
 sr_event *sr__event_new(sr_event_fn dispatch, sr_event_fn discard, void *target, int type,

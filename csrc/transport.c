@@ -13,14 +13,25 @@
  *  - want_drain (mu) is set by a send that failed with SR_EFULL and cleared
  *    by the take that brings the queue under SR_SEND_LOW, which posts the
  *    one SR_EV_TP_DRAIN owed (kept owed when that allocation fails).
+ *  - Received bytes are parsed where they are read (sr__transport_post_data)
+ *    so the host thread, which runs the handlers, only dispatches. Messages
+ *    and raw bytes reach the host in the order they arrived; once anything
+ *    fails to parse, the rest of the stream goes raw and the host's own
+ *    parser reports the fault, so errors read the same either way.
  */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "framing.h"
 #include "transport_kind.h"
+
+/* Batches of parsed messages sit in sr_event.data. */
+_Static_assert(offsetof(sr_event, data) % _Alignof(sr_rx_msg) == 0, "sr_rx_msg alignment");
 
 static void tp_dispatch(sr_event *ev);
 static void tp_discard(sr_event *ev);
+static void clear_msgs(sr_rx_msg *e, size_t n);
 
 int sr__transport_init(sr_transport *tp, const sr_transport_ops *ops, sr_loop *loop,
                        const sr_transport_upcalls *up, void *ud, size_t pre)
@@ -53,6 +64,11 @@ void sr__transport_unref(sr_transport *tp)
     if (tp->ops->destroy) tp->ops->destroy(tp);
     sr__event_free(tp->closed_ev);
     sr__buf_free(&tp->out);
+    sr__buf_free(&tp->rx_part);
+    sr__buf_free(&tp->rx_msgs);
+    clear_msgs((sr_rx_msg *)(void *)tp->rx_done.data, tp->rx_done.len / sizeof(sr_rx_msg));
+    sr__buf_free(&tp->rx_done);
+    sr__buf_free(&tp->rx_spare);
     pthread_mutex_destroy(&tp->mu);
     free(tp);
 }
@@ -197,9 +213,164 @@ int sr__transport_post(sr_transport *tp, sr_tp_event type, const void *data, siz
     return 0;
 }
 
+/* ---------------------------------------------- receiving (I/O side) */
+
+void sr__transport_set_decoder(sr_transport *tp, const sr_transport_cfg *cfg)
+{
+    tp->rx_proto = cfg->protocol;
+    tp->rx_max = cfg->max_message_size;
+    tp->rx_handshake = cfg->handshake_len > 0;
+}
+
+static void clear_msgs(sr_rx_msg *e, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++)
+        sr__msg_clear(&e[i].m);
+}
+
+/* Post the batch in rx_msgs (wire: the bytes it took) and empty it. */
+static int post_msgs(sr_transport *tp, size_t wire)
+{
+    size_t len = tp->rx_msgs.len;
+    sr_event *ev = NULL;
+    if (len == 0) return 0;
+    tp->rx_msgs.len = 0;
+    if (!sr__transport_released(tp))
+        ev = sr__event_new(tp_dispatch, tp_discard, tp, SR_EV_TP_MSGS, tp->rx_msgs.data, len);
+    if (!ev) {
+        clear_msgs((sr_rx_msg *)(void *)tp->rx_msgs.data, len / sizeof(sr_rx_msg));
+        return sr__transport_released(tp) ? 0 : -1;
+    }
+    /* The values own allocations of their own, a few times the wire size. */
+    ev->weight = len + 2 * wire;
+    sr__transport_ref(tp);
+    sr__loop_post(tp->loop, ev);
+    return 0;
+}
+
+/* From here on the host gets raw bytes: first what rx_part held, then
+ * data[0..len). */
+static int go_raw(sr_transport *tp, const char *data, size_t len)
+{
+    int rc = 0;
+    tp->rx_proto = NULL;
+    if (tp->rx_part.len)
+        rc = sr__transport_post(tp, SR_EV_TP_DATA, tp->rx_part.data, tp->rx_part.len);
+    sr__buf_free(&tp->rx_part);
+    if (rc == 0 && len) rc = sr__transport_post(tp, SR_EV_TP_DATA, data, len);
+    return rc;
+}
+
+/* Parse whole messages from data[0..len) into rx_msgs; *used gets the
+ * bytes they took. 0 (stopped at an incomplete message or the end), or -1
+ * with the batch posted and the stream gone raw (a fault: the host reports
+ * it), or -2 when out of memory. */
+static int parse_into(sr_transport *tp, const char *data, size_t len, size_t *used)
+{
+    size_t off = 0;
+    *used = 0;
+    while (off < len) {
+        sr_rx_msg e;
+        sr_error err;
+        int r;
+        memset(&e, 0, sizeof e);
+        r = tp->rx_proto->parse(data + off, len - off, tp->rx_max, &e.m, &err);
+        if (r == 0) break;
+        if (r < 0) {
+            *used = off;
+            return -1;
+        }
+        e.bytes = (size_t)r;
+        if (sr__buf_append(&tp->rx_msgs, (const char *)&e, sizeof e) != 0) {
+            sr__msg_clear(&e.m);
+            *used = off;
+            return -2;
+        }
+        off += (size_t)r;
+    }
+    *used = off;
+    return 0;
+}
+
+/* Free what the host handed back: on this thread, whose allocator made it,
+ * the frees are cheap and the memory is reused here at once. */
+static void free_done(sr_transport *tp)
+{
+    sr_buf b;
+    pthread_mutex_lock(&tp->mu);
+    b = tp->rx_done;
+    tp->rx_done = tp->rx_spare;
+    __atomic_store_n(&tp->rx_returned, 0, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&tp->mu);
+    clear_msgs((sr_rx_msg *)(void *)b.data, b.len / sizeof(sr_rx_msg));
+    b.len = 0;
+    if (b.cap > (256u << 10)) sr__buf_free(&b);
+    tp->rx_spare = b;
+}
+
+int sr__transport_post_data(sr_transport *tp, const char *data, size_t len)
+{
+    size_t used, wire = 0;
+    int rc;
+    if (!tp->rx_proto) return len ? sr__transport_post(tp, SR_EV_TP_DATA, data, len) : 0;
+    if (__atomic_load_n(&tp->rx_returned, __ATOMIC_RELAXED)) free_done(tp);
+    if (tp->rx_handshake) {
+        /* The reply is the host's to read; messages may follow it. */
+        const char *rs = memchr(data, SR_RECORD_SEPARATOR, len);
+        size_t h = rs ? (size_t)(rs - data) + 1 : len;
+        if (h && sr__transport_post(tp, SR_EV_TP_DATA, data, h) != 0) return -1;
+        if (!rs) return 0;
+        tp->rx_handshake = 0;
+        data += h;
+        len -= h;
+    }
+    if (len == 0) return 0;
+    if (tp->rx_part.len) {
+        /* Finish the message begun earlier from the fewest new bytes: for
+         * text, up to the first separator (looked for only in the new
+         * bytes, so a large message stays linear); binary framing says its
+         * own length, so the parser is asked again as bytes come. */
+        size_t take = len;
+        if (!tp->rx_proto->binary) {
+            const char *rs = memchr(data, SR_RECORD_SEPARATOR, len);
+            size_t max = tp->rx_max ? tp->rx_max : (size_t)-1;
+            if (rs) take = (size_t)(rs - data) + 1;
+            if (!rs && tp->rx_part.len + len <= max)
+                return sr__buf_append(&tp->rx_part, data, len) == 0 ? 0 : -1;
+        }
+        if (sr__buf_append(&tp->rx_part, data, take) != 0) return -1;
+        rc = parse_into(tp, tp->rx_part.data, tp->rx_part.len, &used);
+        if (rc == -1) {
+            if (post_msgs(tp, used) != 0) return -1;
+            sr__buf_consume(&tp->rx_part, used);
+            return go_raw(tp, data + take, len - take);
+        }
+        if (rc == -2) return -1;
+        if (used < tp->rx_part.len) {
+            /* Still incomplete (binary): what is left waits in rx_part. */
+            sr__buf_consume(&tp->rx_part, used);
+            if (take < len && sr__buf_append(&tp->rx_part, data + take, len - take) != 0) return -1;
+            return post_msgs(tp, used);
+        }
+        wire = used;
+        tp->rx_part.len = 0;
+        if (tp->rx_part.cap > (256u << 10)) sr__buf_free(&tp->rx_part);
+        data += take;
+        len -= take;
+    }
+    rc = parse_into(tp, data, len, &used);
+    if (post_msgs(tp, wire + used) != 0 || rc == -2) return -1;
+    if (rc == -1) return go_raw(tp, data + used, len - used);
+    if (used < len && sr__buf_append(&tp->rx_part, data + used, len - used) != 0) return -1;
+    return 0;
+}
+
 void sr__transport_post_closed(sr_transport *tp, int code, long status, const char *text)
 {
     sr_event *ev = tp->closed_ev;
+    /* A message cut off by the close: the host reports it. */
+    if (tp->rx_proto && tp->rx_part.len) go_raw(tp, NULL, 0);
     sr__transport_set_dead(tp);
     if (!ev) return;
     tp->closed_ev = NULL;
@@ -216,6 +387,23 @@ void sr__transport_post_closed(sr_transport *tp, int code, long status, const ch
 
 /* ------------------------------------------------------------ host side */
 
+/* Hand a dispatched batch back to the I/O side to free, or free it here
+ * when that side has finished (it will not run again) or has not come for
+ * what it was given already (it frees on its next receive). */
+#define RX_DONE_MAX (256u << 10)
+static void give_back(sr_transport *tp, sr_event *ev)
+{
+    int kept = 0;
+    pthread_mutex_lock(&tp->mu);
+    if (!tp->dead && !sr__transport_released(tp) && tp->rx_done.len + ev->len <= RX_DONE_MAX &&
+        sr__buf_append(&tp->rx_done, ev->data, ev->len) == 0) {
+        kept = 1;
+        __atomic_store_n(&tp->rx_returned, 1, __ATOMIC_RELAXED);
+    }
+    pthread_mutex_unlock(&tp->mu);
+    if (!kept) clear_msgs((sr_rx_msg *)(void *)ev->data, ev->len / sizeof(sr_rx_msg));
+}
+
 static void tp_dispatch(sr_event *ev)
 {
     sr_transport *tp = ev->target;
@@ -226,6 +414,11 @@ static void tp_dispatch(sr_event *ev)
             break;
         case SR_EV_TP_DATA:
             if (tp->up.on_data) tp->up.on_data(tp->ud, tp, ev->data, ev->len);
+            break;
+        case SR_EV_TP_MSGS:
+            if (tp->up.on_msgs)
+                tp->up.on_msgs(tp->ud, tp, (sr_rx_msg *)(void *)ev->data,
+                               ev->len / sizeof(sr_rx_msg));
             break;
         case SR_EV_TP_CLOSED: {
             sr_error err;
@@ -251,11 +444,14 @@ static void tp_dispatch(sr_event *ev)
             break;
         }
     }
+    if (ev->type == SR_EV_TP_MSGS) give_back(tp, ev);
     /* The event's reference; the upcall may have released the host's. */
     sr__transport_unref(tp);
 }
 
 static void tp_discard(sr_event *ev)
 {
+    if (ev->type == SR_EV_TP_MSGS)
+        clear_msgs((sr_rx_msg *)(void *)ev->data, ev->len / sizeof(sr_rx_msg));
     sr__transport_unref(ev->target);
 }

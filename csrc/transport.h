@@ -21,14 +21,25 @@
 #define SR_TRANSPORT_H
 
 #include "loop.h"
+#include "protocol.h"
 #include "signalr.h"
 #include <stddef.h>
 
 typedef struct sr_transport sr_transport;
 
+/* One message parsed on the I/O side, and the bytes it took on the wire. */
+typedef struct sr_rx_msg {
+    sr_msg m;
+    size_t bytes;
+} sr_rx_msg;
+
 typedef struct sr_transport_upcalls {
     void (*on_open)(void *ud, sr_transport *tp);
     void (*on_data)(void *ud, sr_transport *tp, const char *data, size_t len);
+    /* Messages parsed on the I/O side (cfg.protocol), in order with on_data.
+     * The transport clears them after the upcall; the upcall may take a
+     * field by setting it to NULL. May be NULL when cfg.protocol is. */
+    void (*on_msgs)(void *ud, sr_transport *tp, sr_rx_msg *msgs, size_t n);
     /* err NULL: closed cleanly after sr__transport_close. Runs once. */
     void (*on_close)(void *ud, sr_transport *tp, const sr_error *err);
     /* A send returned SR_EFULL earlier and the send queue has since gone
@@ -52,6 +63,14 @@ typedef struct sr_transport_cfg {
     double keepalive_ms;         /* <= 0: no pings */
     double server_timeout_ms;    /* <= 0: no timeout */
     double handshake_timeout_ms; /* <= 0: no timeout */
+    /* Parse received messages on the I/O side, so the host thread gets them
+     * ready (on_msgs). NULL: every byte goes to on_data. With a handshake,
+     * the bytes up to the first record separator (the reply) go to on_data
+     * first. Bytes that fail to parse, and everything after them, go to
+     * on_data unparsed, so the host parses them again and reports the
+     * fault as it would have; so does a message cut off by the close. */
+    const sr_protocol *protocol;
+    size_t max_message_size; /* the protocol's limit; 0: none */
 } sr_transport_cfg;
 
 /* Start connecting; on_open or on_close follows. NULL on immediate failure. */

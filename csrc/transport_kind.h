@@ -26,6 +26,7 @@
 typedef enum sr_tp_event {
     SR_EV_TP_OPEN = 1, /* transport connected (handshake bytes sent) */
     SR_EV_TP_DATA,     /* bytes received */
+    SR_EV_TP_MSGS,     /* messages parsed on the I/O side: data is sr_rx_msg[] */
     SR_EV_TP_CLOSED,   /* transport ended; code/status/text say why (code 0 = clean) */
     SR_EV_TP_DRAIN     /* the send queue went under SR_SEND_LOW after an SR_EFULL */
 } sr_tp_event;
@@ -63,6 +64,18 @@ struct sr_transport {
 
     /* Allocated up front so that the one SR_EV_TP_CLOSED always gets out. */
     sr_event *closed_ev; /* I/O side until posted */
+
+    /* Receiving (I/O side; see sr__transport_post_data). */
+    const sr_protocol *rx_proto; /* NULL: raw bytes only */
+    size_t rx_max;
+    int rx_handshake; /* the handshake reply has not been seen yet */
+    sr_buf rx_part;   /* the start of a message not complete yet */
+    sr_buf rx_msgs;   /* sr_rx_msg entries of the batch being parsed */
+    /* mu: messages the host dispatched, handed back to be freed where they
+     * were allocated (see sr__transport_post_data). */
+    sr_buf rx_done;
+    int rx_returned; /* __atomic: rx_done is not empty */
+    sr_buf rx_spare; /* I/O side: rx_done swapped out, being cleared */
 };
 
 /* Fill in the generic part (refs = 1, the host's). 0, or -1 on failure. */
@@ -87,8 +100,16 @@ void sr__transport_set_dead(sr_transport *tp);
 /* I/O side. Post SR_EV_TP_OPEN or SR_EV_TP_DATA holding a reference
  * (nothing when released). 0, or -1 when out of memory. */
 int sr__transport_post(sr_transport *tp, sr_tp_event type, const void *data, size_t len);
+/* Set up parsing on the I/O side from cfg (protocol, max_message_size,
+ * handshake); before the I/O side runs. */
+void sr__transport_set_decoder(sr_transport *tp, const sr_transport_cfg *cfg);
+/* I/O side. Deliver received bytes: parsed into one SR_EV_TP_MSGS where a
+ * decoder is set, else (and for what cannot be parsed) as SR_EV_TP_DATA.
+ * 0, or -1 when out of memory. */
+int sr__transport_post_data(sr_transport *tp, const char *data, size_t len);
 /* I/O side. Post the SR_EV_TP_CLOSED (at most once; text is copied, and
- * left out when out of memory) and mark the transport dead. */
+ * left out when out of memory) and mark the transport dead. A message the
+ * decoder holds cut off goes to on_data first. */
 void sr__transport_post_closed(sr_transport *tp, int code, long status, const char *text);
 
 #endif

@@ -71,7 +71,7 @@
 /* Shared per-context service buffer (socket reads, the upgrade request). */
 #define SERV_BUF_SIZE (32 * 1024)
 /* Fragments of one WebSocket message are joined up to this many bytes
- * before they are posted as one SR_EV_TP_DATA. */
+ * before they are posted together (sr__transport_post_data). */
 #define RX_BATCH (64 * 1024)
 /* Write and batch buffers larger than this are freed after use. */
 #define BUF_KEEP (256 * 1024)
@@ -85,10 +85,13 @@
 /* The I/O thread takes the sockets back from a host that has been out of
  * its waits this long: the most a busy host delays a ping or a read. */
 #define HOST_GRACE_US 2000
-/* A drive pass that receives this much means a flood, not a reply: the
- * I/O thread reads it better, in parallel with the host's dispatching, so
- * the host hands the sockets back and does not ask again for a while. */
+/* Drive passes that receive this much within HOST_FLOOD_WINDOW_US mean a
+ * flood, not replies: the I/O thread reads (and parses) it better, in
+ * parallel with the host's dispatching, so the host hands the sockets back
+ * and does not ask again for a while. One pass reads at most a buffer, so
+ * the bytes are counted over a window, not per pass. */
 #define HOST_FLOOD_BYTES (16 * 1024)
+#define HOST_FLOOD_WINDOW_US 5000
 #define HOST_BACKOFF_US 50000
 
 enum { CMD_OPEN = 1, CMD_RESOLVED = 2, CMD_WRITE = 4, CMD_CLOSE = 8, CMD_RELEASE = 16 };
@@ -184,6 +187,8 @@ struct sr_ws_io {
     uint64_t host_left;               /* mu: sr__liveness_clock when the last drive ended */
     uint64_t host_backoff;            /* mu: the host asks again only after this time */
     size_t rx_pass;                   /* owner: bytes received in the current pass */
+    size_t rx_window;                 /* host: bytes its drive passes received ... */
+    uint64_t rx_window_start;         /* host: ... since this time */
     lws_sorted_usec_list_t sul_drive; /* owner only: ends a drive at its timeout */
 
     /* I/O thread only. */
@@ -885,13 +890,14 @@ static int on_receive(ws_tp *tp, struct lws *wsi, const char *in, size_t len)
     sr__liveness_rx(&tp->live, sr__liveness_clock(),
                     len && sr__liveness_awaiting_handshake(&tp->live) &&
                         memchr(in, SR_RECORD_SEPARATOR, len) != NULL);
-    if (tp->rx.len == 0 && final) {
-        if (len && sr__transport_post(&tp->base, SR_EV_TP_DATA, in, len) != 0) goto nomem;
+    if (tp->rx.len == 0 && (final || tp->base.rx_proto)) {
+        /* Whole, or parsed where it is: the decoder keeps a message cut
+         * between fragments, so they need not be joined first. */
+        if (len && sr__transport_post_data(&tp->base, in, len) != 0) goto nomem;
     } else {
         if (sr__buf_append(&tp->rx, in, len) != 0) goto nomem;
         if (final || tp->rx.len >= RX_BATCH) {
-            if (sr__transport_post(&tp->base, SR_EV_TP_DATA, tp->rx.data, tp->rx.len) != 0)
-                goto nomem;
+            if (sr__transport_post_data(&tp->base, tp->rx.data, tp->rx.len) != 0) goto nomem;
             tp->rx.len = 0;
             if (tp->rx.cap > BUF_KEEP) sr__buf_free(&tp->rx);
         }
@@ -1159,7 +1165,13 @@ static int io_drive(void *self, int timeout_ms)
     pthread_mutex_lock(&io->mu);
     io->host_in_wait = 0;
     io->host_left = now;
-    if (io->rx_pass >= HOST_FLOOD_BYTES) {
+    if (now - io->rx_window_start > HOST_FLOOD_WINDOW_US) {
+        io->rx_window_start = now;
+        io->rx_window = 0;
+    }
+    io->rx_window += io->rx_pass;
+    if (io->rx_window >= HOST_FLOOD_BYTES) {
+        io->rx_window = 0;
         io->host_owns = 0;
         io->host_backoff = now + HOST_BACKOFF_US;
         pthread_cond_signal(&io->io_cv);
@@ -1504,6 +1516,7 @@ sr_transport *sr__ws_transport_new(sr_loop *loop, const sr_transport_cfg *cfg,
         return NULL;
     }
     tp->state = ST_IDLE;
+    sr__transport_set_decoder(&tp->base, cfg);
     if (parse_url(tp, cfg->url, err) != 0) goto fail;
     if (copy_cfg(tp, cfg) != 0) {
         set_err(err, SR_ENOMEM, "%s", "out of memory");

@@ -23,6 +23,7 @@ static int tp_closes;         /* close requests seen */
 static int fail_open;         /* 1: the next opens fail at once */
 static int hold_open;         /* 1: opens do not post OPEN (test posts it) */
 static char last_url[256];    /* the URL of the last open */
+static int mem_raw;           /* 1: no parsing on the I/O side (as at trace level) */
 
 static inline void mem_kick(sr_transport *tp)
 {
@@ -56,6 +57,7 @@ static inline sr_transport *mem_new(sr_loop *loop, const sr_transport_cfg *cfg,
         free(m);
         return NULL;
     }
+    if (!mem_raw) sr__transport_set_decoder(&m->base, cfg);
     tp_opens++;
     snprintf(last_url, sizeof last_url, "%s", cfg->url);
     /* As the WebSocket kind: the handshake goes out first, then OPEN. */
@@ -85,7 +87,8 @@ static inline void pump(sr_loop *lp)
 
 static inline void feed(sr_loop *lp, const char *bytes)
 {
-    if (last_tp) sr__transport_post(last_tp, SR_EV_TP_DATA, bytes, strlen(bytes));
+    /* As the WebSocket kind delivers what it reads. */
+    if (last_tp) sr__transport_post_data(last_tp, bytes, strlen(bytes));
     pump(lp);
 }
 

@@ -335,10 +335,73 @@ TEST(oversized_record_is_refused)
     sr_conn_free(c);
 }
 
-int main(void)
+/* What a connection made of one received stream: the targets and first
+ * arguments of the server's calls, then how it closed. */
+static void run_stream(const char *stream, size_t split, char *out, size_t cap)
 {
-    sr_error err;
-    loop = sr_loop_new(&err);
+    result start = {0, 0, "", NULL};
+    sr_conn *c = new_conn(200);
+    char part[512];
+    size_t n = strlen(stream), used = 0;
+    out[0] = 0;
+    invocations = 0;
+    if (!c) return;
+    sr_conn_start(c, on_done, &start);
+    pump(loop);
+    memcpy(part, stream, split);
+    part[split] = 0;
+    feed(loop, part);
+    used += (size_t)snprintf(out + used, cap - used, "[%d]", invocations);
+    feed(loop, stream + split);
+    used += (size_t)snprintf(out + used, cap - used, "[%d %s]", invocations, inv_target);
+    if (split < n && last_tp) {
+        sr__transport_post_closed(last_tp, SR_ECLOSED, 0, "closed by the server (1000)");
+        pump(loop);
+    }
+    snprintf(out + used, cap - used, " start=%d:%s close=%d:%d:%s", start.code, start.message,
+             closed.calls, closed.code, closed.message);
+    reset(&start);
+    sr_conn_free(c);
+}
+
+/* Parsing where the bytes are read must not change what the connection
+ * does: the same streams, cut at every byte, give the same calls and the
+ * same errors as parsing on the host. */
+TEST(parsing_on_the_io_side_changes_nothing)
+{
+    static const char *streams[] = {
+        "{}" RS "{\"type\":1,\"target\":\"A\",\"arguments\":[1]}" RS "{\"type\":6}" RS
+        "{\"type\":1,\"target\":\"B\",\"arguments\":[2]}" RS,
+        "{}" RS "{\"type\":1,\"target\":\"A\",\"arguments\":[1]}" RS "not json" RS
+        "{\"type\":6}" RS,
+        "{}" RS "{\"type\":1,\"target\":\"A\",\"arguments\":[1]}" RS "{\"type\":1,\"tar",
+        "{\"error\":\"nope\"}" RS "{\"type\":6}" RS,
+        "{}" RS "{\"type\":1,\"target\":\"A\",\"arguments\":[\""
+        "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+        "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+        "xxxxxxxxxxxxxxxxxxxxxxxxxxx\"]}" RS,
+    };
+    size_t i, k;
+    int raw = mem_raw;
+    for (i = 0; i < sizeof streams / sizeof *streams; i++) {
+        for (k = 0; k <= strlen(streams[i]); k++) {
+            char a[1024], b[1024];
+            mem_raw = 1;
+            run_stream(streams[i], k, a, sizeof a);
+            mem_raw = 0;
+            run_stream(streams[i], k, b, sizeof b);
+            if (strcmp(a, b) != 0) {
+                fprintf(stderr, "stream %zu cut at %zu:\n  host: %s\n  I/O:  %s\n", i, k, a, b);
+                CHECK(0);
+                break;
+            }
+        }
+    }
+    mem_raw = raw;
+}
+
+static void run_all(void)
+{
     RUN(handshake_then_connected);
     RUN(invoke_writes_exact_bytes_and_gets_split_completion);
     RUN(two_completions_in_one_chunk_out_of_order);
@@ -352,6 +415,17 @@ int main(void)
     RUN(stop_sends_close_and_completes);
     RUN(free_from_inside_a_callback);
     RUN(oversized_record_is_refused);
+}
+
+int main(void)
+{
+    sr_error err;
+    loop = sr_loop_new(&err);
+    run_all(); /* messages parsed where they are read, as over WebSockets */
+    mem_raw = 1;
+    run_all(); /* parsed on the host, as at trace level */
+    mem_raw = 0;
+    RUN(parsing_on_the_io_side_changes_nothing);
     reset(&closed);
     sr_value_free(inv_args);
     sr_loop_free(loop);

@@ -426,7 +426,7 @@ static void c_drain(void *ud, sr_transport *tp)
     c->drains++;
 }
 
-static const sr_transport_upcalls ups = {c_open, c_data, c_close, c_drain};
+static const sr_transport_upcalls ups = {c_open, c_data, NULL, c_close, c_drain};
 
 static void cfg_init(sr_transport_cfg *cfg, const char *url)
 {
