@@ -157,8 +157,9 @@ local function reschedule(co)
   end)
 end
 
-function resume(co, ...)
-  local ok, tok = co_resume(co, ...)
+-- What a resume returned: pool the coroutine when its job is done, report
+-- its error, or keep it waiting.
+local function resumed(co, ok, tok)
   if not ok then
     local on_error = managed[co]
     managed[co], waiting[co] = nil, nil
@@ -175,6 +176,10 @@ function resume(co, ...)
   elseif tok ~= WAIT then
     reschedule(co)
   end
+end
+
+function resume(co, ...)
+  return resumed(co, co_resume(co, ...))
 end
 
 -- Start fn(...) in a new managed coroutine; on_error(err, co) reports errors.
@@ -198,9 +203,8 @@ local function pooled_body()
   end
 end
 
--- Like start_managed, for jobs whose coroutine nobody sees (server calls,
--- event callbacks): reuse an idle coroutine when there is one.
-local function start_pooled(on_error, fn, ...)
+-- An idle pooled coroutine, or a new one.
+local function take_pooled()
   local co
   if npool > 0 then
     co = pool[npool]
@@ -210,8 +214,15 @@ local function start_pooled(on_error, fn, ...)
     co = co_create(pooled_body)
     co_resume(co) -- runs to its first yield: IDLE
   end
+  return co
+end
+
+-- Like start_managed, for jobs whose coroutine nobody sees (server calls,
+-- event callbacks): reuse an idle coroutine when there is one.
+local function start_pooled(on_error, fn, ...)
+  local co = take_pooled()
   managed[co] = on_error or true
-  resume(co, fn, ...)
+  resumed(co, co_resume(co, fn, ...))
 end
 
 --- Run fn(...) in a managed coroutine at once, until its first wait.
@@ -371,13 +382,36 @@ local function lower_name(target)
   return key
 end
 
+-- How a method's only handler failing is reported (made once per handler
+-- list: lists are replaced, never changed, when handlers come and go).
+local function list_failed(self, list, target)
+  local f = list.failed
+  if f == nil then
+    f = function(err, co)
+      log(self._logger, "error", ("handler for '%s' failed: %s"):format(target, traceback(co, tostring(err))))
+    end
+    list.failed = f
+  end
+  return f
+end
+
+-- The hot path of receiving: most methods have one handler, which then
+-- runs straight in the pooled coroutine (its error ends the coroutine and
+-- is reported from there), sparing an xpcall and two calls per message.
 local function dispatch_invocation(self, target, ...)
-  local list = self._handlers[lower_name(target)]
+  local list = self._handlers[lower_cache[target] or lower_name(target)]
   if list == nil then
     log(self._logger, "warning", ("no handler registered for the server's call to '%s'"):format(target))
     return
   end
-  start_pooled(self._on_coroutine_error, run_handlers, self, list, target, ...)
+  local co = take_pooled()
+  if list[2] == nil then
+    managed[co] = list.failed or list_failed(self, list, target)
+    resumed(co, co_resume(co, list[1], ...))
+  else
+    managed[co] = self._on_coroutine_error
+    resumed(co, co_resume(co, run_handlers, self, list, target, ...))
+  end
 end
 
 local function dispatch_close(self, err)
@@ -571,7 +605,7 @@ local function new_connection(opts, logger)
   self._c = c
   -- These closures capture self and live in the userdata's user value, so
   -- the pair is collectable once the user drops it.
-  c:on_invocation(function(target, ...) dispatch_invocation(self, target, ...) end)
+  c:on_invocation(function(target, ...) return dispatch_invocation(self, target, ...) end)
   c:on_close(function(err) dispatch_close(self, err) end)
   c:on_state(function(old, new) dispatch_state(self, old, new) end)
   c:on_reconnecting(function(err) dispatch_reconnecting(self, err) end)

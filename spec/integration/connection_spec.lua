@@ -166,19 +166,39 @@ describe("connection", function()
       conn:stop()
     end)
 
-    it("logs a handler's error and keeps the connection", function()
+    it("logs a handler's error with its method and keeps the connection and the other handlers", function()
       local b = signalr.builder():with_url(hub_url .. "/testhub")
       local logs = capture_logs(b, "warning")
       local conn = b:build()
       conn:start()
+      local function logged(text)
+        for _, l in ipairs(logs) do
+          if l:find(text, 1, true) then return l end
+        end
+      end
+      -- a method's only handler (run without a pcall of its own)
       conn:on("boom", function() error("handler exploded") end)
-      conn:invoke("CallMeBackNoArgs", "boom")
-      signalr.sleep(0.2)
+      conn:invoke("CallMeBackNoArgs", "Boom")
+      local line = helper.wait_for(function() return logged("handler exploded") end, 5)
+      assert.truthy(line, "the handler's error is logged")
+      assert.truthy(line:find("handler for 'Boom' failed", 1, true), line)
+      assert.truthy(line:find("stack traceback", 1, true), line)
+      -- the same after the handler waited (the error comes from a later resume)
+      conn:on("late", function()
+        signalr.sleep(0.01)
+        error("late explosion")
+      end)
+      conn:invoke("CallMeBackNoArgs", "late")
+      line = helper.wait_for(function() return logged("late explosion") end, 5)
+      assert.truthy(line and line:find("handler for 'late' failed", 1, true), tostring(line))
+      -- two handlers: the first one's error does not stop the second
+      local second = false
+      conn:on("pair", function() error("first of two") end)
+      conn:on("pair", function() second = true end)
+      conn:invoke("CallMeBackNoArgs", "pair")
+      assert.truthy(helper.wait_for(function() return second and logged("first of two") end, 5))
       assert.equals("connected", conn.state)
       assert.equals(7, conn:invoke("Add", 3, 4))
-      local found = false
-      for _, l in ipairs(logs) do if l:find("handler exploded", 1, true) then found = true end end
-      assert.is_true(found, "the handler's error is logged")
       conn:stop()
     end)
 
