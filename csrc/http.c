@@ -1,24 +1,28 @@
 /*
  * http.c - the loop's HTTP thread: one libcurl multi handle driven by one
  * thread (curl_multi_poll, woken by curl_multi_wakeup), registered as a
- * loop service, and the one-shot requests of http.h on top of it.
+ * loop service, and the one-shot and streaming requests of http.h on top
+ * of it.
  *
- * The thread is general so SSE and Long Polling can add their long-running
- * transfers later:
+ * The thread is general so SSE and Long Polling can run their long
+ * transfers on it:
  *  - Work reaches the thread as jobs (a function run on the thread), queued
  *    under mu. Jobs run in FIFO order before every curl_multi_perform.
  *  - Every easy handle in the multi is an `xfer` (CURLOPT_PRIVATE) with its
  *    own completion function, called on the thread after the handle left the
  *    multi. A write callback that returns CURL_WRITEFUNC_PAUSE under
- *    backpressure marks its xfer paused; the service's resume unpauses them.
+ *    backpressure marks its xfer paused; the service's resume (the host
+ *    drained the queue) sets a flag and wakes the thread, which unpauses
+ *    them before its next curl_multi_perform: curl_easy_pause must run on
+ *    the thread that drives the multi.
  *
- * One-shot request lifetime (refs, atomic): the host holds one from
+ * Request lifetime (refs, atomic): the host holds one from
  * sr__http_request until its done ran or it cancelled; the thread holds one
  * while the transfer is queued or in the multi and hands it to the done
- * event when the transfer ends; a cancel job holds the host's while it is
- * queued. The last one frees the request (on either
- * thread). The easy handle is created and configured on the host (so bad
- * options fail at once), then only touched by the HTTP thread.
+ * event when the transfer ends; every headers or data event of a stream
+ * holds one; a cancel job holds the host's while it is queued. The last one
+ * frees the request (on either thread). The easy handle is created and configured on the host (so
+ * bad options fail at once), then only touched by the HTTP thread.
  */
 #include <curl/curl.h>
 #include <dlfcn.h>
@@ -255,7 +259,10 @@ static void io_resume(void *self)
     curl_multi_wakeup(io->multi);
 }
 
-/* ------------------------------------------------------ one-shot requests */
+/* --------------------------------------------------------------- requests */
+
+/* Event types of a request, in the order they are posted. */
+enum { EV_DONE, EV_HEADERS, EV_DATA };
 
 struct sr_http_req {
     xfer x;        /* first: CURLOPT_PRIVATE points here */
@@ -264,6 +271,8 @@ struct sr_http_req {
     int finished;  /* host only: done is running or ran */
     sr_http_io *io;
     sr_http_done_fn done;
+    sr_http_headers_fn on_headers; /* streams only */
+    sr_http_data_fn on_data;       /* NULL: one-shot */
     void *ud;
     job add_job, cancel_job;
     struct curl_slist *headers;
@@ -272,6 +281,8 @@ struct sr_http_req {
     sr_buf body;      /* thread only */
     size_t max_body;
     int too_large;
+    int saw_location;   /* thread only: the header block being read has one */
+    int headers_posted; /* thread only */
     char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -300,6 +311,58 @@ static size_t req_write(char *p, size_t size, size_t n, void *ud)
         return 0; /* CURLE_WRITE_ERROR */
     }
     if (sr__buf_append(&req->body, p, len) != 0) return 0;
+    return len;
+}
+
+/* Thread: post one event of a stream; it holds a reference of its own.
+ * -1 when it cannot be allocated. */
+static int stream_post(sr_http_req *req, int type, const char *p, size_t len)
+{
+    long status = 0;
+    sr_event *ev = sr__event_new(req_dispatch, req_discard, req, type, p, len);
+    if (!ev) return -1;
+    curl_easy_getinfo(req->x.easy, CURLINFO_RESPONSE_CODE, &status);
+    ev->status = status;
+    __atomic_add_fetch(&req->refs, 1, __ATOMIC_ACQ_REL);
+    sr__loop_post(req->io->loop, ev);
+    return 0;
+}
+
+/* Thread: one piece of a stream's body. Congestion is checked before
+ * posting, so a paused piece (libcurl hands it over again on unpause) was
+ * never posted: nothing is lost or doubled, and the queue goes over its
+ * high mark by one piece at most. */
+static size_t stream_write(char *p, size_t size, size_t n, void *ud)
+{
+    sr_http_req *req = ud;
+    size_t len = size * n;
+    if (len == 0) return 0;
+    if (sr__loop_congested(req->io->loop)) {
+        req->x.paused = 1;
+        return CURL_WRITEFUNC_PAUSE;
+    }
+    return stream_post(req, EV_DATA, p, len) == 0 ? len : 0; /* 0: CURLE_WRITE_ERROR */
+}
+
+/* Thread: one header line of a stream. The blank line ends a block; only
+ * the final response's block is reported: not a 1xx, not a proxy's
+ * CONNECT reply (no response code yet), not a redirect libcurl follows. */
+static size_t stream_header(char *p, size_t size, size_t n, void *ud)
+{
+    sr_http_req *req = ud;
+    size_t len = size * n;
+    long status = 0;
+    if (len >= 5 && strncmp(p, "HTTP/", 5) == 0) {
+        req->saw_location = 0;
+    } else if (len >= 9 && strncasecmp(p, "Location:", 9) == 0) {
+        req->saw_location = 1;
+    } else if ((len == 2 && p[0] == '\r') || (len == 1 && p[0] == '\n')) {
+        curl_easy_getinfo(req->x.easy, CURLINFO_RESPONSE_CODE, &status);
+        if (req->headers_posted || status < 200 || (status / 100 == 3 && req->saw_location))
+            return len;
+        req->headers_posted = 1;
+        if (req->on_headers && stream_post(req, EV_HEADERS, NULL, 0) != 0) return 0;
+    }
     return len;
 }
 
@@ -346,8 +409,8 @@ static void req_complete(sr_http_io *io, xfer *x, CURLcode rc)
     x->easy = NULL;
 
     ev = code == SR_OK
-             ? sr__event_new(req_dispatch, req_discard, req, 0, req->body.data, req->body.len)
-             : sr__event_new(req_dispatch, req_discard, req, 0, NULL, 0);
+             ? sr__event_new(req_dispatch, req_discard, req, EV_DONE, req->body.data, req->body.len)
+             : sr__event_new(req_dispatch, req_discard, req, EV_DONE, NULL, 0);
     if (ev && msg[0] && !(ev->text = strdup(msg))) {
         sr__event_free(ev);
         ev = NULL;
@@ -419,14 +482,18 @@ static const char *req_setup(sr_http_req *req, const sr_http_opts *o, const char
     SET(CURLOPT_URL, o->url);
     SET(CURLOPT_NOSIGNAL, 1L);
     SET(CURLOPT_ERRORBUFFER, req->errbuf);
-    SET(CURLOPT_WRITEFUNCTION, req_write);
+    SET(CURLOPT_WRITEFUNCTION, req->on_data ? stream_write : req_write);
     SET(CURLOPT_WRITEDATA, (void *)req);
+    if (req->on_data) {
+        SET(CURLOPT_HEADERFUNCTION, stream_header);
+        SET(CURLOPT_HEADERDATA, (void *)req);
+    }
     SET(CURLOPT_USERAGENT, req->io->user_agent);
     SET(CURLOPT_FOLLOWLOCATION, 1L);
     SET(CURLOPT_MAXREDIRS, MAX_REDIRECTS);
     SET(CURLOPT_PROTOCOLS_STR, "http,https");
     SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-    SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)req->max_body);
+    if (!req->on_data) SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)req->max_body);
     if (!ok) return "cannot configure the request (bad URL or out of memory)";
     if (o->tls_no_verify) {
         SET(CURLOPT_SSL_VERIFYPEER, 0L);
@@ -439,7 +506,9 @@ static const char *req_setup(sr_http_req *req, const sr_http_opts *o, const char
     if (!ok) return "TLS or proxy option not supported by this libcurl";
     if (o->timeout_ms > 0) {
         double t = o->timeout_ms < 1 ? 1 : o->timeout_ms;
-        SET(CURLOPT_TIMEOUT_MS, t > 2e9 ? 2000000000L : (long)(t + 0.999));
+        long ms = t > 2e9 ? 2000000000L : (long)(t + 0.999);
+        /* A stream lasts for hours: only connecting is bounded. */
+        SET(req->on_data ? CURLOPT_CONNECTTIMEOUT_MS : CURLOPT_TIMEOUT_MS, ms);
     }
     if (strcmp(method, "GET") == 0 && !o->body) {
         SET(CURLOPT_HTTPGET, 1L);
@@ -507,13 +576,15 @@ sr_http_req *sr__http_request(sr_loop *loop, const sr_http_opts *opts, sr_http_d
     req->refs = 2; /* host + thread */
     req->io = io;
     req->done = done;
+    req->on_data = opts->on_data;
+    req->on_headers = opts->on_data ? opts->on_headers : NULL;
     req->ud = ud;
     req->max_body = opts->max_body ? opts->max_body : DEFAULT_MAX_BODY;
     req->x.complete = req_complete;
     req->add_job.run = req_add_run;
     req->cancel_job.run = req_cancel_run;
     req->what = describe(method, opts->url);
-    req->oom_ev = sr__event_new(req_dispatch, req_discard, req, 0, NULL, 0);
+    req->oom_ev = sr__event_new(req_dispatch, req_discard, req, EV_DONE, NULL, 0);
     req->x.easy = curl_easy_init();
     if (!req->what || !req->oom_ev || !req->x.easy) {
         set_err(err, SR_ENOMEM, "out of memory");
@@ -540,14 +611,29 @@ void sr__http_cancel(sr_http_req *req)
     io_submit(req->io, &req->cancel_job); /* carries the host's reference */
 }
 
-/* Host thread: the request's one event (its transfer ended). */
+/* Host thread: a stream's headers or data. The event's reference keeps req
+ * alive while the callback cancels it. */
+static void stream_dispatch(sr_http_req *req, sr_event *ev)
+{
+    if (ev->type == EV_HEADERS)
+        req->on_headers(req->ud, ev->status);
+    else
+        req->on_data(req->ud, ev->status, ev->data, ev->len);
+}
+
+/* Host thread: one event of the request (EV_DONE: its transfer ended). */
 static void req_dispatch(sr_event *ev)
 {
     sr_http_req *req = ev->target;
-    if (!__atomic_load_n(&req->cancelled, __ATOMIC_ACQUIRE)) {
+    if (__atomic_load_n(&req->cancelled, __ATOMIC_ACQUIRE)) {
+        /* Cancelled: dropped, no callback. */
+    } else if (ev->type != EV_DONE) {
+        stream_dispatch(req, ev);
+    } else {
         req->finished = 1;
         if (ev->code == SR_OK) {
-            req->done(req->ud, ev->status, ev->data, ev->len, NULL);
+            /* A stream's body went out as data events. */
+            req->done(req->ud, ev->status, req->on_data ? NULL : ev->data, ev->len, NULL);
         } else {
             sr_error e;
             e.code = ev->code;

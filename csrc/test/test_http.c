@@ -1,5 +1,7 @@
 /* test_http.c - http.h requests against a tiny HTTP server inside the test. */
 #include <arpa/inet.h>
+#include <curl/curl.h> /* CURL_MAX_WRITE_SIZE: the largest piece a write callback gets */
+#include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -49,13 +51,170 @@ static void respond(int fd, const char *status, const char *extra, const char *b
     send_all(fd, body, len);
 }
 
-/* Wait for the client to go away (or 5 s): a response that never comes. */
-static void hang(int fd)
+/* Wait for the client to go away (or 5 s): a response that never comes.
+ * 1 when the client closed. */
+static int hang(int fd)
 {
     struct pollfd p = {fd, POLLIN, 0};
     char c;
-    while (poll(&p, 1, 5000) == 1 && recv(fd, &c, 1, 0) > 0)
+    ssize_t r = 1;
+    while (poll(&p, 1, 5000) == 1 && (r = recv(fd, &c, 1, 0)) > 0)
         ;
+    return r <= 0;
+}
+
+/* --------------------------------------------- streams: server <-> test */
+
+/* What a streaming endpoint and the test tell each other; one stream test
+ * runs at a time. */
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int step;         /* test -> server: pieces the server may go past */
+    int peer_closed;  /* server -> test: the client closed the stream's socket */
+    int blocked;      /* server -> test: a send made no progress for 300 ms */
+    size_t sent;      /* bytes of body the server has sent */
+    size_t sent_then; /* ... when it first blocked */
+} ctl = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0, 0};
+
+#define BIG_STREAM ((size_t)48 << 20)
+
+static void ctl_reset(void)
+{
+    pthread_mutex_lock(&ctl.mu);
+    ctl.step = ctl.peer_closed = ctl.blocked = 0;
+    ctl.sent = ctl.sent_then = 0;
+    pthread_mutex_unlock(&ctl.mu);
+}
+
+static void ctl_set(int *field, int v)
+{
+    pthread_mutex_lock(&ctl.mu);
+    *field = v;
+    if (field == &ctl.blocked) ctl.sent_then = ctl.sent;
+    pthread_cond_broadcast(&ctl.cv);
+    pthread_mutex_unlock(&ctl.mu);
+}
+
+/* Wait until *field >= v (or ms pass); 1 when it got there. */
+static int ctl_wait(const int *field, int v, int ms)
+{
+    struct timespec end;
+    int ok;
+    clock_gettime(CLOCK_REALTIME, &end);
+    end.tv_sec += ms / 1000;
+    end.tv_nsec += (ms % 1000) * 1000000L;
+    if (end.tv_nsec >= 1000000000L) {
+        end.tv_sec++;
+        end.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&ctl.mu);
+    while (*field < v && pthread_cond_timedwait(&ctl.cv, &ctl.mu, &end) == 0)
+        ;
+    ok = *field >= v;
+    pthread_mutex_unlock(&ctl.mu);
+    return ok;
+}
+
+static unsigned char pattern(size_t i)
+{
+    return (unsigned char)(i * 131u + (i >> 10));
+}
+
+static void send_chunk(int fd, const char *p, size_t n)
+{
+    char head[32];
+    int h = snprintf(head, sizeof head, "%zx\r\n", n);
+    send_all(fd, head, (size_t)h);
+    send_all(fd, p, n);
+    send_all(fd, "\r\n", 2);
+}
+
+static const char *chunked_head =
+    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n"
+    "Content-Type: text/event-stream\r\n\r\n";
+
+/* Like send_all, but notes in ctl when the client stops reading. */
+static int send_watched(int fd, const char *p, size_t n)
+{
+    int stuck = 0;
+    while (n) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        struct pollfd q = {fd, POLLOUT, 0};
+        if (w > 0) {
+            p += w;
+            n -= (size_t)w;
+            stuck = 0;
+            continue;
+        }
+        if (w < 0 && errno != EAGAIN && errno != EINTR) return -1;
+        if (poll(&q, 1, 300) == 0) {
+            if (!ctl.blocked) ctl_set(&ctl.blocked, 1);
+            if (++stuck > 100) return -1; /* 30 s: the test is broken */
+        }
+    }
+    return 0;
+}
+
+/* BIG_STREAM bytes of pattern in chunks of varied sizes. */
+static void stream_big(int fd)
+{
+    static char buf[65536 + 32];
+    size_t off = 0, k = 0;
+    send_all(fd, chunked_head, strlen(chunked_head));
+    while (off < BIG_STREAM) {
+        size_t n = 4096 + (k++ * 7919) % 61440, i;
+        int h;
+        if (n > BIG_STREAM - off) n = BIG_STREAM - off;
+        h = snprintf(buf, 32, "%zx\r\n", n);
+        for (i = 0; i < n; i++)
+            buf[h + i] = (char)pattern(off + i);
+        memcpy(buf + h + n, "\r\n", 2);
+        if (send_watched(fd, buf, (size_t)h + n + 2) != 0) return;
+        off += n;
+        pthread_mutex_lock(&ctl.mu);
+        ctl.sent = off;
+        pthread_mutex_unlock(&ctl.mu);
+    }
+    send_all(fd, "0\r\n\r\n", 5);
+}
+
+/* The streaming endpoints. Each returns as the common tail expects. */
+static void stream_respond(int fd, const char *path)
+{
+    if (strcmp(path, "/stream-steps") == 0) {
+        /* One piece per step: the client must see each before the next. */
+        static const char *pieces[] = {"alpha", "beta", "gamma"};
+        int k;
+        send_all(fd, chunked_head, strlen(chunked_head));
+        for (k = 0; k < 3; k++) {
+            send_chunk(fd, pieces[k], strlen(pieces[k]));
+            if (k < 2 && !ctl_wait(&ctl.step, k + 1, 5000)) return;
+        }
+        send_all(fd, "0\r\n\r\n", 5);
+    } else if (strcmp(path, "/stream-hold") == 0) {
+        send_all(fd, chunked_head, strlen(chunked_head));
+        send_chunk(fd, "first", 5);
+        if (!ctl_wait(&ctl.step, 1, 5000)) return;
+        send_chunk(fd, "second", 6);
+        hang(fd); /* never ends: until the client goes */
+    } else if (strcmp(path, "/stream-flood") == 0) {
+        /* 256 KiB and the end at once: many pieces wait for the host. */
+        send_all(fd, chunked_head, strlen(chunked_head));
+        send_chunk(fd, big, 256 << 10);
+        send_all(fd, "0\r\n\r\n", 5);
+    } else if (strcmp(path, "/stream-cut") == 0) {
+        /* Closed inside a chunked body: no last chunk. */
+        send_all(fd, chunked_head, strlen(chunked_head));
+        send_chunk(fd, "partial", 7);
+    } else if (strcmp(path, "/stream-eof") == 0) {
+        /* No length: the close ends the body. */
+        const char *head = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n";
+        send_all(fd, head, strlen(head));
+        send_all(fd, "until close", 11);
+    } else if (strcmp(path, "/stream-big") == 0) {
+        stream_big(fd);
+    }
 }
 
 static void *conn_main(void *arg)
@@ -108,11 +267,14 @@ static void *conn_main(void *arg)
         send_all(fd, big, sizeof big);
     } else if (strcmp(path, "/slow") == 0) {
         hang(fd);
+    } else if (strncmp(path, "/stream-", 8) == 0) {
+        stream_respond(fd, path);
     } else {
         respond(fd, "400 Bad Request", NULL, "", 0);
     }
     shutdown(fd, SHUT_WR);
-    hang(fd); /* until the client closes, so it reads everything */
+    /* Until the client closes, so it reads everything. */
+    if (hang(fd) && strncmp(path, "/stream-", 8) == 0) ctl_set(&ctl.peer_closed, 1);
     close(fd);
     return NULL;
 }
@@ -503,6 +665,242 @@ TEST(bad_arguments)
     sr_loop_free(loop);
 }
 
+/* ------------------------------------------------------------- streams */
+
+typedef struct stream {
+    int headers, data, done;
+    long headers_status, data_status, done_status;
+    int code; /* done's: SR_OK when err was NULL */
+    char message[512];
+    int data_before_headers, data_after_done;
+    char text[256]; /* the body, while it fits */
+    size_t total, pieces[8];
+    size_t bad;        /* check_pattern: 1 + offset of the first wrong byte */
+    int check_pattern; /* the body is BIG_STREAM's pattern */
+    int step_on_data;  /* each piece lets the server go one step further */
+    int cancel_at;     /* cancel from inside the n-th on_data */
+    const char *done_body;
+    sr_http_req *req;
+} stream;
+
+static void st_headers(void *ud, long status)
+{
+    stream *st = ud;
+    st->headers++;
+    st->headers_status = status;
+}
+
+static void st_data(void *ud, long status, const char *p, size_t len)
+{
+    stream *st = ud;
+    size_t i;
+    st->data++;
+    st->data_status = status;
+    st->data_before_headers += !st->headers;
+    st->data_after_done += st->done;
+    if (st->data <= 8) st->pieces[st->data - 1] = len;
+    if (st->total + len < sizeof st->text) {
+        memcpy(st->text + st->total, p, len);
+        st->text[st->total + len] = '\0';
+    }
+    for (i = 0; st->check_pattern && !st->bad && i < len; i++)
+        if ((unsigned char)p[i] != pattern(st->total + i)) st->bad = st->total + i + 1;
+    st->total += len;
+    if (st->step_on_data) ctl_set(&ctl.step, st->data);
+    if (st->cancel_at == st->data) sr__http_cancel(st->req);
+}
+
+static void st_done(void *ud, long status, const char *body, size_t len, const sr_error *err)
+{
+    stream *st = ud;
+    st->done++;
+    st->done_status = status;
+    st->done_body = body;
+    st->code = err ? err->code : SR_OK;
+    (void)len;
+    snprintf(st->message, sizeof st->message, "%s", err ? err->message : "");
+}
+
+static sr_http_req *open_stream(sr_loop *loop, const char *u, stream *st, double timeout_ms)
+{
+    sr_http_opts o;
+    sr_error err;
+    memset(&o, 0, sizeof o);
+    o.url = u;
+    o.timeout_ms = timeout_ms;
+    o.on_data = st_data;
+    o.on_headers = st_headers;
+    ctl_reset();
+    st->req = sr__http_request(loop, &o, st_done, st, &err);
+    return st->req;
+}
+
+TEST(stream_pieces_in_order)
+{
+    sr_loop *loop = sr_loop_new(NULL);
+    stream st;
+    memset(&st, 0, sizeof st);
+    st.step_on_data = 1;
+    CHECK(open_stream(loop, url("/stream-steps"), &st, 0) != NULL);
+    wait_for(loop, &st.done, 5000);
+    CHECK(st.headers == 1 && st.headers_status == 200);
+    CHECK(st.data == 3 && st.data_status == 200);
+    CHECK(st.pieces[0] == 5 && st.pieces[1] == 4 && st.pieces[2] == 5);
+    CHECK_STR(st.text, "alphabetagamma");
+    CHECK(st.data_before_headers == 0 && st.data_after_done == 0);
+    CHECK(st.done == 1 && st.code == SR_OK && st.done_status == 200);
+    CHECK(st.done_body == NULL);
+    sr_loop_dispatch(loop, 0);
+    CHECK(st.done == 1 && st.data == 3);
+    sr_loop_free(loop);
+}
+
+TEST(stream_follows_redirects)
+{
+    sr_loop *loop = sr_loop_new(NULL);
+    stream st;
+    memset(&st, 0, sizeof st);
+    CHECK(open_stream(loop, url("/redirect"), &st, 0) != NULL);
+    wait_for(loop, &st.done, 5000);
+    CHECK(st.headers == 1 && st.headers_status == 200); /* not the 302 */
+    CHECK_STR(st.text, "hello world");
+    CHECK(st.done == 1 && st.code == SR_OK && st.done_status == 200);
+    sr_loop_free(loop);
+}
+
+/* The host does not dispatch while the server pushes far more than the
+ * queue's bound: the transfer pauses (the server's send blocks) with the
+ * queue over its high mark by one piece at most; then every byte arrives. */
+TEST(stream_backpressure)
+{
+    sr_loop *loop = sr_loop_new(NULL);
+    stream st;
+    size_t queued, sent_then;
+    double end;
+    memset(&st, 0, sizeof st);
+    st.check_pattern = 1;
+    CHECK(open_stream(loop, url("/stream-big"), &st, 0) != NULL);
+    CHECK(ctl_wait(&ctl.blocked, 1, 30000));
+    pthread_mutex_lock(&ctl.mu);
+    sent_then = ctl.sent_then;
+    pthread_mutex_unlock(&ctl.mu);
+    /* One dispatch(0) runs exactly what was queued when it started. */
+    sr_loop_dispatch(loop, 0);
+    queued = st.total;
+    printf("     queued %zu bytes when the server blocked after %zu\n", queued, sent_then);
+    CHECK(sent_then < BIG_STREAM);
+    CHECK(queued > SR_QUEUE_HIGH);
+    CHECK(queued <= SR_QUEUE_HIGH + CURL_MAX_WRITE_SIZE);
+    end = now_ms() + 60000;
+    while (!st.done && now_ms() < end)
+        sr_loop_dispatch(loop, 100);
+    CHECK(st.done == 1 && st.code == SR_OK && st.done_status == 200);
+    CHECK(st.total == BIG_STREAM);
+    CHECK(st.bad == 0);
+    CHECK(st.data_after_done == 0 && st.headers == 1);
+    sr_loop_free(loop);
+}
+
+TEST(stream_cancel_midway)
+{
+    sr_loop *loop = sr_loop_new(NULL);
+    stream st;
+    memset(&st, 0, sizeof st);
+    /* The connect timeout must not end a stream that lasts longer. */
+    CHECK(open_stream(loop, url("/stream-hold"), &st, 100) != NULL);
+    wait_for(loop, &st.data, 5000);
+    CHECK(st.data == 1 && st.headers == 1);
+    CHECK_STR(st.text, "first");
+    sr_loop_dispatch(loop, 300); /* longer than timeout_ms; nothing may happen */
+    CHECK(st.done == 0 && st.data == 1);
+    /* "second" is posted but not dispatched when the host cancels. */
+    ctl_set(&ctl.step, 1);
+    CHECK(readable(loop, 5000));
+    sr__http_cancel(st.req);
+    CHECK(ctl_wait(&ctl.peer_closed, 1, 3000)); /* the transfer stopped at once */
+    sr_loop_dispatch(loop, 0);
+    CHECK(!readable(loop, 0));
+    CHECK(st.data == 1 && st.done == 0);
+    sr_loop_free(loop);
+    CHECK(st.data == 1 && st.done == 0);
+}
+
+TEST(stream_cancel_inside_on_data)
+{
+    sr_loop *loop = sr_loop_new(NULL);
+    stream st;
+    memset(&st, 0, sizeof st);
+    st.cancel_at = 1;
+    CHECK(open_stream(loop, url("/stream-flood"), &st, 0) != NULL);
+    /* The whole body (many pieces) and the end are queued before the host
+     * dispatches: the server saw the client close after the last chunk. */
+    CHECK(ctl_wait(&ctl.peer_closed, 1, 5000));
+    CHECK(readable(loop, 0));
+    sr_loop_dispatch(loop, 0);
+    CHECK(st.data == 1 && st.done == 0);
+    CHECK(st.total < (256 << 10)); /* more pieces were waiting */
+    sr_loop_dispatch(loop, 0);
+    CHECK(!readable(loop, 0));
+    sr_loop_free(loop);
+    CHECK(st.data == 1 && st.done == 0);
+}
+
+TEST(stream_closed_early)
+{
+    sr_loop *loop = sr_loop_new(NULL);
+    stream st;
+    memset(&st, 0, sizeof st);
+    /* Cut inside a chunked body: the data first, then a transport error
+     * that still carries the status. */
+    CHECK(open_stream(loop, url("/stream-cut"), &st, 0) != NULL);
+    wait_for(loop, &st.done, 5000);
+    CHECK_STR(st.text, "partial");
+    CHECK(st.done == 1 && st.code == SR_ETRANSPORT && st.done_status == 200);
+    CHECK(st.data_after_done == 0);
+    printf("     message: %s\n", st.message);
+    /* A body without a length ends with the close: no error. */
+    memset(&st, 0, sizeof st);
+    CHECK(open_stream(loop, url("/stream-eof"), &st, 0) != NULL);
+    wait_for(loop, &st.done, 5000);
+    CHECK_STR(st.text, "until close");
+    CHECK(st.done == 1 && st.code == SR_OK && st.done_status == 200);
+    sr_loop_free(loop);
+}
+
+TEST(stream_connection_refused)
+{
+    sr_loop *loop = sr_loop_new(NULL);
+    stream st;
+    char u[64];
+    memset(&st, 0, sizeof st);
+    snprintf(u, sizeof u, "http://127.0.0.1:%d/stream", closed_port());
+    CHECK(open_stream(loop, u, &st, 1000) != NULL);
+    wait_for(loop, &st.done, 5000);
+    CHECK(st.done == 1 && st.code == SR_ETRANSPORT);
+    CHECK(strstr(st.message, "Connection refused") != NULL);
+    CHECK(st.headers == 0 && st.data == 0);
+    sr_loop_free(loop);
+}
+
+/* The host cancels and frees the loop at once: the cancel job still ends
+ * the transfer before the HTTP thread stops, and the queued data is
+ * dropped without a callback. */
+TEST(stream_cancel_then_free_loop)
+{
+    sr_loop *loop = sr_loop_new(NULL);
+    stream st;
+    memset(&st, 0, sizeof st);
+    CHECK(open_stream(loop, url("/stream-hold"), &st, 0) != NULL);
+    wait_for(loop, &st.data, 5000);
+    CHECK(st.data == 1);
+    ctl_set(&ctl.step, 1);
+    CHECK(readable(loop, 5000)); /* "second" waits in the queue */
+    sr__http_cancel(st.req);
+    sr_loop_free(loop);
+    CHECK(ctl_wait(&ctl.peer_closed, 1, 3000));
+    CHECK(st.done == 0 && st.data == 1);
+}
+
 int main(void)
 {
     srv_start();
@@ -518,6 +916,14 @@ int main(void)
     RUN(cancel_inside_done);
     RUN(many_in_parallel);
     RUN(bad_arguments);
+    RUN(stream_pieces_in_order);
+    RUN(stream_follows_redirects);
+    RUN(stream_backpressure);
+    RUN(stream_cancel_midway);
+    RUN(stream_cancel_inside_on_data);
+    RUN(stream_closed_early);
+    RUN(stream_connection_refused);
+    RUN(stream_cancel_then_free_loop);
     srv_stop_all();
     DONE();
 }
