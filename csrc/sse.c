@@ -1,0 +1,117 @@
+/*
+ * sse.c - the text/event-stream parser (see sse.h). It owns the partial
+ * line and the event's data; events go out through a callback as soon as
+ * their blank line arrives.
+ */
+#include "sse.h"
+
+#include <stdio.h>
+#include <string.h>
+
+void sr__sse_init(sr_sse *p, size_t max)
+{
+    memset(p, 0, sizeof *p);
+    p->max = max;
+}
+
+void sr__sse_free(sr_sse *p)
+{
+    sr__buf_free(&p->line);
+    sr__buf_free(&p->data);
+    memset(p, 0, sizeof *p);
+}
+
+int sr__sse_pending(const sr_sse *p)
+{
+    return p->line.len > 0 || p->has_data;
+}
+
+static int fail(sr_error *err, int code, const char *msg)
+{
+    if (err) {
+        memset(err, 0, sizeof *err);
+        err->code = code;
+        snprintf(err->message, sizeof err->message, "%s", msg);
+    }
+    return code;
+}
+
+static int too_large(const sr_sse *p, size_t more)
+{
+    return p->max && p->line.len + p->data.len + more > p->max;
+}
+
+/* One complete line (without its end). */
+static int take_line(sr_sse *p, const char *s, size_t n, sr_sse_event_fn on_event, void *ud,
+                     sr_error *err)
+{
+    const char *colon;
+    size_t flen;
+    if (n == 0) {
+        int rc = 0;
+        if (p->has_data) {
+            /* The last data line's '\n' is not part of the event. */
+            rc = on_event(ud, p->data.data, p->data.len - 1);
+        }
+        p->data.len = 0;
+        p->has_data = 0;
+        return rc;
+    }
+    if (s[0] == ':') return 0; /* a comment: the server's keep-alive or first flush */
+    colon = memchr(s, ':', n);
+    flen = colon ? (size_t)(colon - s) : n;
+    if (flen != 4 || memcmp(s, "data", 4) != 0) return 0; /* event, id, retry: unused */
+    if (colon) {
+        s = colon + 1;
+        n -= flen + 1;
+        if (n && *s == ' ') {
+            s++;
+            n--;
+        }
+    } else {
+        n = 0;
+    }
+    if (sr__buf_append(&p->data, s, n) != 0 || sr__buf_append_byte(&p->data, '\n') != 0)
+        return fail(err, SR_ENOMEM, "out of memory reading an event stream");
+    p->has_data = 1;
+    return 0;
+}
+
+int sr__sse_feed(sr_sse *p, const char *in, size_t len, sr_sse_event_fn on_event, void *ud,
+                 sr_error *err)
+{
+    size_t i = 0;
+    while (i < len) {
+        size_t start = i;
+        int rc;
+        if (p->after_cr) {
+            p->after_cr = 0;
+            if (in[i] == '\n') {
+                i++;
+                continue;
+            }
+        }
+        while (i < len && in[i] != '\n' && in[i] != '\r')
+            i++;
+        if (too_large(p, i - start))
+            return fail(err, SR_EPROTOCOL, "event too large in the event stream");
+        if (i == len) {
+            /* No line end yet: keep the piece. */
+            if (sr__buf_append(&p->line, in + start, i - start) != 0)
+                return fail(err, SR_ENOMEM, "out of memory reading an event stream");
+            break;
+        }
+        p->after_cr = in[i] == '\r';
+        if (p->line.len) {
+            if (sr__buf_append(&p->line, in + start, i - start) != 0)
+                return fail(err, SR_ENOMEM, "out of memory reading an event stream");
+            rc = take_line(p, p->line.data, p->line.len, on_event, ud, err);
+            p->line.len = 0;
+        } else {
+            rc = take_line(p, in + start, i - start, on_event, ud, err);
+        }
+        i++;
+        if (rc) return rc;
+    }
+    return 0;
+}
