@@ -460,9 +460,15 @@ static void abort_with(sr_conn *c, const sr_error *err)
 static void complete_invocation(sr_conn *c, sr_msg *m)
 {
     sr_pending_entry e;
-    char *end;
-    uint64_t id = strtoull(m->invocation_id, &end, 10);
-    if (*end || !sr__pending_take(&c->pending, id, &e)) {
+    uint64_t id = 0;
+    const char *p = m->invocation_id;
+    int ok = *p >= '1' && *p <= '9'; /* ids are ours: written as plain decimals from 1 */
+    /* Only the exact text we sent matches: " 1", "+1" or "01" is not "1". */
+    for (; ok && *p; p++) {
+        if (*p < '0' || *p > '9' || id > (UINT64_MAX - 9) / 10) ok = 0;
+        id = id * 10 + (uint64_t)(*p - '0');
+    }
+    if (!ok || !sr__pending_take(&c->pending, id, &e)) {
         sr__logf(&c->log, SR_LOG_WARNING, "Completion for unknown invocation id '%s' ignored",
                  m->invocation_id);
         return;

@@ -400,6 +400,28 @@ TEST(parsing_on_the_io_side_changes_nothing)
     mem_raw = raw;
 }
 
+/* A completion matches only the id exactly as it was sent. */
+TEST(completion_ids_match_exactly)
+{
+    static const char *wrong[] = {
+        " 1", "+1", "01", "1 ", "1.0", "0x1", "", "-1", "18446744073709551617"};
+    sr_conn *c = connected();
+    result r = {0, 0, "", NULL};
+    char msg[128];
+    size_t i;
+    CHECK(sr_conn_invoke(c, "X", NULL, on_done, &r, NULL) == SR_OK);
+    for (i = 0; i < sizeof wrong / sizeof *wrong; i++) {
+        snprintf(msg, sizeof msg, "{\"type\":3,\"invocationId\":\"%s\",\"result\":1}" RS, wrong[i]);
+        feed(loop, msg);
+        CHECK(r.calls == 0);
+    }
+    CHECK(sr_conn_state(c) == SR_STATE_CONNECTED);
+    feed(loop, "{\"type\":3,\"invocationId\":\"1\",\"result\":1}" RS);
+    CHECK(r.calls == 1 && r.code == SR_OK);
+    reset(&r);
+    sr_conn_free(c);
+}
+
 static void run_all(void)
 {
     RUN(handshake_then_connected);
@@ -415,6 +437,7 @@ static void run_all(void)
     RUN(stop_sends_close_and_completes);
     RUN(free_from_inside_a_callback);
     RUN(oversized_record_is_refused);
+    RUN(completion_ids_match_exactly);
 }
 
 int main(void)
