@@ -1003,7 +1003,6 @@ static int invocation_tramp(lua_State *L)
     size_t i, n = a->args && sr_value_type(a->args) == SR_ARRAY ? sr_value_len(a->args) : 0;
     if (!push_conn(L, a->c)) return 0;
     if (!push_callback(L, lua_gettop(L), "invocation")) return 0;
-    if (n > (size_t)INT_MAX - 8) luaL_error(L, "too many arguments from the server");
     luaL_checkstack(L, (int)n + 2, "too many arguments from the server");
     lua_pushstring(L, a->target);
     for (i = 0; i < n; i++)
@@ -1012,11 +1011,27 @@ static int invocation_tramp(lua_State *L)
     return 0;
 }
 
+/* Arguments of one server call a handler can take. Lua passes arguments on
+ * the stack, which every Lua bounds (Lua 5.1 at 8,000 slots in a C call),
+ * and the call is passed on a few times before it reaches the handler. A
+ * real hub sends a handful; more than this is refused, never cut short. */
+#define LSR_MAX_SERVER_ARGS 2000
+
 static void on_invocation(void *ud, sr_conn *conn, const char *target, const sr_value *args)
 {
     lsr_conn *c = ud;
     inv_args a;
+    size_t n = args && sr_value_type(args) == SR_ARRAY ? sr_value_len(args) : 0;
     (void)conn;
+    if (n > LSR_MAX_SERVER_ARGS) {
+        char msg[400];
+        snprintf(msg, sizeof msg,
+                 "the server's call to '%.200s' has %zu arguments; handlers take at most %d, so "
+                 "it was not delivered",
+                 target, n, LSR_MAX_SERVER_ARGS);
+        if (c->log_level <= SR_LOG_ERROR && !c->finalizing) run_log(c->lp, c, SR_LOG_ERROR, msg);
+        return;
+    }
     a.c = c;
     a.target = target;
     a.args = args;

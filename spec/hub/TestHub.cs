@@ -89,6 +89,15 @@ public class TestHub : Hub
         return "ok";
     }
 
+    // Sends method(0, 1, .., count - 1): one call with count arguments.
+    public async Task<string> CallMeBackWithArgs(string method, int count)
+    {
+        var args = new object?[count];
+        for (var i = 0; i < count; i++) args[i] = i;
+        await Clients.Caller.SendCoreAsync(method, args);
+        return "ok";
+    }
+
     // Sends method() with no arguments.
     public async Task<string> CallMeBackNoArgs(string method)
     {

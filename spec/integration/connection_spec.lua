@@ -202,6 +202,41 @@ describe("connection", function()
       conn:stop()
     end)
 
+    it("delivers a server call of 2,000 arguments and refuses one of 2,001 with a clear error", function()
+      local b = signalr.builder():with_url(hub_url .. "/testhub")
+      local logs = capture_logs(b, "warning")
+      local conn = b:build()
+      conn:start()
+      local got
+      conn:on("many", function(...) got = table.pack(...) end)
+      assert.equals("ok", conn:invoke("CallMeBackWithArgs", "many", 2000))
+      assert.truthy(helper.wait_for(function() return got end, 5))
+      assert.equals(2000, got.n)
+      assert.equals(0, got[1])
+      assert.equals(1999, got[2000])
+      assert.equals(math.type(got[2000]), "integer")
+      got = nil
+      assert.equals("ok", conn:invoke("CallMeBackWithArgs", "many", 2001))
+      local line = helper.wait_for(function()
+        for _, l in ipairs(logs) do
+          if l:find("2001 arguments", 1, true) then return l end
+        end
+      end, 5)
+      assert.truthy(line, "the refused call is logged")
+      assert.truthy(line:find("^error ") and line:find("at most 2000", 1, true), line)
+      assert.is_nil(got)
+      -- a huge one is refused the same way, and the connection goes on
+      assert.equals("ok", conn:invoke("CallMeBackWithArgs", "many", 250000))
+      assert.truthy(helper.wait_for(function()
+        for _, l in ipairs(logs) do
+          if l:find("250000 arguments", 1, true) then return true end
+        end
+      end, 10))
+      assert.is_nil(got)
+      assert.equals(7, conn:invoke("Add", 3, 4))
+      conn:stop()
+    end)
+
     it("logs a server call with no handler and keeps the connection", function()
       local b = signalr.builder():with_url(hub_url .. "/testhub")
       local logs = capture_logs(b, "warning")
