@@ -828,6 +828,40 @@ out:
 
 /* ----------------------------------------------------------- negotiate */
 
+/* A redirect is the server's word: what is wrong with it is a negotiate
+ * fault (never a usage error of the user's), and its URL is not echoed, as
+ * it may carry credentials. 1 when refused (err set). */
+static int redirect_refused(const char *url, const char *token, sr_error *err)
+{
+    const char *p, *host = strstr(url, "://");
+    size_t hlen;
+    if (token) {
+        for (p = token; *p; p++) {
+            if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+                set_err(err, SR_ENEGOTIATE, 0,
+                        "%sthe negotiate redirect's access token contains a control character "
+                        "(a line break?), which cannot travel in a header",
+                        "");
+                return 1;
+            }
+        }
+    }
+    if (!host || (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)) {
+        set_err(err, SR_ENEGOTIATE, 0, "%sthe negotiate redirect URL is not an http(s) URL", "");
+        return 1;
+    }
+    host += 3;
+    hlen = strcspn(host, "/?#");
+    if (memchr(host, '@', hlen)) {
+        set_err(err, SR_ENEGOTIATE, 0,
+                "%sthe negotiate redirect URL carries credentials (user:password@host); they are "
+                "not used or shown",
+                "");
+        return 1;
+    }
+    return 0;
+}
+
 static void negotiate_done_body(sr_conn *c, long status, const char *body, size_t len,
                                 const sr_error *herr)
 {
@@ -839,7 +873,12 @@ static void negotiate_done_body(sr_conn *c, long status, const char *body, size_
         char msg[sizeof err.message];
         err = *herr;
         if (err.code != SR_ETIMEOUT) err.code = SR_ETRANSPORT;
-        snprintf(msg, sizeof msg, "negotiate request failed: %.400s", herr->message);
+        if (err.code == SR_ETIMEOUT)
+            snprintf(msg, sizeof msg,
+                     "negotiate timed out: no answer within the handshake timeout (%.0f ms)",
+                     c->opt->handshake_timeout_ms);
+        else
+            snprintf(msg, sizeof msg, "negotiate request failed: %.400s", herr->message);
         memcpy(err.message, msg, sizeof msg);
         attempt_failed(c, &err);
         return;
@@ -868,6 +907,12 @@ static void negotiate_done_body(sr_conn *c, long status, const char *body, size_
         if (++c->redirects > MAX_REDIRECTS) {
             sr__negotiation_clear(&n);
             set_err(&err, SR_ENEGOTIATE, status, "%snegotiate redirected too many times", "");
+            attempt_failed(c, &err);
+            return;
+        }
+        if (redirect_refused(n.redirect_url, n.access_token, &err)) {
+            sr__negotiation_clear(&n);
+            err.status = status;
             attempt_failed(c, &err);
             return;
         }
@@ -946,7 +991,9 @@ static void start_negotiate(sr_conn *c)
         o.cert_file = c->opt->cert_file;
         o.key_file = c->opt->key_file;
         o.proxy = c->opt->proxy;
-        o.timeout_ms = 100000;
+        /* Connecting is one phase to the user: the handshake timeout bounds
+         * the negotiate too, instead of libcurl's or a fixed 100 s. */
+        o.timeout_ms = c->opt->handshake_timeout_ms;
         sr__logf(&c->log, SR_LOG_DEBUG, "negotiating with %s", c->url);
         c->negotiate_req = sr__http_request(c->loop, &o, negotiate_done, c, &err);
     }

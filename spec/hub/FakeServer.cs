@@ -43,7 +43,7 @@ public static class FakeServer
     private static readonly HashSet<string> NegotiateModes = new()
     {
         "badnegotiate", "oldserver", "negotiateerror", "redirect", "redirectloop",
-        "notransports", "status500",
+        "notransports", "status500", "silentnegotiate", "redirectcrlf", "redirectcreds",
     };
 
     // Modes that negotiate normally and lie on the WebSocket.
@@ -78,7 +78,7 @@ public static class FakeServer
     {
         var stopping = app.ServiceProvider.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping;
 
-        app.MapPost("/fake/{mode}/negotiate", (HttpContext ctx, string mode) =>
+        app.MapPost("/fake/{mode}/negotiate", async (HttpContext ctx, string mode) =>
         {
             if (!Known(mode))
                 return Results.Text($"unknown fake mode '{mode}'", "text/plain", null, 404);
@@ -86,8 +86,18 @@ public static class FakeServer
             var req = ctx.Request;
             var origin = $"{req.Scheme}://{req.Host}";
             const string json = "application/json";
+            if (mode == "silentnegotiate")
+            {
+                // Never answers (until the client gives up and closes).
+                try { await Task.Delay(SilentHold, ctx.RequestAborted); } catch (OperationCanceledException) { }
+                return Results.Text(ValidNegotiate, json);
+            }
             return mode switch
             {
+                "redirectcrlf" => Results.Text(
+                    $"{{\"url\":\"{origin}/testhub\",\"accessToken\":\"bad\\r\\nX-Evil: 1\"}}", json),
+                "redirectcreds" => Results.Text(
+                    $"{{\"url\":\"{req.Scheme}://user:s3cret@{req.Host}/testhub\"}}", json),
                 "badnegotiate" => Results.Text("this is not json", json),
                 "oldserver" => Results.Text(
                     "{\"Url\":\"/signalr\",\"ConnectionToken\":\"x\",\"ConnectionId\":\"y\","

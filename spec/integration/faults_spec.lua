@@ -68,6 +68,34 @@ describe("faults", function()
       conn:stop()
     end)
 
+    it("blames the server, not the user, for a redirect token with a line break", function()
+      local err = start_error(fake("redirectcrlf"))
+      assert.equals("negotiate", err.kind)
+      assert.matches("access token contains a control character", err.message, 1, true)
+    end)
+
+    it("refuses a redirect URL with credentials and never shows them", function()
+      local lines = {}
+      local conn = fake("redirectcreds", nil, function(b)
+        b:configure_logging("trace", function(_, msg) lines[#lines + 1] = msg end)
+      end)
+      local err = start_error(conn)
+      assert.equals("negotiate", err.kind)
+      assert.matches("carries credentials", err.message, 1, true)
+      assert.is_nil(err.message:find("s3cret", 1, true))
+      for _, l in ipairs(lines) do assert.is_nil(l:find("s3cret", 1, true), l) end
+    end)
+
+    it("bounds a negotiate that never answers by the handshake timeout", function()
+      local conn = fake("silentnegotiate", nil, function(b) b:with_handshake_timeout(0.5) end)
+      local t0 = helper.mono()
+      local err = start_error(conn)
+      local took = helper.mono() - t0
+      assert.equals("timeout", err.kind)
+      assert.matches("negotiate timed out", err.message, 1, true)
+      assert.truthy(took >= 0.45 and took < 5, "took " .. took .. " s")
+    end)
+
     it("gives up on a redirect loop", function()
       local err = start_error(fake("redirectloop"))
       assert.equals("negotiate", err.kind)
