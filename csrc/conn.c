@@ -41,6 +41,26 @@
 #include "transport.h"
 
 #define MAX_REDIRECTS 100
+
+/* The transport kinds, in the order they are tried when several are usable
+ * (as the official clients: WebSockets, then Server-Sent Events, then Long
+ * Polling). A kind that fails to start makes the attempt negotiate again and
+ * try the next one; the connection token of the failed one is spent. */
+typedef struct tp_kind {
+    int mask;         /* SR_TRANSPORT_* */
+    const char *name; /* as negotiate names it */
+    int ws_url;       /* ws(s):// rather than http(s):// */
+    int binary;       /* carries the binary transfer format (MessagePack) */
+    int stateful;     /* can reattach (stateful reconnect) */
+} tp_kind;
+
+#define SR_NKINDS 3
+#define ALL_TRANSPORTS (SR_TRANSPORT_WEBSOCKETS | SR_TRANSPORT_SSE | SR_TRANSPORT_LONG_POLLING)
+static const tp_kind kinds[SR_NKINDS] = {
+    {SR_TRANSPORT_WEBSOCKETS, "WebSockets", 1, 1, 1},
+    {SR_TRANSPORT_SSE, "ServerSentEvents", 0, 0, 0},
+    {SR_TRANSPORT_LONG_POLLING, "LongPolling", 0, 1, 0},
+};
 #define STOP_TIMEOUT_MS 5000.0
 /* Stateful reconnect: acknowledge what we processed once a second (as the
  * .NET client), or at once when this much arrived unacknowledged, so the
@@ -75,8 +95,10 @@ struct sr_conn {
     sr_options *opt; /* effective options, owned */
     const sr_protocol *protocol;
     sr_logger log;
-    sr_transport_new_fn ws_new; /* sr__ws_transport_new unless a test replaced it */
-    char *test_token;           /* tests: skip_negotiation acts as a stateful negotiate */
+    /* Constructors per transport kind (kinds[] order); NULL: not built.
+     * Tests replace them with an in-memory transport. */
+    sr_transport_new_fn tp_new[SR_NKINDS];
+    char *test_token; /* tests: skip_negotiation acts as a stateful negotiate */
 
     /* one connection lifetime (start .. closed) */
     sr_state state;
@@ -89,13 +111,18 @@ struct sr_conn {
     int redirects;
     sr_http_req *negotiate_req;
     sr_transport *tp;
-    int handshake_done; /* the hub handshake of this connection was answered */
-    int attached;       /* tp carries hub messages (handshake done or reattached) */
-    int reattaching;    /* tp is a stateful reattach, not open yet */
-    int tp_full;        /* the transport refused a send with SR_EFULL */
-    sr_buf in;          /* received bytes not yet parsed */
-    size_t scanned;     /* text protocols: leading bytes of `in` without a separator */
-    sr_buf enc;         /* scratch for encoding */
+    int kind;            /* kinds[] index of tp (or of the one being opened) */
+    int offered;         /* SR_TRANSPORT_* the last negotiate offered for our format */
+    int failed_kinds;    /* SR_TRANSPORT_* that failed to start in this attempt */
+    char tp_errors[512]; /* why each of them failed, for the final error */
+    int tp_opened;       /* tp reported on_open */
+    int handshake_done;  /* the hub handshake of this connection was answered */
+    int attached;        /* tp carries hub messages (handshake done or reattached) */
+    int reattaching;     /* tp is a stateful reattach, not open yet */
+    int tp_full;         /* the transport refused a send with SR_EFULL */
+    sr_buf in;           /* received bytes not yet parsed */
+    size_t scanned;      /* text protocols: leading bytes of `in` without a separator */
+    sr_buf enc;          /* scratch for encoding */
     uint64_t next_id;
     sr_pending pending;
     uint64_t stop_timer;
@@ -140,6 +167,7 @@ static void closed(sr_conn *c, const sr_error *err);
 static void attempt_failed(sr_conn *c, const sr_error *err);
 static void connection_lost(sr_conn *c, const sr_error *err, int may_reattach);
 static void start_negotiate(sr_conn *c);
+static void transport_failed(sr_conn *c, const sr_error *err);
 static void open_transport(sr_conn *c, int reattach);
 static int send_msg(sr_conn *c, const sr_msg *m);
 static void schedule_writable(sr_conn *c);
@@ -420,6 +448,7 @@ static void schedule_writable(sr_conn *c)
 static void tp_on_open(void *ud, sr_transport *tp)
 {
     sr_conn *c = ud;
+    c->tp_opened = 1;
     if (!c->reattaching) {
         sr__logf(&c->log, SR_LOG_DEBUG, "%s transport open; handshake sent",
                  sr__transport_name(tp));
@@ -690,6 +719,11 @@ static void tp_on_close_body(sr_conn *c, const sr_error *err)
                     "%sthe server closed the connection before the handshake completed", "");
             err = &lost;
         }
+        /* A transport that never opened failed to start: try the next kind. */
+        if (!c->tp_opened) {
+            transport_failed(c, err);
+            return;
+        }
         attempt_failed(c, err);
         return;
     }
@@ -767,7 +801,7 @@ static void open_transport(sr_conn *c, int reattach)
     memset(&err, 0, sizeof err);
     memset(&pm, 0, sizeof pm);
     pm.type = SR_MSG_PING;
-    url = sr__transport_url(c->url, c->connection_token, 1);
+    url = sr__transport_url(c->url, c->connection_token, kinds[c->kind].ws_url);
     h = request_headers(c, &auth, &nh); /* may run the user's token function */
     if (stale(c, g)) goto out;
     if (!url || !h ||
@@ -799,7 +833,7 @@ static void open_transport(sr_conn *c, int reattach)
         cfg.protocol = c->protocol;
         cfg.max_message_size = c->opt->max_message_size;
     }
-    sr__logf(&c->log, SR_LOG_DEBUG, "opening WebSockets transport%s",
+    sr__logf(&c->log, SR_LOG_DEBUG, "opening %s transport%s", kinds[c->kind].name,
              reattach ? " (stateful reattach)" : "");
     c->attached = 0;
     c->tp_full = 0;
@@ -807,9 +841,16 @@ static void open_transport(sr_conn *c, int reattach)
     if (!reattach) c->handshake_done = 0;
     c->scanned = 0;
     sr__buf_reset(&c->in);
-    c->tp = c->ws_new(c->loop, &cfg, &tp_upcalls, c, &err);
-    if (!c->tp) goto fail;
-    goto out;
+    c->tp_opened = 0;
+    c->tp = c->tp_new[c->kind](c->loop, &cfg, &tp_upcalls, c, &err);
+    if (!c->tp) {
+        if (!err.code) err.code = SR_ETRANSPORT;
+        if (!reattach) {
+            transport_failed(c, &err);
+            goto out;
+        }
+    }
+    if (c->tp) goto out;
 fail:
     if (!err.code) err.code = SR_ETRANSPORT;
     if (reattach) {
@@ -862,12 +903,89 @@ static int redirect_refused(const char *url, const char *token, sr_error *err)
     return 0;
 }
 
+/* The kinds[] index to try next in this attempt, or -1: offered by the
+ * server, requested, built, able to carry our format, not failed yet. */
+static int next_kind(sr_conn *c)
+{
+    int i, want = c->opt->transports ? c->opt->transports : ALL_TRANSPORTS;
+    for (i = 0; i < SR_NKINDS; i++) {
+        const tp_kind *k = &kinds[i];
+        if ((c->offered & want & k->mask) && c->tp_new[i] && !(c->failed_kinds & k->mask) &&
+            (k->binary || !c->protocol->binary))
+            return i;
+    }
+    return -1;
+}
+
+static void append_names(char *out, size_t cap, int mask, int built_only, const sr_conn *c)
+{
+    size_t n = strlen(out);
+    int i, first = 1;
+    for (i = 0; i < SR_NKINDS; i++) {
+        if (!(mask & kinds[i].mask) || (built_only && !c->tp_new[i])) continue;
+        n += (size_t)snprintf(out + n, n < cap ? cap - n : 0, "%s%s", first ? "" : ", ",
+                              kinds[i].name);
+        first = 0;
+        if (n >= cap) return;
+    }
+    if (first) snprintf(out + n, n < cap ? cap - n : 0, "none");
+}
+
+/* Nothing to open: say what the server offered, what was asked for and
+ * what this build has. */
+static void no_transport_offered(sr_conn *c, int offered, sr_error *err)
+{
+    char m[400] = "unable to connect: none of the requested transports is available on the "
+                  "server (server offers: ";
+    append_names(m, sizeof m, offered, 0, c);
+    snprintf(m + strlen(m), sizeof m - strlen(m), "; requested: ");
+    append_names(m, sizeof m, c->opt->transports ? c->opt->transports : ALL_TRANSPORTS, 0, c);
+    snprintf(m + strlen(m), sizeof m - strlen(m), "; this build: ");
+    append_names(m, sizeof m, ALL_TRANSPORTS, 1, c);
+    snprintf(m + strlen(m), sizeof m - strlen(m), "%s)",
+             c->protocol->binary ? "; binary format" : "");
+    set_err(err, SR_ETRANSPORT, 0, "%s", m);
+}
+
+/* Every kind tried failed to start: the error lists each one's reason (a
+ * single one keeps its own error as it was). */
+static void no_transport_left(sr_conn *c)
+{
+    sr_error err;
+    set_err(&err, SR_ETRANSPORT, 0,
+            "unable to connect to the server with any of the available transports: %.420s",
+            c->tp_errors);
+    attempt_failed(c, &err);
+}
+
+/* The transport of this attempt failed before it opened: remember why,
+ * then negotiate again for the next kind (the connection token is spent,
+ * as the official clients do), or fail the attempt. */
+static void transport_failed(sr_conn *c, const sr_error *err)
+{
+    size_t n = strlen(c->tp_errors);
+    int single = c->failed_kinds == 0;
+    c->failed_kinds |= kinds[c->kind].mask;
+    snprintf(c->tp_errors + n, sizeof c->tp_errors - n, "%s%s failed: %s", n ? "; " : "",
+             kinds[c->kind].name, err->message);
+    if (c->opt->skip_negotiation || next_kind(c) < 0) {
+        if (single)
+            attempt_failed(c, err);
+        else
+            no_transport_left(c);
+        return;
+    }
+    sr__logf(&c->log, SR_LOG_WARNING, "failed to start the %s transport (%s); trying the next one",
+             kinds[c->kind].name, err->message);
+    start_negotiate(c);
+}
+
 static void negotiate_done_body(sr_conn *c, long status, const char *body, size_t len,
                                 const sr_error *herr)
 {
     sr_negotiation n;
     sr_error err;
-    int offered, usable;
+    int offered, usable; /* usable: the kinds[] index to open, or -1 */
     c->negotiate_req = NULL;
     if (herr) {
         char msg[sizeof err.message];
@@ -935,21 +1053,29 @@ static void negotiate_done_body(sr_conn *c, long status, const char *body, size_
     c->connection_token = n.connection_token ? n.connection_token : dupstr(n.connection_id);
     n.connection_id = n.connection_token = NULL;
     offered = c->protocol->binary ? n.transports_binary : n.transports;
-    usable = offered & c->opt->transports;
-    /* Stateful reconnect needs both sides to agree (and WebSockets). */
-    c->stateful = c->opt->stateful && n.stateful_reconnect;
+    c->offered = offered;
+    usable = next_kind(c);
+    /* Stateful reconnect needs both sides to agree, and a transport that
+     * can reattach (WebSockets). */
+    c->stateful = c->opt->stateful && n.stateful_reconnect && usable >= 0 && kinds[usable].stateful;
     if (c->opt->stateful && !n.stateful_reconnect)
         sr__logf(&c->log, SR_LOG_WARNING,
                  "the server did not agree to stateful reconnect; connecting without it");
+    else if (c->opt->stateful && usable >= 0 && !kinds[usable].stateful)
+        sr__logf(&c->log, SR_LOG_WARNING,
+                 "stateful reconnect needs WebSockets; connecting over %s without it",
+                 kinds[usable].name);
     sr__negotiation_clear(&n);
-    if (usable & SR_TRANSPORT_WEBSOCKETS) {
+    if (usable >= 0) {
+        c->kind = usable;
         open_transport(c, 0);
         return;
     }
-    set_err(&err, SR_ETRANSPORT, 0,
-            "%sunable to connect: none of the requested transports is available on the "
-            "server (this build supports WebSockets)",
-            "");
+    if (c->failed_kinds) {
+        no_transport_left(c);
+        return;
+    }
+    no_transport_offered(c, offered, &err);
     attempt_failed(c, &err);
 }
 
@@ -1076,6 +1202,10 @@ static void begin_attempt(sr_conn *c)
     c->connection_id = c->connection_token = c->redirect_token = NULL;
     c->redirects = 0;
     c->handshake_done = 0;
+    c->kind = 0; /* skip_negotiation: WebSockets */
+    c->offered = 0;
+    c->failed_kinds = 0;
+    c->tp_errors[0] = '\0';
     if (c->test_token) {
         c->connection_token = dupstr(c->test_token);
         c->stateful = c->opt->stateful;
@@ -1330,7 +1460,7 @@ sr_conn *sr_conn_new(sr_loop *loop, const sr_options *o, sr_error *err)
     }
     c->loop = loop;
     c->refs = 1;
-    c->ws_new = sr__ws_transport_new;
+    c->tp_new[0] = sr__ws_transport_new;
     c->protocol = sr__protocol_find(c->opt->protocol ? c->opt->protocol : "json");
     c->log.fn = c->opt->log;
     c->log.ud = c->opt->log_ud;
@@ -1544,7 +1674,7 @@ int sr_conn_wait_writable(sr_conn *c, sr_done_fn fn, void *ud)
 
 void sr__conn_set_ws_factory(sr_conn *c, sr_transport_new_fn fn)
 {
-    c->ws_new = fn ? fn : sr__ws_transport_new;
+    c->tp_new[0] = fn ? fn : sr__ws_transport_new;
 }
 
 void sr__conn_test_stateful(sr_conn *c, const char *token)

@@ -59,6 +59,22 @@ describe("errors", function()
     assert.equals("disconnected", c.state)
   end)
 
+  it("says what the server offers, what was asked for and what this build has when no transport fits", function()
+    -- the real hub's /lponly serves Long Polling alone
+    local c = signalr.builder():with_url(url .. "/lponly"):build()
+    local err = errors_of(c.start, c)
+    assert.equals("transport", err.kind)
+    assert.matches("server offers: LongPolling", err.message, 1, true)
+    assert.matches("requested: WebSockets, ServerSentEvents, LongPolling", err.message, 1, true)
+    assert.matches("this build: WebSockets", err.message, 1, true)
+    -- asking for WebSockets alone of a hub that has it but not only it
+    c = signalr.builder():with_url(url .. "/wsonly", { transports = { "long_polling" } }):build()
+    err = errors_of(c.start, c)
+    assert.equals("transport", err.kind)
+    assert.matches("server offers: WebSockets", err.message, 1, true)
+    assert.matches("requested: LongPolling", err.message, 1, true)
+  end)
+
   it("fails a closed port with a clear transport error", function()
     local port = helper.free_port()
     local c = signalr.builder():with_url("http://127.0.0.1:" .. port .. "/testhub"):build()
