@@ -642,6 +642,12 @@ function Proxy:refuse(on)
   return self
 end
 
+-- on: refuse WebSocket upgrades with 403 (a proxy that blocks WebSockets)
+function Proxy:no_upgrade(on)
+  self:command(on == false and "noupgrade off" or "noupgrade on")
+  return self
+end
+
 function Proxy:stats()
   local t = {}
   for _, l in ipairs(self:command("stats")) do

@@ -19,18 +19,23 @@
  *   close          close both sockets of every live connection gracefully (FIN)
  *   refuse on|off  on: close new connections at once (RST), without
  *                  connecting to the target; live ones are left alone
+ *   noupgrade on|off  on: a connection whose first request asks for a
+ *                  WebSocket upgrade gets "403 Forbidden" and is closed, as
+ *                  behind a corporate proxy that refuses WebSockets; other
+ *                  requests pass
  *   pause          freeze: forward no bytes in either direction and pass on
  *                  no FIN or reset (the sockets stay open, unread; new
  *                  connections are accepted, connected and held)
  *   resume         forward again, and pass on what happened meanwhile
  *   stats          answers "stats accepted=A live=L cut=C refused=R
- *                  up=BYTES down=BYTES paused=0|1 refusing=0|1" before the ok
+ *                  up=BYTES down=BYTES paused=0|1 refusing=0|1 upgrades=U"
+ *                  before the ok (U: upgrades refused by noupgrade)
  *   quit           exit (also on end of input, and when the parent process
  *                  is gone)
  *
  * "up" counts bytes client -> target, "down" target -> client.
  */
-#define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE /* memmem */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -42,6 +47,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -61,11 +67,13 @@ struct pair {
     struct dir up;      /* client -> target */
     struct dir down;    /* target -> client */
     int dead;
+    int inspected;      /* noupgrade: the first request was looked at */
 };
 
 static struct pair **pairs;
 static size_t npairs, cap;
-static int paused, refusing;
+static int paused, refusing, noupgrade;
+static unsigned long long n_upgrades;
 static unsigned long long n_accepted, n_cut, n_refused, bytes_up, bytes_down;
 static struct sockaddr_in target;
 static unsigned long cmd_no;
@@ -207,6 +215,21 @@ static int pump_out(int to, struct dir *d)
     return 0;
 }
 
+/* noupgrade: 1 when the pair's first request, complete in up, asks for a
+ * WebSocket upgrade (it is then answered 403 and closed by the caller). */
+static int refuse_upgrade(struct pair *p)
+{
+    const char *end;
+    size_t i;
+    if (!noupgrade || p->inspected || p->up.len == 0) return 0;
+    end = memmem(p->up.buf, p->up.len, "\r\n\r\n", 4);
+    if (!end && p->up.len < BUFSZ) return 0; /* headers not complete yet */
+    p->inspected = 1;
+    for (i = 0; i + 18 <= p->up.len; i++)
+        if (strncasecmp(p->up.buf + i, "upgrade: websocket", 18) == 0) return 1;
+    return 0;
+}
+
 static void service(struct pair *p, short crev, short srev)
 {
     (void)crev; /* the client side is simply read and written until EAGAIN */
@@ -220,7 +243,18 @@ static void service(struct pair *p, short crev, short srev)
         p->connecting = 0;
     }
     if (paused) return;
-    if (pump_in(p->cfd, &p->up, &bytes_up) < 0 || pump_in(p->sfd, &p->down, &bytes_down) < 0
+    if (pump_in(p->cfd, &p->up, &bytes_up) < 0) { kill_pair(p, 1); return; }
+    if (refuse_upgrade(p)) {
+        static const char no[] = "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n"
+                                 "Connection: close\r\n\r\n";
+        ssize_t w = write(p->cfd, no, sizeof no - 1);
+        (void)w;
+        n_upgrades++;
+        kill_pair(p, 0);
+        return;
+    }
+    if (noupgrade && !p->inspected) return; /* hold the request until it is complete */
+    if (pump_in(p->sfd, &p->down, &bytes_down) < 0
         || pump_out(p->sfd, &p->up) < 0 || pump_out(p->cfd, &p->down) < 0) {
         /* a reset or error on one side: reset the other one too */
         kill_pair(p, 1);
@@ -256,13 +290,19 @@ static void command(char *line, int *quit)
         refusing = 1;
     } else if (strcmp(line, "refuse off") == 0) {
         refusing = 0;
+    } else if (strcmp(line, "noupgrade on") == 0) {
+        noupgrade = 1;
+    } else if (strcmp(line, "noupgrade off") == 0) {
+        noupgrade = 0;
     } else if (strcmp(line, "pause") == 0) {
         paused = 1;
     } else if (strcmp(line, "resume") == 0) {
         paused = 0;
     } else if (strcmp(line, "stats") == 0) {
-        say("stats accepted=%llu live=%zu cut=%llu refused=%llu up=%llu down=%llu paused=%d refusing=%d",
-            n_accepted, live_count(), n_cut, n_refused, bytes_up, bytes_down, paused, refusing);
+        say("stats accepted=%llu live=%zu cut=%llu refused=%llu up=%llu down=%llu paused=%d refusing=%d "
+            "upgrades=%llu",
+            n_accepted, live_count(), n_cut, n_refused, bytes_up, bytes_down, paused, refusing,
+            n_upgrades);
     } else if (strcmp(line, "quit") == 0) {
         *quit = 1;
     } else {

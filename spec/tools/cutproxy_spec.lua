@@ -60,6 +60,21 @@ describe("cutproxy", function()
     assert.equals(200, (H.http("GET", proxy:url("/health"))))
   end)
 
+  it("refuses WebSocket upgrades with 403 while told to, and passes other requests", function()
+    proxy:no_upgrade(true)
+    local before = proxy:stats().upgrades
+    local ws = curl_bg("--max-time 5 -H 'Connection: Upgrade' -H 'Upgrade: websocket'"
+      .. " -H 'Sec-WebSocket-Version: 13' -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=='"
+      .. " " .. q(proxy:url("/testhub")))
+    assert.truthy(H.wait_until(ws.done, 10))
+    assert.matches("^HTTP/1.1 403", ws.headers())
+    assert.equals(before + 1, proxy:stats().upgrades)
+    local status, body = H.http("POST", proxy:url("/testhub/negotiate?negotiateVersion=1"), { body = "" })
+    assert.equals(200, status)
+    assert.matches('"connectionToken"', body, 1, true)
+    proxy:no_upgrade(false)
+  end)
+
   it("cuts a live response stream with a reset", function()
     local _, neg = H.http("POST", proxy:url("/sseonly/negotiate?negotiateVersion=1"), { body = "" })
     local token = neg:match('"connectionToken":"([^"]+)"')
