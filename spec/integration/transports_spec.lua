@@ -1,0 +1,100 @@
+-- The same core behaviour over every transport this build has, against the
+-- real hub (as the official clients' functional tests run per transport):
+-- the transport is the one asked for, values stay exact both ways, server
+-- calls reach handlers, messages of more than 1 MB travel both ways, the
+-- server's Abort is a lost connection, and stop fails what is in flight.
+-- A hub of its own allows large client messages (the shared one keeps
+-- ASP.NET's 32 KB default).
+local signalr = require("signalr")
+local H = require("spec.helper")
+local L = require("spec.support.live")
+
+-- name: the option value; server: what GetTransport answers on the hub.
+-- Each kind joins this list when it is built.
+local TRANSPORTS = {
+  { name = "websockets", server = "WebSockets" },
+}
+
+local hub
+
+describe("transports", function()
+  setup(function()
+    hub = H.start_hub({ env = { HUB_MAX_RECEIVE_BYTES = 0 } })
+  end)
+
+  teardown(function()
+    if hub then hub:stop() end
+  end)
+
+  after_each(function() L.stop_all() end)
+
+  for _, t in ipairs(TRANSPORTS) do
+    describe("over " .. t.server, function()
+      local function connect(path, configure)
+        local conn = L.build(hub.url .. (path or "/testhub"), configure, { transports = { t.name } })
+        conn:start()
+        return conn
+      end
+
+      it("connects over it, and the server sees it", function()
+        local conn = connect()
+        assert.equals("connected", conn.state)
+        assert.equals(t.server, conn:invoke("GetTransport"))
+      end)
+
+      it("keeps values exact both ways and runs the server's calls in order", function()
+        local conn = connect()
+        assert.equals(math.maxinteger, conn:invoke("Echo", math.maxinteger))
+        assert.equals(0.1, conn:invoke("Echo", 0.1))
+        local v = conn:invoke("Echo", { a = signalr.array({}), b = signalr.map({}), c = "ü\0x" })
+        assert.equals(0, #v.a)
+        assert.equals("ü\0x", v.c)
+        local seen = {}
+        conn:on("tick", function(i) seen[#seen + 1] = i end)
+        assert.equals(200, conn:invoke("CallMeBackMany", "tick", 200))
+        L.wait_for(function() return #seen == 200 end, 10, "200 ticks")
+        for i = 1, 200 do assert.equals(i, seen[i]) end
+        conn:send("Record", "sent")
+        L.wait_for(function() return conn:invoke("GetRecorded") == 1 end, 5, "the send")
+      end)
+
+      it("carries messages of more than 1 MB both ways", function()
+        local conn = connect()
+        local big = ("0123456789abcdef"):rep(96 * 1024) -- 1.5 MiB
+        local back = conn:invoke("Echo", big)
+        assert.equals(#big, #back)
+        assert.equals(big, back)
+        local got
+        conn:on("big", function(x) got = x end)
+        assert.equals("ok", conn:invoke("CallMeBack", "big", big))
+        L.wait_for(function() return got end, 10, "the pushed string")
+        assert.equals(big, got)
+      end)
+
+      it("ends on the server's Abort: the call fails with kind closed, on_close gets nil", function()
+        -- The server answers Context.Abort() with a Close message without
+        -- an error; the official clients then report no error either.
+        local conn = connect()
+        local closed
+        conn:on_close(function(err) closed = err or false end)
+        local ok, err = pcall(conn.invoke, conn, "Abort")
+        assert.is_false(ok)
+        assert.equals("closed", err.kind)
+        L.wait_for(function() return closed ~= nil end, 10, "on_close")
+        assert.is_false(closed)
+        assert.equals("disconnected", conn.state)
+      end)
+
+      it("stops, failing a call in flight with kind closed", function()
+        local conn = connect()
+        local p = L.pending_invoke(conn, "Delay", 30000)
+        H.pump(0.05) -- let it leave (nothing to await)
+        conn:stop()
+        L.wait_for(function() return p.done end, 5, "the pending call")
+        assert.is_false(p.ok)
+        assert.equals("closed", p.err.kind)
+        assert.equals("disconnected", conn.state)
+      end)
+    end)
+  end
+end)
