@@ -70,6 +70,9 @@
 #define TX_PACKET_SIZE (256 * 1024)
 /* Shared per-context service buffer (socket reads, the upgrade request). */
 #define SERV_BUF_SIZE (32 * 1024)
+/* lws 4.1.6 formats "GET <path> HTTP/1.1" into 2,048 bytes and truncates
+ * longer ones (lws_generate_client_handshake). */
+#define MAX_PATH_LEN 2032 /* 2,048 - "GET " - " HTTP/1.1\r\n" - the NUL */
 /* Fragments of one WebSocket message are joined up to this many bytes
  * before they are posted together (sr__transport_post_data). */
 #define RX_BATCH (64 * 1024)
@@ -1518,6 +1521,21 @@ sr_transport *sr__ws_transport_new(sr_loop *loop, const sr_transport_cfg *cfg,
     tp->state = ST_IDLE;
     sr__transport_set_decoder(&tp->base, cfg);
     if (parse_url(tp, cfg->url, err) != 0) goto fail;
+    if (strlen(tp->path) > MAX_PATH_LEN) {
+        /* lws 4.1 writes the request line into 2,048 bytes and cuts the
+         * rest, which the server then refuses; say so instead (the URL holds
+         * the connection token, so it is not shown). */
+        char why[200];
+        snprintf(why, sizeof why,
+                 "%zu bytes (a long connection token); libwebsockets 4.1 sends at "
+                 "most %d",
+                 strlen(tp->path), MAX_PATH_LEN);
+        set_err(err, SR_ETRANSPORT,
+                "the WebSocket URL's path and query are %s, so this server needs Server-Sent "
+                "Events or Long Polling",
+                why);
+        goto fail;
+    }
     if (copy_cfg(tp, cfg) != 0) {
         set_err(err, SR_ENOMEM, "%s", "out of memory");
         goto fail;

@@ -63,7 +63,7 @@ typedef struct srv {
     sr_buf got;   /* all payload bytes, in order */
     sr_buf first; /* the first message */
     int nmsgs, npings, nbinary, ntext, conns, conns_total;
-    char uri[256], args[256], host[256], auth[256], xtest[64], origin[128];
+    char uri[256], args[2560], host[256], auth[256], xtest[64], origin[128];
 } srv;
 
 typedef struct pss {
@@ -508,6 +508,50 @@ TEST(t_open_echo_close)
     WAIT(loop, srv_int(s, &s->conns) == 0, 2000);
     CHECK(srv_int(s, &s->conns) == 0);
     sr__transport_release(tp);
+    sr_loop_free(loop);
+    srv_stop(s);
+    sr__buf_free(&c.data);
+}
+
+/* lws 4.1 cuts a request line over 2,048 bytes: the longest path and
+ * query it can send whole reaches the server intact, one byte more is
+ * refused at once with a message that says why and does not show the URL
+ * (it holds the connection token). */
+TEST(t_long_path)
+{
+    char url[2600];
+    sr_transport_cfg cfg;
+    sr_transport *tp;
+    sr_error err;
+    cli c;
+    size_t base, want = 2032;
+    srv *s = srv_start(SRV_ECHO, NULL, NULL);
+    sr_loop *loop = sr_loop_new(&err);
+    CHECK(s && loop);
+    memset(&c, 0, sizeof c);
+    base = (size_t)snprintf(url, sizeof url, "ws://127.0.0.1:%d", s->port);
+    /* path "/h?id=" then token bytes up to exactly `want` bytes of path */
+    snprintf(url + base, sizeof url - base, "/h?id=");
+    memset(url + base + 6, 't', want - 6);
+    url[base + want] = '\0';
+    cfg_init(&cfg, url);
+    tp = sr__ws_transport_new(loop, &cfg, &ups, &c, &err);
+    CHECK(tp);
+    WAIT(loop, c.opened || c.closed, 10000);
+    CHECK(c.opened == 1 && !c.closed);
+    pthread_mutex_lock(&s->mu);
+    CHECK(strlen(s->args) == want - 3); /* "id=" and the token, without "/h?" */
+    pthread_mutex_unlock(&s->mu);
+    sr__transport_release(tp);
+    /* one byte more */
+    url[base + want] = 't';
+    url[base + want + 1] = '\0';
+    memset(&err, 0, sizeof err);
+    tp = sr__ws_transport_new(loop, &cfg, &ups, &c, &err);
+    CHECK(tp == NULL);
+    CHECK(err.code == SR_ETRANSPORT);
+    CHECK(strstr(err.message, "2033 bytes") && strstr(err.message, "Server-Sent Events"));
+    CHECK(strstr(err.message, "tttt") == NULL);
     sr_loop_free(loop);
     srv_stop(s);
     sr__buf_free(&c.data);
@@ -1458,6 +1502,7 @@ int main(int argc, char **argv)
     } while (0)
     R(t_open_echo_close);
     R(t_pipeline);
+    R(t_long_path);
     R(t_big_message);
     R(t_binary_frames);
     R(t_close_flushes);

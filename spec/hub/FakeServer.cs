@@ -51,8 +51,11 @@ public static class FakeServer
     {
         "garbage", "badhandshake", "handshakeerror", "truncated", "truncatedmessage",
         "silent", "unknowntype", "badcompletion", "split", "fragmented", "hugeframe",
-        "closeafterhandshake", "ping",
+        "closeafterhandshake", "ping", "longtoken",
     };
+
+    // longtoken: a connection token as long as some identity providers' tokens.
+    private static readonly string LongToken = "lt-" + new string('t', 6000) + "-end";
 
     // How long the "keep the socket open" modes wait for the client to close.
     private static readonly TimeSpan Hold = TimeSpan.FromSeconds(120);
@@ -111,6 +114,7 @@ public static class FakeServer
                     "{\"negotiateVersion\":1,\"connectionId\":\"fake-id\",\"connectionToken\":\"fake-token\","
                     + "\"availableTransports\":[]}", json),
                 "status500" => Results.Text("fake server error (status500)", "text/plain", null, 500),
+                "longtoken" => Results.Text(ValidNegotiate.Replace("fake-token", LongToken), json),
                 _ => Results.Text(ValidNegotiate, json),
             };
         });
@@ -251,6 +255,12 @@ public static class FakeServer
             case "closeafterhandshake":
                 await c.SendAsync("{}" + RS);
                 await c.CloseAsync(WebSocketCloseStatus.InternalServerError);
+                break;
+
+            case "longtoken":
+                // Answers the handshake, then holds (the log shows the URL).
+                await c.SendAsync("{}" + RS);
+                await c.HoldAsync(Hold);
                 break;
 
             case "ping":
