@@ -15,6 +15,11 @@
  *    drained the queue) sets a flag and wakes the thread, which unpauses
  *    them before its next curl_multi_perform: curl_easy_pause must run on
  *    the thread that drives the multi.
+ *  - Timers (sr_http_timer) fire on the thread after each pass's transfer
+ *    progress; the earliest one bounds curl_multi_poll's wait, so a kind's
+ *    keepalive and timeouts run while the host does not call in.
+ *  - http_io.h exposes all of this, and the option setup every request
+ *    shares (sr__http_setup), to the transport kinds.
  *
  * Request lifetime (refs, atomic): the host holds one from
  * sr__http_request until its done ran or it cancelled; the thread holds one
@@ -34,6 +39,8 @@
 
 #include "buf.h"
 #include "http.h"
+#include "http_io.h"
+#include "liveness.h"
 #include "loop.h"
 
 #define DEFAULT_MAX_BODY (1u << 20)
@@ -41,21 +48,8 @@
 
 /* ------------------------------------------------------- the HTTP thread */
 
-typedef struct sr_http_io sr_http_io;
-
-typedef struct job {
-    struct job *next;
-    void (*run)(sr_http_io *io, struct job *job);
-} job;
-
-typedef struct xfer {
-    CURL *easy;
-    /* Thread: called after the handle left the multi (rc is CURLE_OK or the
-     * failure). The owner cleans up the easy handle. */
-    void (*complete)(sr_http_io *io, struct xfer *x, CURLcode rc);
-    struct xfer *prev, *next; /* io->active, thread only */
-    int paused;               /* thread only */
-} xfer;
+typedef sr_http_job job;
+typedef sr_http_xfer xfer;
 
 struct sr_http_io {
     sr_loop *loop;
@@ -67,7 +61,8 @@ struct sr_http_io {
     int stop;              /* mu */
     int resume;            /* mu */
 
-    xfer *active; /* thread only: every xfer in the multi */
+    xfer *active;          /* thread only: every xfer in the multi */
+    sr_http_timer *timers; /* thread only: the armed timers, unsorted */
     char user_agent[80];
 };
 
@@ -100,7 +95,7 @@ static void set_err(sr_error *err, int code, const char *msg)
     snprintf(err->message, sizeof err->message, "%s", msg);
 }
 
-static void io_submit(sr_http_io *io, job *j)
+void sr__http_io_submit(sr_http_io *io, job *j)
 {
     j->next = NULL;
     pthread_mutex_lock(&io->mu);
@@ -113,7 +108,7 @@ static void io_submit(sr_http_io *io, job *j)
     curl_multi_wakeup(io->multi);
 }
 
-static CURLMcode xfer_add(sr_http_io *io, xfer *x)
+CURLMcode sr__http_xfer_add(sr_http_io *io, xfer *x)
 {
     CURLMcode mc;
     curl_easy_setopt(x->easy, CURLOPT_PRIVATE, (void *)x);
@@ -127,7 +122,7 @@ static CURLMcode xfer_add(sr_http_io *io, xfer *x)
     return CURLM_OK;
 }
 
-static void xfer_remove(sr_http_io *io, xfer *x)
+void sr__http_xfer_remove(sr_http_io *io, xfer *x)
 {
     curl_multi_remove_handle(io->multi, x->easy);
     if (x->prev)
@@ -144,9 +139,60 @@ static void resume_paused(sr_http_io *io)
     for (x = io->active; x; x = x->next) {
         if (x->paused) {
             x->paused = 0;
+            if (x->resumed) x->resumed(io, x);
             curl_easy_pause(x->easy, CURLPAUSE_CONT);
         }
     }
+}
+
+/* ------------------------------------------------------------- timers */
+
+/* Timers are few (one per SSE or Long Polling transport) and fire rarely,
+ * so an unsorted list scanned per pass is enough. */
+
+void sr__http_timer_arm(sr_http_io *io, sr_http_timer *t, uint64_t due)
+{
+    t->due = due;
+    if (t->armed) return;
+    t->armed = 1;
+    t->prev = NULL;
+    t->next = io->timers;
+    if (io->timers) io->timers->prev = t;
+    io->timers = t;
+}
+
+void sr__http_timer_cancel(sr_http_io *io, sr_http_timer *t)
+{
+    if (!t->armed) return;
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        io->timers = t->next;
+    if (t->next) t->next->prev = t->prev;
+    t->prev = t->next = NULL;
+    t->armed = 0;
+}
+
+/* Fire what is due, one at a time (a timer may arm or cancel others), and
+ * return the poll timeout until the earliest one left, at most max_ms. */
+static int run_timers(sr_http_io *io, int max_ms)
+{
+    uint64_t now = sr__liveness_clock(), first = 0;
+    sr_http_timer *t;
+    for (;;) {
+        sr_http_timer *due = NULL;
+        for (t = io->timers; t; t = t->next)
+            if (t->due <= now && (!due || t->due < due->due)) due = t;
+        if (!due) break;
+        sr__http_timer_cancel(io, due);
+        due->fire(io, due);
+        now = sr__liveness_clock();
+    }
+    for (t = io->timers; t; t = t->next)
+        if (!first || t->due < first) first = t->due;
+    if (first && first - now < (uint64_t)max_ms * 1000u)
+        return (int)((first - now + 999u) / 1000u); /* round up: never wake early */
+    return max_ms;
 }
 
 static void *io_main(void *arg)
@@ -154,7 +200,7 @@ static void *io_main(void *arg)
     sr_http_io *io = arg;
     for (;;) {
         job *j;
-        int stop, resume, running;
+        int stop, resume, running, wait_ms;
         CURLMsg *msg;
         pthread_mutex_lock(&io->mu);
         j = io->jobs;
@@ -165,7 +211,7 @@ static void *io_main(void *arg)
         pthread_mutex_unlock(&io->mu);
         while (j) {
             job *next = j->next;
-            j->run(io, j); /* may free j */
+            j->run(io, j); /* may free or resubmit j */
             j = next;
         }
         if (stop) break;
@@ -177,19 +223,25 @@ static void *io_main(void *arg)
             CURLcode rc = msg->data.result;
             if (msg->msg != CURLMSG_DONE) continue;
             curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&x);
-            xfer_remove(io, x);
+            sr__http_xfer_remove(io, x);
             x->complete(io, x, rc);
         }
-        /* Returns early for curl's own timeouts and curl_multi_wakeup. */
-        curl_multi_poll(io->multi, NULL, 0, 1000, NULL);
+        /* After the transfers' progress, so a timer armed from a write
+         * callback (due now) runs in the same pass. */
+        wait_ms = run_timers(io, 1000);
+        /* Returns early for curl's own timeouts (a handle added by a timer
+         * or a completion is due at once) and curl_multi_wakeup. */
+        curl_multi_poll(io->multi, NULL, 0, wait_ms, NULL);
     }
     /* Stopping: the host is gone (sr_loop_free), so transfers still running
      * end as aborted. Their completion posts events the loop discards. */
     while (io->active) {
         xfer *x = io->active;
-        xfer_remove(io, x);
+        sr__http_xfer_remove(io, x);
         x->complete(io, x, CURLE_ABORTED_BY_CALLBACK);
     }
+    while (io->timers)
+        sr__http_timer_cancel(io, io->timers);
     return NULL;
 }
 
@@ -248,6 +300,20 @@ static void io_free(void *self)
     curl_multi_cleanup(io->multi);
     pthread_mutex_destroy(&io->mu);
     free(io);
+}
+
+sr_http_io *sr__http_io_get(sr_loop *loop, sr_error *err)
+{
+    if (!loop) {
+        set_err(err, SR_EUSAGE, "no loop");
+        return NULL;
+    }
+    return sr__loop_service(loop, &io_key, io_new, err);
+}
+
+sr_loop *sr__http_io_loop(const sr_http_io *io)
+{
+    return io->loop;
 }
 
 static void io_resume(void *self)
@@ -392,17 +458,10 @@ static void req_complete(sr_http_io *io, xfer *x, CURLcode rc)
         code = SR_ENOMEM;
         snprintf(msg, sizeof msg, "%s: out of memory reading the response", req->what);
     } else if (rc != CURLE_OK) {
-        long os_errno = 0;
-        char ebuf[128];
-        const char *os = "";
+        char why[CURL_ERROR_SIZE + 160];
         code = SR_ETRANSPORT;
-        /* libcurl 7.88 says "Couldn't connect to server"; the errno says
-         * why ("Connection refused", "No route to host"). */
-        curl_easy_getinfo(x->easy, CURLINFO_OS_ERRNO, &os_errno);
-        if (os_errno) os = strerror_r((int)os_errno, ebuf, sizeof ebuf);
-        snprintf(msg, sizeof msg, "%s: %s%s%s%s", req->what,
-                 req->errbuf[0] ? req->errbuf : curl_easy_strerror(rc), os[0] ? " (" : "", os,
-                 os[0] ? ")" : "");
+        sr__http_strerror(x->easy, rc, req->errbuf, why, sizeof why);
+        snprintf(msg, sizeof msg, "%s: %s", req->what, why);
     }
     /* The easy handle is done; free it here, on the thread that used it. */
     curl_easy_cleanup(x->easy);
@@ -435,7 +494,7 @@ static void req_add_run(sr_http_io *io, job *j)
         req_unref(req);
         return;
     }
-    if (xfer_add(io, &req->x) != CURLM_OK) {
+    if (sr__http_xfer_add(io, &req->x) != CURLM_OK) {
         snprintf(req->errbuf, sizeof req->errbuf, "curl_multi_add_handle failed");
         req_complete(io, &req->x, CURLE_FAILED_INIT);
     }
@@ -450,7 +509,7 @@ static void req_cancel_run(sr_http_io *io, job *j)
             ;
         if (x) {
             /* Still running: no event will come; drop the thread's ref. */
-            xfer_remove(io, x);
+            sr__http_xfer_remove(io, x);
             curl_easy_cleanup(x->easy);
             x->easy = NULL;
             req_unref(req);
@@ -472,38 +531,103 @@ static char *describe(const char *method, const char *url)
     return s;
 }
 
+const char *sr__http_setup(sr_http_io *io, CURL *e, const char *url, const sr_http_conf *c,
+                           const char *const *extra, size_t nextra, char *errbuf,
+                           struct curl_slist **list)
+{
+    struct curl_slist *hl;
+    size_t i;
+    int ok = 1;
+#define SET(opt, val) (ok = ok && curl_easy_setopt(e, opt, val) == CURLE_OK)
+    *list = NULL;
+    SET(CURLOPT_URL, url);
+    SET(CURLOPT_NOSIGNAL, 1L);
+    SET(CURLOPT_ERRORBUFFER, errbuf);
+    SET(CURLOPT_USERAGENT, io->user_agent);
+    SET(CURLOPT_FOLLOWLOCATION, 1L);
+    SET(CURLOPT_MAXREDIRS, MAX_REDIRECTS);
+    SET(CURLOPT_PROTOCOLS_STR, "http,https");
+    SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    if (!ok) return "cannot configure the request (bad URL or out of memory)";
+    if (c->tls_no_verify) {
+        SET(CURLOPT_SSL_VERIFYPEER, 0L);
+        SET(CURLOPT_SSL_VERIFYHOST, 0L);
+    }
+    if (c->ca_file) SET(CURLOPT_CAINFO, c->ca_file);
+    if (c->cert_file) SET(CURLOPT_SSLCERT, c->cert_file);
+    if (c->key_file) SET(CURLOPT_SSLKEY, c->key_file);
+    if (c->proxy) SET(CURLOPT_PROXY, c->proxy);
+    if (!ok) return "TLS or proxy option not supported by this libcurl";
+    /* No "Expect: 100-continue" round trip for small bodies. */
+    if (!(*list = curl_slist_append(NULL, "Expect:"))) return "out of memory";
+    for (i = 0; i < nextra; i++) {
+        if (!(hl = curl_slist_append(*list, extra[i]))) return "out of memory";
+        *list = hl;
+    }
+    for (i = 0; i < c->nheaders; i++) {
+        const sr_header *h = &c->headers[i];
+        size_t nl = strlen(h->name), vl = strlen(h->value ? h->value : "");
+        char *line;
+        if (strpbrk(h->name, "\r\n:") || (h->value && strpbrk(h->value, "\r\n")))
+            return "invalid header (CR, LF or ':' in a name)";
+        if (!(line = malloc(nl + vl + 3))) return "out of memory";
+        memcpy(line, h->name, nl);
+        /* "Name;" is curl's way to send a header with an empty value. */
+        if (vl) {
+            line[nl] = ':';
+            line[nl + 1] = ' ';
+            memcpy(line + nl + 2, h->value, vl + 1);
+        } else {
+            line[nl] = ';';
+            line[nl + 1] = '\0';
+        }
+        hl = curl_slist_append(*list, line);
+        free(line);
+        if (!hl) return "out of memory";
+        *list = hl;
+    }
+    SET(CURLOPT_HTTPHEADER, *list);
+#undef SET
+    return ok ? NULL : "cannot configure the request";
+}
+
+void sr__http_strerror(CURL *e, CURLcode rc, const char *errbuf, char *out, size_t size)
+{
+    long os_errno = 0;
+    char ebuf[128];
+    const char *os = "";
+    /* libcurl 7.88 says "Couldn't connect to server"; the errno says why
+     * ("Connection refused", "No route to host"). */
+    curl_easy_getinfo(e, CURLINFO_OS_ERRNO, &os_errno);
+    if (os_errno) os = strerror_r((int)os_errno, ebuf, sizeof ebuf);
+    snprintf(out, size, "%s%s%s%s", errbuf && errbuf[0] ? errbuf : curl_easy_strerror(rc),
+             os[0] ? " (" : "", os, os[0] ? ")" : "");
+}
+
 /* Configure the easy handle; returns a static message on failure. */
 static const char *req_setup(sr_http_req *req, const sr_http_opts *o, const char *method)
 {
     CURL *e = req->x.easy;
-    size_t i;
+    sr_http_conf conf;
+    const char *msg;
     int ok = 1;
 #define SET(opt, val) (ok = ok && curl_easy_setopt(e, opt, val) == CURLE_OK)
-    SET(CURLOPT_URL, o->url);
-    SET(CURLOPT_NOSIGNAL, 1L);
-    SET(CURLOPT_ERRORBUFFER, req->errbuf);
+    conf.headers = o->headers;
+    conf.nheaders = o->nheaders;
+    conf.tls_no_verify = o->tls_no_verify;
+    conf.ca_file = o->ca_file;
+    conf.cert_file = o->cert_file;
+    conf.key_file = o->key_file;
+    conf.proxy = o->proxy;
+    msg = sr__http_setup(req->io, e, o->url, &conf, NULL, 0, req->errbuf, &req->headers);
+    if (msg) return msg;
     SET(CURLOPT_WRITEFUNCTION, req->on_data ? stream_write : req_write);
     SET(CURLOPT_WRITEDATA, (void *)req);
     if (req->on_data) {
         SET(CURLOPT_HEADERFUNCTION, stream_header);
         SET(CURLOPT_HEADERDATA, (void *)req);
     }
-    SET(CURLOPT_USERAGENT, req->io->user_agent);
-    SET(CURLOPT_FOLLOWLOCATION, 1L);
-    SET(CURLOPT_MAXREDIRS, MAX_REDIRECTS);
-    SET(CURLOPT_PROTOCOLS_STR, "http,https");
-    SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
     if (!req->on_data) SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)req->max_body);
-    if (!ok) return "cannot configure the request (bad URL or out of memory)";
-    if (o->tls_no_verify) {
-        SET(CURLOPT_SSL_VERIFYPEER, 0L);
-        SET(CURLOPT_SSL_VERIFYHOST, 0L);
-    }
-    if (o->ca_file) SET(CURLOPT_CAINFO, o->ca_file);
-    if (o->cert_file) SET(CURLOPT_SSLCERT, o->cert_file);
-    if (o->key_file) SET(CURLOPT_SSLKEY, o->key_file);
-    if (o->proxy) SET(CURLOPT_PROXY, o->proxy);
-    if (!ok) return "TLS or proxy option not supported by this libcurl";
     if (o->timeout_ms > 0) {
         double t = o->timeout_ms < 1 ? 1 : o->timeout_ms;
         long ms = t > 2e9 ? 2000000000L : (long)(t + 0.999);
@@ -522,35 +646,6 @@ static const char *req_setup(sr_http_req *req, const sr_http_opts *o, const char
             SET(CURLOPT_COPYPOSTFIELDS, o->body ? o->body : "");
         }
     }
-    /* No "Expect: 100-continue" round trip for small bodies. */
-    req->headers = curl_slist_append(NULL, "Expect:");
-    for (i = 0; req->headers && i < o->nheaders; i++) {
-        const sr_header *h = &o->headers[i];
-        size_t nl = strlen(h->name), vl = strlen(h->value ? h->value : "");
-        char *line = malloc(nl + vl + 3);
-        struct curl_slist *l;
-        if (!line) return "out of memory";
-        if (strpbrk(h->name, "\r\n:") || (h->value && strpbrk(h->value, "\r\n"))) {
-            free(line);
-            return "invalid header (CR, LF or ':' in a name)";
-        }
-        memcpy(line, h->name, nl);
-        /* "Name;" is curl's way to send a header with an empty value. */
-        if (vl) {
-            line[nl] = ':';
-            line[nl + 1] = ' ';
-            memcpy(line + nl + 2, h->value, vl + 1);
-        } else {
-            line[nl] = ';';
-            line[nl + 1] = '\0';
-        }
-        l = curl_slist_append(req->headers, line);
-        free(line);
-        if (!l) return "out of memory";
-        req->headers = l;
-    }
-    if (!req->headers) return "out of memory";
-    SET(CURLOPT_HTTPHEADER, req->headers);
 #undef SET
     return ok ? NULL : "cannot configure the request";
 }
@@ -565,7 +660,7 @@ sr_http_req *sr__http_request(sr_loop *loop, const sr_http_opts *opts, sr_http_d
         set_err(err, SR_EUSAGE, "http request: missing loop, URL or callback");
         return NULL;
     }
-    io = sr__loop_service(loop, &io_key, io_new, err);
+    io = sr__http_io_get(loop, err);
     if (!io) return NULL;
     method = opts->method && opts->method[0] ? opts->method : "GET";
     req = calloc(1, sizeof *req);
@@ -595,7 +690,7 @@ sr_http_req *sr__http_request(sr_loop *loop, const sr_http_opts *opts, sr_http_d
         set_err(err, strcmp(msg, "out of memory") == 0 ? SR_ENOMEM : SR_EUSAGE, msg);
         goto fail;
     }
-    io_submit(io, &req->add_job);
+    sr__http_io_submit(io, &req->add_job);
     return req;
 fail:
     req->refs = 1;
@@ -608,7 +703,7 @@ void sr__http_cancel(sr_http_req *req)
     if (!req || req->finished) return; /* from inside its own done: it is freed when done returns */
     req->finished = 1;
     __atomic_store_n(&req->cancelled, 1, __ATOMIC_RELEASE);
-    io_submit(req->io, &req->cancel_job); /* carries the host's reference */
+    sr__http_io_submit(req->io, &req->cancel_job); /* carries the host's reference */
 }
 
 /* Host thread: a stream's headers or data. The event's reference keeps req

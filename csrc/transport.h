@@ -77,6 +77,13 @@ typedef struct sr_transport_cfg {
 sr_transport *sr__ws_transport_new(sr_loop *loop, const sr_transport_cfg *cfg,
                                    const sr_transport_upcalls *up, void *ud, sr_error *err);
 
+/* Server-Sent Events (sse_transport.c): receives on a GET of url (http or
+ * https; ws and wss are taken as their http twins) with Accept:
+ * text/event-stream, sends each batch as one POST to the same url. Text
+ * only: cfg.binary fails with SR_EUSAGE. Same contract as above. */
+sr_transport *sr__sse_transport_new(sr_loop *loop, const sr_transport_cfg *cfg,
+                                    const sr_transport_upcalls *up, void *ud, sr_error *err);
+
 /* The shape of every kind's constructor. */
 typedef sr_transport *(*sr_transport_new_fn)(sr_loop *loop, const sr_transport_cfg *cfg,
                                              const sr_transport_upcalls *up, void *ud,

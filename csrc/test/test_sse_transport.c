@@ -1,0 +1,936 @@
+/*
+ * test_sse_transport.c - the Server-Sent Events transport against a small
+ * HTTP server on threads of this process (127.0.0.1, port 0). The server
+ * answers GET with an event stream the test feeds piece by piece (or a
+ * status), and POST with a status, optionally holding each answer until the
+ * test lets it go; it records every request and POST body.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "liveness.h"
+#include "loop.h"
+#include "transport.h"
+
+#define HANDSHAKE "{\"protocol\":\"json\",\"version\":1}\x1e"
+#define PING "{\"type\":6}\x1e"
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* ============================================================ the server */
+
+#define MAX_CONNS 512
+#define MAX_PIECES 64
+#define MAX_POSTS 64
+
+static int srv_fd, srv_port, srv_stop;
+static pthread_t srv_thread, conn_threads[MAX_CONNS];
+static int nconn;
+
+/* What the server does and saw; S.mu guards it all, S.cv signals changes. */
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    /* Behaviour, set by the test. */
+    int get_status;  /* the GET's answer: 200 (an event stream) or an error */
+    int post_status; /* every POST's answer */
+    int post_hold;   /* hold POST n until released > n */
+    int released;    /* POSTs the test let go */
+    size_t flood;    /* > 0: after the headers send this many bytes of events */
+    char *pieces[MAX_PIECES];
+    size_t piece_len[MAX_PIECES];
+    int npieces;
+    int end_stream; /* end the event stream after the pieces */
+    /* What it saw. */
+    int gets;
+    int streams; /* event streams still being served */
+    char get_req[4096];
+    int get_closed; /* the client closed an event stream */
+    int blocked;    /* the flood made no progress for 300 ms */
+    int nposts;
+    char *posts[MAX_POSTS];
+    size_t post_len[MAX_POSTS];
+    char post_req[4096];
+    int inflight, max_inflight;
+} S = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+/* Between tests: the streams of the last one end first (their clients are
+ * gone), so nothing they do lands in the next test's record. */
+static void srv_reset(void)
+{
+    int i;
+    struct timespec end;
+    clock_gettime(CLOCK_REALTIME, &end);
+    end.tv_sec += 5;
+    pthread_mutex_lock(&S.mu);
+    while (S.streams > 0 && pthread_cond_timedwait(&S.cv, &S.mu, &end) == 0)
+        ;
+    for (i = 0; i < S.npieces; i++)
+        free(S.pieces[i]);
+    for (i = 0; i < S.nposts; i++)
+        free(S.posts[i]);
+    S.get_status = S.post_status = 200;
+    S.post_hold = S.released = 0;
+    S.flood = 0;
+    S.npieces = S.end_stream = 0;
+    S.gets = S.get_closed = S.blocked = 0;
+    S.nposts = S.inflight = S.max_inflight = 0;
+    S.get_req[0] = S.post_req[0] = '\0';
+    pthread_mutex_unlock(&S.mu);
+}
+
+static void srv_set(int *field, int v)
+{
+    pthread_mutex_lock(&S.mu);
+    *field = v;
+    pthread_cond_broadcast(&S.cv);
+    pthread_mutex_unlock(&S.mu);
+}
+
+/* Wait until *field >= v (or ms pass); 1 when it got there. */
+static int srv_wait(const int *field, int v, int ms)
+{
+    struct timespec end;
+    int ok;
+    clock_gettime(CLOCK_REALTIME, &end);
+    end.tv_sec += ms / 1000;
+    end.tv_nsec += (ms % 1000) * 1000000L;
+    if (end.tv_nsec >= 1000000000L) {
+        end.tv_sec++;
+        end.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&S.mu);
+    while (*field < v && pthread_cond_timedwait(&S.cv, &S.mu, &end) == 0)
+        ;
+    ok = *field >= v;
+    pthread_mutex_unlock(&S.mu);
+    return ok;
+}
+
+/* The event stream gets these bytes as one send of their own. */
+static void srv_push(const char *p, size_t n)
+{
+    pthread_mutex_lock(&S.mu);
+    S.pieces[S.npieces] = malloc(n);
+    memcpy(S.pieces[S.npieces], p, n);
+    S.piece_len[S.npieces++] = n;
+    pthread_cond_broadcast(&S.cv);
+    pthread_mutex_unlock(&S.mu);
+}
+
+static void srv_push_str(const char *s)
+{
+    srv_push(s, strlen(s));
+}
+
+/* The concatenated POST bodies, and 1 when they are exactly want. */
+static int posts_are(const char *want, size_t want_len)
+{
+    size_t off = 0;
+    int i, ok = 1;
+    pthread_mutex_lock(&S.mu);
+    for (i = 0; i < S.nposts && ok; i++) {
+        ok = off + S.post_len[i] <= want_len && memcmp(want + off, S.posts[i], S.post_len[i]) == 0;
+        off += S.post_len[i];
+    }
+    pthread_mutex_unlock(&S.mu);
+    return ok && off == want_len;
+}
+
+static int post_is(int i, const char *want)
+{
+    int ok;
+    pthread_mutex_lock(&S.mu);
+    ok = i < S.nposts && S.post_len[i] == strlen(want) &&
+         memcmp(S.posts[i], want, S.post_len[i]) == 0;
+    pthread_mutex_unlock(&S.mu);
+    return ok;
+}
+
+static void send_all(int fd, const char *p, size_t n)
+{
+    while (n) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w <= 0) return;
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+static int peer_gone(int fd)
+{
+    struct pollfd p = {fd, POLLIN, 0};
+    char c;
+    return poll(&p, 1, 0) == 1 && recv(fd, &c, 1, MSG_DONTWAIT) <= 0;
+}
+
+/* Like send_all, but notes in S when the client stops reading. -1 when the
+ * client went away. */
+static int send_watched(int fd, const char *p, size_t n)
+{
+    int stuck = 0;
+    while (n) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        struct pollfd q = {fd, POLLOUT, 0};
+        if (w > 0) {
+            p += w;
+            n -= (size_t)w;
+            stuck = 0;
+            continue;
+        }
+        if (w < 0 && errno != EAGAIN && errno != EINTR) return -1;
+        if (poll(&q, 1, 300) == 0) {
+            if (!S.blocked) srv_set(&S.blocked, 1);
+            if (++stuck > 100) return -1; /* 30 s: the test is broken */
+        }
+    }
+    return 0;
+}
+
+/* Events of 16 KiB until S.flood bytes went. */
+#define FLOOD_X 16000
+static void flood(int fd, size_t total)
+{
+    static char ev[FLOOD_X + 32];
+    size_t off = 0, k = 0;
+    while (off < total) {
+        int n = snprintf(ev, sizeof ev, "data: %08zu", k++);
+        memset(ev + n, 'x', FLOOD_X);
+        memcpy(ev + n + FLOOD_X, "\x1e\n\n", 3);
+        if (send_watched(fd, ev, (size_t)n + FLOOD_X + 3) != 0) return;
+        off += (size_t)n + FLOOD_X + 3;
+    }
+}
+
+static void stream(int fd)
+{
+    static const char head[] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                               "Cache-Control: no-cache\r\nConnection: close\r\n\r\n";
+    int sent = 0;
+    size_t fl;
+    send_all(fd, head, sizeof head - 1);
+    pthread_mutex_lock(&S.mu);
+    fl = S.flood;
+    pthread_mutex_unlock(&S.mu);
+    if (fl) flood(fd, fl);
+    for (;;) {
+        struct timespec t;
+        pthread_mutex_lock(&S.mu);
+        if (sent < S.npieces) {
+            char *p = S.pieces[sent];
+            size_t n = S.piece_len[sent++];
+            pthread_mutex_unlock(&S.mu);
+            send_all(fd, p, n);
+            usleep(2000); /* so the client reads the pieces apart */
+            continue;
+        }
+        if (S.end_stream || __atomic_load_n(&srv_stop, __ATOMIC_ACQUIRE)) {
+            pthread_mutex_unlock(&S.mu);
+            return;
+        }
+        clock_gettime(CLOCK_REALTIME, &t);
+        t.tv_nsec += 20000000L;
+        if (t.tv_nsec >= 1000000000L) {
+            t.tv_sec++;
+            t.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&S.cv, &S.mu, &t);
+        pthread_mutex_unlock(&S.mu);
+        if (fl) send_all(fd, ":\n", 2); /* after a flood: a comment every 20 ms keeps it alive */
+        if (peer_gone(fd)) {
+            srv_set(&S.get_closed, 1);
+            return;
+        }
+    }
+}
+
+static void respond(int fd, int status)
+{
+    char head[256];
+    int n = snprintf(head, sizeof head,
+                     "HTTP/1.1 %d X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nno", status);
+    send_all(fd, head, (size_t)n);
+}
+
+static void post(int fd, const char *req, size_t head_len, const char *body, size_t n)
+{
+    int me, status;
+    struct timespec end;
+    pthread_mutex_lock(&S.mu);
+    me = S.nposts;
+    if (me < MAX_POSTS) {
+        S.posts[me] = malloc(n ? n : 1);
+        memcpy(S.posts[me], body, n);
+        S.post_len[me] = n;
+        S.nposts++;
+    }
+    snprintf(S.post_req, sizeof S.post_req, "%.*s", (int)head_len, req);
+    if (++S.inflight > S.max_inflight) S.max_inflight = S.inflight;
+    status = S.post_status; /* as it was when the POST arrived */
+    pthread_cond_broadcast(&S.cv);
+    clock_gettime(CLOCK_REALTIME, &end);
+    end.tv_sec += 10;
+    while (S.post_hold && S.released <= me && !__atomic_load_n(&srv_stop, __ATOMIC_ACQUIRE) &&
+           pthread_cond_timedwait(&S.cv, &S.mu, &end) == 0)
+        ;
+    /* Before the answer: the client may start the next POST at once. */
+    S.inflight--;
+    pthread_mutex_unlock(&S.mu);
+    respond(fd, status);
+}
+
+static void *conn_main(void *arg)
+{
+    int fd = (int)(intptr_t)arg, one = 1;
+    char req[1 << 16];
+    size_t len = 0;
+    char *end = NULL, *cl;
+    long clen = 0;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    while (len < sizeof req - 1) {
+        ssize_t r = recv(fd, req + len, sizeof req - 1 - len, 0);
+        if (r <= 0) break;
+        len += (size_t)r;
+        req[len] = '\0';
+        if ((end = strstr(req, "\r\n\r\n")) != NULL) {
+            cl = strcasestr(req, "\r\nContent-Length:");
+            clen = cl && cl < end ? strtol(cl + 17, NULL, 10) : 0;
+            if ((size_t)(end + 4 - req) + (size_t)clen <= len) break;
+        }
+    }
+    if (end && strncmp(req, "GET ", 4) == 0) {
+        int status;
+        pthread_mutex_lock(&S.mu);
+        S.gets++;
+        snprintf(S.get_req, sizeof S.get_req, "%.*s", (int)(end - req), req);
+        status = S.get_status;
+        pthread_cond_broadcast(&S.cv);
+        pthread_mutex_unlock(&S.mu);
+        if (status == 200) {
+            pthread_mutex_lock(&S.mu);
+            S.streams++;
+            pthread_mutex_unlock(&S.mu);
+            stream(fd);
+            pthread_mutex_lock(&S.mu);
+            S.streams--;
+            pthread_cond_broadcast(&S.cv);
+            pthread_mutex_unlock(&S.mu);
+        } else
+            respond(fd, status);
+    } else if (end && strncmp(req, "POST ", 5) == 0) {
+        post(fd, req, (size_t)(end - req), end + 4, (size_t)clen);
+    }
+    close(fd);
+    return NULL;
+}
+
+static void *srv_main(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        int fd = accept(srv_fd, NULL, NULL);
+        if (fd < 0) continue;
+        if (__atomic_load_n(&srv_stop, __ATOMIC_ACQUIRE) || nconn == MAX_CONNS) {
+            close(fd);
+            break;
+        }
+        pthread_create(&conn_threads[nconn++], NULL, conn_main, (void *)(intptr_t)fd);
+    }
+    return NULL;
+}
+
+static void srv_start(void)
+{
+    struct sockaddr_in a;
+    socklen_t alen = sizeof a;
+    int one = 1;
+    srv_fd = socket(AF_INET, SOCK_STREAM, 0);
+    setsockopt(srv_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(srv_fd, (struct sockaddr *)&a, sizeof a);
+    listen(srv_fd, 64);
+    getsockname(srv_fd, (struct sockaddr *)&a, &alen);
+    srv_port = ntohs(a.sin_port);
+    pthread_create(&srv_thread, NULL, srv_main, NULL);
+}
+
+static void srv_stop_all(void)
+{
+    struct sockaddr_in a;
+    int fd, i;
+    srv_set(&srv_stop, 1);
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons((uint16_t)srv_port);
+    connect(fd, (struct sockaddr *)&a, sizeof a);
+    pthread_join(srv_thread, NULL);
+    close(fd);
+    close(srv_fd);
+    for (i = 0; i < nconn; i++)
+        pthread_join(conn_threads[i], NULL);
+    srv_reset();
+}
+
+/* A port nothing listens on. */
+static int closed_port(void)
+{
+    struct sockaddr_in a;
+    socklen_t alen = sizeof a;
+    int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd, (struct sockaddr *)&a, sizeof a);
+    getsockname(fd, (struct sockaddr *)&a, &alen);
+    port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+/* ============================================================ the client */
+
+typedef struct rec {
+    int opened, closed, data_calls, msg_calls, nmsgs;
+    int after_close; /* upcalls after on_close */
+    int close_code;  /* SR_OK when err was NULL */
+    long close_status;
+    char close_msg[512];
+    char data[1 << 14];
+    size_t data_len, total;
+    char targets[256]; /* the targets of the messages, in order */
+} rec;
+
+static void r_open(void *ud, sr_transport *tp)
+{
+    rec *r = ud;
+    (void)tp;
+    r->opened++;
+    r->after_close += r->closed;
+}
+
+static void r_data(void *ud, sr_transport *tp, const char *d, size_t n)
+{
+    rec *r = ud;
+    (void)tp;
+    r->data_calls++;
+    r->after_close += r->closed;
+    if (r->data_len + n < sizeof r->data) {
+        memcpy(r->data + r->data_len, d, n);
+        r->data_len += n;
+        r->data[r->data_len] = '\0';
+    }
+    r->total += n;
+}
+
+static void r_msgs(void *ud, sr_transport *tp, sr_rx_msg *m, size_t n)
+{
+    rec *r = ud;
+    size_t i;
+    (void)tp;
+    r->msg_calls++;
+    r->after_close += r->closed;
+    for (i = 0; i < n; i++) {
+        r->nmsgs++;
+        if (m[i].m.target && strlen(r->targets) + strlen(m[i].m.target) + 2 < sizeof r->targets) {
+            strcat(r->targets, m[i].m.target);
+            strcat(r->targets, ",");
+        }
+    }
+}
+
+static void r_close(void *ud, sr_transport *tp, const sr_error *err)
+{
+    rec *r = ud;
+    (void)tp;
+    r->closed++;
+    r->close_code = err ? err->code : SR_OK;
+    r->close_status = err ? err->status : 0;
+    snprintf(r->close_msg, sizeof r->close_msg, "%s", err ? err->message : "");
+}
+
+static const sr_transport_upcalls ups = {r_open, r_data, r_msgs, r_close, NULL};
+
+static char url_buf[128];
+static const char *hub_url(void)
+{
+    snprintf(url_buf, sizeof url_buf, "http://127.0.0.1:%d/hub?id=tok", srv_port);
+    return url_buf;
+}
+
+static const sr_header test_headers[2] = {{"Authorization", "Bearer abc"}, {"X-Test", "yes"}};
+
+/* JSON, with the handshake and the test headers; no timers. */
+static sr_transport_cfg json_cfg(void)
+{
+    sr_transport_cfg c;
+    memset(&c, 0, sizeof c);
+    c.url = hub_url();
+    c.headers = test_headers;
+    c.nheaders = 2;
+    c.handshake = HANDSHAKE;
+    c.handshake_len = strlen(HANDSHAKE);
+    c.ping = PING;
+    c.ping_len = strlen(PING);
+    c.protocol = &sr__json_protocol;
+    return c;
+}
+
+static sr_transport *open_tp(sr_loop *loop, const sr_transport_cfg *c, rec *r)
+{
+    sr_error err;
+    memset(r, 0, sizeof *r);
+    return sr__sse_transport_new(loop, c, &ups, r, &err);
+}
+
+/* Dispatch until *flag >= v or ms pass. */
+static void wait_for(sr_loop *loop, const int *flag, int v, int ms)
+{
+    double end = now_ms() + ms;
+    while (*flag < v && now_ms() < end)
+        sr_loop_dispatch(loop, (int)(end - now_ms()) + 1);
+}
+
+static int readable(sr_loop *loop, int ms)
+{
+    struct pollfd p = {sr_loop_fd(loop), POLLIN, 0};
+    return poll(&p, 1, ms) == 1;
+}
+
+#define INV(t) "{\"type\":1,\"target\":\"" t "\",\"arguments\":[]}\x1e"
+
+/* ================================================================= tests */
+
+/* The GET carries Accept and the headers; the handshake is the first POST;
+ * events cut at odd places, several records per event and a record split
+ * across two events arrive whole and in order. */
+TEST(t_open_receive_json)
+{
+    sr_loop *loop = sr_loop_new(NULL);
+    sr_transport_cfg c = json_cfg();
+    sr_transport *tp;
+    rec r;
+    srv_reset();
+    tp = open_tp(loop, &c, &r);
+    CHECK(tp != NULL);
+    CHECK_STR(sr__transport_name(tp), "ServerSentEvents");
+    wait_for(loop, &r.opened, 1, 5000);
+    CHECK(r.opened == 1 && r.closed == 0);
+    CHECK(srv_wait(&S.nposts, 1, 5000));
+    CHECK(post_is(0, HANDSHAKE));
+    CHECK(strstr(S.get_req, "GET /hub?id=tok HTTP/1.1\r\n") == S.get_req);
+    CHECK(strstr(S.get_req, "\r\nAccept: text/event-stream") != NULL);
+    CHECK(strstr(S.get_req, "\r\nAuthorization: Bearer abc") != NULL);
+    CHECK(strstr(S.get_req, "\r\nX-Test: yes") != NULL);
+    CHECK(strstr(S.post_req, "POST /hub?id=tok HTTP/1.1\r\n") == S.post_req);
+    CHECK(strstr(S.post_req, "\r\nContent-Type: text/plain;charset=UTF-8") != NULL);
+    CHECK(strstr(S.post_req, "\r\nAuthorization: Bearer abc") != NULL);
+
+    srv_push_str("data: {}\x1e\r\n\r\ndata: " INV("a") "{\"type\":1,\"tar");
+    srv_push_str("\r\n\r\n:comment\r\nda");
+    srv_push_str("ta: get\":\"b\",\"arguments\":[]}\x1e\n\ndata: " INV("c") INV("d") "\r");
+    srv_push_str("\n\r\n");
+    wait_for(loop, &r.nmsgs, 4, 5000);
+    CHECK(r.nmsgs == 4);
+    CHECK_STR(r.targets, "a,b,c,d,");
+    CHECK(r.data_len == 3 && memcmp(r.data, "{}\x1e", 3) == 0); /* the reply, raw */
+    CHECK(r.closed == 0 && r.after_close == 0);
+    CHECK(S.nposts == 1);
+    sr__transport_release(tp);
+    sr_loop_free(loop);
+    CHECK(srv_wait(&S.get_closed, 1, 5000));
+}
+
+/* Without a protocol every event's data reaches on_data as it is:
+ * multi-line data joined by "\n", comments and other fields dropped. No
+ * handshake: nothing is POSTed. */
+TEST(t_raw_events)
+{
+    sr_loop *loop = sr_loop_new(NULL);
+    sr_transport_cfg c;
+    sr_transport *tp;
+    rec r;
+    srv_reset();
+    memset(&c, 0, sizeof c);
+    c.url = hub_url();
+    tp = open_tp(loop, &c, &r);
+    CHECK(tp != NULL);
+    wait_for(loop, &r.opened, 1, 5000);
+    srv_push_str("data: one\n\ndata: tw");
+    srv_push_str("o\ndata: three\r\n\r\n: c\n\nid: 5\nevent: x\ndata:four\r\r");
+    srv_push_str("retry: 1\n\ndata\n\ndata: end\n\n");
+    wait_for(loop, &r.data_calls, 4, 5000);
+    CHECK(r.data_calls == 4); /* "data" alone is an empty event: nothing posted */
+    CHECK_STR(r.data, "onetwo\nthreefourend");
+    CHECK(r.msg_calls == 0);
+    CHECK(S.nposts == 0);
+    sr__transport_close(tp);
+    wait_for(loop, &r.closed, 1, 5000);
+    CHECK(r.closed == 1 && r.close_code == SR_OK);
+    CHECK(srv_wait(&S.get_closed, 1, 5000));
+    sr__transport_release(tp);
+    sr_loop_free(loop);
+}
+
+/* One POST outstanding; what is sent meanwhile goes whole in the next. */
+TEST(t_send_batching)
+{
+    sr_loop *loop = sr_loop_new(NULL);
+    sr_transport_cfg c = json_cfg();
+    sr_transport *tp;
+    rec r;
+    srv_reset();
+    S.post_hold = 1;
+    tp = open_tp(loop, &c, &r);
+    CHECK(tp != NULL);
+    wait_for(loop, &r.opened, 1, 5000);
+    CHECK(srv_wait(&S.nposts, 1, 5000)); /* the handshake, held */
+    CHECK(sr__transport_send(tp, "m1\x1e", 3) == SR_OK);
+    CHECK(sr__transport_send(tp, "m2\x1e", 3) == SR_OK);
+    CHECK(sr__transport_send(tp, "m3\x1e", 3) == SR_OK);
+    srv_set(&S.released, 1);
+    CHECK(srv_wait(&S.nposts, 2, 5000));
+    CHECK(post_is(1, "m1\x1em2\x1em3\x1e"));
+    CHECK(sr__transport_send(tp, "m4\x1e", 3) == SR_OK);
+    CHECK(sr__transport_send(tp, "m5\x1e", 3) == SR_OK);
+    srv_set(&S.released, 2);
+    CHECK(srv_wait(&S.nposts, 3, 5000));
+    CHECK(post_is(2, "m4\x1em5\x1e"));
+    srv_set(&S.released, 100);
+    CHECK(sr__transport_send(tp, "m6\x1e", 3) == SR_OK);
+    CHECK(srv_wait(&S.nposts, 4, 5000));
+    CHECK(posts_are(HANDSHAKE "m1\x1em2\x1em3\x1em4\x1em5\x1em6\x1e", strlen(HANDSHAKE) + 18));
+    CHECK(S.max_inflight == 1);
+    sr_loop_dispatch(loop, 0);
+    CHECK(r.closed == 0);
+    sr__transport_release(tp);
+    sr_loop_free(loop);
+}
+
+TEST(t_post_404)
+{
+    sr_loop *loop = sr_loop_new(NULL);
+    sr_transport_cfg c = json_cfg();
+    sr_transport *tp;
+    rec r;
+    srv_reset();
+    tp = open_tp(loop, &c, &r);
+    CHECK(tp != NULL);
+    wait_for(loop, &r.opened, 1, 5000);
+    CHECK(srv_wait(&S.nposts, 1, 5000));
+    srv_set(&S.post_status, 404); /* the handshake got its 200 */
+    CHECK(sr__transport_send(tp, "x\x1e", 2) == SR_OK);
+    wait_for(loop, &r.closed, 1, 5000);
+    CHECK(r.closed == 1 && r.close_code == SR_ETRANSPORT && r.close_status == 404);
+    printf("     message: %s\n", r.close_msg);
+    CHECK(strstr(r.close_msg, "HTTP 404") != NULL);
+    CHECK(strstr(r.close_msg, "tok") == NULL); /* the token is left out */
+    CHECK(sr__transport_send(tp, "y", 1) == SR_ECLOSED);
+    CHECK(srv_wait(&S.get_closed, 1, 5000)); /* the stream was ended too */
+    sr__transport_release(tp);
+    sr_loop_free(loop);
+}
+
+TEST(t_get_404)
+{
+    sr_loop *loop = sr_loop_new(NULL);
+    sr_transport_cfg c = json_cfg();
+    sr_transport *tp;
+    rec r;
+    srv_reset();
+    S.get_status = 404;
+    tp = open_tp(loop, &c, &r);
+    CHECK(tp != NULL);
+    wait_for(loop, &r.closed, 1, 5000);
+    CHECK(r.opened == 0 && r.closed == 1);
+    CHECK(r.close_code == SR_ETRANSPORT && r.close_status == 404);
+    printf("     message: %s\n", r.close_msg);
+    CHECK(strstr(r.close_msg, "HTTP 404") != NULL);
+    CHECK(strstr(r.close_msg, "tok") == NULL);
+    CHECK(S.nposts == 0);
+    sr__transport_release(tp);
+    sr_loop_free(loop);
+}
+
+TEST(t_refused)
+{
+    sr_loop *loop = sr_loop_new(NULL);
+    sr_transport_cfg c = json_cfg();
+    sr_transport *tp;
+    rec r;
+    char u[64];
+    snprintf(u, sizeof u, "http://127.0.0.1:%d/hub?id=tok", closed_port());
+    c.url = u;
+    tp = open_tp(loop, &c, &r);
+    CHECK(tp != NULL);
+    wait_for(loop, &r.closed, 1, 5000);
+    CHECK(r.opened == 0 && r.closed == 1 && r.close_code == SR_ETRANSPORT);
+    printf("     message: %s\n", r.close_msg);
+    CHECK(strstr(r.close_msg, "Connection refused") != NULL);
+    sr__transport_release(tp);
+    sr_loop_free(loop);
+}
+
+TEST(t_server_ends_stream)
+{
+    sr_loop *loop = sr_loop_new(NULL);
+    sr_transport_cfg c = json_cfg();
+    sr_transport *tp;
+    rec r;
+    srv_reset();
+    tp = open_tp(loop, &c, &r);
+    CHECK(tp != NULL);
+    wait_for(loop, &r.opened, 1, 5000);
+    srv_push_str("data: {}\x1e\n\ndata: " INV("last") "\n\n");
+    srv_set(&S.end_stream, 1);
+    wait_for(loop, &r.closed, 1, 5000);
+    CHECK(r.nmsgs == 1 && r.closed == 1); /* the data first, then the end */
+    CHECK(r.close_code == SR_ECLOSED);
+    printf("     message: %s\n", r.close_msg);
+    CHECK(strstr(r.close_msg, "ended by the server") != NULL);
+    CHECK(r.after_close == 0);
+    sr__transport_release(tp);
+    sr_loop_free(loop);
+}
+
+/* A close asked by the host sends what was queued first, then ends the
+ * stream cleanly. */
+TEST(t_close_after_sends)
+{
+    sr_loop *loop = sr_loop_new(NULL);
+    sr_transport_cfg c = json_cfg();
+    sr_transport *tp;
+    rec r;
+    srv_reset();
+    S.post_hold = 1;
+    tp = open_tp(loop, &c, &r);
+    CHECK(tp != NULL);
+    wait_for(loop, &r.opened, 1, 5000);
+    CHECK(srv_wait(&S.nposts, 1, 5000));
+    CHECK(sr__transport_send(tp, "m1\x1e", 3) == SR_OK);
+    CHECK(sr__transport_send(tp, "m2\x1e", 3) == SR_OK);
+    sr__transport_close(tp);
+    CHECK(sr__transport_send(tp, "late", 4) == SR_ECLOSED);
+    sr_loop_dispatch(loop, 30);
+    CHECK(r.closed == 0 && S.get_closed == 0); /* the queue is not out yet */
+    srv_set(&S.released, 100);
+    wait_for(loop, &r.closed, 1, 5000);
+    CHECK(r.closed == 1 && r.close_code == SR_OK);
+    CHECK(posts_are(HANDSHAKE "m1\x1em2\x1e", strlen(HANDSHAKE) + 6));
+    CHECK(srv_wait(&S.get_closed, 1, 5000));
+    sr__transport_release(tp);
+    sr_loop_free(loop);
+}
+
+/* Idle, the transport POSTs the ping bytes every keepalive_ms, from the
+ * HTTP thread: the host does not dispatch meanwhile. */
+TEST(t_keepalive)
+{
+    sr_loop *loop = sr_loop_new(NULL);
+    sr_transport_cfg c = json_cfg();
+    sr_transport *tp;
+    rec r;
+    double t0;
+    srv_reset();
+    c.keepalive_ms = 60;
+    tp = open_tp(loop, &c, &r);
+    CHECK(tp != NULL);
+    wait_for(loop, &r.opened, 1, 5000);
+    t0 = now_ms();
+    CHECK(srv_wait(&S.nposts, 3, 5000));
+    printf("     two pings after %.0f ms\n", now_ms() - t0);
+    CHECK(now_ms() - t0 >= 100);
+    CHECK(post_is(0, HANDSHAKE) && post_is(1, PING) && post_is(2, PING));
+    CHECK(S.max_inflight == 1);
+    sr_loop_dispatch(loop, 0);
+    CHECK(r.closed == 0);
+    sr__transport_release(tp);
+    sr_loop_free(loop);
+}
+
+TEST(t_server_timeout)
+{
+    sr_loop *loop = sr_loop_new(NULL);
+    sr_transport_cfg c = json_cfg();
+    sr_transport *tp;
+    rec r;
+    double t0;
+    srv_reset();
+    c.server_timeout_ms = 200;
+    tp = open_tp(loop, &c, &r);
+    CHECK(tp != NULL);
+    wait_for(loop, &r.opened, 1, 5000);
+    t0 = now_ms();
+    CHECK(readable(loop, 5000)); /* the close, with no dispatch meanwhile */
+    CHECK(now_ms() - t0 >= 150);
+    wait_for(loop, &r.closed, 1, 5000);
+    CHECK(r.closed == 1 && r.close_code == SR_ETIMEOUT);
+    CHECK_STR(r.close_msg, SR_LIVENESS_SERVER_TIMEOUT_TEXT);
+    CHECK(srv_wait(&S.get_closed, 1, 5000));
+    sr__transport_release(tp);
+    sr_loop_free(loop);
+}
+
+TEST(t_handshake_timeout)
+{
+    sr_loop *loop = sr_loop_new(NULL);
+    sr_transport_cfg c = json_cfg();
+    sr_transport *tp;
+    rec r;
+    srv_reset();
+    c.handshake_timeout_ms = 150;
+    c.server_timeout_ms = 5000;
+    tp = open_tp(loop, &c, &r);
+    CHECK(tp != NULL);
+    srv_push_str(": a comment is no answer\n\n");
+    wait_for(loop, &r.closed, 1, 5000);
+    CHECK(r.opened == 1 && r.closed == 1 && r.close_code == SR_ETIMEOUT);
+    CHECK_STR(r.close_msg, SR_LIVENESS_HANDSHAKE_TIMEOUT_TEXT);
+    sr__transport_release(tp);
+    sr_loop_free(loop);
+}
+
+/* Released with a POST held by the server, data and the open queued for
+ * the host, then the loop freed: no upcall, no leak, no thread left. */
+TEST(t_release_in_flight)
+{
+    sr_loop *loop = sr_loop_new(NULL);
+    sr_transport_cfg c = json_cfg();
+    sr_transport *tp, *tp2;
+    rec r, r2;
+    srv_reset();
+    S.post_hold = 1;
+    srv_push_str("data: {}\x1e" INV("x") "\n\n");
+    tp = open_tp(loop, &c, &r);
+    CHECK(tp != NULL);
+    CHECK(srv_wait(&S.nposts, 1, 5000));
+    CHECK(sr__transport_send(tp, "m1\x1e", 3) == SR_OK);
+    CHECK(readable(loop, 5000));
+    /* A second one released before its open job even ran. */
+    tp2 = open_tp(loop, &c, &r2);
+    CHECK(tp2 != NULL);
+    sr__transport_release(tp2);
+    sr__transport_release(tp);
+    sr_loop_dispatch(loop, 0);
+    sr_loop_free(loop);
+    CHECK(r.opened == 0 && r.closed == 0 && r.data_calls == 0 && r.nmsgs == 0);
+    CHECK(r2.opened == 0 && r2.closed == 0);
+    srv_set(&S.released, 100);
+}
+
+/* Closed at once, while connecting: a clean end. */
+TEST(t_close_connecting)
+{
+    sr_loop *loop = sr_loop_new(NULL);
+    sr_transport_cfg c = json_cfg();
+    sr_transport *tp;
+    rec r;
+    srv_reset();
+    tp = open_tp(loop, &c, &r);
+    CHECK(tp != NULL);
+    sr__transport_close(tp);
+    wait_for(loop, &r.closed, 1, 5000);
+    CHECK(r.closed == 1 && r.close_code == SR_OK);
+    CHECK(S.nposts == 0);
+    sr__transport_release(tp);
+    sr_loop_free(loop);
+}
+
+TEST(t_bad_args)
+{
+    sr_loop *loop = sr_loop_new(NULL);
+    sr_transport_cfg c = json_cfg();
+    sr_header bad = {"X-Evil", "a\r\nInjected: 1"};
+    sr_error err;
+    rec r;
+    c.binary = 1;
+    CHECK(sr__sse_transport_new(loop, &c, &ups, &r, &err) == NULL);
+    CHECK(err.code == SR_EUSAGE);
+    CHECK(strstr(err.message, "text only") != NULL);
+    c.binary = 0;
+    c.url = "ftp://127.0.0.1/hub";
+    CHECK(sr__sse_transport_new(loop, &c, &ups, &r, &err) == NULL);
+    CHECK(err.code == SR_EUSAGE);
+    c.url = hub_url();
+    c.headers = &bad;
+    c.nheaders = 1;
+    CHECK(sr__sse_transport_new(loop, &c, &ups, &r, &err) == NULL);
+    CHECK(err.code == SR_EUSAGE && strstr(err.message, "header") != NULL);
+    CHECK(sr__sse_transport_new(NULL, &c, &ups, &r, &err) == NULL);
+    sr_loop_free(loop);
+}
+
+/* The server pushes far more than the queue's bound while the host does
+ * not dispatch: the GET pauses (the server's send blocks), the server
+ * timeout does not fire while paused, and then every byte arrives in
+ * order. */
+TEST(t_backpressure)
+{
+    sr_loop *loop = sr_loop_new(NULL);
+    sr_transport_cfg c;
+    sr_transport *tp;
+    rec r;
+    /* Over the queue's 8 MiB and what the sockets buffer: the server blocks. */
+    size_t total = (size_t)24 << 20, per = 14 + FLOOD_X + 3, events;
+    double end;
+    srv_reset();
+    memset(&c, 0, sizeof c);
+    c.url = hub_url();
+    c.server_timeout_ms = 250;
+    S.flood = total;
+    tp = open_tp(loop, &c, &r);
+    CHECK(tp != NULL);
+    CHECK(srv_wait(&S.blocked, 1, 30000));
+    usleep(400000); /* longer than the server timeout: paused, it must not fire */
+    end = now_ms() + 60000;
+    events = (total + per - 1) / per;
+    while (r.data_calls < (int)events && !r.closed && now_ms() < end)
+        sr_loop_dispatch(loop, 100);
+    printf("     %d events, %zu bytes\n", r.data_calls, r.total);
+    CHECK(r.closed == 0);
+    CHECK(r.data_calls == (int)events);
+    CHECK(r.total == events * (per - 8)); /* "data: " and the blank line are not data */
+    sr__transport_release(tp);
+    sr_loop_free(loop);
+}
+
+int main(void)
+{
+    setvbuf(stdout, NULL, _IONBF, 0); /* a sanitizer's report ends the process unflushed */
+    srv_start();
+    RUN(t_open_receive_json);
+    RUN(t_raw_events);
+    RUN(t_send_batching);
+    RUN(t_post_404);
+    RUN(t_get_404);
+    RUN(t_refused);
+    RUN(t_server_ends_stream);
+    RUN(t_close_after_sends);
+    RUN(t_keepalive);
+    RUN(t_server_timeout);
+    RUN(t_handshake_timeout);
+    RUN(t_release_in_flight);
+    RUN(t_close_connecting);
+    RUN(t_bad_args);
+    RUN(t_backpressure);
+    srv_stop_all();
+    DONE();
+}
