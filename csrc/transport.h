@@ -10,8 +10,9 @@
  * server_timeout_ms or when no record separator arrived within
  * handshake_timeout_ms of opening.
  *
- * Kinds: WebSockets (ws_transport.c). Server-Sent Events and Long Polling
- * (over http.h) will be added as two more constructors of the same shape.
+ * Kinds: WebSockets (ws_transport.c), Server-Sent Events (sse_transport.c,
+ * on the HTTP thread through http_io.h). Long Polling will be a third
+ * constructor of the same shape. conn.c chooses among them (its kinds[]).
  *
  * Ownership: the host holds one reference from *_new until
  * sr__transport_release; events in flight hold their own. After release, no

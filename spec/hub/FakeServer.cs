@@ -114,7 +114,10 @@ public static class FakeServer
                     "{\"negotiateVersion\":1,\"connectionId\":\"fake-id\",\"connectionToken\":\"fake-token\","
                     + "\"availableTransports\":[]}", json),
                 "status500" => Results.Text("fake server error (status500)", "text/plain", null, 500),
-                "longtoken" => Results.Text(ValidNegotiate.Replace("fake-token", LongToken), json),
+                // Offers Server-Sent Events too, which the fake does not serve
+                // (its GET answers 400): a client then has two failures to report.
+                "longtoken" => Results.Text(ValidNegotiate.Replace("fake-token", LongToken).Replace(
+                    "]}]}", "]},{\"transport\":\"ServerSentEvents\",\"transferFormats\":[\"Text\"]}]}"), json),
                 _ => Results.Text(ValidNegotiate, json),
             };
         });

@@ -3,7 +3,12 @@
 local signalr = require("signalr")
 local helper = require("spec.helper")
 
-describe("keepalive", function()
+-- Every transport that can keep a connection open runs the same specs.
+local TRANSPORTS = { "websockets", "server_sent_events" }
+
+for _, transport in ipairs(TRANSPORTS) do
+describe("keepalive over " .. transport, function()
+  local url_opts = { transports = { transport } }
   -- The 25 s of the server defaults (15 s pings, 30 s timeout), scaled down:
   -- /quickhub pings every second (its heartbeat ticks once a second, so two
   -- pings may be up to 2 s apart) and drops a client silent for 3 s; the
@@ -11,7 +16,7 @@ describe("keepalive", function()
   -- 9 s, three times either timeout, while the server pushes.
   it("stays connected and loses nothing while the host does not call in", function()
     local conn = signalr.builder()
-      :with_url(helper.shared_hub().url .. "/quickhub")
+      :with_url(helper.shared_hub().url .. "/quickhub", url_opts)
       :with_keepalive_interval(1)
       :with_server_timeout(3)
       :build()
@@ -46,7 +51,7 @@ describe("keepalive", function()
 
     it("sends pings from the I/O thread so the server does not time the client out", function()
       local conn = signalr.builder()
-        :with_url(hub.url .. "/testhub")
+        :with_url(hub.url .. "/testhub", url_opts)
         :with_keepalive_interval(0.3)
         :with_server_timeout(3)
         :build()
@@ -58,7 +63,7 @@ describe("keepalive", function()
 
     it("closes with kind timeout when the server goes silent", function()
       local conn = signalr.builder()
-        :with_url(hub.url .. "/testhub")
+        :with_url(hub.url .. "/testhub", url_opts)
         :with_server_timeout(1)
         :build()
       conn:start()
@@ -80,7 +85,7 @@ describe("keepalive", function()
     end)
 
     it("notices a killed server and fails pending calls", function()
-      local conn = signalr.builder():with_url(hub.url .. "/testhub"):build()
+      local conn = signalr.builder():with_url(hub.url .. "/testhub", url_opts):build()
       conn:start()
       local closed
       conn:on_close(function(e) closed = e end)
@@ -98,3 +103,4 @@ describe("keepalive", function()
     end)
   end)
 end)
+end

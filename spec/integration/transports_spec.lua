@@ -13,6 +13,7 @@ local L = require("spec.support.live")
 -- Each kind joins this list when it is built.
 local TRANSPORTS = {
   { name = "websockets", server = "WebSockets" },
+  { name = "server_sent_events", server = "ServerSentEvents" },
 }
 
 local hub
@@ -97,4 +98,68 @@ describe("transports", function()
       end)
     end)
   end
+
+  describe("choice and fallback", function()
+    it("takes the transport a hub offers when it has only that one", function()
+      local conn = L.build(hub.url .. "/sseonly")
+      conn:start()
+      assert.equals("ServerSentEvents", conn:invoke("GetTransport"))
+    end)
+
+    it("falls back from WebSockets to Server-Sent Events behind a proxy that refuses WebSockets", function()
+      local proxy = H.start_proxy(hub.port)
+      proxy:no_upgrade(true)
+      local logs = {}
+      local conn = L.build(proxy:url("/testhub"), function(b)
+        b:configure_logging("warning", function(_, msg) logs[#logs + 1] = msg end)
+      end)
+      local ok, err = pcall(conn.start, conn)
+      assert.is_true(ok, tostring(err))
+      assert.equals("ServerSentEvents", conn:invoke("GetTransport"))
+      assert.equals(1, proxy:stats().upgrades)
+      local warned = false
+      for _, l in ipairs(logs) do
+        if l:find("failed to start the WebSockets transport", 1, true) and l:find("403", 1, true) then
+          warned = true
+        end
+      end
+      assert.is_true(warned, "the failed WebSockets start is logged with its reason")
+      assert.equals(42, conn:invoke("Add", 40, 2))
+      conn:stop()
+      -- asked for WebSockets alone, the same proxy is an error that says why
+      local ws = L.build(proxy:url("/testhub"), nil, { transports = { "websockets" } })
+      ok, err = pcall(ws.start, ws)
+      assert.is_false(ok)
+      assert.equals("transport", err.kind)
+      assert.matches("HTTP 403", err.message, 1, true)
+      proxy:stop()
+    end)
+
+    it("connects without stateful reconnect over Server-Sent Events, and says so", function()
+      local logs = {}
+      local conn = L.build(hub.url .. "/statefulhub", function(b)
+        b:with_stateful_reconnect()
+        b:configure_logging("warning", function(_, msg) logs[#logs + 1] = msg end)
+      end, { transports = { "server_sent_events" } })
+      conn:start()
+      assert.equals("ServerSentEvents", conn:invoke("GetTransport"))
+      local said = false
+      for _, l in ipairs(logs) do
+        if l:find("stateful reconnect needs WebSockets", 1, true) then said = true end
+      end
+      assert.is_true(said)
+    end)
+
+    it("lists every transport's failure when none can start", function()
+      -- the fake endpoint answers neither a WebSocket upgrade for this mode
+      -- nor an event stream
+      local conn = L.build(hub.url .. "/fake/longtoken")
+      local ok, err = pcall(conn.start, conn)
+      assert.is_false(ok)
+      assert.equals("transport", err.kind)
+      assert.matches("unable to connect to the server with any of the available transports", err.message, 1, true)
+      assert.matches("WebSockets failed: ", err.message, 1, true)
+      assert.matches("ServerSentEvents failed: ", err.message, 1, true)
+    end)
+  end)
 end)
