@@ -1703,6 +1703,14 @@ static sr_options *make_options(const conn_opts *co, lsr_conn *c, int has_token_
     if (has_token_fn) SET("access_token", sr_options_set_access_token_fn(o, access_token_fn, c));
     SET("tls", sr_options_set_tls(o, co->tls_verify, co->ca_file, co->cert_file, co->key_file));
     if (co->proxy) SET("proxy", sr_options_set_proxy(o, co->proxy));
+    {
+        /* "signalr-lua/0.1.0 (0.1.0; Linux 6.1.0; Lua; 5.4)"; a header of
+         * that name in `headers` still wins. */
+        char ua[160];
+        SET("user_agent",
+            sr_options_set_user_agent(
+                o, sr_user_agent("Lua", LUA_VERSION_MAJOR "." LUA_VERSION_MINOR, ua, sizeof ua)));
+    }
     /* 0 keeps the core's default, as it always did for these options */
     if (co->server_timeout_ms > 0)
         SET("server_timeout", sr_options_set_server_timeout(o, co->server_timeout_ms));

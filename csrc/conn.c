@@ -23,10 +23,12 @@
  * send_msg() is the only way a hub message goes out: stateful reconnect
  * numbers and buffers exactly what passes through it.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/utsname.h>
 #include <time.h>
 
 #include "buf.h"
@@ -247,12 +249,46 @@ static char *bearer(sr_conn *c)
 }
 
 /* The user's headers plus Authorization; *auth keeps the token alive. */
+/* The core's own X-SignalR-User-Agent, made once. */
+static char default_ua[160];
+static void make_default_ua(void)
+{
+    sr_user_agent("C", "-", default_ua, sizeof default_ua);
+}
+
+static const char *default_user_agent(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, make_default_ua);
+    return default_ua;
+}
+
+const char *sr_user_agent(const char *runtime, const char *runtime_version, char *buf, size_t size)
+{
+    struct utsname u;
+    int ok = uname(&u) == 0;
+    if (!buf || size == 0) return NULL;
+    snprintf(buf, size, "signalr-lua/%s (%s; %s%s%s; %s; %s)", SR_VERSION, SR_VERSION,
+             ok ? u.sysname : "Unknown OS", ok ? " " : "", ok ? u.release : "",
+             runtime ? runtime : "C", runtime_version ? runtime_version : "-");
+    return buf;
+}
+
 static sr_header *request_headers(sr_conn *c, char **auth, size_t *n)
 {
-    sr_header *h = calloc(c->opt->nheaders + 1, sizeof *h);
+    sr_header *h = calloc(c->opt->nheaders + 2, sizeof *h);
+    size_t i;
+    int have_ua = 0;
     if (!h) return NULL;
     if (c->opt->nheaders) memcpy(h, c->opt->headers, c->opt->nheaders * sizeof *h);
     *n = c->opt->nheaders;
+    for (i = 0; i < *n; i++)
+        if (strcasecmp(h[i].name, "X-SignalR-User-Agent") == 0) have_ua = 1;
+    if (!have_ua) {
+        h[*n].name = "X-SignalR-User-Agent";
+        h[*n].value = c->opt->user_agent ? c->opt->user_agent : default_user_agent();
+        (*n)++;
+    }
     *auth = bearer(c);
     if (*auth) {
         h[*n].name = "Authorization";

@@ -46,6 +46,7 @@ void sr_options_free(sr_options *o)
     free(o->cert_file);
     free(o->key_file);
     free(o->proxy);
+    free(o->user_agent);
     free(o->delays_ms);
     free(o);
 }
@@ -148,6 +149,13 @@ int sr_options_set_tls(sr_options *o, int verify, const char *ca_file, const cha
     o->key_file = key;
     o->tls_no_verify = !verify;
     return SR_OK;
+}
+
+int sr_options_set_user_agent(sr_options *o, const char *user_agent)
+{
+    if (!o) return SR_EUSAGE;
+    if (user_agent && strpbrk(user_agent, "\r\n")) return SR_EUSAGE;
+    return set_str(&o->user_agent, user_agent);
 }
 
 int sr_options_set_proxy(sr_options *o, const char *proxy)
@@ -260,7 +268,7 @@ sr_options *sr__options_dup(const sr_options *o)
      * copy (or NULL), so a failure part-way can use sr_options_free */
     *d = *o;
     d->url = d->protocol = d->access_token = NULL;
-    d->ca_file = d->cert_file = d->key_file = d->proxy = NULL;
+    d->ca_file = d->cert_file = d->key_file = d->proxy = d->user_agent = NULL;
     d->headers = NULL;
     d->nheaders = 0;
     d->delays_ms = NULL;
@@ -269,7 +277,7 @@ sr_options *sr__options_dup(const sr_options *o)
     if (!dup_str(&d->url, o->url) || !dup_str(&d->protocol, o->protocol ? o->protocol : "json") ||
         !dup_str(&d->access_token, o->access_token) || !dup_str(&d->ca_file, o->ca_file) ||
         !dup_str(&d->cert_file, o->cert_file) || !dup_str(&d->key_file, o->key_file) ||
-        !dup_str(&d->proxy, o->proxy))
+        !dup_str(&d->proxy, o->proxy) || !dup_str(&d->user_agent, o->user_agent))
         goto oom;
     if (o->nheaders) {
         d->headers = calloc(o->nheaders, sizeof *d->headers);

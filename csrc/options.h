@@ -30,6 +30,7 @@ struct sr_options {
     int tls_no_verify;
     char *ca_file, *cert_file, *key_file;
     char *proxy;
+    char *user_agent; /* X-SignalR-User-Agent; NULL = the core's own */
     double server_timeout_ms, keepalive_ms, handshake_timeout_ms; /* 0 = default */
     size_t max_message_size;                                      /* 0 = default */
     sr_log_fn log;

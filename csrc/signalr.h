@@ -203,6 +203,15 @@ SR_API int sr_options_set_access_token_fn(sr_options *o, sr_token_fn fn, void *u
 SR_API int sr_options_set_tls(sr_options *o, int verify, const char *ca_file, const char *cert_file,
                               const char *key_file);
 SR_API int sr_options_set_proxy(sr_options *o, const char *proxy); /* "http://host:port" */
+/* The X-SignalR-User-Agent header every request carries (as the official
+ * clients': "name/version (version; OS; runtime; runtime version)"). NULL:
+ * the core's own, "signalr-lua/<version> (<version>; <OS>; C; -)". A header
+ * of that name set with the headers option wins over both. */
+SR_API int sr_options_set_user_agent(sr_options *o, const char *user_agent);
+/* Format a user agent in that shape for a runtime ("Lua", "5.4") into buf;
+ * returns buf. */
+SR_API const char *sr_user_agent(const char *runtime, const char *runtime_version, char *buf,
+                                 size_t size);
 /* Milliseconds; must be > 0. Defaults 30000, 15000, 15000. */
 SR_API int sr_options_set_server_timeout(sr_options *o, double ms);
 SR_API int sr_options_set_keepalive_interval(sr_options *o, double ms);

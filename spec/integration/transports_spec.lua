@@ -43,6 +43,18 @@ describe("transports", function()
         assert.equals(t.server, conn:invoke("GetTransport"))
       end)
 
+      it("sends our X-SignalR-User-Agent, which a header of the user's replaces", function()
+        local conn = connect()
+        local ua = conn:invoke("GetHeader", "X-SignalR-User-Agent")
+        local v = signalr._VERSION or "%d+%.%d+%.%d+"
+        assert.matches("^signalr%-lua/" .. v .. " %(" .. v .. "; [^;]+; Lua; 5%.%d%)$", ua)
+        conn:stop()
+        conn = L.build(hub.url .. "/testhub", nil,
+          { transports = { t.name }, headers = { ["x-signalr-user-agent"] = "game/2.1" } })
+        conn:start()
+        assert.equals("game/2.1", conn:invoke("GetHeader", "X-SignalR-User-Agent"))
+      end)
+
       it("keeps values exact both ways and runs the server's calls in order", function()
         local conn = connect()
         assert.equals(math.maxinteger, conn:invoke("Echo", math.maxinteger))
