@@ -3,9 +3,10 @@
  * is a text/event-stream (receiving) and one POST at a time (sending), both
  * on the loop's HTTP thread (http_io.h).
  *
- * What it owns: per transport, two easy handles (the GET, created and
- * configured on the host so bad options fail at once; the POST, configured
- * there too and re-added for every batch), their header lists, the event
+ * What it owns: per transport, the GET's easy handle (created and
+ * configured on the host so bad options fail at once), the sender of
+ * http_send.h (the POST, configured there too and re-added for every
+ * batch), the GET's header list, the event
  * stream parser (sse.c), one liveness (liveness.c) and one HTTP-thread
  * timer that drives it.
  *
@@ -38,6 +39,7 @@
 
 #include "framing.h"
 #include "http_io.h"
+#include "http_send.h"
 #include "liveness.h"
 #include "sse.h"
 #include "transport_kind.h"
@@ -50,8 +52,6 @@
 #define CONNECT_TIMEOUT_US (20u * 1000000u)
 /* After a close was asked for, queued sends get this long to go out. */
 #define CLOSE_GRACE_US (5u * 1000000u)
-/* POST batch buffers larger than this are freed after use. */
-#define BUF_KEEP (256 * 1024)
 
 enum { CMD_OPEN = 1, CMD_WRITE = 2, CMD_CLOSE = 4, CMD_RELEASE = 8 };
 
@@ -73,7 +73,7 @@ typedef struct sse_tp {
     size_t hs_len;
     char *ping;
     size_t ping_len;
-    struct curl_slist *get_hdrs, *post_hdrs;
+    struct curl_slist *get_hdrs;
 
     unsigned cmds;  /* atomic: CMD_* bits not handled yet */
     int cmd_queued; /* atomic: cmd_job is queued */
@@ -81,21 +81,20 @@ typedef struct sse_tp {
 
     /* Thread only. */
     int state;
-    sr_http_xfer get, post;
-    int get_active, post_active;
+    sr_http_xfer get;
+    int get_active;
+    sr_http_send send; /* the POSTs */
     sr_http_timer timer;
     uint64_t connect_deadline, close_deadline;
-    int hs_pending; /* the handshake has not been sent */
-    int closing;    /* the host asked to close, the queue is being sent */
-    int paused;     /* the GET is paused under backpressure */
+    int closing; /* the host asked to close, the queue is being sent */
+    int paused;  /* the GET is paused under backpressure */
     long get_status;
     int saw_location; /* the GET's header block being read has one */
     int rx_code;      /* a receive failure (SR_E*) that ended the GET, or 0 */
     char rx_err[160];
     sr_liveness live;
     sr_sse parser;
-    sr_buf batch; /* the POST body in flight; spare for the send queue */
-    char get_err[CURL_ERROR_SIZE], post_err[CURL_ERROR_SIZE];
+    char get_err[CURL_ERROR_SIZE];
 } sse_tp;
 
 static const sr_transport_ops sse_ops;
@@ -127,14 +126,12 @@ static void detach(sse_tp *tp)
     tp->state = ST_DONE;
     sr__http_timer_cancel(tp->io, &tp->timer);
     if (tp->get_active) sr__http_xfer_remove(tp->io, &tp->get);
-    if (tp->post_active) sr__http_xfer_remove(tp->io, &tp->post);
-    tp->get_active = tp->post_active = 0;
+    tp->get_active = 0;
     /* Cleaned up here, on the thread that used them. */
     curl_easy_cleanup(tp->get.easy);
-    curl_easy_cleanup(tp->post.easy);
-    tp->get.easy = tp->post.easy = NULL;
+    tp->get.easy = NULL;
+    sr__http_send_stop(&tp->send);
     sr__sse_free(&tp->parser);
-    sr__buf_free(&tp->batch);
     sr__transport_unref(&tp->base);
 }
 
@@ -157,68 +154,25 @@ static void fail(sse_tp *tp, int code, long status, const char *text)
  * something to send; end a close whose queue went out. tp may be freed. */
 static void pump(sse_tp *tp)
 {
-    const char *body;
-    size_t n;
     char msg[600];
-    if (tp->state != ST_OPEN || tp->post_active) return;
-    if (tp->hs_pending) {
-        tp->hs_pending = 0;
-        body = tp->hs;
-        n = tp->hs_len;
-    } else {
-        n = sr__transport_take(&tp->base, &tp->batch);
-        body = tp->batch.data;
-    }
-    if (n == 0) {
-        if (tp->closing) fail(tp, SR_OK, 0, NULL);
-        return;
-    }
-    /* The buffer stays put until the POST completes: no copy. */
-    if (curl_easy_setopt(tp->post.easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)n) != CURLE_OK ||
-        curl_easy_setopt(tp->post.easy, CURLOPT_POSTFIELDS, body) != CURLE_OK ||
-        sr__http_xfer_add(tp->io, &tp->post) != CURLM_OK) {
-        snprintf(msg, sizeof msg, "SSE send to %s failed: cannot start the POST", tp->where);
+    int r;
+    if (tp->state != ST_OPEN) return;
+    r = sr__http_send_pump(&tp->send, msg, sizeof msg);
+    if (r < 0)
         fail(tp, SR_ETRANSPORT, 0, msg);
-        return;
-    }
-    tp->post_active = 1;
-    tp->post_err[0] = '\0';
-    sr__liveness_tx(&tp->live, sr__liveness_clock());
+    else if (r == 0 && tp->closing)
+        fail(tp, SR_OK, 0, NULL);
 }
 
-static void post_complete(sr_http_io *io, sr_http_xfer *x, CURLcode rc)
+static void post_done(sr_http_send *s, int code, long status, const char *text)
 {
-    sse_tp *tp = (sse_tp *)(void *)((char *)x - offsetof(sse_tp, post));
-    long status = 0;
-    char why[CURL_ERROR_SIZE + 160], msg[CURL_ERROR_SIZE + 700];
-    (void)io;
-    tp->post_active = 0;
-    if (rc == CURLE_ABORTED_BY_CALLBACK) return; /* the loop is going; the GET ends too */
-    curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
-    if (rc != CURLE_OK) {
-        sr__http_strerror(x->easy, rc, tp->post_err, why, sizeof why);
-        snprintf(msg, sizeof msg, "SSE send to %s failed: %s", tp->where, why);
-        fail(tp, SR_ETRANSPORT, status, msg);
+    sse_tp *tp = s->owner;
+    if (code == SR_ECANCELED) return; /* the loop is going; the GET ends too */
+    if (code != SR_OK) {
+        fail(tp, code, status, text);
         return;
     }
-    if (status / 100 != 2) {
-        /* 404: the server dropped the connection; 409: a second POST (a bug
-         * here); anything else: the server ended it with an error. */
-        snprintf(msg, sizeof msg, "SSE send to %s failed: HTTP %ld from the server", tp->where,
-                 status);
-        fail(tp, SR_ETRANSPORT, status, msg);
-        return;
-    }
-    tp->batch.len = 0;
-    if (tp->batch.cap > BUF_KEEP) sr__buf_free(&tp->batch);
     pump(tp);
-}
-
-static size_t post_write(char *p, size_t size, size_t n, void *ud)
-{
-    (void)p;
-    (void)ud;
-    return size * n; /* the answer's body says nothing we use */
 }
 
 /* ------------------------------------------------------------ receiving */
@@ -311,7 +265,7 @@ static size_t get_header(char *p, size_t size, size_t n, void *ud)
         return 0;
     }
     /* The handshake POST goes from the timer: no handle is added here. */
-    tp->hs_pending = tp->hs_len > 0;
+    sr__http_send_open(&tp->send);
     arm(tp, now);
     return len;
 }
@@ -465,11 +419,9 @@ static void sse_destroy(sr_transport *base)
     sse_tp *tp = (sse_tp *)base;
     /* Set only when the I/O side never started (construction failed). */
     if (tp->get.easy) curl_easy_cleanup(tp->get.easy);
-    if (tp->post.easy) curl_easy_cleanup(tp->post.easy);
     curl_slist_free_all(tp->get_hdrs);
-    curl_slist_free_all(tp->post_hdrs);
+    sr__http_send_free(&tp->send);
     sr__sse_free(&tp->parser);
-    sr__buf_free(&tp->batch);
     free(tp->url);
     free(tp->where);
     free(tp->hs);
@@ -481,39 +433,6 @@ static const sr_transport_ops sse_ops = {"ServerSentEvents", sse_kick, sse_close
 
 /* --------------------------------------------------------- construction */
 
-/* http(s)://...; ws(s):// is taken as its http(s) twin, so a caller may
- * pass the WebSocket URL. 0, or -1 with err set. */
-static int copy_url(sse_tp *tp, const char *url, sr_error *err)
-{
-    const char *rest;
-    int tls;
-    size_t n;
-    if (strncasecmp(url, "http://", 7) == 0 || strncasecmp(url, "ws://", 5) == 0)
-        tls = 0;
-    else if (strncasecmp(url, "https://", 8) == 0 || strncasecmp(url, "wss://", 6) == 0)
-        tls = 1;
-    else {
-        char msg[300];
-        snprintf(msg, sizeof msg, "invalid SSE URL (http or https expected): %.200s", url);
-        set_err(err, SR_EUSAGE, msg);
-        return -1;
-    }
-    rest = strstr(url, "://") + 3;
-    n = strlen(rest);
-    tp->url = malloc(n + 9);
-    if (!tp->url) goto nomem;
-    sprintf(tp->url, "%s://%s", tls ? "https" : "http", rest);
-    n = strcspn(tp->url, "?#");
-    tp->where = malloc(n + 1);
-    if (!tp->where) goto nomem;
-    memcpy(tp->where, tp->url, n);
-    tp->where[n] = '\0';
-    return 0;
-nomem:
-    set_err(err, SR_ENOMEM, "out of memory");
-    return -1;
-}
-
 static void *dup_bytes(const char *p, size_t n)
 {
     char *d = malloc(n ? n : 1);
@@ -521,11 +440,10 @@ static void *dup_bytes(const char *p, size_t n)
     return d;
 }
 
-/* Both easy handles, configured; NULL or the failure's message. */
+/* The GET and the sender, configured; NULL or the failure's message. */
 static const char *setup_handles(sse_tp *tp, const sr_transport_cfg *cfg)
 {
     static const char *const get_extra[] = {"Accept: text/event-stream", "Cache-Control: no-cache"};
-    static const char *const post_extra[] = {"Content-Type: text/plain;charset=UTF-8"};
     sr_http_conf conf;
     const char *msg;
     int ok = 1;
@@ -538,8 +456,7 @@ static const char *setup_handles(sse_tp *tp, const sr_transport_cfg *cfg)
     conf.key_file = cfg->key_file;
     conf.proxy = cfg->proxy && *cfg->proxy ? cfg->proxy : NULL;
     tp->get.easy = curl_easy_init();
-    tp->post.easy = curl_easy_init();
-    if (!tp->get.easy || !tp->post.easy) return "out of memory";
+    if (!tp->get.easy) return "out of memory";
 #define SET(e, opt, val) (ok = ok && curl_easy_setopt(e, opt, val) == CURLE_OK)
     msg = sr__http_setup(tp->io, tp->get.easy, tp->url, &conf, get_extra, 2, tp->get_err,
                          &tp->get_hdrs);
@@ -550,14 +467,18 @@ static const char *setup_handles(sse_tp *tp, const sr_transport_cfg *cfg)
     SET(tp->get.easy, CURLOPT_HEADERFUNCTION, get_header);
     SET(tp->get.easy, CURLOPT_HEADERDATA, (void *)tp);
     SET(tp->get.easy, CURLOPT_CONNECTTIMEOUT_MS, (long)(CONNECT_TIMEOUT_US / 1000u));
-    msg = sr__http_setup(tp->io, tp->post.easy, tp->url, &conf, post_extra, 1, tp->post_err,
-                         &tp->post_hdrs);
-    if (msg) return msg;
-    SET(tp->post.easy, CURLOPT_POST, 1L);
-    SET(tp->post.easy, CURLOPT_WRITEFUNCTION, post_write);
-    SET(tp->post.easy, CURLOPT_CONNECTTIMEOUT_MS, (long)(CONNECT_TIMEOUT_US / 1000u));
 #undef SET
-    return ok ? NULL : "cannot configure the SSE requests";
+    if (!ok) return "cannot configure the SSE requests";
+    tp->send.io = tp->io;
+    tp->send.tp = &tp->base;
+    tp->send.live = &tp->live;
+    tp->send.label = "SSE";
+    tp->send.where = tp->where;
+    tp->send.first = tp->hs;
+    tp->send.first_len = tp->hs_len;
+    tp->send.done = post_done;
+    tp->send.owner = tp;
+    return sr__http_send_setup(&tp->send, tp->url, &conf, 0, (long)(CONNECT_TIMEOUT_US / 1000u));
 }
 
 sr_transport *sr__sse_transport_new(sr_loop *loop, const sr_transport_cfg *cfg,
@@ -588,7 +509,6 @@ sr_transport *sr__sse_transport_new(sr_loop *loop, const sr_transport_cfg *cfg,
     tp->state = ST_IDLE;
     tp->get.complete = get_complete;
     tp->get.resumed = get_resumed;
-    tp->post.complete = post_complete;
     tp->timer.fire = tick;
     tp->cmd_job.run = run_cmds;
     sr__transport_set_decoder(&tp->base, cfg);
@@ -596,7 +516,7 @@ sr_transport *sr__sse_transport_new(sr_loop *loop, const sr_transport_cfg *cfg,
     /* No ping bytes, no pings. */
     sr__liveness_init(&tp->live, cfg->ping && cfg->ping_len ? cfg->keepalive_ms : 0,
                       cfg->server_timeout_ms, cfg->handshake_timeout_ms);
-    if (copy_url(tp, cfg->url, err) != 0) goto fail;
+    if (sr__http_url_dup(cfg->url, "SSE", &tp->url, &tp->where, err) != 0) goto fail;
     tp->hs_len = cfg->handshake ? cfg->handshake_len : 0;
     tp->ping_len = cfg->ping ? cfg->ping_len : 0;
     if (!(tp->hs = dup_bytes(cfg->handshake, tp->hs_len)) ||

@@ -11,8 +11,8 @@
  * handshake_timeout_ms of opening.
  *
  * Kinds: WebSockets (ws_transport.c), Server-Sent Events (sse_transport.c,
- * on the HTTP thread through http_io.h). Long Polling will be a third
- * constructor of the same shape. conn.c chooses among them (its kinds[]).
+ * on the HTTP thread through http_io.h), Long Polling (lp_transport.c, the
+ * same way). conn.c chooses among them (its kinds[]).
  *
  * Ownership: the host holds one reference from *_new until
  * sr__transport_release; events in flight hold their own. After release, no
@@ -84,6 +84,15 @@ sr_transport *sr__ws_transport_new(sr_loop *loop, const sr_transport_cfg *cfg,
  * only: cfg.binary fails with SR_EUSAGE. Same contract as above. */
 sr_transport *sr__sse_transport_new(sr_loop *loop, const sr_transport_cfg *cfg,
                                     const sr_transport_upcalls *up, void *ud, sr_error *err);
+
+/* Long Polling (lp_transport.c): receives by a loop of GETs of url (http
+ * or https; ws and wss are taken as their http twins), the first 200
+ * opening it; sends each batch as one POST to the same url (binary bodies
+ * as application/octet-stream when cfg.binary); a close sends the queue,
+ * then DELETE. cfg.server_timeout_ms is not applied (a poll may be silent
+ * for 90 s). Same contract as above. */
+sr_transport *sr__lp_transport_new(sr_loop *loop, const sr_transport_cfg *cfg,
+                                   const sr_transport_upcalls *up, void *ud, sr_error *err);
 
 /* The shape of every kind's constructor. */
 typedef sr_transport *(*sr_transport_new_fn)(sr_loop *loop, const sr_transport_cfg *cfg,

@@ -1,0 +1,1091 @@
+/*
+ * test_lp_transport.c - the Long Polling transport against a small HTTP
+ * server on threads of this process (127.0.0.1, port 0). Each poll (GET)
+ * takes the next answer the test scripted (a status and a body), or is held
+ * until one is scripted, a DELETE arrives (then it is answered 204, as the
+ * ASP.NET Core server does) or the client goes away. POSTs are answered
+ * with a status, optionally held until the test lets them go. The server
+ * records every request, every POST body and the order of the requests.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "liveness.h"
+#include "loop.h"
+#include "transport.h"
+
+#define HANDSHAKE "{\"protocol\":\"json\",\"version\":1}\x1e"
+#define PING "{\"type\":6}\x1e"
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* ============================================================ the server */
+
+#define MAX_CONNS 1024
+#define MAX_ANSWERS 64
+#define MAX_POSTS 64
+
+static int srv_fd, srv_port, srv_stop;
+static pthread_t srv_thread, conn_threads[MAX_CONNS];
+static int nconn;
+
+/* What the server does and saw; S.mu guards it all, S.cv signals changes. */
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    /* Behaviour, set by the test. */
+    int post_status; /* every POST's answer */
+    int post_hold;   /* hold POST n until released > n */
+    int released;    /* POSTs the test let go */
+    /* The polls' answers in order; body NULL with len > 0: a flood of len
+     * bytes ('a' + i % 26). */
+    int ans_status[MAX_ANSWERS];
+    char *ans_body[MAX_ANSWERS];
+    size_t ans_len[MAX_ANSWERS];
+    int nans, next_ans;
+    /* What it saw. */
+    int polls;     /* GETs received */
+    int held;      /* polls being held now */
+    int poll_gone; /* held polls the client closed */
+    int answered;  /* polls answered (scripted, or 204) */
+    int got_204;   /* polls answered 204 after a DELETE */
+    int deleted;   /* DELETEs received: later polls get 204 */
+    int blocked;   /* a flood made no progress for 300 ms */
+    char get_req[4096], post_req[4096], del_req[4096];
+    char order[512]; /* G(et) P(ost) D(elete), in arrival order */
+    /* The test's number, in its URLs (g=): a request of an earlier test
+     * that the server accepts late (its client is gone) is answered 410
+     * and not recorded, so it cannot take this test's scripted answers. */
+    int gen;
+    int nposts;
+    char *posts[MAX_POSTS];
+    size_t post_len[MAX_POSTS];
+    int inflight, max_inflight;
+} S = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+static void note(char c)
+{
+    size_t n = strlen(S.order);
+    if (n + 1 < sizeof S.order) {
+        S.order[n] = c;
+        S.order[n + 1] = '\0';
+    }
+}
+
+/* Between tests: the held polls of the last one end first (their clients
+ * are gone), so nothing they do lands in the next test's record. */
+static void srv_reset(void)
+{
+    int i;
+    struct timespec end;
+    clock_gettime(CLOCK_REALTIME, &end);
+    end.tv_sec += 5;
+    pthread_mutex_lock(&S.mu);
+    while (S.held > 0 && pthread_cond_timedwait(&S.cv, &S.mu, &end) == 0)
+        ;
+    for (i = 0; i < S.nans; i++)
+        free(S.ans_body[i]);
+    for (i = 0; i < S.nposts; i++)
+        free(S.posts[i]);
+    S.post_status = 200;
+    S.post_hold = S.released = 0;
+    S.nans = S.next_ans = 0;
+    S.polls = S.poll_gone = S.answered = S.got_204 = S.deleted = S.blocked = 0;
+    S.nposts = S.inflight = S.max_inflight = 0;
+    S.get_req[0] = S.post_req[0] = S.del_req[0] = S.order[0] = '\0';
+    S.gen++;
+    pthread_mutex_unlock(&S.mu);
+}
+
+static void srv_set(int *field, int v)
+{
+    pthread_mutex_lock(&S.mu);
+    *field = v;
+    pthread_cond_broadcast(&S.cv);
+    pthread_mutex_unlock(&S.mu);
+}
+
+/* Wait until *field >= v (or ms pass); 1 when it got there. */
+static int srv_wait(const int *field, int v, int ms)
+{
+    struct timespec end;
+    int ok;
+    clock_gettime(CLOCK_REALTIME, &end);
+    end.tv_sec += ms / 1000;
+    end.tv_nsec += (ms % 1000) * 1000000L;
+    if (end.tv_nsec >= 1000000000L) {
+        end.tv_sec++;
+        end.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&S.mu);
+    while (*field < v && pthread_cond_timedwait(&S.cv, &S.mu, &end) == 0)
+        ;
+    ok = *field >= v;
+    pthread_mutex_unlock(&S.mu);
+    return ok;
+}
+
+/* The next poll without an answer gets this one. */
+static void srv_answer(int status, const char *body, size_t len)
+{
+    pthread_mutex_lock(&S.mu);
+    S.ans_status[S.nans] = status;
+    S.ans_body[S.nans] = body ? malloc(len ? len : 1) : NULL;
+    if (body) memcpy(S.ans_body[S.nans], body, len);
+    S.ans_len[S.nans++] = len;
+    pthread_cond_broadcast(&S.cv);
+    pthread_mutex_unlock(&S.mu);
+}
+
+static void srv_answer_str(const char *s)
+{
+    srv_answer(200, s, strlen(s));
+}
+
+/* The concatenated POST bodies, and 1 when they are exactly want. */
+static int posts_are(const char *want, size_t want_len)
+{
+    size_t off = 0;
+    int i, ok = 1;
+    pthread_mutex_lock(&S.mu);
+    for (i = 0; i < S.nposts && ok; i++) {
+        ok = off + S.post_len[i] <= want_len && memcmp(want + off, S.posts[i], S.post_len[i]) == 0;
+        off += S.post_len[i];
+    }
+    pthread_mutex_unlock(&S.mu);
+    return ok && off == want_len;
+}
+
+static int post_is(int i, const char *want)
+{
+    int ok;
+    pthread_mutex_lock(&S.mu);
+    ok = i < S.nposts && S.post_len[i] == strlen(want) &&
+         memcmp(S.posts[i], want, S.post_len[i]) == 0;
+    pthread_mutex_unlock(&S.mu);
+    return ok;
+}
+
+static void send_all(int fd, const char *p, size_t n)
+{
+    while (n) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w <= 0) return;
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+static int peer_gone(int fd)
+{
+    struct pollfd p = {fd, POLLIN, 0};
+    char c;
+    return poll(&p, 1, 0) == 1 && recv(fd, &c, 1, MSG_DONTWAIT) <= 0;
+}
+
+/* Like send_all, but notes in S when the client stops reading. -1 when the
+ * client went away. */
+static int send_watched(int fd, const char *p, size_t n)
+{
+    int stuck = 0;
+    while (n) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        struct pollfd q = {fd, POLLOUT, 0};
+        if (w > 0) {
+            p += w;
+            n -= (size_t)w;
+            stuck = 0;
+            continue;
+        }
+        if (w < 0 && errno != EAGAIN && errno != EINTR) return -1;
+        if (poll(&q, 1, 300) == 0) {
+            if (!S.blocked) srv_set(&S.blocked, 1);
+            if (++stuck > 100) return -1; /* 30 s: the test is broken */
+        }
+    }
+    return 0;
+}
+
+static void flood(int fd, size_t total)
+{
+    static char chunk[65536];
+    size_t off = 0, i;
+    for (i = 0; i < sizeof chunk; i++)
+        chunk[i] = (char)('a' + i % 26);
+    while (off < total) {
+        size_t n = total - off < sizeof chunk ? total - off : sizeof chunk;
+        if (send_watched(fd, chunk, n) != 0) return;
+        off += n;
+    }
+}
+
+static void respond(int fd, int status, const char *body, size_t n)
+{
+    char head[256];
+    int h =
+        status == 204
+            ? snprintf(head, sizeof head, "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+            : snprintf(head, sizeof head,
+                       "HTTP/1.1 %d X\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n", status,
+                       n);
+    send_all(fd, head, (size_t)h);
+    if (status == 204) return;
+    if (body)
+        send_all(fd, body, n);
+    else
+        flood(fd, n);
+}
+
+/* A poll: the next scripted answer, or held. */
+static void poll_req(int fd, const char *req, size_t head_len)
+{
+    int status = 0, i;
+    char *body = NULL;
+    size_t n = 0;
+    pthread_mutex_lock(&S.mu);
+    S.polls++;
+    note('G');
+    snprintf(S.get_req, sizeof S.get_req, "%.*s", (int)head_len, req);
+    pthread_cond_broadcast(&S.cv);
+    S.held++;
+    for (;;) {
+        struct timespec t;
+        if (S.next_ans < S.nans) {
+            i = S.next_ans++;
+            status = S.ans_status[i];
+            body = S.ans_body[i];
+            n = S.ans_len[i];
+            break;
+        }
+        if (S.deleted) {
+            status = 204;
+            S.got_204++;
+            break;
+        }
+        if (__atomic_load_n(&srv_stop, __ATOMIC_ACQUIRE)) break;
+        clock_gettime(CLOCK_REALTIME, &t);
+        t.tv_nsec += 20000000L;
+        if (t.tv_nsec >= 1000000000L) {
+            t.tv_sec++;
+            t.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&S.cv, &S.mu, &t);
+        pthread_mutex_unlock(&S.mu);
+        if (peer_gone(fd)) {
+            pthread_mutex_lock(&S.mu);
+            S.poll_gone++;
+            break;
+        }
+        pthread_mutex_lock(&S.mu);
+    }
+    pthread_mutex_unlock(&S.mu);
+    /* The body stays allocated until srv_reset, which waits for held polls. */
+    if (status) respond(fd, status, body, n);
+    pthread_mutex_lock(&S.mu);
+    if (status) S.answered++;
+    S.held--;
+    pthread_cond_broadcast(&S.cv);
+    pthread_mutex_unlock(&S.mu);
+}
+
+static void post_req(int fd, const char *req, size_t head_len, const char *body, size_t n)
+{
+    int me, status;
+    struct timespec end;
+    pthread_mutex_lock(&S.mu);
+    me = S.nposts;
+    note('P');
+    if (me < MAX_POSTS) {
+        S.posts[me] = malloc(n ? n : 1);
+        memcpy(S.posts[me], body, n);
+        S.post_len[me] = n;
+        S.nposts++;
+    }
+    snprintf(S.post_req, sizeof S.post_req, "%.*s", (int)head_len, req);
+    if (++S.inflight > S.max_inflight) S.max_inflight = S.inflight;
+    status = S.post_status; /* as it was when the POST arrived */
+    pthread_cond_broadcast(&S.cv);
+    clock_gettime(CLOCK_REALTIME, &end);
+    end.tv_sec += 10;
+    while (S.post_hold && S.released <= me && !__atomic_load_n(&srv_stop, __ATOMIC_ACQUIRE) &&
+           pthread_cond_timedwait(&S.cv, &S.mu, &end) == 0)
+        ;
+    /* Before the answer: the client may start the next POST at once. */
+    S.inflight--;
+    pthread_mutex_unlock(&S.mu);
+    respond(fd, status, "ok", 2);
+}
+
+static void del_req(int fd, const char *req, size_t head_len)
+{
+    pthread_mutex_lock(&S.mu);
+    note('D');
+    snprintf(S.del_req, sizeof S.del_req, "%.*s", (int)head_len, req);
+    S.deleted++;
+    pthread_cond_broadcast(&S.cv);
+    pthread_mutex_unlock(&S.mu);
+    respond(fd, 202, "", 0);
+}
+
+/* The request line's g= is not the current test's. */
+static int stale(const char *req)
+{
+    const char *g = strstr(req, "&g="), *eol = strstr(req, "\r\n");
+    int gen;
+    if (!g || !eol || g > eol) return 0;
+    pthread_mutex_lock(&S.mu);
+    gen = S.gen;
+    pthread_mutex_unlock(&S.mu);
+    return atoi(g + 3) != gen;
+}
+
+static void *conn_main(void *arg)
+{
+    int fd = (int)(intptr_t)arg, one = 1;
+    char req[1 << 16];
+    size_t len = 0;
+    char *end = NULL, *cl;
+    long clen = 0;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    while (len < sizeof req - 1) {
+        ssize_t r = recv(fd, req + len, sizeof req - 1 - len, 0);
+        if (r <= 0) break;
+        len += (size_t)r;
+        req[len] = '\0';
+        if ((end = strstr(req, "\r\n\r\n")) != NULL) {
+            cl = strcasestr(req, "\r\nContent-Length:");
+            clen = cl && cl < end ? strtol(cl + 17, NULL, 10) : 0;
+            if ((size_t)(end + 4 - req) + (size_t)clen <= len) break;
+        }
+    }
+    if (end && stale(req)) {
+        respond(fd, 410, "stale", 5);
+        close(fd);
+        return NULL;
+    }
+    if (end && strncmp(req, "GET ", 4) == 0)
+        poll_req(fd, req, (size_t)(end - req));
+    else if (end && strncmp(req, "POST ", 5) == 0)
+        post_req(fd, req, (size_t)(end - req), end + 4, (size_t)clen);
+    else if (end && strncmp(req, "DELETE ", 7) == 0)
+        del_req(fd, req, (size_t)(end - req));
+    close(fd);
+    return NULL;
+}
+
+static void *srv_main(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        int fd = accept(srv_fd, NULL, NULL);
+        if (fd < 0) continue;
+        if (__atomic_load_n(&srv_stop, __ATOMIC_ACQUIRE) || nconn == MAX_CONNS) {
+            close(fd);
+            break;
+        }
+        pthread_create(&conn_threads[nconn++], NULL, conn_main, (void *)(intptr_t)fd);
+    }
+    return NULL;
+}
+
+static void srv_start(void)
+{
+    struct sockaddr_in a;
+    socklen_t alen = sizeof a;
+    int one = 1;
+    srv_fd = socket(AF_INET, SOCK_STREAM, 0);
+    setsockopt(srv_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(srv_fd, (struct sockaddr *)&a, sizeof a);
+    listen(srv_fd, 64);
+    getsockname(srv_fd, (struct sockaddr *)&a, &alen);
+    srv_port = ntohs(a.sin_port);
+    pthread_create(&srv_thread, NULL, srv_main, NULL);
+}
+
+static void srv_stop_all(void)
+{
+    struct sockaddr_in a;
+    int fd, i;
+    srv_set(&srv_stop, 1);
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons((uint16_t)srv_port);
+    connect(fd, (struct sockaddr *)&a, sizeof a);
+    pthread_join(srv_thread, NULL);
+    close(fd);
+    close(srv_fd);
+    for (i = 0; i < nconn; i++)
+        pthread_join(conn_threads[i], NULL);
+    srv_reset();
+}
+
+/* A port nothing listens on. */
+static int closed_port(void)
+{
+    struct sockaddr_in a;
+    socklen_t alen = sizeof a;
+    int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd, (struct sockaddr *)&a, sizeof a);
+    getsockname(fd, (struct sockaddr *)&a, &alen);
+    port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+/* ============================================================ the client */
+
+typedef struct rec {
+    int opened, closed, data_calls, msg_calls, nmsgs;
+    int after_close; /* upcalls after on_close */
+    int full;        /* data holds the first bytes only */
+    int close_code;  /* SR_OK when err was NULL */
+    long close_status;
+    char close_msg[512];
+    char data[1 << 16]; /* more than one piece libcurl hands over */
+    size_t data_len, total;
+    char targets[256]; /* the targets of the messages, in order */
+} rec;
+
+static void r_open(void *ud, sr_transport *tp)
+{
+    rec *r = ud;
+    (void)tp;
+    r->opened++;
+    r->after_close += r->closed;
+}
+
+static void r_data(void *ud, sr_transport *tp, const char *d, size_t n)
+{
+    rec *r = ud;
+    (void)tp;
+    r->data_calls++;
+    r->after_close += r->closed;
+    if (!r->full && r->data_len + n >= sizeof r->data) r->full = 1;
+    if (!r->full) {
+        memcpy(r->data + r->data_len, d, n);
+        r->data_len += n;
+        r->data[r->data_len] = '\0';
+    }
+    r->total += n;
+}
+
+static void r_msgs(void *ud, sr_transport *tp, sr_rx_msg *m, size_t n)
+{
+    rec *r = ud;
+    size_t i;
+    (void)tp;
+    r->msg_calls++;
+    r->after_close += r->closed;
+    for (i = 0; i < n; i++) {
+        r->nmsgs++;
+        if (m[i].m.target && strlen(r->targets) + strlen(m[i].m.target) + 2 < sizeof r->targets) {
+            strcat(r->targets, m[i].m.target);
+            strcat(r->targets, ",");
+        }
+    }
+}
+
+static void r_close(void *ud, sr_transport *tp, const sr_error *err)
+{
+    rec *r = ud;
+    (void)tp;
+    r->closed++;
+    r->close_code = err ? err->code : SR_OK;
+    r->close_status = err ? err->status : 0;
+    snprintf(r->close_msg, sizeof r->close_msg, "%s", err ? err->message : "");
+}
+
+static const sr_transport_upcalls ups = {r_open, r_data, r_msgs, r_close, NULL};
+
+static char url_buf[128];
+static const char *hub_url(void)
+{
+    snprintf(url_buf, sizeof url_buf, "http://127.0.0.1:%d/hub?id=tok&g=%d", srv_port, S.gen);
+    return url_buf;
+}
+
+static const sr_header test_headers[2] = {{"Authorization", "Bearer abc"}, {"X-Test", "yes"}};
+
+/* JSON, with the handshake and the test headers; no timers. */
+static sr_transport_cfg json_cfg(void)
+{
+    sr_transport_cfg c;
+    memset(&c, 0, sizeof c);
+    c.url = hub_url();
+    c.headers = test_headers;
+    c.nheaders = 2;
+    c.handshake = HANDSHAKE;
+    c.handshake_len = strlen(HANDSHAKE);
+    c.ping = PING;
+    c.ping_len = strlen(PING);
+    c.protocol = &sr__json_protocol;
+    return c;
+}
+
+static sr_transport *open_tp(sr_loop *loop, const sr_transport_cfg *c, rec *r)
+{
+    sr_error err;
+    memset(r, 0, sizeof *r);
+    return sr__lp_transport_new(loop, c, &ups, r, &err);
+}
+
+/* Dispatch until *flag >= v or ms pass. */
+static void wait_for(sr_loop *loop, const int *flag, int v, int ms)
+{
+    double end = now_ms() + ms;
+    while (*flag < v && now_ms() < end)
+        sr_loop_dispatch(loop, (int)(end - now_ms()) + 1);
+}
+
+static int readable(sr_loop *loop, int ms)
+{
+    struct pollfd p = {sr_loop_fd(loop), POLLIN, 0};
+    return poll(&p, 1, ms) == 1;
+}
+
+#define INV(t) "{\"type\":1,\"target\":\"" t "\",\"arguments\":[]}\x1e"
+
+/* Open a JSON transport whose first poll is answered with an empty 200:
+ * on_open has run and the handshake has been POSTed (and answered unless
+ * posts are held). */
+static sr_transport *open_json(sr_loop *loop, sr_transport_cfg *c, rec *r)
+{
+    sr_transport *tp;
+    srv_answer_str("");
+    tp = open_tp(loop, c, r);
+    if (!tp) return NULL;
+    wait_for(loop, &r->opened, 1, 5000);
+    srv_wait(&S.nposts, 1, 5000);
+    return tp;
+}
+
+/* ================================================================= tests */
+
+/* The first poll's 200 opens the transport and the handshake is the first
+ * POST; the polls carry the headers; data across several polls (an empty
+ * 200 among them, and one message split across two polls) arrives whole
+ * and in order, the handshake reply raw. */
+TEST(t_open_receive_json)
+{
+    sr_loop *loop = sr_loop_new(NULL);
+    sr_transport_cfg c;
+    sr_transport *tp;
+    rec r;
+    srv_reset();
+    c = json_cfg();
+    tp = open_tp(loop, &c, &r);
+    CHECK(tp != NULL);
+    CHECK_STR(sr__transport_name(tp), "LongPolling");
+    CHECK(srv_wait(&S.polls, 1, 5000));
+    sr_loop_dispatch(loop, 30);
+    CHECK(r.opened == 0 && S.nposts == 0); /* no answer to the first poll yet */
+    srv_answer_str("");
+    wait_for(loop, &r.opened, 1, 5000);
+    CHECK(r.opened == 1 && r.closed == 0);
+    CHECK(srv_wait(&S.nposts, 1, 5000));
+    CHECK(post_is(0, HANDSHAKE));
+    CHECK(strstr(S.get_req, "GET /hub?id=tok&g=") == S.get_req);
+    CHECK(strstr(S.get_req, "\r\nAuthorization: Bearer abc") != NULL);
+    CHECK(strstr(S.get_req, "\r\nX-Test: yes") != NULL);
+    CHECK(strstr(S.post_req, "POST /hub?id=tok&g=") == S.post_req);
+    CHECK(strstr(S.post_req, "\r\nContent-Type: text/plain;charset=UTF-8") != NULL);
+    CHECK(strstr(S.post_req, "\r\nAuthorization: Bearer abc") != NULL);
+
+    srv_answer_str("{}\x1e" INV("a") "{\"type\":1,\"tar");
+    srv_answer_str("");
+    srv_answer_str("get\":\"b\",\"arguments\":[]}\x1e" INV("c") INV("d"));
+    wait_for(loop, &r.nmsgs, 4, 5000);
+    CHECK(r.nmsgs == 4);
+    CHECK_STR(r.targets, "a,b,c,d,");
+    CHECK(r.data_len == 3 && memcmp(r.data, "{}\x1e", 3) == 0); /* the reply, raw */
+    CHECK(srv_wait(&S.polls, 5, 5000));                         /* and the next poll is waiting */
+    CHECK(r.closed == 0 && r.after_close == 0);
+    CHECK(S.nposts == 1);
+    sr__transport_release(tp);
+    sr_loop_free(loop);
+    CHECK(srv_wait(&S.poll_gone, 1, 5000)); /* the held poll was ended */
+}
+
+/* Without a protocol every poll's body reaches on_data as it is, in order;
+ * no handshake: nothing is POSTed. */
+TEST(t_raw_polls)
+{
+    sr_loop *loop = sr_loop_new(NULL);
+    sr_transport_cfg c;
+    sr_transport *tp;
+    rec r;
+    srv_reset();
+    memset(&c, 0, sizeof c);
+    c.url = hub_url();
+    srv_answer_str("one");
+    srv_answer_str("");
+    srv_answer_str("two\x1e");
+    srv_answer_str("three");
+    tp = open_tp(loop, &c, &r);
+    CHECK(tp != NULL);
+    wait_for(loop, &r.data_calls, 3, 5000);
+    CHECK(r.opened == 1);
+    CHECK(r.data_calls == 3);
+    CHECK_STR(r.data, "onetwo\x1ethree");
+    CHECK(r.msg_calls == 0);
+    CHECK(srv_wait(&S.polls, 5, 5000));
+    CHECK(S.nposts == 0);
+    sr__transport_release(tp);
+    sr_loop_free(loop);
+}
+
+/* One POST outstanding; what is sent meanwhile goes whole in the next. */
+TEST(t_send_batching)
+{
+    sr_loop *loop = sr_loop_new(NULL);
+    sr_transport_cfg c;
+    sr_transport *tp;
+    rec r;
+    srv_reset();
+    c = json_cfg();
+    S.post_hold = 1;
+    tp = open_json(loop, &c, &r);
+    CHECK(tp != NULL && r.opened == 1);
+    CHECK(S.nposts == 1); /* the handshake, held */
+    CHECK(sr__transport_send(tp, "m1\x1e", 3) == SR_OK);
+    CHECK(sr__transport_send(tp, "m2\x1e", 3) == SR_OK);
+    CHECK(sr__transport_send(tp, "m3\x1e", 3) == SR_OK);
+    srv_set(&S.released, 1);
+    CHECK(srv_wait(&S.nposts, 2, 5000));
+    CHECK(post_is(1, "m1\x1em2\x1em3\x1e"));
+    CHECK(sr__transport_send(tp, "m4\x1e", 3) == SR_OK);
+    CHECK(sr__transport_send(tp, "m5\x1e", 3) == SR_OK);
+    srv_set(&S.released, 2);
+    CHECK(srv_wait(&S.nposts, 3, 5000));
+    CHECK(post_is(2, "m4\x1em5\x1e"));
+    srv_set(&S.released, 100);
+    CHECK(sr__transport_send(tp, "m6\x1e", 3) == SR_OK);
+    CHECK(srv_wait(&S.nposts, 4, 5000));
+    CHECK(posts_are(HANDSHAKE "m1\x1em2\x1em3\x1em4\x1em5\x1em6\x1e", strlen(HANDSHAKE) + 18));
+    CHECK(S.max_inflight == 1);
+    sr_loop_dispatch(loop, 0);
+    CHECK(r.closed == 0);
+    sr__transport_release(tp);
+    sr_loop_free(loop);
+}
+
+/* 204: the server closed the connection; the data before it arrives first. */
+TEST(t_204_closes)
+{
+    sr_loop *loop = sr_loop_new(NULL);
+    sr_transport_cfg c;
+    sr_transport *tp;
+    rec r;
+    srv_reset();
+    c = json_cfg();
+    tp = open_json(loop, &c, &r);
+    CHECK(tp != NULL && r.opened == 1);
+    srv_answer_str("{}\x1e" INV("last"));
+    srv_answer(204, "", 0);
+    wait_for(loop, &r.closed, 1, 5000);
+    CHECK(r.nmsgs == 1 && r.closed == 1);
+    CHECK(r.close_code == SR_ECLOSED);
+    printf("     message: %s\n", r.close_msg);
+    CHECK(strstr(r.close_msg, "the server closed the connection (204)") != NULL);
+    CHECK(strstr(r.close_msg, "tok") == NULL);
+    CHECK(r.after_close == 0);
+    CHECK(sr__transport_send(tp, "y", 1) == SR_ECLOSED);
+    CHECK(S.deleted == 0);
+    sr__transport_release(tp);
+    sr_loop_free(loop);
+}
+
+/* 404 on a poll after the open: the connection is gone. */
+TEST(t_poll_404)
+{
+    sr_loop *loop = sr_loop_new(NULL);
+    sr_transport_cfg c;
+    sr_transport *tp;
+    rec r;
+    srv_reset();
+    c = json_cfg();
+    tp = open_json(loop, &c, &r);
+    CHECK(tp != NULL && r.opened == 1);
+    srv_answer(404, "gone", 4);
+    wait_for(loop, &r.closed, 1, 5000);
+    CHECK(r.closed == 1 && r.close_code == SR_ETRANSPORT && r.close_status == 404);
+    printf("     message: %s\n", r.close_msg);
+    CHECK(strstr(r.close_msg, "HTTP 404") != NULL);
+    CHECK(strstr(r.close_msg, "tok") == NULL); /* the token is left out */
+    CHECK(r.data_len == 0);                    /* the error's body is not data */
+    sr__transport_release(tp);
+    sr_loop_free(loop);
+}
+
+/* A first poll answered 404 never opens. */
+TEST(t_first_poll_404)
+{
+    sr_loop *loop = sr_loop_new(NULL);
+    sr_transport_cfg c;
+    sr_transport *tp;
+    rec r;
+    srv_reset();
+    c = json_cfg();
+    srv_answer(404, "gone", 4);
+    tp = open_tp(loop, &c, &r);
+    CHECK(tp != NULL);
+    wait_for(loop, &r.closed, 1, 5000);
+    CHECK(r.opened == 0 && r.closed == 1);
+    CHECK(r.close_code == SR_ETRANSPORT && r.close_status == 404);
+    CHECK(S.nposts == 0);
+    sr__transport_release(tp);
+    sr_loop_free(loop);
+}
+
+TEST(t_post_404)
+{
+    sr_loop *loop = sr_loop_new(NULL);
+    sr_transport_cfg c;
+    sr_transport *tp;
+    rec r;
+    srv_reset();
+    c = json_cfg();
+    tp = open_json(loop, &c, &r);
+    CHECK(tp != NULL && r.opened == 1);
+    srv_set(&S.post_status, 404); /* the handshake got its 200 */
+    CHECK(sr__transport_send(tp, "x\x1e", 2) == SR_OK);
+    wait_for(loop, &r.closed, 1, 5000);
+    CHECK(r.closed == 1 && r.close_code == SR_ETRANSPORT && r.close_status == 404);
+    printf("     message: %s\n", r.close_msg);
+    CHECK(strstr(r.close_msg, "Long Polling send to") != NULL);
+    CHECK(strstr(r.close_msg, "HTTP 404") != NULL);
+    CHECK(strstr(r.close_msg, "tok") == NULL);
+    CHECK(sr__transport_send(tp, "y", 1) == SR_ECLOSED);
+    CHECK(srv_wait(&S.poll_gone, 1, 5000)); /* the poll was ended too */
+    sr__transport_release(tp);
+    sr_loop_free(loop);
+}
+
+TEST(t_refused)
+{
+    sr_loop *loop = sr_loop_new(NULL);
+    sr_transport_cfg c;
+    sr_transport *tp;
+    rec r;
+    char u[64];
+    srv_reset();
+    c = json_cfg();
+    snprintf(u, sizeof u, "http://127.0.0.1:%d/hub?id=tok", closed_port());
+    c.url = u;
+    tp = open_tp(loop, &c, &r);
+    CHECK(tp != NULL);
+    wait_for(loop, &r.closed, 1, 5000);
+    CHECK(r.opened == 0 && r.closed == 1 && r.close_code == SR_ETRANSPORT);
+    printf("     message: %s\n", r.close_msg);
+    CHECK(strstr(r.close_msg, "Connection refused") != NULL);
+    CHECK(strstr(r.close_msg, "tok") == NULL);
+    sr__transport_release(tp);
+    sr_loop_free(loop);
+}
+
+/* A close asked by the host sends what was queued first, then DELETE; the
+ * server answers the held poll 204; the end is clean. */
+TEST(t_close_after_sends)
+{
+    sr_loop *loop = sr_loop_new(NULL);
+    sr_transport_cfg c;
+    sr_transport *tp;
+    rec r;
+    const char *d, *p;
+    srv_reset();
+    c = json_cfg();
+    S.post_hold = 1;
+    tp = open_json(loop, &c, &r);
+    CHECK(tp != NULL && r.opened == 1);
+    CHECK(sr__transport_send(tp, "m1\x1e", 3) == SR_OK);
+    CHECK(sr__transport_send(tp, "m2\x1e", 3) == SR_OK);
+    sr__transport_close(tp);
+    CHECK(sr__transport_send(tp, "late", 4) == SR_ECLOSED);
+    sr_loop_dispatch(loop, 30);
+    CHECK(r.closed == 0 && S.deleted == 0); /* the queue is not out yet */
+    srv_set(&S.released, 100);
+    wait_for(loop, &r.closed, 1, 5000);
+    CHECK(r.closed == 1 && r.close_code == SR_OK);
+    CHECK(posts_are(HANDSHAKE "m1\x1em2\x1e", strlen(HANDSHAKE) + 6));
+    CHECK(S.deleted == 1 && S.got_204 == 1);
+    CHECK(strstr(S.del_req, "DELETE /hub?id=tok&g=") == S.del_req);
+    CHECK(strstr(S.del_req, "\r\nAuthorization: Bearer abc") != NULL);
+    printf("     requests: %s\n", S.order);
+    d = strchr(S.order, 'D');
+    p = strrchr(S.order, 'P');
+    CHECK(d && p && p < d);
+    CHECK(strchr(d, 'G') == NULL); /* no poll after the DELETE */
+    sr__transport_release(tp);
+    sr_loop_free(loop);
+}
+
+/* Idle, the transport POSTs the ping bytes every keepalive_ms, from the
+ * HTTP thread: the host does not dispatch meanwhile. */
+TEST(t_keepalive)
+{
+    sr_loop *loop = sr_loop_new(NULL);
+    sr_transport_cfg c;
+    sr_transport *tp;
+    rec r;
+    double t0;
+    srv_reset();
+    c = json_cfg();
+    c.keepalive_ms = 60;
+    tp = open_json(loop, &c, &r);
+    CHECK(tp != NULL && r.opened == 1);
+    t0 = now_ms();
+    CHECK(srv_wait(&S.nposts, 3, 5000));
+    printf("     two pings after %.0f ms\n", now_ms() - t0);
+    CHECK(now_ms() - t0 >= 100);
+    CHECK(post_is(0, HANDSHAKE) && post_is(1, PING) && post_is(2, PING));
+    CHECK(S.max_inflight == 1);
+    sr_loop_dispatch(loop, 0);
+    CHECK(r.closed == 0);
+    sr__transport_release(tp);
+    sr_loop_free(loop);
+}
+
+/* A poll held far longer than server_timeout_ms is normal for Long Polling:
+ * no timeout; data that comes afterwards still arrives. */
+TEST(t_silent_poll_no_timeout)
+{
+    sr_loop *loop = sr_loop_new(NULL);
+    sr_transport_cfg c;
+    sr_transport *tp;
+    rec r;
+    double end;
+    srv_reset();
+    c = json_cfg();
+    c.server_timeout_ms = 100;
+    srv_answer_str("");
+    tp = open_tp(loop, &c, &r);
+    CHECK(tp != NULL);
+    wait_for(loop, &r.opened, 1, 5000);
+    srv_answer_str("{}\x1e");
+    CHECK(srv_wait(&S.polls, 3, 5000)); /* the third poll is held */
+    end = now_ms() + 500;
+    while (now_ms() < end && !r.closed)
+        sr_loop_dispatch(loop, (int)(end - now_ms()) + 1);
+    CHECK(r.closed == 0);
+    srv_answer_str(INV("late"));
+    wait_for(loop, &r.nmsgs, 1, 5000);
+    CHECK(r.nmsgs == 1 && r.closed == 0);
+    sr__transport_release(tp);
+    sr_loop_free(loop);
+}
+
+/* The first poll opens it, the handshake goes, and no poll ever answers: the
+ * handshake timeout fires from the HTTP thread. */
+TEST(t_handshake_timeout)
+{
+    sr_loop *loop = sr_loop_new(NULL);
+    sr_transport_cfg c;
+    sr_transport *tp;
+    rec r;
+    double t0;
+    srv_reset();
+    c = json_cfg();
+    c.handshake_timeout_ms = 150;
+    c.server_timeout_ms = 5000;
+    srv_answer_str("");
+    tp = open_tp(loop, &c, &r);
+    CHECK(tp != NULL);
+    wait_for(loop, &r.opened, 1, 5000);
+    t0 = now_ms();
+    CHECK(readable(loop, 5000)); /* the close, with no dispatch meanwhile */
+    wait_for(loop, &r.closed, 1, 5000);
+    CHECK(r.opened == 1 && r.closed == 1 && r.close_code == SR_ETIMEOUT);
+    CHECK_STR(r.close_msg, SR_LIVENESS_HANDSHAKE_TIMEOUT_TEXT);
+    CHECK(now_ms() - t0 >= 100);
+    CHECK(srv_wait(&S.poll_gone, 1, 5000));
+    sr__transport_release(tp);
+    sr_loop_free(loop);
+}
+
+/* Released with a POST held by the server, a poll held, data and the open
+ * queued for the host, then the loop freed: no upcall, no leak, no thread
+ * left. */
+TEST(t_release_in_flight)
+{
+    sr_loop *loop = sr_loop_new(NULL);
+    sr_transport_cfg c;
+    sr_transport *tp, *tp2;
+    rec r, r2;
+    srv_reset();
+    c = json_cfg();
+    S.post_hold = 1;
+    srv_answer_str("{}\x1e" INV("x"));
+    tp = open_tp(loop, &c, &r);
+    CHECK(tp != NULL);
+    CHECK(srv_wait(&S.nposts, 1, 5000));
+    CHECK(srv_wait(&S.polls, 2, 5000));
+    CHECK(sr__transport_send(tp, "m1\x1e", 3) == SR_OK);
+    CHECK(readable(loop, 5000));
+    /* A second one released before its open job even ran. */
+    tp2 = open_tp(loop, &c, &r2);
+    CHECK(tp2 != NULL);
+    sr__transport_release(tp2);
+    sr__transport_release(tp);
+    sr_loop_dispatch(loop, 0);
+    sr_loop_free(loop);
+    CHECK(r.opened == 0 && r.closed == 0 && r.data_calls == 0 && r.nmsgs == 0);
+    CHECK(r2.opened == 0 && r2.closed == 0);
+    srv_set(&S.released, 100);
+}
+
+/* Closed at once, while the first poll is out: a clean end. */
+TEST(t_close_connecting)
+{
+    sr_loop *loop = sr_loop_new(NULL);
+    sr_transport_cfg c;
+    sr_transport *tp;
+    rec r;
+    srv_reset();
+    c = json_cfg();
+    tp = open_tp(loop, &c, &r);
+    CHECK(tp != NULL);
+    sr__transport_close(tp);
+    wait_for(loop, &r.closed, 1, 5000);
+    CHECK(r.closed == 1 && r.close_code == SR_OK && r.opened == 0);
+    CHECK(S.nposts == 0);
+    sr__transport_release(tp);
+    sr_loop_free(loop);
+}
+
+/* Binary: POSTs are application/octet-stream and carry every byte (NULs
+ * too); polls' bodies reach on_data unchanged. */
+TEST(t_binary)
+{
+    static const char hs[] = "{\"protocol\":\"messagepack\",\"version\":1}\x1e";
+    static const char out[] = {0x05, (char)0x94, 0x01, 0x00, (char)0xa1, 'x'};
+    static const char in[] = {0x00, (char)0xff, 0x1e, 0x00, 0x7f};
+    sr_loop *loop = sr_loop_new(NULL);
+    sr_transport_cfg c;
+    sr_transport *tp;
+    rec r;
+    srv_reset();
+    memset(&c, 0, sizeof c);
+    c.url = hub_url();
+    c.binary = 1;
+    c.handshake = hs;
+    c.handshake_len = sizeof hs - 1;
+    srv_answer_str("");
+    srv_answer(200, in, sizeof in);
+    tp = open_tp(loop, &c, &r);
+    CHECK(tp != NULL);
+    wait_for(loop, &r.opened, 1, 5000);
+    CHECK(srv_wait(&S.nposts, 1, 5000));
+    CHECK(sr__transport_send(tp, out, sizeof out) == SR_OK);
+    CHECK(srv_wait(&S.nposts, 2, 5000));
+    CHECK(post_is(0, hs));
+    pthread_mutex_lock(&S.mu);
+    CHECK(S.post_len[1] == sizeof out && memcmp(S.posts[1], out, sizeof out) == 0);
+    pthread_mutex_unlock(&S.mu);
+    CHECK(strstr(S.post_req, "\r\nContent-Type: application/octet-stream") != NULL);
+    wait_for(loop, &r.data_calls, 1, 5000);
+    CHECK(r.data_len == sizeof in && memcmp(r.data, in, sizeof in) == 0);
+    sr__transport_release(tp);
+    sr_loop_free(loop);
+}
+
+TEST(t_bad_args)
+{
+    sr_loop *loop = sr_loop_new(NULL);
+    sr_transport_cfg c;
+    sr_header bad = {"X-Evil", "a\r\nInjected: 1"};
+    sr_error err;
+    rec r;
+    srv_reset();
+    c = json_cfg();
+    c.url = "ftp://127.0.0.1/hub";
+    CHECK(sr__lp_transport_new(loop, &c, &ups, &r, &err) == NULL);
+    CHECK(err.code == SR_EUSAGE && strstr(err.message, "Long Polling URL") != NULL);
+    c.url = hub_url();
+    c.headers = &bad;
+    c.nheaders = 1;
+    CHECK(sr__lp_transport_new(loop, &c, &ups, &r, &err) == NULL);
+    CHECK(err.code == SR_EUSAGE && strstr(err.message, "header") != NULL);
+    CHECK(sr__lp_transport_new(NULL, &c, &ups, &r, &err) == NULL);
+    sr_loop_free(loop);
+}
+
+/* A poll carrying far more than the queue's bound while the host does not
+ * dispatch: the poll pauses (the server's send blocks), then every byte
+ * arrives in order. */
+TEST(t_backpressure)
+{
+    sr_loop *loop = sr_loop_new(NULL);
+    sr_transport_cfg c;
+    sr_transport *tp;
+    rec r;
+    size_t total = (size_t)24 << 20, i;
+    double end;
+    int ok = 1;
+    srv_reset();
+    memset(&c, 0, sizeof c);
+    c.url = hub_url();
+    srv_answer(200, NULL, total);
+    tp = open_tp(loop, &c, &r);
+    CHECK(tp != NULL);
+    CHECK(srv_wait(&S.blocked, 1, 30000));
+    end = now_ms() + 60000;
+    while (r.total < total && !r.closed && now_ms() < end)
+        sr_loop_dispatch(loop, 100);
+    printf("     %d pieces, %zu bytes\n", r.data_calls, r.total);
+    CHECK(r.closed == 0 && r.opened == 1);
+    CHECK(r.total == total);
+    for (i = 0; i < r.data_len && ok; i++)
+        ok = r.data[i] == (char)('a' + i % 26);
+    CHECK(ok && r.data_len > 0);
+    CHECK(srv_wait(&S.polls, 2, 5000)); /* and it polls again */
+    sr__transport_release(tp);
+    sr_loop_free(loop);
+}
+
+int main(void)
+{
+    setvbuf(stdout, NULL, _IONBF, 0); /* a sanitizer's report ends the process unflushed */
+    srv_start();
+    RUN(t_open_receive_json);
+    RUN(t_raw_polls);
+    RUN(t_send_batching);
+    RUN(t_204_closes);
+    RUN(t_poll_404);
+    RUN(t_first_poll_404);
+    RUN(t_post_404);
+    RUN(t_refused);
+    RUN(t_close_after_sends);
+    RUN(t_keepalive);
+    RUN(t_silent_poll_no_timeout);
+    RUN(t_handshake_timeout);
+    RUN(t_release_in_flight);
+    RUN(t_close_connecting);
+    RUN(t_binary);
+    RUN(t_bad_args);
+    RUN(t_backpressure);
+    srv_stop_all();
+    DONE();
+}
