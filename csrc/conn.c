@@ -1498,6 +1498,7 @@ sr_conn *sr_conn_new(sr_loop *loop, const sr_options *o, sr_error *err)
     c->refs = 1;
     c->tp_new[0] = sr__ws_transport_new;
     c->tp_new[1] = sr__sse_transport_new;
+    c->tp_new[2] = sr__lp_transport_new;
     c->protocol = sr__protocol_find(c->opt->protocol ? c->opt->protocol : "json");
     c->log.fn = c->opt->log;
     c->log.ud = c->opt->log_ud;

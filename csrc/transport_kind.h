@@ -1,6 +1,6 @@
 /*
- * transport_kind.h - what a transport kind (ws_transport.c, later SSE and
- * Long Polling) builds on: the generic sr_transport of transport.c.
+ * transport_kind.h - what a transport kind (ws_transport.c, sse_transport.c,
+ * lp_transport.c) builds on: the generic sr_transport of transport.c.
  *
  * transport.c owns what every kind shares: the reference count, the
  * host-side send queue, the released/closed flags, posting events and

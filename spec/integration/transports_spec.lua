@@ -14,6 +14,7 @@ local L = require("spec.support.live")
 local TRANSPORTS = {
   { name = "websockets", server = "WebSockets" },
   { name = "server_sent_events", server = "ServerSentEvents" },
+  { name = "long_polling", server = "LongPolling" },
 }
 
 local hub
@@ -113,9 +114,12 @@ describe("transports", function()
 
   describe("choice and fallback", function()
     it("takes the transport a hub offers when it has only that one", function()
-      local conn = L.build(hub.url .. "/sseonly")
-      conn:start()
-      assert.equals("ServerSentEvents", conn:invoke("GetTransport"))
+      for path, want in pairs({ ["/sseonly"] = "ServerSentEvents", ["/lponly"] = "LongPolling" }) do
+        local conn = L.build(hub.url .. path)
+        conn:start()
+        assert.equals(want, conn:invoke("GetTransport"))
+        conn:stop()
+      end
     end)
 
     it("falls back from WebSockets to Server-Sent Events behind a proxy that refuses WebSockets", function()
