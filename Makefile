@@ -86,8 +86,9 @@ asan:
 demo: deps all
 	@sh scripts/demo.sh
 
+# TRANSPORT=websockets|server_sent_events|long_polling (default websockets)
 bench: deps all
-	@sh scripts/bench.sh
+	@BENCH_TRANSPORT=$(TRANSPORT) sh scripts/bench.sh
 
 install: lib lua
 	install -d $(DESTDIR)$(LUA_LIBDIR)/signalr $(DESTDIR)$(LUADIR)/signalr

@@ -1,6 +1,8 @@
 -- bench.lua: throughput and latency against the test hub on this machine.
 -- Usage: lua5.4 bench/bench.lua http://127.0.0.1:PORT [invokes] [sends] [idle]
--- (make bench starts the hub and passes its URL.)
+-- (make bench starts the hub and passes its URL.) BENCH_TRANSPORT picks the
+-- transport: websockets (default), server_sent_events or long_polling
+-- (make bench TRANSPORT=long_polling).
 local signalr = require("signalr")
 local core = require("signalr.core")
 
@@ -9,6 +11,8 @@ local N_INVOKE = tonumber(arg[2]) or 20000
 local N_SEND = tonumber(arg[3]) or 200000
 local N_IDLE = tonumber(arg[4]) or 1000
 local now = core.now
+local TRANSPORT = os.getenv("BENCH_TRANSPORT")
+if TRANSPORT == "" then TRANSPORT = nil end
 
 local function rss_kib()
   for line in io.lines("/proc/self/status") do
@@ -18,7 +22,10 @@ local function rss_kib()
 end
 
 local function connect()
-  local c = signalr.builder():with_url(base .. "/testhub"):configure_logging("error"):build()
+  local c = signalr.builder()
+    :with_url(base .. "/testhub", { transports = { TRANSPORT or "websockets" } })
+    :configure_logging("error")
+    :build()
   c:start()
   return c
 end
@@ -28,6 +35,7 @@ local function percentile(sorted, p)
 end
 
 local conn = connect()
+print("transport: " .. conn:invoke("GetTransport"))
 -- Warm up both sides: the server's tiered JIT recompiles hot methods in the
 -- background for a while after they first run, which shows up as a
 -- millisecond tail if we measure too early.

@@ -854,9 +854,11 @@ TEST(t_keepalive)
     srv_reset();
     c = json_cfg();
     c.keepalive_ms = 60;
+    /* Pings run from the open, which comes after this: a late open event on
+     * a slow machine (valgrind) cannot make them look early. */
+    t0 = now_ms();
     tp = open_json(loop, &c, &r);
     CHECK(tp != NULL && r.opened == 1);
-    t0 = now_ms();
     CHECK(srv_wait(&S.nposts, 3, 5000));
     printf("     two pings after %.0f ms\n", now_ms() - t0);
     CHECK(now_ms() - t0 >= 100);
@@ -911,15 +913,15 @@ TEST(t_handshake_timeout)
     c.handshake_timeout_ms = 150;
     c.server_timeout_ms = 5000;
     srv_answer_str("");
+    t0 = now_ms();
     tp = open_tp(loop, &c, &r);
     CHECK(tp != NULL);
     wait_for(loop, &r.opened, 1, 5000);
-    t0 = now_ms();
     CHECK(readable(loop, 5000)); /* the close, with no dispatch meanwhile */
     wait_for(loop, &r.closed, 1, 5000);
     CHECK(r.opened == 1 && r.closed == 1 && r.close_code == SR_ETIMEOUT);
     CHECK_STR(r.close_msg, SR_LIVENESS_HANDSHAKE_TIMEOUT_TEXT);
-    CHECK(now_ms() - t0 >= 100);
+    CHECK(now_ms() - t0 >= 145); /* 150 ms from the open, which came after t0 */
     CHECK(srv_wait(&S.poll_gone, 1, 5000));
     sr__transport_release(tp);
     sr_loop_free(loop);
@@ -969,8 +971,11 @@ TEST(t_close_connecting)
     CHECK(tp != NULL);
     sr__transport_close(tp);
     wait_for(loop, &r.closed, 1, 5000);
-    CHECK(r.closed == 1 && r.close_code == SR_OK && r.opened == 0);
-    CHECK(S.nposts == 0);
+    CHECK(r.closed == 1 && r.close_code == SR_OK);
+    /* The first poll may answer before the close reaches the HTTP thread:
+     * then the transport opened and its queue (the handshake) goes out
+     * before the clean close; otherwise nothing is sent. */
+    CHECK(S.nposts == 0 || (r.opened == 1 && S.nposts == 1 && post_is(0, HANDSHAKE)));
     sr__transport_release(tp);
     sr_loop_free(loop);
 }

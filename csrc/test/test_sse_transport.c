@@ -852,7 +852,10 @@ TEST(t_close_connecting)
     sr__transport_close(tp);
     wait_for(loop, &r.closed, 1, 5000);
     CHECK(r.closed == 1 && r.close_code == SR_OK);
-    CHECK(S.nposts == 0);
+    /* The GET may answer before the close reaches the HTTP thread: then the
+     * transport opened, and its queue (the handshake) goes out before the
+     * clean close; otherwise nothing is sent. */
+    CHECK(S.nposts == 0 || (r.opened == 1 && S.nposts == 1 && post_is(0, HANDSHAKE)));
     sr__transport_release(tp);
     sr_loop_free(loop);
 }
