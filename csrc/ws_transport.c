@@ -1504,8 +1504,13 @@ sr_transport *sr__ws_transport_new(sr_loop *loop, const sr_transport_cfg *cfg,
         return NULL;
     }
     if (cfg->proxy && *cfg->proxy) {
-        /* The system libwebsockets is built without HTTP proxy support. */
-        set_err(err, SR_ETRANSPORT, "%s", "WebSockets cannot go through a proxy in this build");
+        /* lws 4.1.6 can tunnel through a proxy (CONNECT), but our resolver
+         * would look the target up itself where only the proxy may know
+         * it; until that is done, Server-Sent Events and Long Polling (which
+         * libcurl sends through the proxy) carry such connections. */
+        set_err(err, SR_ETRANSPORT, "%s",
+                "WebSockets through a proxy is not supported yet (Server-Sent Events and Long "
+                "Polling go through it)");
         return NULL;
     }
     tp = calloc(1, sizeof *tp);

@@ -166,6 +166,32 @@ describe("transports", function()
       assert.is_true(said)
     end)
 
+    it("goes through the proxy option: over Server-Sent Events, then Long Polling when asked", function()
+      -- The hub's own address is unreachable (port 1); only the proxy (the
+      -- spec's loopback forwarder, which the hub accepts absolute-form
+      -- requests from) leads to it. WebSockets does not use proxies yet.
+      local proxy = H.start_proxy(hub.port)
+      local logs = {}
+      local conn = L.build("http://127.0.0.1:1/testhub", function(b)
+        b:configure_logging("warning", function(_, msg) logs[#logs + 1] = msg end)
+      end, { proxy = proxy:url() })
+      conn:start()
+      assert.equals("ServerSentEvents", conn:invoke("GetTransport"))
+      assert.truthy(proxy:stats().accepted >= 1)
+      local said = false
+      for _, l in ipairs(logs) do
+        if l:find("WebSockets through a proxy is not supported yet", 1, true) then said = true end
+      end
+      assert.is_true(said)
+      conn:stop()
+      conn = L.build("http://127.0.0.1:1/testhub", nil, { proxy = proxy:url(), transports = { "long_polling" } })
+      conn:start()
+      assert.equals("LongPolling", conn:invoke("GetTransport"))
+      assert.equals(5, conn:invoke("Add", 2, 3))
+      conn:stop()
+      proxy:stop()
+    end)
+
     it("lists every transport's failure when none can start", function()
       -- the fake endpoint answers neither a WebSocket upgrade for this mode
       -- nor an event stream
