@@ -57,12 +57,13 @@
 #define ARRAY_MT "signalr.array"
 #define MAP_MT "signalr.map"
 #define BINARY_MT "signalr.binary"
+#define CHANNEL_MT "signalr.Channel"
 
 /* Deepest table nesting converted in either direction. Encoding also keeps
  * the path of open tables to report cycles, so this bounds that array. */
 #define LSR_MAX_DEPTH 1000
 
-enum { UV_CALLBACKS = 1, UV_PENDING = 2 };
+enum { UV_CALLBACKS = 1, UV_PENDING = 2, UV_ITEMS = 3 };
 
 static const char LOOP_KEY = 'l'; /* registry: the loop sentinel */
 static const char WEAK_KEY = 'w'; /* registry: lightuserdata(lsr_conn*) -> userdata, weak values */
@@ -88,7 +89,7 @@ typedef struct lsr_timer {
  * loop is enough (no nesting). */
 typedef struct enc {
     lua_State *L;
-    int mt;   /* absolute index of array_mt; map_mt at mt + 1, binary_mt at mt + 2 */
+    int mt;   /* absolute index of array_mt; map_mt, binary_mt, channel_mt follow */
     int json; /* refuse what JSON cannot carry */
     int depth;
     const void *path[LSR_MAX_DEPTH]; /* tables being converted, for cycles */
@@ -379,7 +380,7 @@ static sr_value *enc_table(enc *e, int idx)
 {
     lua_State *L = e->L;
     const void *p = lua_topointer(L, idx);
-    int i, kind = 0; /* 0 plain, 1 array, 2 map, 3 binary */
+    int i, kind = 0; /* 0 plain, 1 array, 2 map, 3 binary, 4 channel */
     sr_value *v;
     for (i = 0; i < e->depth; i++)
         if (e->path[i] == p) return enc_fail(e, "circular reference in a table");
@@ -387,7 +388,7 @@ static sr_value *enc_table(enc *e, int idx)
         return enc_fail(e, "tables nested deeper than %d levels", LSR_MAX_DEPTH);
     if (!lua_checkstack(L, 4)) return enc_fail(e, "Lua stack overflow");
     if (lua_getmetatable(L, idx)) {
-        for (i = 0; i < 3; i++) {
+        for (i = 0; i < 4; i++) {
             if (lua_rawequal(L, -1, e->mt + i)) {
                 kind = i + 1;
                 break;
@@ -395,6 +396,9 @@ static sr_value *enc_table(enc *e, int idx)
         }
         lua_pop(L, 1);
     }
+    if (kind == 4)
+        return enc_fail(e, "a channel can only be an argument of send, invoke or stream itself, "
+                           "not inside a table or as a result");
     if (kind == 3) {
         const char *s;
         size_t len;
@@ -464,13 +468,17 @@ static sr_value *enc_value(enc *e, int idx)
     return v ? v : enc_fail(e, "out of memory");
 }
 
-/* Convert stack slots first..last (nil = null) to an SR_ARRAY, or raise a
- * usage error naming the argument. */
-static sr_value *check_args(lua_State *L, lsr_loop *lp, int first, int last, int json)
+/* Client-to-server streams (signalr.channel) among a call's arguments. */
+#define LSR_MAX_CHANNELS 64
+typedef struct chan_args {
+    int n;
+    int idx[LSR_MAX_CHANNELS]; /* stack slots, in argument order */
+    uint64_t ids[LSR_MAX_CHANNELS];
+} chan_args;
+
+static void enc_begin(lua_State *L, lsr_loop *lp, int json)
 {
     enc *e = &lp->enc;
-    sr_value *arr;
-    int i;
     luaL_checkstack(L, 8, "too many arguments");
     e->L = L;
     e->json = json;
@@ -480,10 +488,52 @@ static sr_value *check_args(lua_State *L, lsr_loop *lp, int first, int last, int
     e->mt = lua_gettop(L);
     luaL_getmetatable(L, MAP_MT);
     luaL_getmetatable(L, BINARY_MT);
+    luaL_getmetatable(L, CHANNEL_MT);
+}
+
+/* 1 when the value at idx is a channel (signalr.channel()). */
+static int is_channel(lua_State *L, const enc *e, int idx)
+{
+    int yes;
+    if (lua_type(L, idx) != LUA_TTABLE || !lua_getmetatable(L, idx)) return 0;
+    yes = lua_rawequal(L, -1, e->mt + 3);
+    lua_pop(L, 1);
+    return yes;
+}
+
+/* Convert stack slots first..last (nil = null) to an SR_ARRAY, or raise a
+ * usage error naming the argument. With ch, channels are taken out of the
+ * arguments and listed in ch (they travel as the call's stream ids). */
+static sr_value *check_args(lua_State *L, lsr_loop *lp, int first, int last, int json,
+                            chan_args *ch)
+{
+    enc *e = &lp->enc;
+    sr_value *arr;
+    int i;
+    enc_begin(L, lp, json);
+    if (ch) ch->n = 0;
     arr = sr_value_array();
     if (!arr) raise_error(L, "transport", "out of memory");
     for (i = first; i <= last; i++) {
-        sr_value *item = enc_value(e, i);
+        sr_value *item;
+        if (ch && is_channel(L, e, i)) {
+            int used;
+            lua_pushliteral(L, "_id");
+            used = lua_rawget(L, i) != LUA_TNIL;
+            lua_pop(L, 1);
+            if (used || ch->n == LSR_MAX_CHANNELS) {
+                sr_value_free(arr);
+                if (used)
+                    raise_error(L, "usage",
+                                "argument %d: this channel was already passed to a call (a "
+                                "channel carries one stream)",
+                                i - first + 1);
+                raise_error(L, "usage", "more than %d channels in one call", LSR_MAX_CHANNELS);
+            }
+            ch->idx[ch->n++] = i;
+            continue;
+        }
+        item = enc_value(e, i);
         if (!item) {
             sr_value_free(arr);
             raise_error(L, "usage", "argument %d: %s", i - first + 1, e->msg);
@@ -493,8 +543,18 @@ static sr_value *check_args(lua_State *L, lsr_loop *lp, int first, int last, int
             raise_error(L, "transport", "out of memory");
         }
     }
-    lua_pop(L, 3);
+    lua_pop(L, 4);
     return arr;
+}
+
+/* One value (a result, a stream item) at idx, or NULL with e->msg set. */
+static sr_value *check_value(lua_State *L, lsr_loop *lp, int idx, int json)
+{
+    sr_value *v;
+    enc_begin(L, lp, json);
+    v = enc_value(&lp->enc, idx);
+    lua_pop(L, 4);
+    return v;
 }
 
 /* ============================================================ value -> Lua */
@@ -928,7 +988,10 @@ static void pending_drop(lua_State *L, lsr_conn *c, lua_Integer key)
     lua_getiuservalue(L, 1, UV_PENDING);
     lua_pushnil(L);
     lua_rawseti(L, -2, key);
-    lua_pop(L, 1);
+    lua_getiuservalue(L, 1, UV_ITEMS);
+    lua_pushnil(L);
+    lua_rawseti(L, -2, key);
+    lua_pop(L, 2);
 }
 
 typedef struct done_args {
@@ -952,6 +1015,10 @@ static int done_tramp(lua_State *L)
     ud = lua_gettop(L);
     lua_getiuservalue(L, ud, UV_PENDING);
     pend = lua_gettop(L);
+    lua_getiuservalue(L, ud, UV_ITEMS);
+    lua_pushnil(L);
+    lua_rawseti(L, -2, a->key);
+    lua_pop(L, 1);
     lua_rawgeti(L, pend, a->key);
     lua_pushnil(L);
     lua_rawseti(L, pend, a->key);
@@ -991,23 +1058,71 @@ static void on_done(void *ud, const sr_error *err, const sr_value *result)
     run_protected(c->lp, c, done_tramp, &a, 0);
 }
 
+/* One item of a server-to-client stream: its item function (uv3[key]) gets
+ * the value, or nil and an error object when the value cannot be
+ * converted (the stream then fails rather than skip an item). */
+typedef struct item_args {
+    lsr_conn *c;
+    lua_Integer key;
+    const sr_value *item;
+} item_args;
+
+static int item_tramp(lua_State *L)
+{
+    item_args *a = lua_touserdata(L, 1);
+    if (!push_conn(L, a->c)) return 0;
+    lua_getiuservalue(L, -1, UV_ITEMS);
+    lua_rawgeti(L, -1, a->key);
+    if (!lua_isfunction(L, -1)) return 0;
+    lua_pushcfunction(L, push_result_f);
+    lua_pushlightuserdata(L, (void *)a->item);
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+        const char *why = lua_tostring(L, -1);
+        push_error_obj(L, "protocol", why ? why : "cannot convert a stream item", 0);
+        lua_replace(L, -2);
+        lua_pushnil(L);
+        lua_insert(L, -2);
+        lua_call(L, 2, 0);
+        return 0;
+    }
+    lua_call(L, 1, 0);
+    return 0;
+}
+
+static void on_item(void *ud, const sr_value *item)
+{
+    lsr_pending *p = ud;
+    item_args a;
+    a.c = p->c;
+    a.key = p->key;
+    a.item = item;
+    run_protected(p->c->lp, p->c, item_tramp, &a, 0);
+}
+
 typedef struct inv_args {
     lsr_conn *c;
     const char *target;
     const sr_value *args;
+    const char *id; /* the server waits for a result */
+    int taken;      /* Lua took charge of the result */
 } inv_args;
 
+/* A plain call goes to callback "invocation" (target, ...); one that waits
+ * for a result to "result" (id, target, ...), which answers through
+ * conn:complete. */
 static int invocation_tramp(lua_State *L)
 {
     inv_args *a = lua_touserdata(L, 1);
     size_t i, n = a->args && sr_value_type(a->args) == SR_ARRAY ? sr_value_len(a->args) : 0;
     if (!push_conn(L, a->c)) return 0;
-    if (!push_callback(L, lua_gettop(L), "invocation")) return 0;
-    luaL_checkstack(L, (int)n + 2, "too many arguments from the server");
+    if (!push_callback(L, lua_gettop(L), a->id ? "result" : "invocation")) return 0;
+    luaL_checkstack(L, (int)n + 3, "too many arguments from the server");
+    if (a->id) lua_pushstring(L, a->id);
     lua_pushstring(L, a->target);
     for (i = 0; i < n; i++)
         push_top_value(L, sr_value_at(a->args, i));
-    lua_call(L, (int)n + 1, 0);
+    a->taken = a->id != NULL;
+    lua_call(L, (int)n + (a->id ? 2 : 1), 0);
     return 0;
 }
 
@@ -1017,7 +1132,8 @@ static int invocation_tramp(lua_State *L)
  * real hub sends a handful; more than this is refused, never cut short. */
 #define LSR_MAX_SERVER_ARGS 2000
 
-static void on_invocation(void *ud, sr_conn *conn, const char *target, const sr_value *args)
+static int on_invocation(void *ud, sr_conn *conn, const char *target, const sr_value *args,
+                         const char *invocation_id)
 {
     lsr_conn *c = ud;
     inv_args a;
@@ -1030,12 +1146,17 @@ static void on_invocation(void *ud, sr_conn *conn, const char *target, const sr_
                  "it was not delivered",
                  target, n, LSR_MAX_SERVER_ARGS);
         if (c->log_level <= SR_LOG_ERROR && !c->finalizing) run_log(c->lp, c, SR_LOG_ERROR, msg);
-        return;
+        if (invocation_id) sr_conn_complete(conn, invocation_id, NULL, msg);
+        return invocation_id != NULL;
     }
     a.c = c;
     a.target = target;
     a.args = args;
+    a.id = invocation_id;
+    a.taken = 0;
     run_protected(c->lp, c, invocation_tramp, &a, 0);
+    /* An error before the Lua side took the call: the core answers. */
+    return a.taken;
 }
 
 /* fn(err): closed for good; err is nil after stop */
@@ -1254,6 +1375,8 @@ static int lsr_conn_close(lua_State *L)
         lua_rawseti(L, list, ++n);
     lua_newtable(L);
     lua_setiuservalue(L, 1, UV_PENDING);
+    lua_newtable(L);
+    lua_setiuservalue(L, 1, UV_ITEMS);
     fail_orphans(L, list, n);
     return 0;
 }
@@ -1339,28 +1462,65 @@ static int lsr_conn_stop(lua_State *L)
 /* conn:invoke(method, done, ...) -> id; done(err, result). false when the
  * send buffer is full (SR_EFULL): done will not run; wait_writable, then
  * call again. */
-static int lsr_conn_invoke(lua_State *L)
+/* Tell each channel of a call which stream it carries; a channel closed
+ * before the call ends its stream at once. */
+static void attach_channels(lua_State *L, lsr_conn *c, const chan_args *ch)
+{
+    int i;
+    for (i = 0; i < ch->n; i++) {
+        int idx = ch->idx[i];
+        lua_pushliteral(L, "_c");
+        lua_pushvalue(L, 1);
+        lua_rawset(L, idx);
+        lua_pushliteral(L, "_id");
+        lua_pushinteger(L, (lua_Integer)ch->ids[i]);
+        lua_rawset(L, idx);
+        lua_pushliteral(L, "_closed");
+        if (lua_rawget(L, idx) != LUA_TNIL && lua_toboolean(L, -1)) {
+            lua_pushliteral(L, "_error");
+            lua_rawget(L, idx);
+            sr_conn_upload_close(c->conn, ch->ids[i], lua_tostring(L, -1));
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
+}
+
+/* The calls that expect an answer: conn:invoke(method, done, ...) and
+ * conn:stream(method, item, done, ...) -> id, or false when the send
+ * buffer is full (wait_writable, then call again). */
+static int call_with_answer(lua_State *L, sr_call_kind kind)
 {
     lsr_conn *c = open_conn(L);
     lsr_loop *lp = c->lp;
     const char *target = luaL_checkstring(L, 2);
+    int done = kind == SR_CALL_STREAM ? 4 : 3;
     sr_value *args;
+    chan_args ch;
     lsr_pending *p;
     lua_Integer key;
     uint64_t id = 0;
     int rc;
     luaL_checktype(L, 3, LUA_TFUNCTION);
-    args = check_args(L, lp, 4, lua_gettop(L), c->json);
-    p = pending_new(L, c, 3);
+    if (kind == SR_CALL_STREAM) luaL_checktype(L, 4, LUA_TFUNCTION);
+    args = check_args(L, lp, done + 1, lua_gettop(L), c->json, &ch);
+    p = pending_new(L, c, done);
     if (!p) {
         sr_value_free(args);
         return raise_error(L, "transport", "out of memory");
     }
     key = p->key;
+    if (kind == SR_CALL_STREAM) {
+        lua_getiuservalue(L, 1, UV_ITEMS);
+        lua_pushvalue(L, 3);
+        lua_rawseti(L, -2, key);
+        lua_pop(L, 1);
+    }
     take_ref(L, c);
     {
         ENTER(lp, L);
-        rc = sr_conn_invoke(c->conn, target, args, on_done, p, &id);
+        rc = sr_conn_call(c->conn, kind, target, args, (size_t)ch.n, ch.ids,
+                          kind == SR_CALL_STREAM ? on_item : NULL, on_done, p, &id);
         LEAVE(lp);
     }
     sr_value_free(args);
@@ -1371,10 +1531,21 @@ static int lsr_conn_invoke(lua_State *L)
             lua_pushboolean(L, 0);
             return 1;
         }
-        return raise_call(L, c, rc, "invoke", target);
+        return raise_call(L, c, rc, kind == SR_CALL_STREAM ? "stream" : "invoke", target);
     }
+    attach_channels(L, c, &ch);
     lua_pushinteger(L, (lua_Integer)id);
     return 1;
+}
+
+static int lsr_conn_invoke(lua_State *L)
+{
+    return call_with_answer(L, SR_CALL_INVOKE);
+}
+
+static int lsr_conn_stream(lua_State *L)
+{
+    return call_with_answer(L, SR_CALL_STREAM);
 }
 
 /* conn:send(method, ...) -> true once queued for the transport; false when
@@ -1384,11 +1555,13 @@ static int lsr_conn_send(lua_State *L)
     lsr_conn *c = open_conn(L);
     lsr_loop *lp = c->lp;
     const char *target = luaL_checkstring(L, 2);
-    sr_value *args = check_args(L, lp, 3, lua_gettop(L), c->json);
+    chan_args ch;
+    sr_value *args = check_args(L, lp, 3, lua_gettop(L), c->json, &ch);
     int rc;
     {
         ENTER(lp, L);
-        rc = sr_conn_send(c->conn, target, args);
+        rc = sr_conn_call(c->conn, SR_CALL_SEND, target, args, (size_t)ch.n, ch.ids, NULL, NULL,
+                          NULL, NULL);
         LEAVE(lp);
     }
     sr_value_free(args);
@@ -1397,8 +1570,108 @@ static int lsr_conn_send(lua_State *L)
         return 1;
     }
     if (rc != SR_OK) return raise_call(L, c, rc, "send", target);
+    attach_channels(L, c, &ch);
     lua_pushboolean(L, 1);
     return 1;
+}
+
+/* conn:upload_write(id, item) -> true once queued; false when the send
+ * buffer is full (wait_writable, then again). */
+static int lsr_conn_upload_write(lua_State *L)
+{
+    lsr_conn *c = open_conn(L);
+    uint64_t id = (uint64_t)luaL_checkinteger(L, 2);
+    sr_value *v;
+    int rc;
+    lua_settop(L, 3);
+    v = check_value(L, c->lp, 3, c->json);
+    if (!v) return raise_error(L, "usage", "channel item: %s", c->lp->enc.msg);
+    rc = sr_conn_upload_write(c->conn, id, v);
+    sr_value_free(v);
+    if (rc == SR_EFULL) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    if (rc == SR_EUSAGE) return raise_error(L, "usage", "channel: write after close");
+    if (rc != SR_OK) return raise_call(L, c, rc, "write to a channel", NULL);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* conn:upload_close(id [, error]) -> true, or false when the send buffer
+ * is full (wait_writable, then again). */
+static int lsr_conn_upload_close(lua_State *L)
+{
+    lsr_conn *c = open_conn(L);
+    uint64_t id = (uint64_t)luaL_checkinteger(L, 2);
+    const char *error = luaL_optstring(L, 3, NULL);
+    int rc = sr_conn_upload_close(c->conn, id, error);
+    if (rc == SR_EFULL) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    if (rc == SR_EUSAGE) return raise_error(L, "usage", "channel: closed twice");
+    if (rc != SR_OK) return raise_call(L, c, rc, "close a channel", NULL);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* conn:complete(id, true, value) or conn:complete(id, false, message):
+ * answer a server's call that waits for a result. Returns true when sent;
+ * false and why when not (the connection is gone, or the value cannot be
+ * sent: then the server gets that error instead). */
+static int lsr_conn_complete(lua_State *L)
+{
+    lsr_conn *c = check_conn(L);
+    const char *id = luaL_checkstring(L, 2);
+    int ok = lua_toboolean(L, 3);
+    sr_value *v = NULL;
+    const char *error = NULL;
+    char why[300];
+    int rc;
+    lua_settop(L, 4);
+    if (!c->conn) {
+        lua_pushboolean(L, 0);
+        lua_pushliteral(L, "the connection was closed");
+        return 2;
+    }
+    if (ok) {
+        v = check_value(L, c->lp, 4, c->json);
+        if (!v) {
+            snprintf(why, sizeof why, "the client's result cannot be sent: %s", c->lp->enc.msg);
+            error = why;
+        }
+    } else {
+        error = luaL_optstring(L, 4, "error");
+    }
+    rc = sr_conn_complete(c->conn, id, v, error);
+    sr_value_free(v);
+    if (rc != SR_OK) {
+        lua_pushboolean(L, 0);
+        lua_pushstring(L, sr_strerror(rc));
+        return 2;
+    }
+    if (ok && error) {
+        lua_pushboolean(L, 0);
+        lua_pushstring(L, error);
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int lsr_conn_pause(lua_State *L)
+{
+    lsr_conn *c = check_conn(L);
+    if (c->conn) sr_conn_pause(c->conn);
+    return 0;
+}
+
+static int lsr_conn_resume(lua_State *L)
+{
+    lsr_conn *c = check_conn(L);
+    if (c->conn) sr_conn_resume(c->conn);
+    return 0;
 }
 
 /* conn:wait_writable(done): done(err) once there is room to send again
@@ -1477,6 +1750,13 @@ static int set_callback(lua_State *L, const char *name)
 static int lsr_conn_on_invocation(lua_State *L)
 {
     return set_callback(L, "invocation");
+}
+
+/* fn(id, target, ...): a server's call that waits for a result; the
+ * answer goes back with conn:complete(id, ...) */
+static int lsr_conn_on_result(lua_State *L)
+{
+    return set_callback(L, "result");
 }
 
 /* fn(err): closed for good; err is nil after stop */
@@ -1795,7 +2075,7 @@ static int lsr_connection(lua_State *L)
     co.stateful = opt_bool(L, 1, "stateful_reconnect", 0);
     co.stateful_buffer = (size_t)opt_integer(L, 1, "stateful_buffer_size");
 
-    c = lua_newuserdatauv(L, sizeof *c, 2);
+    c = lua_newuserdatauv(L, sizeof *c, 3);
     ud = lua_gettop(L);
     memset(c, 0, sizeof *c);
     c->self_ref = LUA_NOREF;
@@ -1818,6 +2098,8 @@ static int lsr_connection(lua_State *L)
     lua_setiuservalue(L, ud, UV_CALLBACKS);
     lua_newtable(L);
     lua_setiuservalue(L, ud, UV_PENDING);
+    lua_newtable(L);
+    lua_setiuservalue(L, ud, UV_ITEMS);
     lua_rawgetp(L, LUA_REGISTRYINDEX, &WEAK_KEY);
     lua_pushvalue(L, ud);
     lua_rawsetp(L, -2, c);
@@ -1908,10 +2190,17 @@ static const luaL_Reg conn_methods[] = {{"start", lsr_conn_start},
                                         {"stop", lsr_conn_stop},
                                         {"invoke", lsr_conn_invoke},
                                         {"send", lsr_conn_send},
+                                        {"stream", lsr_conn_stream},
+                                        {"upload_write", lsr_conn_upload_write},
+                                        {"upload_close", lsr_conn_upload_close},
+                                        {"complete", lsr_conn_complete},
+                                        {"pause", lsr_conn_pause},
+                                        {"resume", lsr_conn_resume},
                                         {"cancel", lsr_conn_cancel},
                                         {"state", lsr_conn_state},
                                         {"connection_id", lsr_conn_connection_id},
                                         {"on_invocation", lsr_conn_on_invocation},
+                                        {"on_result", lsr_conn_on_result},
                                         {"on_close", lsr_conn_on_close},
                                         {"on_state", lsr_conn_on_state},
                                         {"on_reconnecting", lsr_conn_on_reconnecting},
@@ -1950,6 +2239,8 @@ static void create_metatables(lua_State *L)
     luaL_newmetatable(L, ARRAY_MT);
     lua_pop(L, 1);
     luaL_newmetatable(L, MAP_MT);
+    lua_pop(L, 1);
+    luaL_newmetatable(L, CHANNEL_MT);
     lua_pop(L, 1);
     if (luaL_newmetatable(L, BINARY_MT)) {
         lua_pushcfunction(L, lsr_binary_tostring);
@@ -2029,6 +2320,8 @@ LSR_EXPORT int luaopen_signalr_core(lua_State *L)
     lua_setfield(L, -2, "map_mt");
     luaL_getmetatable(L, BINARY_MT);
     lua_setfield(L, -2, "binary_mt");
+    luaL_getmetatable(L, CHANNEL_MT);
+    lua_setfield(L, -2, "channel_mt");
     luaL_getmetatable(L, ERROR_MT);
     lua_setfield(L, -2, "error_mt");
     return 1;

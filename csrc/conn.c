@@ -40,6 +40,7 @@
 #include "options.h"
 #include "pending.h"
 #include "protocol.h"
+#include "stream.h"
 #include "transport.h"
 
 #define MAX_REDIRECTS 100
@@ -127,6 +128,13 @@ struct sr_conn {
     sr_buf enc;          /* scratch for encoding */
     uint64_t next_id;
     sr_pending pending;
+    sr_pending uploads;    /* open client-to-server streams (ids only) */
+    uint64_t upload_floor; /* ids up to this one were issued before the last loss */
+
+    /* flow control (sr_conn_pause) */
+    int paused;          /* pauses not yet resumed */
+    sr_held held;        /* received while paused, not delivered yet */
+    uint64_t held_timer; /* delivers the held messages after the last resume */
     uint64_t stop_timer;
 
     /* automatic reconnect */
@@ -173,6 +181,7 @@ static void transport_failed(sr_conn *c, const sr_error *err);
 static void open_transport(sr_conn *c, int reattach);
 static int send_msg(sr_conn *c, const sr_msg *m);
 static void schedule_writable(sr_conn *c);
+static int can_send(const sr_conn *c);
 
 /* ------------------------------------------------------------- helpers */
 
@@ -522,20 +531,29 @@ static void abort_with(sr_conn *c, const sr_error *err)
         attempt_failed(c, err);
 }
 
+/* A Completion or StreamItem for an id we have no entry for: late for a
+ * stream or invocation we canceled (expected; quiet), or an id we never
+ * issued (the server's fault; said). */
+static void unknown_id(sr_conn *c, const sr_msg *m, int known_form, uint64_t id)
+{
+    const char *what = m->type == SR_MSG_STREAM_ITEM ? "StreamItem" : "Completion";
+    if (known_form && id <= c->next_id) {
+        if (SR_LOG_ON(&c->log, SR_LOG_DEBUG))
+            sr__logf(&c->log, SR_LOG_DEBUG, "%s for finished invocation %s dropped", what,
+                     m->invocation_id);
+        return;
+    }
+    sr__logf(&c->log, SR_LOG_WARNING, "%s for unknown invocation id '%s' ignored", what,
+             m->invocation_id);
+}
+
 static void complete_invocation(sr_conn *c, sr_msg *m)
 {
     sr_pending_entry e;
     uint64_t id = 0;
-    const char *p = m->invocation_id;
-    int ok = *p >= '1' && *p <= '9'; /* ids are ours: written as plain decimals from 1 */
-    /* Only the exact text we sent matches: " 1", "+1" or "01" is not "1". */
-    for (; ok && *p; p++) {
-        if (*p < '0' || *p > '9' || id > (UINT64_MAX - 9) / 10) ok = 0;
-        id = id * 10 + (uint64_t)(*p - '0');
-    }
+    int ok = sr__id_parse(m->invocation_id, &id);
     if (!ok || !sr__pending_take(&c->pending, id, &e)) {
-        sr__logf(&c->log, SR_LOG_WARNING, "Completion for unknown invocation id '%s' ignored",
-                 m->invocation_id);
+        unknown_id(c, m, ok, id);
         return;
     }
     if (m->error) {
@@ -543,21 +561,55 @@ static void complete_invocation(sr_conn *c, sr_msg *m)
         set_err(&err, SR_EHUB, 0, "%s", m->error);
         e.done(e.ud, &err, NULL);
     } else {
-        e.done(e.ud, NULL, m->has_result ? m->result : NULL);
+        /* A stream's Completion carries no result (the official clients
+         * ignore one). */
+        e.done(e.ud, NULL, m->has_result && !e.item ? m->result : NULL);
     }
 }
 
-static void answer_client_result(sr_conn *c, const char *invocation_id)
+static void stream_item(sr_conn *c, sr_msg *m)
 {
-    /* Client results come with streams in a later step; until then answer
-     * as the official clients do when no handler returns a result, so the
-     * server's call does not hang. */
+    sr_pending_entry *e;
+    uint64_t id = 0;
+    int ok = sr__id_parse(m->invocation_id, &id);
+    if (!ok || !(e = sr__pending_find(&c->pending, id))) {
+        unknown_id(c, m, ok, id);
+        return;
+    }
+    if (!e->item) {
+        /* An invoke answered with stream items: the server never does that
+         * (it fails such an invoke with a Completion error). */
+        sr_pending_entry t;
+        sr_error err;
+        sr__pending_take(&c->pending, id, &t);
+        set_err(&err, SR_EPROTOCOL, 0,
+                "the server sent a stream item for invocation %s, which is not a stream",
+                m->invocation_id);
+        t.done(t.ud, &err, NULL);
+        return;
+    }
+    e->item(e->ud, m->item);
+}
+
+static int complete_server_call(sr_conn *c, const char *invocation_id, const sr_value *result,
+                                const char *error)
+{
     sr_msg r;
+    sr_value *null = NULL;
+    int rc;
     memset(&r, 0, sizeof r);
     r.type = SR_MSG_COMPLETION;
     r.invocation_id = (char *)invocation_id;
-    r.error = (char *)"Client didn't provide a result.";
-    send_msg(c, &r);
+    if (error) {
+        r.error = (char *)error;
+    } else {
+        if (!result) result = null = sr_value_null();
+        r.has_result = 1;
+        r.result = (sr_value *)result;
+    }
+    rc = send_msg(c, &r);
+    sr_value_free(null);
+    return rc;
 }
 
 /* Stateful reconnect: 1 when a tracked message was seen before (the
@@ -586,13 +638,23 @@ static int handle_message(sr_conn *c, sr_msg *m)
     case SR_MSG_INVOCATION:
         if (SR_LOG_ON(&c->log, SR_LOG_DEBUG))
             sr__logf(&c->log, SR_LOG_DEBUG, "received invocation of '%s'", m->target);
-        if (c->on_invocation) {
-            c->on_invocation(c->on_invocation_ud, c, m->target, m->arguments);
-        } else {
-            sr__logf(&c->log, SR_LOG_WARNING, "no handler for the server's call to '%s'",
-                     m->target);
+        {
+            int answered = 0;
+            if (c->on_invocation) {
+                answered = c->on_invocation(c->on_invocation_ud, c, m->target, m->arguments,
+                                            m->invocation_id);
+            } else {
+                sr__logf(&c->log, SR_LOG_WARNING, "no handler for the server's call to '%s'",
+                         m->target);
+            }
+            /* The server waits for a result: as the official clients, answer
+             * for a client that will not, so the server's call does not hang. */
+            if (!stale(c, g) && m->invocation_id && !answered && can_send(c))
+                complete_server_call(c, m->invocation_id, NULL, "Client didn't provide a result.");
+            break;
         }
-        if (!stale(c, g) && m->invocation_id) answer_client_result(c, m->invocation_id);
+    case SR_MSG_STREAM_ITEM:
+        stream_item(c, m);
         break;
     case SR_MSG_PING:
         break;
@@ -662,6 +724,8 @@ static int attempt_connected(sr_conn *c)
     return !stale(c, g);
 }
 
+static void parse_in(sr_conn *c, size_t off);
+
 static void tp_on_data_body(sr_conn *c, const char *data, size_t len)
 {
     size_t off = 0;
@@ -685,6 +749,14 @@ static void tp_on_data_body(sr_conn *c, const char *data, size_t len)
         off = (size_t)n;
         if (!attempt_connected(c)) return;
     }
+    parse_in(c, off);
+}
+
+/* Parse and handle what `in` holds from off on; stop early while the
+ * connection is paused (the rest waits in `in`). */
+static void parse_in(sr_conn *c, size_t off)
+{
+    sr_error err;
     /* A large record arrives in many pieces: look for its end only in the
      * new bytes, so receiving it stays linear. */
     if (off == 0 && c->scanned && !c->protocol->binary &&
@@ -697,6 +769,7 @@ static void tp_on_data_body(sr_conn *c, const char *data, size_t len)
     while (off < c->in.len) {
         sr_msg m;
         int n;
+        if (c->paused || c->held.n) break;
         memset(&m, 0, sizeof m);
         n = c->protocol->parse(c->in.data + off, c->in.len - off, c->opt->max_message_size, &m,
                                &err);
@@ -720,6 +793,77 @@ static void tp_on_data_body(sr_conn *c, const char *data, size_t len)
     plan_ack(c);
 }
 
+/* ------------------------------------------------------- flow control */
+
+/* Keep messages received while paused (or behind others kept). Their
+ * weight stays on the loop's bound until they are delivered. */
+static void hold_msgs(sr_conn *c, sr_rx_msg *msgs, size_t n)
+{
+    size_t i;
+    sr_error err;
+    for (i = 0; i < n; i++) {
+        size_t bytes = msgs[i].bytes;
+        if (sr__held_push(&c->held, &msgs[i]) != SR_OK) {
+            set_err(&err, SR_ETRANSPORT, 0, "%sout of memory holding received messages", "");
+            abort_with(c, &err);
+            return;
+        }
+        sr__loop_hold(c->loop, 2 * bytes);
+    }
+}
+
+static void drop_held(sr_conn *c)
+{
+    if (c->held.n) {
+        sr__loop_unhold(c->loop, 2 * c->held.bytes);
+        sr__logf(&c->log, SR_LOG_DEBUG, "%zu held messages dropped with the transport", c->held.n);
+    }
+    sr__held_clear(&c->held);
+    if (c->held_timer) {
+        sr_loop_cancel_timer(c->loop, c->held_timer);
+        c->held_timer = 0;
+    }
+}
+
+/* Deliver held messages in order: while not paused, or all of them
+ * (force: the transport closes, and what came before its close goes
+ * first). Then what waits unparsed in `in`. */
+static void deliver_held(sr_conn *c, int force)
+{
+    sr_rx_msg m;
+    while ((force || !c->paused) && sr__held_pop(&c->held, &m)) {
+        int stop;
+        sr__loop_unhold(c->loop, 2 * m.bytes);
+        stop = !duplicate(c, &m.m, m.bytes) && handle_message(c, &m.m);
+        sr__msg_clear(&m.m);
+        if (stop) return;
+    }
+    if (!c->held.n && !c->paused && c->in.len && c->attached) parse_in(c, 0);
+    if (c->attached) plan_ack(c);
+}
+
+static void held_timer_fired(void *ud)
+{
+    sr_conn *c = ud;
+    c->held_timer = 0;
+    hold(c);
+    deliver_held(c, 0);
+    release(c);
+}
+
+void sr_conn_pause(sr_conn *c)
+{
+    if (c && !c->dead) c->paused++;
+}
+
+void sr_conn_resume(sr_conn *c)
+{
+    if (!c || c->dead || !c->paused) return;
+    /* Delivery runs inside a later dispatch, never inside this call. */
+    if (--c->paused == 0 && (c->held.n || c->in.len) && !c->held_timer)
+        c->held_timer = sr_loop_add_timer(c->loop, 0, held_timer_fired, c);
+}
+
 /* Messages the transport parsed where it read them (cfg.protocol). They
  * follow the handshake reply, which came through tp_on_data. */
 static void tp_on_msgs_body(sr_conn *c, sr_transport *tp, sr_rx_msg *msgs, size_t n)
@@ -727,6 +871,10 @@ static void tp_on_msgs_body(sr_conn *c, sr_transport *tp, sr_rx_msg *msgs, size_
     size_t i;
     if (tp != c->tp || !c->attached) return;
     for (i = 0; i < n; i++) {
+        if (c->paused || c->held.n) {
+            hold_msgs(c, msgs + i, n - i);
+            break;
+        }
         if (!duplicate(c, &msgs[i].m, msgs[i].bytes) && handle_message(c, &msgs[i].m)) return;
     }
     plan_ack(c);
@@ -803,6 +951,14 @@ static void tp_on_close(void *ud, sr_transport *tp, const sr_error *err)
 {
     sr_conn *c = ud;
     hold(c);
+    if (tp == c->tp && c->held.n && c->attached) {
+        deliver_held(c, 1);
+        /* A held Close ended the connection: it already dropped tp. */
+        if (c->tp != tp) {
+            release(c);
+            return;
+        }
+    }
     /* Keep the host's reference until the lifecycle drops the network. */
     tp_on_close_body(c, err);
     sr__transport_release(tp);
@@ -1186,6 +1342,7 @@ static void drop_network(sr_conn *c)
     c->tp_full = 0;
     sr__buf_reset(&c->in);
     c->scanned = 0;
+    drop_held(c);
 }
 
 static void cancel_timer(sr_conn *c, uint64_t *t)
@@ -1273,6 +1430,9 @@ static sr_pending take_pending(sr_conn *c)
 {
     sr_pending old = c->pending;
     memset(&c->pending, 0, sizeof c->pending);
+    /* The server forgot the calls, and with them their uploads. */
+    sr__pending_free(&c->uploads);
+    c->upload_floor = c->next_id;
     return old;
 }
 
@@ -1522,6 +1682,8 @@ static void destroy(sr_conn *c)
     free(c->stop_waiters.v);
     free(c->wr_waiters.v);
     sr__pending_free(&c->pending);
+    sr__pending_free(&c->uploads);
+    sr__held_clear(&c->held);
     sr__buf_free(&c->in);
     sr__buf_free(&c->enc);
     free(c);
@@ -1546,6 +1708,7 @@ void sr_conn_free(sr_conn *c)
     drop_network(c);
     cancel_timers(c);
     sr__pending_free(&c->pending);
+    sr__pending_free(&c->uploads);
     c->state = SR_STATE_DISCONNECTED;
     release(c);
 }
@@ -1639,47 +1802,158 @@ static int can_send(const sr_conn *c)
     return c->state == SR_STATE_CONNECTED && !c->closing && (c->attached || c->reattaching);
 }
 
-static int write_invocation(sr_conn *c, const char *id, const char *target, const sr_value *args)
+static void id_text(char *buf, size_t size, uint64_t id)
 {
+    snprintf(buf, size, "%llu", (unsigned long long)id);
+}
+
+/* Forget the calls sr_conn_call registered before it failed. */
+static void unregister(sr_conn *c, uint64_t id, const uint64_t *uploads, size_t n)
+{
+    sr_pending_entry e;
+    size_t i;
+    if (id) sr__pending_take(&c->pending, id, &e);
+    for (i = 0; i < n; i++)
+        sr__pending_take(&c->uploads, uploads[i], &e);
+}
+
+int sr_conn_call(sr_conn *c, sr_call_kind kind, const char *target, const sr_value *args,
+                 size_t nuploads, uint64_t *upload_ids, sr_item_fn on_item, sr_done_fn done,
+                 void *ud, uint64_t *id_out)
+{
+    char id[24];
+    uint64_t n = 0;
+    size_t i;
     sr_msg m;
+    sr_value *sids = NULL;
+    int rc;
+    if (!target || (kind != SR_CALL_SEND && !done) || (kind == SR_CALL_STREAM && !on_item) ||
+        (unsigned)kind > SR_CALL_STREAM || (nuploads && !upload_ids))
+        return SR_EUSAGE;
     /* NULL arguments are written as [] by the protocol. */
     if (args && sr_value_type(args) != SR_ARRAY) return SR_EUSAGE;
+    if (!can_send(c)) return SR_ECLOSED;
     memset(&m, 0, sizeof m);
-    m.type = SR_MSG_INVOCATION;
-    m.invocation_id = (char *)id;
+    m.type = kind == SR_CALL_STREAM ? SR_MSG_STREAM_INVOCATION : SR_MSG_INVOCATION;
     m.target = (char *)target;
     m.arguments = (sr_value *)args;
-    return send_msg(c, &m);
+    if (nuploads) {
+        /* Stream ids come before the call's own id, as the official
+         * clients number them. */
+        if (!(sids = sr_value_array())) return SR_ENOMEM;
+        for (i = 0; i < nuploads; i++) {
+            char sid[24];
+            upload_ids[i] = c->next_id + 1 + i;
+            id_text(sid, sizeof sid, upload_ids[i]);
+            if (sr_value_array_push(sids, sr_value_string(sid, strlen(sid))) != SR_OK ||
+                sr__pending_put(&c->uploads, upload_ids[i], NULL, NULL, NULL) != SR_OK) {
+                unregister(c, 0, upload_ids, i + 1);
+                sr_value_free(sids);
+                return SR_ENOMEM;
+            }
+        }
+        m.stream_ids = sids;
+    }
+    if (kind != SR_CALL_SEND) {
+        n = c->next_id + 1 + nuploads;
+        if (sr__pending_put(&c->pending, n, done, kind == SR_CALL_STREAM ? on_item : NULL, ud) !=
+            SR_OK) {
+            unregister(c, 0, upload_ids, nuploads);
+            sr_value_free(sids);
+            return SR_ENOMEM;
+        }
+        id_text(id, sizeof id, n);
+        m.invocation_id = id;
+    }
+    rc = send_msg(c, &m);
+    sr_value_free(sids);
+    if (rc != SR_OK) {
+        unregister(c, n, upload_ids, nuploads);
+        return rc;
+    }
+    c->next_id += nuploads + (n ? 1 : 0);
+    if (n && SR_LOG_ON(&c->log, SR_LOG_DEBUG))
+        sr__logf(&c->log, SR_LOG_DEBUG, "%s '%s' (id %s)",
+                 kind == SR_CALL_STREAM ? "streaming" : "invoking", target, id);
+    if (id_out) *id_out = n;
+    return SR_OK;
 }
 
 int sr_conn_invoke(sr_conn *c, const char *target, const sr_value *args, sr_done_fn done, void *ud,
                    uint64_t *id_out)
 {
-    char id[24];
-    uint64_t n;
-    int rc;
-    if (!target || !done) return SR_EUSAGE;
-    if (!can_send(c)) return SR_ECLOSED;
-    if (sr__pending_put(&c->pending, c->next_id + 1, done, ud) != SR_OK) return SR_ENOMEM;
-    n = ++c->next_id;
-    snprintf(id, sizeof id, "%llu", (unsigned long long)n);
-    rc = write_invocation(c, id, target, args);
-    if (rc != SR_OK) {
-        sr_pending_entry e;
-        sr__pending_take(&c->pending, n, &e);
-        return rc;
-    }
-    if (SR_LOG_ON(&c->log, SR_LOG_DEBUG))
-        sr__logf(&c->log, SR_LOG_DEBUG, "invoking '%s' (id %s)", target, id);
-    if (id_out) *id_out = n;
-    return SR_OK;
+    return sr_conn_call(c, SR_CALL_INVOKE, target, args, 0, NULL, NULL, done, ud, id_out);
+}
+
+int sr_conn_stream(sr_conn *c, const char *target, const sr_value *args, sr_item_fn on_item,
+                   sr_done_fn done, void *ud, uint64_t *id_out)
+{
+    return sr_conn_call(c, SR_CALL_STREAM, target, args, 0, NULL, on_item, done, ud, id_out);
 }
 
 int sr_conn_send(sr_conn *c, const char *target, const sr_value *args)
 {
-    if (!target) return SR_EUSAGE;
+    return sr_conn_call(c, SR_CALL_SEND, target, args, 0, NULL, NULL, NULL, NULL, NULL);
+}
+
+/* An upload id that is not open: closed by its owner (usage), or lost
+ * with the connection it was opened on. */
+static int upload_gone(const sr_conn *c, uint64_t id)
+{
+    return id && id <= c->upload_floor ? SR_ECLOSED : SR_EUSAGE;
+}
+
+int sr_conn_upload_write(sr_conn *c, uint64_t upload_id, const sr_value *item)
+{
+    char sid[24];
+    sr_msg m;
+    sr_value *null = NULL;
+    int rc;
+    if (!sr__pending_find(&c->uploads, upload_id)) return upload_gone(c, upload_id);
     if (!can_send(c)) return SR_ECLOSED;
-    return write_invocation(c, NULL, target, args);
+    if (!item && !(item = null = sr_value_null())) return SR_ENOMEM;
+    memset(&m, 0, sizeof m);
+    m.type = SR_MSG_STREAM_ITEM;
+    id_text(sid, sizeof sid, upload_id);
+    m.invocation_id = sid;
+    m.item = (sr_value *)item;
+    rc = send_msg(c, &m);
+    sr_value_free(null);
+    return rc;
+}
+
+int sr_conn_upload_close(sr_conn *c, uint64_t upload_id, const char *error)
+{
+    char sid[24];
+    sr_msg m;
+    sr_pending_entry e;
+    int rc;
+    if (!sr__pending_find(&c->uploads, upload_id)) {
+        rc = upload_gone(c, upload_id);
+        return rc == SR_ECLOSED ? SR_OK : rc;
+    }
+    if (!can_send(c)) {
+        /* Nothing to tell a server that lost the call; the id is spent. */
+        sr__pending_take(&c->uploads, upload_id, &e);
+        return SR_OK;
+    }
+    memset(&m, 0, sizeof m);
+    m.type = SR_MSG_COMPLETION;
+    id_text(sid, sizeof sid, upload_id);
+    m.invocation_id = sid;
+    m.error = (char *)error;
+    rc = send_msg(c, &m);
+    /* Full: the caller retries after sr_conn_wait_writable; the id stays. */
+    if (rc != SR_EFULL) sr__pending_take(&c->uploads, upload_id, &e);
+    return rc;
+}
+
+int sr_conn_complete(sr_conn *c, const char *invocation_id, const sr_value *result,
+                     const char *error)
+{
+    if (!invocation_id || !*invocation_id) return SR_EUSAGE;
+    if (!can_send(c)) return SR_ECLOSED;
+    return complete_server_call(c, invocation_id, result, error);
 }
 
 int sr_conn_cancel(sr_conn *c, uint64_t id)

@@ -199,6 +199,24 @@ int sr__loop_congested(sr_loop *loop)
     return __atomic_load_n(&loop->congested, __ATOMIC_SEQ_CST);
 }
 
+static void resume_io(sr_loop *loop);
+
+void sr__loop_hold(sr_loop *loop, size_t bytes)
+{
+    if (bytes && __atomic_add_fetch(&loop->bytes, bytes, __ATOMIC_SEQ_CST) > SR_QUEUE_HIGH)
+        __atomic_store_n(&loop->congested, 1, __ATOMIC_SEQ_CST);
+}
+
+void sr__loop_unhold(sr_loop *loop, size_t bytes)
+{
+    size_t left;
+    if (!bytes) return;
+    left = __atomic_sub_fetch(&loop->bytes, bytes, __ATOMIC_SEQ_CST);
+    if (left < SR_QUEUE_LOW && __atomic_load_n(&loop->congested, __ATOMIC_SEQ_CST) &&
+        __atomic_exchange_n(&loop->congested, 0, __ATOMIC_SEQ_CST))
+        resume_io(loop);
+}
+
 /* ---------------------------------------------------------------- timers */
 
 static int tless(const sr_loop *loop, uint32_t a, uint32_t b)

@@ -31,7 +31,7 @@ static int grow(sr_pending *p)
     return 0;
 }
 
-int sr__pending_put(sr_pending *p, uint64_t id, sr_done_fn done, void *ud)
+int sr__pending_put(sr_pending *p, uint64_t id, sr_done_fn done, sr_item_fn item, void *ud)
 {
     size_t s;
     if ((p->count + 1) * 2 > p->cap && grow(p) < 0) return SR_ENOMEM;
@@ -40,6 +40,7 @@ int sr__pending_put(sr_pending *p, uint64_t id, sr_done_fn done, void *ud)
         s = (s + 1) & (p->cap - 1);
     p->slots[s].id = id;
     p->slots[s].done = done;
+    p->slots[s].item = item;
     p->slots[s].ud = ud;
     p->count++;
     return SR_OK;
@@ -62,6 +63,18 @@ static void remove_at(sr_pending *p, size_t s)
             s = j;
         }
     }
+}
+
+sr_pending_entry *sr__pending_find(sr_pending *p, uint64_t id)
+{
+    size_t s;
+    if (!p->count || !id) return NULL;
+    s = slot_of(p, id);
+    while (p->slots[s].id) {
+        if (p->slots[s].id == id) return &p->slots[s];
+        s = (s + 1) & (p->cap - 1);
+    }
+    return NULL;
 }
 
 int sr__pending_take(sr_pending *p, uint64_t id, sr_pending_entry *out)

@@ -278,10 +278,71 @@ SR_API int sr_conn_send(sr_conn *c, const char *target, const sr_value *args);
  * call) and the server is told with a CancelInvocation. */
 SR_API int sr_conn_cancel(sr_conn *c, uint64_t id);
 
+/* ------------------------------------------------------------- streams */
+
+/* One item of a server-to-client stream, borrowed until the callback returns. */
+typedef void (*sr_item_fn)(void *ud, const sr_value *item);
+
+/* Start a server-to-client stream (a hub method returning IAsyncEnumerable
+ * or ChannelReader). on_item runs for each item, in order; done runs once
+ * at the end: err NULL when the server completed the stream, SR_EHUB with
+ * the server's text, SR_ECANCELED after sr_conn_cancel (which tells the
+ * server at once; items still in flight are dropped), SR_ECLOSED when the
+ * connection ends first. A slow consumer calls sr_conn_pause. */
+SR_API int sr_conn_stream(sr_conn *c, const char *target, const sr_value *args, sr_item_fn on_item,
+                          sr_done_fn done, void *ud, uint64_t *id_out);
+
+typedef enum sr_call_kind {
+    SR_CALL_SEND,   /* no answer: on_item and done unused (may be NULL) */
+    SR_CALL_INVOKE, /* done gets the result, as sr_conn_invoke */
+    SR_CALL_STREAM  /* on_item per item, then done, as sr_conn_stream */
+} sr_call_kind;
+
+/* The general call, with client-to-server streams: nuploads streams are
+ * opened with the call, their ids written to upload_ids[0..nuploads) and
+ * sent as the invocation's streamIds (the hub method takes them as its
+ * ChannelReader / IAsyncEnumerable parameters, after the plain arguments
+ * in args). Write to them with sr_conn_upload_write and end each with
+ * sr_conn_upload_close. *id_out receives the call's id (0 for a send). */
+SR_API int sr_conn_call(sr_conn *c, sr_call_kind kind, const char *target, const sr_value *args,
+                        size_t nuploads, uint64_t *upload_ids, sr_item_fn on_item, sr_done_fn done,
+                        void *ud, uint64_t *id_out);
+/* Send one item (borrowed) on an open client-to-server stream. SR_EFULL:
+ * the send buffer is full (sr_conn_wait_writable, then retry); SR_EUSAGE:
+ * no open stream has this id (never opened, or closed); SR_ECLOSED: the
+ * connection is not connected. */
+SR_API int sr_conn_upload_write(sr_conn *c, uint64_t upload_id, const sr_value *item);
+/* End a client-to-server stream; error NULL completes it, otherwise the
+ * hub method sees the stream fail with that text. Closing a stream the
+ * connection already lost is SR_OK (nothing to tell). */
+SR_API int sr_conn_upload_close(sr_conn *c, uint64_t upload_id, const char *error);
+
+/* Flow control for a slow consumer: while paused (calls to sr_conn_pause
+ * outnumber those to sr_conn_resume), received messages are held, in
+ * order, and not delivered. Held messages count against the loop's bound
+ * (SR_QUEUE_HIGH), so past it the I/O threads stop reading; nothing is
+ * dropped. Held messages are delivered, still in order, after the last
+ * resume (inside a later dispatch), and before the close of the transport
+ * they came on is reported. */
+SR_API void sr_conn_pause(sr_conn *c);
+SR_API void sr_conn_resume(sr_conn *c);
+
+/* ------------------------------------------------------ server's calls */
+
 /* A call from the server. target is as sent (match it case-insensitively);
- * args is an SR_ARRAY. */
-typedef void (*sr_invocation_fn)(void *ud, sr_conn *c, const char *target, const sr_value *args);
+ * args is an SR_ARRAY. invocation_id is NULL for a plain call; otherwise
+ * the server waits for a result (client results, ASP.NET Core 7+) and the
+ * callback returns 1 when it answers with sr_conn_complete (now or later,
+ * exactly once), or 0 to have the core answer "Client didn't provide a
+ * result." at once. The return value of a plain call is ignored. */
+typedef int (*sr_invocation_fn)(void *ud, sr_conn *c, const char *target, const sr_value *args,
+                                const char *invocation_id);
 SR_API void sr_conn_on_invocation(sr_conn *c, sr_invocation_fn fn, void *ud);
+/* Answer a server's call that waits for a result: result (borrowed; NULL
+ * sends null) when error is NULL, else the error text. SR_ECLOSED when the
+ * connection is not connected any more (the server has failed its call). */
+SR_API int sr_conn_complete(sr_conn *c, const char *invocation_id, const sr_value *result,
+                            const char *error);
 
 /* The connection closed for good; err is NULL after sr_conn_stop. */
 typedef void (*sr_close_fn)(void *ud, sr_conn *c, const sr_error *err);

@@ -1,10 +1,11 @@
 /*
  * c_client.c - the core used from plain C, without Lua.
  *
- * Connects to a hub (argv[1], e.g. http://127.0.0.1:5000/testhub), invokes
- * Add(40, 2) and Echo("hello from C"), asks the server to call the client's
- * "notify" method, waits for that call, then stops. Prints what it got and
- * exits 0 on success.
+ * Connects to a hub (argv[1], e.g. http://127.0.0.1:5000/clientresulthub),
+ * invokes Add(40, 2) and Echo("hello from C"), asks the server to call the
+ * client's "notify" method and waits for that call, reads the stream
+ * Counter(3, 0), answers the server's "square" call with a result (client
+ * results), then stops. Prints what it got and exits 0 on success.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -76,14 +77,33 @@ static void on_done(void *ud, const sr_error *err, const sr_value *result)
     }
 }
 
-static void on_invocation(void *ud, sr_conn *c, const char *target, const sr_value *args)
+/* A server's call. With an invocation id the server waits for a result:
+ * answer with sr_conn_complete (here at once; it may also be later) and
+ * return 1, or return 0 and the core answers that there is none. */
+static int on_invocation(void *ud, sr_conn *c, const char *target, const sr_value *args,
+                         const char *invocation_id)
 {
     app *a = ud;
-    (void)c;
     printf("server called %s with ", target);
     print_value(args);
     printf("\n");
     if (strcmp(target, "notify") == 0) a->notified = 1;
+    if (invocation_id && strcmp(target, "square") == 0 && sr_value_len(args) == 1) {
+        int64_t x = sr_value_get_int(sr_value_at(args, 0));
+        sr_value *r = sr_value_int(x * x);
+        sr_conn_complete(c, invocation_id, r, NULL);
+        sr_value_free(r);
+        return 1;
+    }
+    return 0;
+}
+
+static void on_item(void *ud, const sr_value *item)
+{
+    (void)ud;
+    printf("stream item: ");
+    print_value(item);
+    printf("\n");
 }
 
 /* Dispatch until the flag is set (a C program's own loop would wait on
@@ -182,6 +202,26 @@ int main(int argc, char **argv)
     sr_value_array_push(args, sr_value_string("ping", 4));
     if (call(loop, c, &a, "CallMeBack", args) < 0) goto out;
     if (!wait_for(loop, &a.notified)) goto out;
+
+    /* A server-to-client stream: items, then done. */
+    args = sr_value_array();
+    sr_value_array_push(args, sr_value_int(3));
+    sr_value_array_push(args, sr_value_int(0));
+    a.done = 0;
+    if (sr_conn_stream(c, "Counter", args, on_item, on_done, &a, NULL) != SR_OK) {
+        sr_value_free(args);
+        goto out;
+    }
+    sr_value_free(args);
+    if (!wait_for(loop, &a.done) || a.failed) goto out;
+    printf("stream completed\n");
+
+    /* Client results: the hub method calls "square" on this client and
+     * returns what the client answered. */
+    args = sr_value_array();
+    sr_value_array_push(args, sr_value_string("square", 6));
+    sr_value_array_push(args, sr_value_int(7));
+    if (call(loop, c, &a, "AskClient", args) < 0) goto out;
 
     a.done = 0;
     if (sr_conn_stop(c, on_done, &a) != SR_OK || !wait_for(loop, &a.done)) goto out;

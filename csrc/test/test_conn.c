@@ -42,14 +42,17 @@ static void on_close(void *ud, sr_conn *c, const sr_error *err)
 static char inv_target[64];
 static sr_value *inv_args;
 static int invocations;
-static void on_invocation(void *ud, sr_conn *c, const char *target, const sr_value *args)
+static int on_invocation(void *ud, sr_conn *c, const char *target, const sr_value *args,
+                         const char *invocation_id)
 {
     (void)ud;
     (void)c;
+    (void)invocation_id;
     invocations++;
     strcpy(inv_target, target);
     sr_value_free(inv_args);
     inv_args = sr_value_copy(args);
+    return 0;
 }
 
 static void reset(result *r)

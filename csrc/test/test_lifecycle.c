@@ -112,13 +112,16 @@ static void on_reconnected(void *ud, sr_conn *c, const char *id)
     act("reconnected");
 }
 
-static void on_invocation(void *ud, sr_conn *c, const char *target, const sr_value *args)
+static int on_invocation(void *ud, sr_conn *c, const char *target, const sr_value *args,
+                         const char *invocation_id)
 {
     (void)ud;
     (void)c;
     (void)args;
+    (void)invocation_id;
     ev("call(%s) ", target);
     act("invocation");
+    return 0;
 }
 
 static void start_done(void *ud, const sr_error *err, const sr_value *v)

@@ -263,6 +263,14 @@ local function await(w)
   return unpack(w.res, 1, w.res.n)
 end
 
+-- Wait until the core has room to send again (raises kind "closed").
+local function wait_writable_core(c)
+  local w = waiter()
+  c:wait_writable(w.k)
+  local err = await(w)
+  if err ~= nil then error(err, 0) end
+end
+
 local function busy(active)
   if next(waiting) ~= nil then return true end
   for conn in pairs(active) do
@@ -315,9 +323,49 @@ function M.sleep(seconds)
   await(w)
 end
 
---- Client-to-server streams come with the streaming issue.
+---------------------------------------------------------------------------
+-- client-to-server streams
+---------------------------------------------------------------------------
+
+-- A channel is a plain table with the core's channel metatable: the core
+-- finds channels among a call's arguments, sends their stream ids instead,
+-- and stores in each its connection (_c) and stream id (_id).
+local Channel = core.channel_mt
+Channel.__name = "signalr.Channel"
+Channel.__index = Channel
+
+--- A client-to-server stream: pass it as an argument of send, invoke or
+--- stream, then write items and close it.
 function M.channel()
-  usage("signalr.channel: client-to-server streams are not supported yet")
+  return setmetatable({ _closed = false }, Channel)
+end
+
+--- Send one item; waits while the send buffer is full.
+function Channel:write(item)
+  if self._closed then usage("channel:write: the channel is closed") end
+  local c = self._c
+  if c == nil then usage("channel:write: pass the channel to send, invoke or stream before writing") end
+  while not c:upload_write(self._id, item) do wait_writable_core(c) end
+end
+
+--- End the stream; with err (a string or an error object), the hub method
+--- sees the stream fail with that message. A second close does nothing.
+function Channel:close(err)
+  if self._closed then return end
+  if err ~= nil then
+    if type(err) == "table" and err.message ~= nil then err = err.message end
+    err = tostring(err)
+  end
+  self._closed, self._error = true, err
+  local c = self._c
+  if c == nil or c:state() == "disconnected" then return end
+  while not c:upload_close(self._id, err) do wait_writable_core(c) end
+end
+
+Channel.__close = function(self) self:close() end
+
+function Channel:__tostring()
+  return ("signalr.Channel (%s)"):format(self._closed and "closed" or (self._c and "open" or "not sent yet"))
 end
 
 ---------------------------------------------------------------------------
@@ -414,6 +462,57 @@ local function dispatch_invocation(self, target, ...)
   end
 end
 
+-- Client results: the server waits for one answer. Every handler of the
+-- method runs, in order, in one managed coroutine (so a handler may wait);
+-- then exactly one Completion goes back: the value a handler returned (nil
+-- is null), "Client provided multiple results." when several returned a
+-- value, else the error a handler raised.
+local NO_RESULT = "Client didn't provide a result."
+
+local function error_message(e)
+  if type(e) == "table" and e.message ~= nil then return tostring(e.message) end
+  return tostring(e)
+end
+
+local function result_traceback(e)
+  return { err = e, trace = traceback(tostring(e), 2) }
+end
+
+local function answer(self, id, target, ok, value)
+  local sent, why = self._c:complete(id, ok, value)
+  if not sent then
+    log(self._logger, "warning", ("the result of the server's call to '%s' was not sent: %s"):format(target, why))
+  end
+end
+
+local function run_result_handlers(self, list, id, target, ...)
+  local results, value, failure = 0, nil, nil
+  for i = 1, #list do
+    local ok, r = xpcall(list[i], result_traceback, ...)
+    if ok then
+      if r ~= nil then results, value = results + 1, r end
+    else
+      failure = r.err
+      log(self._logger, "error", ("handler for '%s' failed: %s"):format(target, r.trace))
+    end
+  end
+  if results > 1 then
+    log(self._logger, "error", ("multiple results provided for '%s'; sending an error to the server"):format(target))
+    return answer(self, id, target, false, "Client provided multiple results.")
+  end
+  if results == 0 and failure ~= nil then return answer(self, id, target, false, error_message(failure)) end
+  answer(self, id, target, true, value)
+end
+
+local function dispatch_result(self, id, target, ...)
+  local list = self._handlers[lower_cache[target] or lower_name(target)]
+  if list == nil then
+    log(self._logger, "warning", ("no handler registered for the server's call to '%s', which waits for a result"):format(target))
+    return answer(self, id, target, false, NO_RESULT)
+  end
+  start_pooled(self._on_coroutine_error, run_result_handlers, self, list, id, target, ...)
+end
+
 local function dispatch_close(self, err)
   active[self] = nil
   local list = self._close
@@ -444,10 +543,7 @@ end
 -- send queue, or the stateful-reconnect buffer): wait until it has room.
 -- Raises kind "closed" when the connection ends first.
 local function wait_writable(self)
-  local w = waiter()
-  self._c:wait_writable(w.k)
-  local err = await(w)
-  if err ~= nil then error(err, 0) end
+  wait_writable_core(self._c)
 end
 
 --- Connect; returns when connected, raises the error object on failure.
@@ -486,9 +582,177 @@ function methods:send(method, ...)
   while not c:send(method, ...) do wait_writable(self) end
 end
 
-function methods:stream(method)
+---------------------------------------------------------------------------
+-- server-to-client streams
+---------------------------------------------------------------------------
+
+local Stream = { __name = "signalr.Stream" }
+Stream.__index = Stream
+
+-- Items wait in the stream's queue (s._q[s._head .. s._tail]) until read.
+-- Past s._limit queued (or running subscriber callbacks), the connection
+-- pauses: the core holds what arrives and, past the loop's bound, stops
+-- reading the socket. Under half the limit it resumes.
+local function stream_pause(s)
+  if not s._paused then
+    s._paused = true
+    s._conn._c:pause()
+  end
+end
+
+local function stream_resume(s)
+  if s._paused then
+    s._paused = false
+    s._conn._c:resume()
+  end
+end
+
+local function stream_wake(s)
+  local w = s._waiter
+  if w ~= nil then
+    s._waiter = nil
+    w.k()
+  end
+end
+
+local function sub_call(s, fn, ...)
+  if fn ~= nil then start_pooled(s._conn._on_coroutine_error, fn, ...) end
+end
+
+-- A subscriber's next(item), counted while it runs (it may wait).
+local function sub_next(s, item)
+  s._running = s._running + 1
+  local ok, err = xpcall(s._sub.next, handler_traceback, item)
+  s._running = s._running - 1
+  if not ok then log(s._conn._logger, "error", "stream subscriber's next failed: " .. tostring(err)) end
+  if s._running <= s._limit // 2 then stream_resume(s) end
+end
+
+local function stream_end(s)
+  stream_resume(s)
+  local sub = s._sub
+  if sub == nil then return stream_wake(s) end
+  if s._canceled then return end
+  if s._err ~= nil then sub_call(s, sub.error, s._err) else sub_call(s, sub.complete) end
+end
+
+local function on_stream_item(s, item, err)
+  if s._finished then return end
+  if err ~= nil then
+    -- an item we cannot convert: fail the stream rather than skip it
+    s._finished, s._err = true, err
+    s._conn._c:cancel(s.id)
+    return stream_end(s)
+  end
+  if s._sub ~= nil then
+    start_pooled(s._conn._on_coroutine_error, sub_next, s, item)
+    if s._running >= s._limit then stream_pause(s) end
+    return
+  end
+  local t = s._tail + 1
+  s._tail = t
+  s._q[t] = item
+  if t - s._head + 1 >= s._limit then stream_pause(s) end
+  stream_wake(s)
+end
+
+local function on_stream_done(s, err)
+  if s._finished then return end
+  s._finished = true
+  if err ~= nil and not (s._canceled and err.kind == "canceled") then s._err = err end
+  stream_end(s)
+end
+
+--- Start a server-to-client stream; returns a stream object at once.
+function methods:stream(method, ...)
   if type(method) ~= "string" then usage("stream: the method name must be a string, got %s", type(method)) end
-  usage("stream: server-to-client streams are not supported yet")
+  local s = setmetatable({
+    _conn = self, _q = {}, _head = 1, _tail = 0, _limit = self._stream_buffer,
+    _finished = false, _canceled = false, _paused = false, _running = 0,
+  }, Stream)
+  local on_item = function(item, err) on_stream_item(s, item, err) end
+  local on_done = function(err) on_stream_done(s, err) end
+  local c = self._c
+  local id = c:stream(method, on_item, on_done, ...)
+  while id == false do
+    wait_writable(self)
+    id = c:stream(method, on_item, on_done, ...)
+  end
+  s.id = id
+  return s
+end
+
+-- The next item, waiting for it; nil at the end; raises the stream's error.
+local function stream_next(s)
+  while true do
+    local h = s._head
+    if h <= s._tail then
+      local item = s._q[h]
+      s._q[h] = nil
+      s._head = h + 1
+      if s._paused and s._tail - h <= s._limit // 2 then stream_resume(s) end
+      return item
+    end
+    if s._finished then
+      if s._err ~= nil and not s._raised then
+        s._raised = true
+        error(s._err, 0)
+      end
+      return nil
+    end
+    local w = waiter()
+    s._waiter = w
+    await(w)
+  end
+end
+
+--- for item in s:items() do ... end: each item in order (null items as
+--- signalr.null); the server's error is raised after the items before it.
+function Stream:items()
+  if self._sub ~= nil then usage("stream:items: the stream has a subscriber") end
+  self._iterating = true
+  return stream_next, self
+end
+
+--- Callbacks instead of iteration: observer.next(item) for each item,
+--- then observer.error(err) or observer.complete(). Each runs in a managed
+--- coroutine. Returns the stream (cancel it to stop).
+function Stream:subscribe(observer)
+  if type(observer) ~= "table" then usage("stream:subscribe: expected a table of callbacks, got %s", type(observer)) end
+  for _, k in ipairs({ "next", "error", "complete" }) do
+    if observer[k] ~= nil and type(observer[k]) ~= "function" then
+      usage("stream:subscribe: %s must be a function, got %s", k, type(observer[k]))
+    end
+  end
+  if self._sub ~= nil or self._iterating then usage("stream:subscribe: the stream is already being read") end
+  self._sub = { next = observer.next or function() end, error = observer.error, complete = observer.complete }
+  -- what arrived before the subscription goes first, in order
+  for i = self._head, self._tail do
+    start_pooled(self._conn._on_coroutine_error, sub_next, self, self._q[i])
+    self._q[i] = nil
+  end
+  self._head, self._tail = 1, 0
+  if self._finished then stream_end(self) elseif self._running < self._limit then stream_resume(self) end
+  return self
+end
+
+--- Stop the stream: the server is told at once (its cancellation token
+--- fires), queued and later items are dropped, the iteration ends and no
+--- subscriber callback runs any more. Does nothing once the stream ended.
+function Stream:cancel()
+  if self._finished then return end
+  self._canceled = true
+  for i = self._head, self._tail do self._q[i] = nil end
+  self._head, self._tail = 1, 0
+  local c = self._conn._c
+  if c:state() ~= "disconnected" then c:cancel(self.id) end
+  if not self._finished then on_stream_done(self, nil) end
+end
+
+Stream.__close = Stream.cancel
+
+function Stream:__tostring()
+  return ("signalr.Stream (%s)"):format(self._canceled and "canceled" or (self._finished and "ended" or "open"))
 end
 
 local function remove_from(list, fn, all)
@@ -592,8 +856,9 @@ end
 
 Connection.__close = methods.close
 
-local function new_connection(opts, logger)
+local function new_connection(opts, logger, stream_buffer)
   local self = setmetatable({
+    _stream_buffer = stream_buffer,
     _handlers = {},
     _close = {},
     _reconnecting = {},
@@ -606,6 +871,7 @@ local function new_connection(opts, logger)
   -- These closures capture self and live in the userdata's user value, so
   -- the pair is collectable once the user drops it.
   c:on_invocation(function(target, ...) return dispatch_invocation(self, target, ...) end)
+  c:on_result(function(id, target, ...) return dispatch_result(self, id, target, ...) end)
   c:on_close(function(err) dispatch_close(self, err) end)
   c:on_state(function(old, new) dispatch_state(self, old, new) end)
   c:on_reconnecting(function(err) dispatch_reconnecting(self, err) end)
@@ -634,6 +900,13 @@ local DEFAULT_RECONNECT_DELAYS = { 0, 2, 10, 30 }
 
 function Builder:with_automatic_reconnect(policy)
   self._reconnect = policy == nil and DEFAULT_RECONNECT_DELAYS or policy
+  return self
+end
+
+--- Items a server-to-client stream queues before reading pauses (default
+--- 1000); for a subscriber, callbacks running at once.
+function Builder:with_stream_buffer(items)
+  self._stream_buffer, self._stream_buffer_set = items, true
   return self
 end
 
@@ -856,7 +1129,15 @@ function Builder:build()
     opts.log_level = "none"
   end
 
-  local conn = new_connection(opts, logger)
+  local stream_buffer = 1000
+  if self._stream_buffer_set then
+    local n = self._stream_buffer
+    if math.type(n) ~= "integer" or n < 2 then
+      usage("with_stream_buffer: expected an integer number of items of at least 2, got %s", tostring(n))
+    end
+    stream_buffer = n
+  end
+  local conn = new_connection(opts, logger, stream_buffer)
   for _, w in ipairs(warnings) do log(logger, "warning", w) end
   return conn
 end

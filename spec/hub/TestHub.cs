@@ -246,6 +246,152 @@ public class TestHub : Hub
         return total;
     }
 
+    // Outcome and progress of TrackedCounter streams, by the caller's tag.
+    private static readonly ConcurrentDictionary<string, string> StreamOutcomes = new();
+    private static readonly ConcurrentDictionary<string, long> StreamProgress = new();
+
+    // Counter that records how it ended ("completed" or "canceled": the
+    // cancellation token fired) and how many items it has produced, for
+    // specs to read with StreamOutcome / StreamProduced.
+    public async IAsyncEnumerable<int> TrackedCounter(string tag, int count, int delayMs,
+        [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        StreamOutcomes[tag] = "running";
+        StreamProgress[tag] = 0;
+        try
+        {
+            for (var i = 1; i <= count; i++)
+            {
+                if (delayMs > 0)
+                {
+                    try { await Task.Delay(delayMs, cancellationToken); }
+                    catch (OperationCanceledException) { }
+                }
+                if (cancellationToken.IsCancellationRequested) break;
+                yield return i;
+                StreamProgress[tag] = i;
+            }
+        }
+        finally
+        {
+            StreamOutcomes[tag] = cancellationToken.IsCancellationRequested ? "canceled" : "completed";
+        }
+    }
+
+    public string? StreamOutcome(string tag) => StreamOutcomes.TryGetValue(tag, out var o) ? o : null;
+
+    public long StreamProduced(string tag) => StreamProgress.TryGetValue(tag, out var n) ? n : -1;
+
+    // 1..count, then the stream fails with the hub's error text.
+    public async IAsyncEnumerable<int> CounterThenFail(int count, string msg)
+    {
+        for (var i = 1; i <= count; i++)
+        {
+            await Task.Yield();
+            yield return i;
+        }
+        throw new HubException(msg);
+    }
+
+    public async IAsyncEnumerable<int> EmptyStream()
+    {
+        await Task.CompletedTask;
+        yield break;
+    }
+
+    // x, count times (null items included).
+    public async IAsyncEnumerable<object?> Repeat(object? x, int count)
+    {
+        if (x is JsonElement je) x = je.Clone();
+        for (var i = 0; i < count; i++)
+        {
+            await Task.Yield();
+            yield return x;
+        }
+    }
+
+    // Client -> server: every item, in order.
+    public async Task<object?[]> Collect(IAsyncEnumerable<object?> items)
+    {
+        var list = new List<object?>();
+        await foreach (var x in items) list.Add(x is JsonElement je ? je.Clone() : x);
+        return list.ToArray();
+    }
+
+    // Client -> server: how the stream ended, as the hub method saw it.
+    public async Task<string> CollectOutcome(IAsyncEnumerable<object?> items)
+    {
+        var n = 0;
+        try
+        {
+            await foreach (var _ in items) n++;
+            return $"completed after {n}";
+        }
+        catch (Exception ex)
+        {
+            return $"failed after {n}: {ex.Message}";
+        }
+    }
+
+    // Two client streams and a plain argument, read at once.
+    public async Task<string> JoinTwo(string sep, IAsyncEnumerable<string> a, IAsyncEnumerable<string> b)
+    {
+        async Task<List<string>> Read(IAsyncEnumerable<string> s)
+        {
+            var l = new List<string>();
+            await foreach (var x in s) l.Add(x);
+            return l;
+        }
+        var ta = Read(a);
+        var tb = Read(b);
+        await Task.WhenAll(ta, tb);
+        return string.Join(sep, ta.Result) + "|" + string.Join(sep, tb.Result);
+    }
+
+    // Bidirectional: each item of the client's stream back, doubled.
+    public async IAsyncEnumerable<long> Doubler(IAsyncEnumerable<long> items)
+    {
+        await foreach (var x in items) yield return x * 2;
+    }
+
+    // For send: records each streamed item (GetRecordedItems reads them).
+    public async Task RecordStream(IAsyncEnumerable<object?> items)
+    {
+        await foreach (var x in items) Record(x);
+    }
+
+    // ---- client results from outside a hub method -------------------------
+
+    private static readonly ConcurrentDictionary<string, string> AskOutcomes = new();
+
+    // Asks the caller for a result through IHubContext (as a background
+    // service would), not from inside a hub method; AskOutcome reads how it
+    // went: "result:<json>" or "error:<message>".
+    public string AskLater(string method, object?[] args)
+    {
+        var id = Context.ConnectionId;
+        var hub = Context.GetHttpContext()!.RequestServices.GetRequiredService<IHubContext<TestHub>>();
+        var copy = args.Select(a => a is JsonElement je ? (object?)je.Clone() : a).ToArray();
+        AskOutcomes.TryRemove(id, out _);
+        _ = Task.Run(async () =>
+        {
+            string outcome;
+            try
+            {
+                var r = await hub.Clients.Client(id).InvokeCoreAsync<object?>(method, copy, CancellationToken.None);
+                outcome = "result:" + (r is JsonElement e ? e.GetRawText() : JsonSerializer.Serialize(r));
+            }
+            catch (Exception ex)
+            {
+                outcome = "error:" + ex.Message;
+            }
+            AskOutcomes[id] = outcome;
+        });
+        return "asked";
+    }
+
+    public string? AskOutcome() => AskOutcomes.TryGetValue(Context.ConnectionId, out var o) ? o : null;
+
     // ---- peer benchmark (bench/peers.lua) ---------------------------------
 
     // Count() adds one to a per-connection counter, CountDone() returns it,
@@ -290,6 +436,11 @@ public class ClientResultHub : TestHub
     public async Task<object?> AskClient(string method, object? arg)
     {
         return await Clients.Caller.InvokeAsync<object?>(method, arg, CancellationToken.None);
+    }
+
+    public async Task<object?> AskClientNoArgs(string method)
+    {
+        return await Clients.Caller.InvokeCoreAsync<object?>(method, Array.Empty<object?>(), CancellationToken.None);
     }
 }
 
