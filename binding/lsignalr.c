@@ -1067,6 +1067,13 @@ typedef struct item_args {
     const sr_value *item;
 } item_args;
 
+/* A null item is signalr.null, not nil: nil would end a for loop. */
+static int push_item_f(lua_State *L)
+{
+    push_value_at(L, lua_touserdata(L, 1), 0);
+    return 1;
+}
+
 static int item_tramp(lua_State *L)
 {
     item_args *a = lua_touserdata(L, 1);
@@ -1074,7 +1081,7 @@ static int item_tramp(lua_State *L)
     lua_getiuservalue(L, -1, UV_ITEMS);
     lua_rawgeti(L, -1, a->key);
     if (!lua_isfunction(L, -1)) return 0;
-    lua_pushcfunction(L, push_result_f);
+    lua_pushcfunction(L, push_item_f);
     lua_pushlightuserdata(L, (void *)a->item);
     if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
         const char *why = lua_tostring(L, -1);

@@ -135,6 +135,7 @@ struct sr_conn {
     int paused;          /* pauses not yet resumed */
     sr_held held;        /* received while paused, not delivered yet */
     uint64_t held_timer; /* delivers the held messages after the last resume */
+    int tp_held;         /* tp was told to stop reading */
     uint64_t stop_timer;
 
     /* automatic reconnect */
@@ -725,6 +726,8 @@ static int attempt_connected(sr_conn *c)
 }
 
 static void parse_in(sr_conn *c, size_t off);
+static void hold_reading(sr_conn *c);
+static void release_reading(sr_conn *c);
 
 static void tp_on_data_body(sr_conn *c, const char *data, size_t len)
 {
@@ -790,32 +793,52 @@ static void parse_in(sr_conn *c, size_t off)
         sr__msg_clear(&m);
     }
     sr__buf_consume(&c->in, off);
+    if (c->paused) hold_reading(c);
     plan_ack(c);
 }
 
 /* ------------------------------------------------------- flow control */
 
-/* Keep messages received while paused (or behind others kept). Their
- * weight stays on the loop's bound until they are delivered. */
+/* A paused connection keeps what arrives, up to HOLD_READ_MAX bytes; past
+ * that its transport stops reading (for it alone: other connections of the
+ * loop go on), and reads again once under a quarter of it. */
+#define HOLD_READ_MAX (1u << 20)
+
+static void hold_reading(sr_conn *c)
+{
+    if (!c->tp_held && c->tp && c->held.bytes + c->in.len > HOLD_READ_MAX) {
+        c->tp_held = 1;
+        sr__transport_hold(c->tp, 1);
+    }
+}
+
+static void release_reading(sr_conn *c)
+{
+    if (c->tp_held && c->held.bytes + c->in.len < HOLD_READ_MAX / 4) {
+        c->tp_held = 0;
+        if (c->tp) sr__transport_hold(c->tp, 0);
+    }
+}
+
+/* Keep messages received while paused (or behind others kept). */
 static void hold_msgs(sr_conn *c, sr_rx_msg *msgs, size_t n)
 {
     size_t i;
     sr_error err;
     for (i = 0; i < n; i++) {
-        size_t bytes = msgs[i].bytes;
         if (sr__held_push(&c->held, &msgs[i]) != SR_OK) {
             set_err(&err, SR_ETRANSPORT, 0, "%sout of memory holding received messages", "");
             abort_with(c, &err);
             return;
         }
-        sr__loop_hold(c->loop, 2 * bytes);
     }
+    hold_reading(c);
 }
 
 static void drop_held(sr_conn *c)
 {
+    c->tp_held = 0; /* a hold dies with its transport */
     if (c->held.n) {
-        sr__loop_unhold(c->loop, 2 * c->held.bytes);
         sr__logf(&c->log, SR_LOG_DEBUG, "%zu held messages dropped with the transport", c->held.n);
     }
     sr__held_clear(&c->held);
@@ -833,12 +856,13 @@ static void deliver_held(sr_conn *c, int force)
     sr_rx_msg m;
     while ((force || !c->paused) && sr__held_pop(&c->held, &m)) {
         int stop;
-        sr__loop_unhold(c->loop, 2 * m.bytes);
+        release_reading(c);
         stop = !duplicate(c, &m.m, m.bytes) && handle_message(c, &m.m);
         sr__msg_clear(&m.m);
         if (stop) return;
     }
     if (!c->held.n && !c->paused && c->in.len && c->attached) parse_in(c, 0);
+    release_reading(c);
     if (c->attached) plan_ack(c);
 }
 

@@ -201,20 +201,9 @@ int sr__loop_congested(sr_loop *loop)
 
 static void resume_io(sr_loop *loop);
 
-void sr__loop_hold(sr_loop *loop, size_t bytes)
+void sr__loop_resume_io(sr_loop *loop)
 {
-    if (bytes && __atomic_add_fetch(&loop->bytes, bytes, __ATOMIC_SEQ_CST) > SR_QUEUE_HIGH)
-        __atomic_store_n(&loop->congested, 1, __ATOMIC_SEQ_CST);
-}
-
-void sr__loop_unhold(sr_loop *loop, size_t bytes)
-{
-    size_t left;
-    if (!bytes) return;
-    left = __atomic_sub_fetch(&loop->bytes, bytes, __ATOMIC_SEQ_CST);
-    if (left < SR_QUEUE_LOW && __atomic_load_n(&loop->congested, __ATOMIC_SEQ_CST) &&
-        __atomic_exchange_n(&loop->congested, 0, __ATOMIC_SEQ_CST))
-        resume_io(loop);
+    if (!__atomic_load_n(&loop->congested, __ATOMIC_SEQ_CST)) resume_io(loop);
 }
 
 /* ---------------------------------------------------------------- timers */

@@ -61,11 +61,9 @@ void sr__loop_post(sr_loop *loop, sr_event *ev);
 void sr__loop_wake(sr_loop *loop);
 /* Thread-safe: 1 when the I/O side should pause reading (queue over HIGH). */
 int sr__loop_congested(sr_loop *loop);
-/* Host thread: bytes taken out of the queue but kept undelivered (a paused
- * connection's held messages) count against the bound like queued ones,
- * from sr__loop_hold until the matching sr__loop_unhold. */
-void sr__loop_hold(sr_loop *loop, size_t bytes);
-void sr__loop_unhold(sr_loop *loop, size_t bytes);
+/* Host thread: run every service's resume (a transport the host held may
+ * read again), unless the queue is congested (its drain will). */
+void sr__loop_resume_io(sr_loop *loop);
 
 /* A per-loop back end (typically a thread and what it drives). */
 typedef struct sr_loop_service {

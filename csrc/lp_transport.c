@@ -259,7 +259,7 @@ static size_t poll_write(char *p, size_t size, size_t n, void *ud)
     lp_tp *tp = ud;
     size_t len = size * n;
     if (tp->state != ST_OPEN || tp->poll_status != 200) return 0; /* the completion says why */
-    if (sr__loop_congested(tp->base.loop)) {
+    if (sr__transport_backpressure(&tp->base)) {
         /* Backpressure: nothing of this piece is consumed (libcurl hands it
          * over again when unpaused). */
         if (!tp->paused) {

@@ -201,7 +201,7 @@ static size_t get_write(char *p, size_t size, size_t n, void *ud)
     sr_error err;
     int rc;
     if (tp->state != ST_OPEN) return 0; /* not a 200: ended in the completion */
-    if (sr__loop_congested(tp->base.loop)) {
+    if (sr__transport_backpressure(&tp->base)) {
         /* Backpressure: nothing of this piece is consumed (libcurl hands it
          * over again when unpaused), and the silence is ours. */
         if (!tp->paused) {

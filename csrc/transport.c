@@ -127,6 +127,18 @@ void sr__transport_close(sr_transport *tp)
     if (first) tp->ops->close(tp);
 }
 
+int sr__transport_backpressure(sr_transport *tp)
+{
+    return sr__loop_congested(tp->loop) || __atomic_load_n(&tp->host_hold, __ATOMIC_SEQ_CST);
+}
+
+void sr__transport_hold(sr_transport *tp, int on)
+{
+    __atomic_store_n(&tp->host_hold, on, __ATOMIC_SEQ_CST);
+    /* The I/O threads look at paused transports again. */
+    if (!on) sr__loop_resume_io(tp->loop);
+}
+
 void sr__transport_release(sr_transport *tp)
 {
     if (!tp) return;

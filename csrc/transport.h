@@ -114,6 +114,9 @@ void sr__conn_test_stateful(sr_conn *c, const char *token);
 int sr__transport_send(sr_transport *tp, const char *data, size_t len);
 /* Host thread. Close gracefully; on_close(NULL) follows unless released. */
 void sr__transport_close(sr_transport *tp);
+/* Host thread. on: stop reading from the server (backpressure for this
+ * transport alone; nothing is dropped); off: read again. */
+void sr__transport_hold(sr_transport *tp, int on);
 /* Host thread. Drop the host's reference; no upcall runs afterwards. */
 void sr__transport_release(sr_transport *tp);
 const char *sr__transport_name(const sr_transport *tp); /* "WebSockets" */

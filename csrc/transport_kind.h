@@ -76,7 +76,15 @@ struct sr_transport {
     sr_buf rx_done;
     int rx_returned; /* __atomic: rx_done is not empty */
     sr_buf rx_spare; /* I/O side: rx_done swapped out, being cleared */
+
+    /* __atomic: the host holds what this transport delivered (a paused
+     * connection with much held): stop reading, as under congestion. */
+    int host_hold;
 };
+
+/* I/O side: 1 when reading should pause (the loop is congested, or the
+ * host holds this transport). */
+int sr__transport_backpressure(sr_transport *tp);
 
 /* Fill in the generic part (refs = 1, the host's). 0, or -1 on failure. */
 int sr__transport_init(sr_transport *tp, const sr_transport_ops *ops, sr_loop *loop,

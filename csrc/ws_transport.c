@@ -779,7 +779,7 @@ static void resume_all(struct sr_ws_io *io)
     ws_tp *tp, *next;
     for (tp = io->all; tp; tp = next) {
         next = tp->next; /* live_run may fail and unlink tp */
-        if (!tp->paused || !tp->wsi) continue;
+        if (!tp->paused || !tp->wsi || sr__transport_backpressure(&tp->base)) continue;
         tp->paused = 0;
         sr__liveness_resume(&tp->live, sr__liveness_clock());
         lws_rx_flow_control(tp->wsi, 1);
@@ -905,7 +905,7 @@ static int on_receive(ws_tp *tp, struct lws *wsi, const char *in, size_t len)
             if (tp->rx.cap > BUF_KEEP) sr__buf_free(&tp->rx);
         }
     }
-    if (!tp->paused && sr__loop_congested(tp->base.loop)) {
+    if (!tp->paused && sr__transport_backpressure(&tp->base)) {
         /* The host is behind: stop reading (never drop) until it drains
          * the queue; the server timeout does not run meanwhile. */
         tp->paused = 1;

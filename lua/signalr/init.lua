@@ -749,6 +749,11 @@ function Stream:cancel()
   if not self._finished then on_stream_done(self, nil) end
 end
 
+--- Items received and not read yet.
+function Stream:buffered()
+  return self._tail - self._head + 1
+end
+
 Stream.__close = Stream.cancel
 
 function Stream:__tostring()
