@@ -136,6 +136,7 @@ struct sr_conn {
     sr_held held;        /* received while paused, not delivered yet */
     uint64_t held_timer; /* delivers the held messages after the last resume */
     int tp_held;         /* tp was told to stop reading */
+    int draining;        /* delivering held messages before a close */
     uint64_t stop_timer;
 
     /* automatic reconnect */
@@ -772,7 +773,7 @@ static void parse_in(sr_conn *c, size_t off)
     while (off < c->in.len) {
         sr_msg m;
         int n;
-        if (c->paused || c->held.n) break;
+        if ((c->paused || c->held.n) && !c->draining) break;
         memset(&m, 0, sizeof m);
         n = c->protocol->parse(c->in.data + off, c->in.len - off, c->opt->max_message_size, &m,
                                &err);
@@ -854,6 +855,7 @@ static void drop_held(sr_conn *c)
 static void deliver_held(sr_conn *c, int force)
 {
     sr_rx_msg m;
+    uint64_t g = c->gen;
     while ((force || !c->paused) && sr__held_pop(&c->held, &m)) {
         int stop;
         release_reading(c);
@@ -861,7 +863,12 @@ static void deliver_held(sr_conn *c, int force)
         sr__msg_clear(&m.m);
         if (stop) return;
     }
-    if (!c->held.n && !c->paused && c->in.len && c->attached) parse_in(c, 0);
+    if (!c->held.n && (force || !c->paused) && c->in.len && c->attached) {
+        c->draining = force;
+        parse_in(c, 0);
+        c->draining = 0;
+        if (stale(c, g)) return;
+    }
     release_reading(c);
     if (c->attached) plan_ack(c);
 }
@@ -975,7 +982,7 @@ static void tp_on_close(void *ud, sr_transport *tp, const sr_error *err)
 {
     sr_conn *c = ud;
     hold(c);
-    if (tp == c->tp && c->held.n && c->attached) {
+    if (tp == c->tp && (c->held.n || (c->paused && c->in.len)) && c->attached) {
         deliver_held(c, 1);
         /* A held Close ended the connection: it already dropped tp. */
         if (c->tp != tp) {

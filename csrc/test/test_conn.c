@@ -42,17 +42,19 @@ static void on_close(void *ud, sr_conn *c, const sr_error *err)
 static char inv_target[64];
 static sr_value *inv_args;
 static int invocations;
+static int inv_answer;  /* what on_invocation returns: 1 = "I answer" */
+static char inv_id[32]; /* the invocation id of the last server call */
 static int on_invocation(void *ud, sr_conn *c, const char *target, const sr_value *args,
                          const char *invocation_id)
 {
     (void)ud;
     (void)c;
-    (void)invocation_id;
     invocations++;
     strcpy(inv_target, target);
+    snprintf(inv_id, sizeof inv_id, "%s", invocation_id ? invocation_id : "");
     sr_value_free(inv_args);
     inv_args = sr_value_copy(args);
-    return 0;
+    return inv_answer;
 }
 
 static void reset(result *r)
@@ -104,6 +106,19 @@ static sr_value *args2(int64_t a, int64_t b)
     sr_value_array_push(v, sr_value_int(a));
     sr_value_array_push(v, sr_value_int(b));
     return v;
+}
+
+/* Stream items, appended to a text list ("1,2,null,"). */
+static char items[256];
+static void on_item(void *ud, const sr_value *item)
+{
+    size_t n = strlen(items);
+    (void)ud;
+    if (sr_value_type(item) == SR_INT)
+        snprintf(items + n, sizeof items - n, "%lld,", (long long)sr_value_get_int(item));
+    else
+        snprintf(items + n, sizeof items - n, "%s,",
+                 sr_value_type(item) == SR_NULL ? "null" : "other");
 }
 
 /* --------------------------------------------------------------- tests */
@@ -425,6 +440,149 @@ TEST(completion_ids_match_exactly)
     sr_conn_free(c);
 }
 
+TEST(stream_items_then_completion_and_late_items_dropped)
+{
+    sr_conn *c = connected();
+    result r = {0, 0, "", NULL};
+    sr_value *args = args2(3, 0);
+    uint64_t id = 0;
+    items[0] = 0;
+    CHECK(sr_conn_stream(c, "Counter", args, on_item, on_done, &r, &id) == SR_OK);
+    sr_value_free(args);
+    CHECK(id == 1);
+    CHECK_STR(take_sent(),
+              "{\"type\":4,\"invocationId\":\"1\",\"target\":\"Counter\",\"arguments\":[3,0]}" RS);
+    feed(loop, "{\"type\":2,\"invocationId\":\"1\",\"item\":1}" RS
+               "{\"type\":2,\"invocationId\":\"1\",\"item\":null}" RS);
+    CHECK_STR(items, "1,null,");
+    CHECK(r.calls == 0);
+    feed(loop, "{\"type\":3,\"invocationId\":\"1\"}" RS
+               "{\"type\":2,\"invocationId\":\"1\",\"item\":9}" RS);
+    CHECK(r.calls == 1 && r.code == SR_OK && r.value == NULL);
+    CHECK_STR(items, "1,null,"); /* after the end: dropped */
+    /* cancel: CancelInvocation at once, then nothing more is delivered */
+    CHECK(sr_conn_stream(c, "Counter", NULL, on_item, on_done, &r, &id) == SR_OK);
+    take_sent();
+    CHECK(sr_conn_cancel(c, id) == SR_OK);
+    CHECK(r.calls == 2 && r.code == SR_ECANCELED);
+    CHECK_STR(take_sent(), "{\"type\":5,\"invocationId\":\"2\"}" RS);
+    feed(loop, "{\"type\":2,\"invocationId\":\"2\",\"item\":5}" RS);
+    CHECK_STR(items, "1,null,");
+    /* an invoke answered with items fails rather than mixing them in */
+    CHECK(sr_conn_invoke(c, "X", NULL, on_done, &r, &id) == SR_OK);
+    take_sent();
+    feed(loop, "{\"type\":2,\"invocationId\":\"3\",\"item\":5}" RS);
+    CHECK(r.calls == 3 && r.code == SR_EPROTOCOL);
+    CHECK(sr_conn_state(c) == SR_STATE_CONNECTED);
+    reset(&r);
+    sr_conn_free(c);
+}
+
+TEST(uploads_carry_stream_ids_items_and_completions)
+{
+    sr_conn *c = connected();
+    result r = {0, 0, "", NULL};
+    uint64_t up[2] = {0, 0}, id = 0;
+    sr_value *args = sr_value_array(), *v = sr_value_int(5);
+    sr_value_array_push(args, sr_value_string("sep", 3));
+    CHECK(sr_conn_call(c, SR_CALL_INVOKE, "Join", args, 2, up, NULL, on_done, &r, &id) == SR_OK);
+    sr_value_free(args);
+    CHECK(up[0] == 1 && up[1] == 2 && id == 3);
+    CHECK_STR(take_sent(), "{\"type\":1,\"invocationId\":\"3\",\"target\":\"Join\","
+                           "\"arguments\":[\"sep\"],\"streamIds\":[\"1\",\"2\"]}" RS);
+    CHECK(sr_conn_upload_write(c, up[0], v) == SR_OK);
+    CHECK(sr_conn_upload_write(c, up[1], NULL) == SR_OK);
+    CHECK(sr_conn_upload_close(c, up[1], "gave up") == SR_OK);
+    CHECK(sr_conn_upload_close(c, up[0], NULL) == SR_OK);
+    CHECK_STR(take_sent(), "{\"type\":2,\"invocationId\":\"1\",\"item\":5}" RS
+                           "{\"type\":2,\"invocationId\":\"2\",\"item\":null}" RS
+                           "{\"type\":3,\"invocationId\":\"2\",\"error\":\"gave up\"}" RS
+                           "{\"type\":3,\"invocationId\":\"1\"}" RS);
+    /* after close, and for ids never opened: usage */
+    CHECK(sr_conn_upload_write(c, up[0], v) == SR_EUSAGE);
+    CHECK(sr_conn_upload_close(c, up[0], NULL) == SR_EUSAGE);
+    CHECK(sr_conn_upload_write(c, 99, v) == SR_EUSAGE);
+    /* a send with a stream: no invocation id */
+    CHECK(sr_conn_call(c, SR_CALL_SEND, "Rec", NULL, 1, up, NULL, NULL, NULL, &id) == SR_OK);
+    CHECK(up[0] == 4 && id == 0);
+    CHECK_STR(take_sent(),
+              "{\"type\":1,\"target\":\"Rec\",\"arguments\":[],\"streamIds\":[\"4\"]}" RS);
+    /* the connection ends: the stream is gone (closed), closing it is fine */
+    cut(loop, SR_ETRANSPORT, "reset");
+    CHECK(r.calls == 1 && r.code == SR_ECLOSED);
+    CHECK(sr_conn_upload_write(c, up[0], v) == SR_ECLOSED);
+    CHECK(sr_conn_upload_close(c, up[0], NULL) == SR_OK);
+    sr_value_free(v);
+    reset(&r);
+    sr_conn_free(c);
+}
+
+TEST(client_results_answer_once)
+{
+    sr_conn *c = connected();
+    sr_value *v = sr_value_int(49);
+    invocations = 0;
+    inv_answer = 1; /* the callback answers itself */
+    feed(loop, "{\"type\":1,\"invocationId\":\"7\",\"target\":\"square\",\"arguments\":[7]}" RS);
+    CHECK(invocations == 1);
+    CHECK_STR(inv_id, "7");
+    CHECK_STR(take_sent(), ""); /* nothing yet: the answer may come later */
+    CHECK(sr_conn_complete(c, inv_id, v, NULL) == SR_OK);
+    CHECK_STR(take_sent(), "{\"type\":3,\"invocationId\":\"7\",\"result\":49}" RS);
+    CHECK(sr_conn_complete(c, "8", NULL, NULL) == SR_OK);
+    CHECK_STR(take_sent(), "{\"type\":3,\"invocationId\":\"8\",\"result\":null}" RS);
+    CHECK(sr_conn_complete(c, "9", NULL, "no such thing") == SR_OK);
+    CHECK_STR(take_sent(), "{\"type\":3,\"invocationId\":\"9\",\"error\":\"no such thing\"}" RS);
+    /* a plain call: no id, no answer */
+    feed(loop, "{\"type\":1,\"target\":\"note\",\"arguments\":[]}" RS);
+    CHECK_STR(inv_id, "");
+    CHECK_STR(take_sent(), "");
+    inv_answer = 0;
+    CHECK(sr_conn_complete(c, NULL, NULL, NULL) == SR_EUSAGE);
+    cut(loop, SR_ETRANSPORT, "reset");
+    CHECK(sr_conn_complete(c, "7", v, NULL) == SR_ECLOSED);
+    sr_value_free(v);
+    sr_conn_free(c);
+}
+
+TEST(pause_holds_messages_in_order_until_resumed)
+{
+    sr_conn *c = connected();
+    result s = {0, 0, "", NULL}, r = {0, 0, "", NULL};
+    items[0] = 0;
+    CHECK(sr_conn_stream(c, "S", NULL, on_item, on_done, &s, NULL) == SR_OK);
+    CHECK(sr_conn_invoke(c, "I", NULL, on_done, &r, NULL) == SR_OK);
+    take_sent();
+    feed(loop, "{\"type\":2,\"invocationId\":\"1\",\"item\":1}" RS);
+    sr_conn_pause(c);
+    sr_conn_pause(c); /* counted */
+    feed(loop, "{\"type\":2,\"invocationId\":\"1\",\"item\":2}" RS
+               "{\"type\":3,\"invocationId\":\"2\",\"result\":7}" RS
+               "{\"type\":2,\"invocationId\":\"1\",\"item\":3}" RS);
+    CHECK_STR(items, "1,");
+    CHECK(r.calls == 0);
+    sr_conn_resume(c);
+    pump(loop);
+    CHECK_STR(items, "1,");
+    sr_conn_resume(c);
+    CHECK_STR(items, "1,"); /* never inside resume itself */
+    pump(loop);
+    CHECK_STR(items, "1,2,3,");
+    CHECK(r.calls == 1 && sr_value_get_int(r.value) == 7);
+    /* what was held before a loss comes first, then the loss */
+    sr_conn_pause(c);
+    feed(loop, "{\"type\":2,\"invocationId\":\"1\",\"item\":4}" RS);
+    CHECK_STR(items, "1,2,3,");
+    cut(loop, SR_ETRANSPORT, "reset");
+    CHECK_STR(items, "1,2,3,4,");
+    CHECK(s.calls == 1 && s.code == SR_ECLOSED);
+    sr_conn_resume(c);
+    sr_conn_resume(c); /* more resumes than pauses do nothing */
+    reset(&s);
+    reset(&r);
+    sr_conn_free(c);
+}
+
 static void run_all(void)
 {
     RUN(handshake_then_connected);
@@ -441,6 +599,10 @@ static void run_all(void)
     RUN(free_from_inside_a_callback);
     RUN(oversized_record_is_refused);
     RUN(completion_ids_match_exactly);
+    RUN(stream_items_then_completion_and_late_items_dropped);
+    RUN(uploads_carry_stream_ids_items_and_completions);
+    RUN(client_results_answer_once);
+    RUN(pause_holds_messages_in_order_until_resumed);
 }
 
 int main(void)

@@ -32,8 +32,13 @@ describe("module", function()
     end
   end)
 
-  it("refuses client-to-server streams for now with kind usage", function()
-    assert.equals("usage", errors_of(signalr.channel).kind)
+  it("makes channels that refuse writes before they are passed to a call", function()
+    local ch = signalr.channel()
+    assert.matches("^signalr.Channel", tostring(ch))
+    local err = errors_of(ch.write, ch, 1)
+    assert.equals("usage", err.kind)
+    ch:close()
+    assert.equals("usage", errors_of(ch.write, ch, 1).kind)
   end)
 end)
 
@@ -203,8 +208,9 @@ describe("a connection that was never started", function()
     assert.equals("usage", errors_of(conn.on, conn, "m", "not a function").kind)
   end)
 
-  it("refuses streams for now with kind usage", function()
-    assert.equals("usage", errors_of(conn.stream, conn, "Counter", 10).kind)
+  it("refuses streams while not connected with kind closed, and a bad method name with usage", function()
+    assert.equals("closed", errors_of(conn.stream, conn, "Counter", 10).kind)
+    assert.equals("usage", errors_of(conn.stream, conn, 42).kind)
   end)
 
   it("stops at once", function()
