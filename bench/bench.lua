@@ -1,6 +1,7 @@
 -- bench.lua: throughput and latency against the test hub on this machine.
 -- Usage: lua5.4 bench/bench.lua http://127.0.0.1:PORT [invokes] [sends] [idle]
--- (make bench starts the hub and passes its URL.) BENCH_TRANSPORT picks the
+-- (make bench starts the hub and passes its URL.) BENCH_STREAM_ITEMS sets
+-- the items of the stream runs (default: the sends). BENCH_TRANSPORT picks the
 -- transport: websockets (default), server_sent_events or long_polling
 -- (make bench TRANSPORT=long_polling).
 local signalr = require("signalr")
@@ -65,6 +66,27 @@ for i = 1, N_SEND do conn:send("Nop") end
 conn:invoke("Nop")
 dt = now() - t0
 print(string.format("pipelined send: %d messages in %.2f s = %.0f msg/s", N_SEND, dt, N_SEND / dt))
+
+-- server-to-client stream read with for ... in s:items()
+local N_STREAM = tonumber(os.getenv("BENCH_STREAM_ITEMS")) or N_SEND
+t0 = now()
+local s, n = conn:stream("Counter", N_STREAM, 0), 0
+for _ in s:items() do n = n + 1 end
+dt = now() - t0
+assert(n == N_STREAM, "stream items lost")
+print(string.format("stream to Lua: %d items in %.2f s = %.0f items/s", n, dt, n / dt))
+
+-- client-to-server channel writes; Sum returns once the hub read them all
+t0 = now()
+local ch = signalr.channel()
+local total
+signalr.spawn(function() total = conn:invoke("Sum", ch) end)
+for i = 1, N_STREAM do ch:write(i) end
+ch:close()
+while total == nil do signalr.poll(1) end
+dt = now() - t0
+assert(total == N_STREAM * (N_STREAM + 1) // 2, "channel items lost")
+print(string.format("channel writes: %d items in %.2f s = %.0f items/s", N_STREAM, dt, N_STREAM / dt))
 conn:stop()
 
 -- memory per idle connection
