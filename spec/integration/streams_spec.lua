@@ -397,6 +397,29 @@ describe("streams", function()
     end)
   end)
 
+  describe("a channel writer", function()
+    it("waits while the send buffer is full, and nothing is lost", function()
+      -- stateful reconnect keeps what the server has not acknowledged; a
+      -- small buffer fills after a few items, and each write then waits
+      -- for the server's Ack
+      local conn = L.build(hub.url .. "/statefulhub", function(b)
+        b:with_stateful_reconnect({ buffer_size = 1000 })
+      end)
+      conn:start()
+      local ch = signalr.channel()
+      local p = L.pending_invoke(conn, "Collect", ch)
+      local want = {}
+      for i = 1, 25 do
+        want[i] = ("%03d"):format(i) .. string.rep("x", 100)
+        ch:write(want[i])
+      end
+      ch:close()
+      L.wait_for(function() return p.done end, 20, "Collect")
+      assert.is_true(p.ok, p.err and tostring(p.err))
+      assert.same(want, p.result)
+    end)
+  end)
+
   describe("across a reconnect", function()
     it("fails open streams with kind closed, as the official clients do", function()
       local conn = L.build(hub.url .. "/testhub", function(b) b:with_automatic_reconnect({ 0 }) end)
