@@ -53,7 +53,7 @@ run_c_tests "valgrind, smaller sizes" env SR_TEST_QUICK=1 valgrind -q --leak-che
 
 echo "== end to end under valgrind (Lua session and C example against the hub)"
 vg="valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=99"
-for cmd in "lua5.4 scripts/valgrind_session.lua {hub}/testhub" "build/examples/c_client {hub}/testhub"; do
+for cmd in "lua5.4 scripts/valgrind_session.lua {hub}/testhub" "build/examples/c_client {hub}/clientresulthub"; do
     # shellcheck disable=SC2086
     if sh -c ". scripts/env.sh; lua5.4 scripts/with_hub.lua $vg $cmd" >/tmp/sr-vg.$$ 2>&1; then
         add 1 0

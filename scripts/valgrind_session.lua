@@ -1,6 +1,7 @@
 -- valgrind_session.lua: a whole Lua session (connect, invoke, handlers,
 -- errors, a pending call failed by stop, a failed start, twice; then an
--- automatic reconnect with a retry policy, and a stateful connection) for
+-- automatic reconnect with a retry policy, a stateful connection, streams
+-- both ways and client results) for
 -- scripts/test.sh to run under valgrind against the real hub.
 local signalr = require("signalr")
 local url = arg[1]
@@ -36,6 +37,34 @@ sf:start()
 for i = 1, 200 do sf:send("Record", i) end
 assert(sf:invoke("GetRecorded") == 200)
 sf:stop()
+-- Streams both ways, a cancel, a paused slow reader, and client results.
+local st = signalr.builder():with_url(url):with_stream_buffer(20):configure_logging("none"):build()
+st:start()
+local n = 0
+for _ in st:stream("Counter", 300, 0):items() do n = n + 1 end
+assert(n == 300)
+local slow = st:stream("Counter", 2000, 0)
+signalr.sleep(0.2) -- unread: the connection pauses and holds what comes
+local c2 = 0
+for _ in slow:items() do c2 = c2 + 1 end
+assert(c2 == 2000)
+local cs = st:stream("Counter", 100000, 1)
+assert(cs:items()(cs) == 1)
+cs:cancel()
+local ch = signalr.channel()
+local d = st:stream("Doubler", ch)
+for i = 1, 50 do ch:write(i) end
+ch:close()
+local sum = 0
+for x in d:items() do sum = sum + x end
+assert(sum == 2550)
+st:on("ask", function(x) return { x = x } end)
+st:invoke("AskLater", "ask", { 5 })
+while not st:invoke("AskOutcome") do signalr.sleep(0.01) end
+local open = st:stream("Counter", 100000, 5)
+assert(open:items()(open) == 1)
+st:stop() -- fails the open stream
+assert(not pcall(function() for _ in open:items() do end end))
 local bad = signalr.builder():with_url((url:gsub("/testhub", "/nohub"))):build()
 pcall(bad.start, bad)
 collectgarbage()
