@@ -397,6 +397,29 @@ describe("streams", function()
     end)
   end)
 
+  describe("readers in coroutines", function()
+    it("read two streams of one connection at once, each pausing in turn", function()
+      local conn = L.build(hub.url .. "/testhub", function(b) b:with_stream_buffer(10) end)
+      conn:start()
+      local a, b = conn:stream("Counter", 500, 0), conn:stream("Counter", 300, 1)
+      local got_a, got_b, done = {}, {}, 0
+      signalr.spawn(function()
+        for x in a:items() do
+          got_a[#got_a + 1] = x
+          if x % 50 == 0 then signalr.sleep(0.01) end
+        end
+        done = done + 1
+      end)
+      signalr.spawn(function()
+        for x in b:items() do got_b[#got_b + 1] = x end
+        done = done + 1
+      end)
+      L.wait_for(function() return done == 2 end, 30, "both streams read")
+      assert.same(seq(500), got_a)
+      assert.same(seq(300), got_b)
+    end)
+  end)
+
   describe("a channel writer", function()
     it("waits while the send buffer is full, and nothing is lost", function()
       -- stateful reconnect keeps what the server has not acknowledged; a
