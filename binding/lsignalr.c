@@ -589,12 +589,9 @@ static void push_value(lua_State *L, const sr_value *v, int depth)
         s = sr_value_get_string(v, &len);
         lua_pushlstring(L, s, len);
         break;
-    case SR_BINARY:
+    case SR_BINARY: /* MessagePack bin: its bytes, as a Lua string */
         s = sr_value_get_string(v, &len);
-        lua_createtable(L, 0, 1);
         lua_pushlstring(L, s, len);
-        lua_setfield(L, -2, "data");
-        luaL_setmetatable(L, BINARY_MT);
         break;
     case SR_ARRAY:
         n = sr_value_len(v);

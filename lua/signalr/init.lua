@@ -1105,9 +1105,9 @@ function Builder:build()
     local p = self._protocol
     if type(p) ~= "string" then usage("with_hub_protocol: expected \"json\" or \"messagepack\", got %s", type(p)) end
     p = p:lower()
-    if p == "messagepack" then
-      usage("with_hub_protocol: the messagepack protocol is not supported yet (use \"json\")")
-    elseif p ~= "json" then
+    if p == "messagepack" or p == "json" then
+      opts.protocol = p
+    else
       usage("with_hub_protocol: unknown protocol '%s' (use \"json\" or \"messagepack\")", self._protocol)
     end
   end

@@ -74,6 +74,8 @@ builder.Services.AddSignalR(o =>
     if (EnvInt("HUB_CLIENT_TIMEOUT_MS") is int ct) o.ClientTimeoutInterval = TimeSpan.FromMilliseconds(ct);
     if (EnvInt("HUB_HANDSHAKE_TIMEOUT_MS") is int ht) o.HandshakeTimeout = TimeSpan.FromMilliseconds(ht);
 })
+// Every hub speaks JSON and MessagePack at once (clients choose in the handshake).
+.AddMessagePackProtocol()
 // Client results (server -> client invocations with a result) from inside a
 // hub method need more than one parallel invocation per client; only on the
 // dedicated hub so /testhub keeps strict in-order execution.

@@ -149,7 +149,7 @@ public class TestHub : Hub
 
     public void Record(object? x)
     {
-        var raw = x is JsonElement je ? je.GetRawText() : JsonSerializer.Serialize(x);
+        var raw = x is JsonElement je ? je.GetRawText() : ToJson(x);
         if (x is JsonElement el) x = el.Clone();
         var list = Recorded.GetOrAdd(Context.ConnectionId, _ => new List<(object?, string)>());
         lock (list) list.Add((x, raw));
@@ -379,7 +379,7 @@ public class TestHub : Hub
             try
             {
                 var r = await hub.Clients.Client(id).InvokeCoreAsync<object?>(method, copy, CancellationToken.None);
-                outcome = "result:" + (r is JsonElement e ? e.GetRawText() : JsonSerializer.Serialize(r));
+                outcome = "result:" + ToJson(r);
             }
             catch (Exception ex)
             {
@@ -391,6 +391,69 @@ public class TestHub : Hub
     }
 
     public string? AskOutcome() => AskOutcomes.TryGetValue(Context.ConnectionId, out var o) ? o : null;
+
+    // ---- MessagePack and JSON side by side ---------------------------------
+
+    // .NET values of many types, as a hub would return them: each protocol
+    // encodes them its own way (byte[] as base64 text in JSON, DateTime as an
+    // ISO 8601 string in JSON and a timestamp in MessagePack, int keys as text
+    // in JSON and as integers in MessagePack).
+    public object?[] Typed() => new object?[]
+    {
+        long.MaxValue, long.MinValue, int.MaxValue, (byte)255, (sbyte)-5, (ushort)65535, uint.MaxValue,
+        1.5f, 0.1, "text ü", new byte[] { 0, 1, 255 },
+        new DateTime(2024, 1, 2, 3, 4, 5, DateTimeKind.Utc).AddTicks(1234567),
+        new DateTime(1969, 12, 31, 23, 59, 59, DateTimeKind.Utc),
+        new Dictionary<int, string> { { 1, "a" }, { -2, "b" } },
+        new object?[] { null, 1, null }, new Dictionary<string, object?>(), Array.Empty<object?>(), true, null,
+    };
+
+    // An unsigned 64-bit value no Lua integer holds.
+    public ulong BigUnsigned() => ulong.MaxValue;
+
+    // Sends x to every client of the hub, as plain .NET values (a JSON
+    // argument is turned into them), so each client gets it in its own
+    // protocol.
+    public async Task<string> Relay(string method, object? x)
+    {
+        await Clients.All.SendAsync(method, FromJson(x));
+        return "ok";
+    }
+
+    private static object? FromJson(object? x)
+    {
+        if (x is byte[] or string) return x;
+        if (x is System.Collections.IDictionary d)
+            return d.Keys.Cast<object>().ToDictionary(
+                k => Convert.ToString(k, System.Globalization.CultureInfo.InvariantCulture) ?? "", k => FromJson(d[k]));
+        if (x is System.Collections.IEnumerable list) return list.Cast<object?>().Select(FromJson).ToArray();
+        if (x is not JsonElement e) return x;
+        return e.ValueKind switch
+        {
+            JsonValueKind.Object => e.EnumerateObject().ToDictionary(p => p.Name, p => FromJson(p.Value)),
+            JsonValueKind.Array => e.EnumerateArray().Select(v => FromJson(v)).ToArray(),
+            JsonValueKind.String => e.GetString(),
+            JsonValueKind.Number => e.TryGetInt64(out var l) ? l : e.GetDouble(),
+            JsonValueKind.True => true,
+            JsonValueKind.False => false,
+            _ => null,
+        };
+    }
+
+    // JSON text of a bound argument under either protocol: a JsonElement as
+    // sent; MessagePack's primitives, object[] and Dictionary<object, object>
+    // (whose keys System.Text.Json cannot write) as JSON would carry them.
+    public static string ToJson(object? x) => JsonSerializer.Serialize(Plain(x));
+
+    private static object? Plain(object? x) => x switch
+    {
+        JsonElement je => je,
+        byte[] b => Convert.ToBase64String(b),
+        string s => s,
+        System.Collections.IDictionary d => d.Keys.Cast<object>().ToDictionary(k => Convert.ToString(k, System.Globalization.CultureInfo.InvariantCulture) ?? "", k => Plain(d[k])),
+        System.Collections.IEnumerable e => e.Cast<object?>().Select(Plain).ToArray(),
+        _ => x,
+    };
 
     // ---- peer benchmark (bench/peers.lua) ---------------------------------
 

@@ -1,4 +1,5 @@
--- Streams both ways against the real hub, over every transport: server-to-
+-- Streams both ways against the real hub, over every transport and both
+-- protocols (MessagePack not over Server-Sent Events): server-to-
 -- client streams (items, completion, errors, cancel, subscribe, the end of
 -- the connection), client-to-server channels (one or several per call,
 -- errors, bidirectional), and a slow reader of a million items whose
@@ -36,10 +37,16 @@ describe("streams", function()
   setup(function() hub = H.shared_hub() end)
   after_each(function() L.stop_all() end)
 
+  for _, proto in ipairs({ "json", "messagepack" }) do
   for _, t in ipairs(TRANSPORTS) do
-    describe("over " .. t.server, function()
+    -- MessagePack is binary: not over Server-Sent Events
+    if proto == "json" or t.name ~= "server_sent_events" then
+    describe("over " .. t.server .. " with " .. proto, function()
       local function connect(path, configure)
-        local conn = L.build(hub.url .. (path or "/testhub"), configure, { transports = { t.name } })
+        local conn = L.build(hub.url .. (path or "/testhub"), function(b)
+          b:with_hub_protocol(proto)
+          if configure then configure(b) end
+        end, { transports = { t.name } })
         conn:start()
         assert.equals(t.server, conn:invoke("GetTransport"))
         return conn
@@ -340,6 +347,8 @@ describe("streams", function()
         end)
       end)
     end)
+    end
+  end
   end
 
   describe("a slow reader", function()

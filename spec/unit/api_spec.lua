@@ -109,12 +109,14 @@ describe("builder", function()
     assert.equals("usage", build_error(function(b) b:with_url(URL, { proxy = 3128 }) end).kind)
   end)
 
-  it("refuses unknown protocols, and messagepack until it is supported", function()
+  it("takes json and messagepack, in any case, and refuses other protocols", function()
     assert.equals("usage", build_error(function(b) b:with_url(URL):with_hub_protocol("xml") end).kind)
     assert.equals("usage", build_error(function(b) b:with_url(URL):with_hub_protocol(nil) end).kind)
-    local err = build_error(function(b) b:with_url(URL):with_hub_protocol("messagepack") end)
-    assert.equals("usage", err.kind)
-    assert.matches("not supported yet", err.message, 1, true)
+    for _, p in ipairs({ "json", "JSON", "messagepack", "MessagePack" }) do
+      local conn = signalr.builder():with_url(URL):with_hub_protocol(p):configure_logging("none"):build()
+      assert.equals("disconnected", conn.state)
+      conn:close()
+    end
   end)
 
   it("refuses negative or non-number timeouts", function()
