@@ -29,7 +29,7 @@ TEST_BIN = $(TEST_SRC:csrc/test/%.c=$(BUILD)/test/%)
 EXAMPLE_SRC = $(sort $(wildcard examples/*.c))
 EXAMPLE_BIN = $(EXAMPLE_SRC:examples/%.c=$(BUILD)/examples/%)
 
-.PHONY: all lib lua tests examples test check-c asan deps demo bench install clean format lint bench-churn bench-reconnect bench-values
+.PHONY: all lib lua tests examples test check-c asan deps demo bench install clean format lint bench-churn bench-reconnect bench-values bench-large
 
 all: lib lua tests examples
 
@@ -120,6 +120,9 @@ bench-reconnect: deps all
 
 bench-values: deps all
 	@sh scripts/bench.sh values $(BENCH_ARGS)
+
+bench-large: deps all
+	@sh scripts/bench.sh large $(BENCH_ARGS)
 
 # The official .NET client, the official TypeScript client on node and ours: the same workloads
 # against one hub, interleaved over rounds (bench/peers.lua, docs/PERFORMANCE.md). The driver

@@ -41,6 +41,28 @@ static int too_large(const sr_sse *p, size_t more)
     return p->max && p->line.len + p->data.len + more > p->max;
 }
 
+#define KEEP_MAX (64u << 10)
+
+/* The first data line of an event, gathered in p->line: becomes the
+ * event's data in place (no copy of a large message). */
+static int steal_line(sr_sse *p)
+{
+    sr_buf t;
+    const char *s = p->line.data;
+    size_t n = p->line.len, skip = 5; /* "data:" */
+    if (n < 5 || memcmp(s, "data:", 5) != 0) return 0;
+    if (n > 5 && s[5] == ' ') skip = 6;
+    memmove(p->line.data, p->line.data + skip, n - skip);
+    p->line.len = n - skip;
+    if (sr__buf_append_byte(&p->line, '\n') != 0) return -1;
+    t = p->data;
+    p->data = p->line;
+    p->line = t;
+    p->line.len = 0;
+    p->has_data = 1;
+    return 1;
+}
+
 /* One complete line (without its end). */
 static int take_line(sr_sse *p, const char *s, size_t n, sr_sse_event_fn on_event, void *ud,
                      sr_error *err)
@@ -55,6 +77,8 @@ static int take_line(sr_sse *p, const char *s, size_t n, sr_sse_event_fn on_even
         }
         p->data.len = 0;
         p->has_data = 0;
+        /* Keep no large message's buffer around between events. */
+        if (p->data.cap > KEEP_MAX) sr__buf_free(&p->data);
         return rc;
     }
     if (s[0] == ':') return 0; /* a comment: the server's keep-alive or first flush */
@@ -103,10 +127,13 @@ int sr__sse_feed(sr_sse *p, const char *in, size_t len, sr_sse_event_fn on_event
         }
         p->after_cr = in[i] == '\r';
         if (p->line.len) {
-            if (sr__buf_append(&p->line, in + start, i - start) != 0)
+            int stolen = 0;
+            if (sr__buf_append(&p->line, in + start, i - start) != 0 ||
+                (!p->has_data && (stolen = steal_line(p)) < 0))
                 return fail(err, SR_ENOMEM, "out of memory reading an event stream");
-            rc = take_line(p, p->line.data, p->line.len, on_event, ud, err);
+            rc = stolen ? 0 : take_line(p, p->line.data, p->line.len, on_event, ud, err);
             p->line.len = 0;
+            if (p->line.cap > KEEP_MAX) sr__buf_free(&p->line);
         } else {
             rc = take_line(p, in + start, i - start, on_event, ud, err);
         }

@@ -4,6 +4,7 @@
 #   sh scripts/bench.sh churn [args]      bench/churn.lua: start/stop, reconnect and
 #                                         build/drop cycles; RSS, fds, threads, registry
 #   sh scripts/bench.sh values            bench/values.lua: Lua table <-> wire per key
+#   sh scripts/bench.sh large [transport] bench/large.lua: peak memory per large message received
 #   sh scripts/bench.sh reconnect [args]  bench/reconnect_latency.lua: hub restart ->
 #                                         on_reconnected (starts and restarts its own hub)
 # The first two start the hub and pass its URL; args go to the Lua script.
@@ -20,6 +21,9 @@ case "$1" in
   values)
     shift
     HUB_ENV="HUB_MAX_RECEIVE_BYTES=0" exec lua5.4 scripts/with_hub.lua lua5.4 bench/values.lua '{hub}' "$@" ;;
+  large)
+    shift
+    exec lua5.4 scripts/with_hub.lua lua5.4 bench/large.lua '{hub}' "$@" ;;
   reconnect)
     shift
     exec lua5.4 bench/reconnect_latency.lua "$@" ;;

@@ -408,6 +408,9 @@ public class TestHub : Hub
         new object?[] { null, 1, null }, new Dictionary<string, object?>(), Array.Empty<object?>(), true, null,
     };
 
+    // A string of n 'x' (bench/large.lua: memory per large message).
+    public string MakeString(int n) => new string('x', n);
+
     // An unsigned 64-bit value no Lua integer holds.
     public ulong BigUnsigned() => ulong.MaxValue;
 
