@@ -916,7 +916,13 @@ static void tp_on_close_body(sr_conn *c, const sr_error *err)
     sr_error lost;
     c->tp = NULL; /* released below by whoever drops the network */
     if (c->state == SR_STATE_DISCONNECTING) {
-        closed(c, NULL);
+        /* After our close request any end is clean (the transport says
+         * so): an error here is the server's, which came first (a close
+         * code, a protocol fault) and must not be lost to the stop. */
+        if (err)
+            sr__logf(&c->log, SR_LOG_WARNING, "the transport ended before the stop: %s",
+                     err->message);
+        closed(c, err);
         return;
     }
     if (c->reattaching) {

@@ -152,8 +152,9 @@ typedef struct ws_tp {
     sr_liveness live;
     uint64_t connect_start; /* sr__liveness_clock */
     lws_sorted_usec_list_t sul_live, sul_retry;
-    sr_buf wbuf; /* the batch being written; spare for the send queue */
-    sr_buf rx;   /* fragments being joined */
+    lws_sorted_usec_list_t sul_connect; /* the handshake timeout, until the upgrade is answered */
+    sr_buf wbuf;                        /* the batch being written; spare for the send queue */
+    sr_buf rx;                          /* fragments being joined */
 
     /* io->mu */
     unsigned cmds;
@@ -351,6 +352,7 @@ static void cancel_timers(ws_tp *tp)
 {
     lws_sul_cancel(&tp->sul_live);
     lws_sul_cancel(&tp->sul_retry);
+    lws_sul_cancel(&tp->sul_connect);
 }
 
 /* The I/O side is done with tp: unbind and kill its wsi if any, drop the
@@ -679,6 +681,24 @@ static int is_numeric(const char *host)
     return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
 }
 
+/* The handshake timeout runs from the start: a lookup, a connect or an
+ * upgrade that never finishes ends with it, naming the phase, rather than
+ * with libwebsockets' own timeouts. */
+static void connect_timeout_cb(lws_sorted_usec_list_t *sul)
+{
+    ws_tp *tp = (ws_tp *)((char *)sul - offsetof(ws_tp, sul_connect));
+    char msg[512];
+    const char *phase = tp->state == ST_RESOLVING ? "looking up the host name"
+                        : tp->request_sent        ? "the server's answer to the WebSocket upgrade"
+                                                  : "the TCP connection and the TLS handshake";
+    if (tp->state != ST_RESOLVING && tp->state != ST_CONNECTING) return;
+    snprintf(msg, sizeof msg,
+             "WebSocket connection to %s timed out after %.1f s waiting for %s (the handshake "
+             "timeout)",
+             tp->where, (double)tp->live.handshake_timeout / 1e6, phase);
+    fail(tp, SR_ETIMEOUT, 0, msg);
+}
+
 static void start(ws_tp *tp)
 {
     struct sr_ws_io *io = tp->io;
@@ -686,6 +706,9 @@ static void start(ws_tp *tp)
 
     if (tp->state != ST_IDLE) return;
     link_tp(io, tp);
+    if (tp->live.handshake_timeout)
+        lws_sul_schedule(io->ctx, 0, &tp->sul_connect, connect_timeout_cb,
+                         (lws_usec_t)tp->live.handshake_timeout);
     if (tp->tls && !tls_files_ok(tp)) return;
     if (is_numeric(tp->host)) {
         snprintf(tp->addrs[0], sizeof tp->addrs[0], "%s", tp->host);
@@ -865,6 +888,7 @@ static void conn_error_text(ws_tp *tp, struct lws *wsi, const char *in, char *ms
 
 static int on_established(ws_tp *tp, struct lws *wsi)
 {
+    lws_sul_cancel(&tp->sul_connect); /* the hub handshake's own timeout takes over */
     tp->state = ST_OPEN;
     tp->wsi = wsi;
     sr__liveness_opened(&tp->live, sr__liveness_clock());
@@ -888,6 +912,18 @@ static int on_established(ws_tp *tp, struct lws *wsi)
 static int on_receive(ws_tp *tp, struct lws *wsi, const char *in, size_t len)
 {
     int final = lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0;
+    if (!lws_frame_is_binary(wsi) != !tp->binary) {
+        /* The transfer format decides the message type, the handshake
+         * reply included (as the official clients check it). */
+        char msg[256];
+        snprintf(msg, sizeof msg,
+                 tp->binary ? "the server sent a text WebSocket message, but the MessagePack "
+                              "protocol uses binary messages"
+                            : "the server sent a binary WebSocket message, but the JSON protocol "
+                              "uses text messages");
+        fail(tp, SR_EPROTOCOL, 0, msg);
+        return -1;
+    }
     tp->io->rx_pass += len;
     /* The timer finds out lazily when its deadlines moved later. */
     sr__liveness_rx(&tp->live, sr__liveness_clock(),
@@ -1022,7 +1058,15 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
     case LWS_CALLBACK_CLIENT_CLOSED:
     case LWS_CALLBACK_WSI_DESTROY:
         if (!tp) return 0;
-        if (tp->peer_code)
+        if (tp->peer_code == 1002)
+            /* lws 4.1 writes 1002 over a close code that is not valid on
+             * the wire before we see it: either way the server broke the
+             * protocol. */
+            snprintf(msg, sizeof msg,
+                     "WebSocket closed by the server (%s): status 1002 (protocol error), or a "
+                     "close status that is not valid on the wire%s%s",
+                     tp->where, tp->peer_reason[0] ? "; reason: " : "", tp->peer_reason);
+        else if (tp->peer_code)
             snprintf(msg, sizeof msg, "WebSocket closed by the server (%s): status %d%s%s",
                      tp->where, tp->peer_code, tp->peer_reason[0] ? ", " : "", tp->peer_reason);
         else if (tp->state == ST_OPEN)

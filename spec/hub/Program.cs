@@ -125,6 +125,7 @@ app.MapHub<ClientResultHub>("/clientresulthub", o => Common(o));
 // Fake "lying server" endpoints under /fake/{mode} (spec/hub/FakeServer.cs):
 // only for faults the real SignalR server cannot produce.
 app.MapFakeServer();
+app.MapRawWebSocket();
 
 await app.StartAsync();
 
