@@ -1044,6 +1044,7 @@ static void open_transport(sr_conn *c, int reattach)
     cfg.headers = h;
     cfg.nheaders = nh;
     cfg.binary = c->protocol->binary;
+    cfg.text_only = !c->protocol->binary;
     cfg.tls_no_verify = c->opt->tls_no_verify;
     cfg.ca_file = c->opt->ca_file;
     cfg.cert_file = c->opt->cert_file;

@@ -54,6 +54,10 @@ typedef struct sr_transport_cfg {
     const sr_header *headers; /* includes Authorization when there is a token */
     size_t nheaders;
     int binary; /* binary frames (MessagePack) */
+    /* WebSockets: a binary message under a text protocol (JSON) is a
+     * protocol error, as the official clients treat it (conn.c sets it;
+     * the transport's own tests exchange raw bytes). */
+    int text_only;
     int tls_no_verify;
     const char *ca_file, *cert_file, *key_file;
     const char *proxy;

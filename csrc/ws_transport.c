@@ -122,6 +122,7 @@ typedef struct ws_tp {
     char *path;     /* path and query */
     char *where;    /* scheme://host:port/path for messages (no query) */
     int port, tls, binary, tls_no_verify;
+    int text_only; /* refuse binary messages (JSON) */
     char *ca_file, *cert_file, *key_file;
     ws_header *headers;
     size_t nheaders;
@@ -912,16 +913,12 @@ static int on_established(ws_tp *tp, struct lws *wsi)
 static int on_receive(ws_tp *tp, struct lws *wsi, const char *in, size_t len)
 {
     int final = lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0;
-    if (!lws_frame_is_binary(wsi) != !tp->binary) {
+    if (tp->text_only && lws_frame_is_binary(wsi)) {
         /* The transfer format decides the message type, the handshake
-         * reply included (as the official clients check it). */
-        char msg[256];
-        snprintf(msg, sizeof msg,
-                 tp->binary ? "the server sent a text WebSocket message, but the MessagePack "
-                              "protocol uses binary messages"
-                            : "the server sent a binary WebSocket message, but the JSON protocol "
-                              "uses text messages");
-        fail(tp, SR_EPROTOCOL, 0, msg);
+         * reply included. */
+        fail(tp, SR_EPROTOCOL, 0,
+             "the server sent a binary WebSocket message, but the JSON protocol uses text "
+             "messages");
         return -1;
     }
     tp->io->rx_pass += len;
@@ -1501,6 +1498,7 @@ static int copy_cfg(ws_tp *tp, const sr_transport_cfg *cfg)
 {
     size_t i;
     tp->binary = cfg->binary;
+    tp->text_only = cfg->text_only;
     tp->tls_no_verify = cfg->tls_no_verify;
     /* No ping bytes, no pings. */
     sr__liveness_init(&tp->live, cfg->ping && cfg->ping_len ? cfg->keepalive_ms : 0,
