@@ -374,7 +374,7 @@ static void *px_main(void *arg)
 {
     px *x = arg;
     struct pollfd pf = {x->fd, POLLIN, 0};
-    char buf[16384], *colon;
+    char buf[16384], target[300], *colon;
     size_t got = 0;
     int c, t = -1;
     while (!__atomic_load_n(&x->stop, __ATOMIC_ACQUIRE) && poll(&pf, 1, 20) <= 0)
@@ -383,7 +383,10 @@ static void *px_main(void *arg)
     while (got < sizeof x->head - 1 && read(c, x->head + got, 1) == 1) /* no byte past the head */
         if (++got >= 4 && memcmp(x->head + got - 4, "\r\n\r\n", 4) == 0) break;
     x->head[got] = '\0';
-    colon = strchr(x->head, ' ') ? strchr(strchr(x->head, ' '), ':') : NULL;
+    target[0] = '\0';
+    /* "CONNECT <target> HTTP/1.1": the port after the target's last ':' */
+    sscanf(x->head, "%*s %299s", target);
+    colon = strrchr(target, ':');
     if (!x->deny && colon) {
         struct sockaddr_in sa;
         memset(&sa, 0, sizeof sa);
@@ -422,20 +425,28 @@ static void *px_main(void *arg)
     return NULL;
 }
 
-static px *px_start(int deny)
+/* Listening on 127.0.0.1, or on ::1 when v6. */
+static px *px_start(int deny, int v6)
 {
-    struct sockaddr_in sa;
+    struct sockaddr_in6 sa;
     socklen_t sl = sizeof sa;
     px *x = calloc(1, sizeof *x);
     x->deny = deny;
-    x->fd = socket(AF_INET, SOCK_STREAM, 0);
+    x->fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM, 0);
     memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(x->fd, (struct sockaddr *)&sa, sizeof sa);
+    if (v6) {
+        sa.sin6_family = AF_INET6;
+        sa.sin6_addr = in6addr_loopback;
+        bind(x->fd, (struct sockaddr *)&sa, sizeof sa);
+    } else {
+        struct sockaddr_in *a = (struct sockaddr_in *)&sa;
+        a->sin_family = AF_INET;
+        a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        bind(x->fd, (struct sockaddr *)a, sizeof *a);
+    }
     listen(x->fd, 4);
     getsockname(x->fd, (struct sockaddr *)&sa, &sl);
-    x->port = ntohs(sa.sin_port);
+    x->port = ntohs(sa.sin6_port); /* sin_port is at the same place */
     pthread_create(&x->th, NULL, px_main, x);
     return x;
 }
@@ -897,7 +908,7 @@ TEST(t_proxy)
     cli c;
     sr_loop *loop = sr_loop_new(&err);
     srv *s = srv_start(SRV_ECHO, NULL, NULL);
-    px *x = px_start(0);
+    px *x = px_start(0, 0);
 
     memset(&c, 0, sizeof c);
     snprintf(url, sizeof url, "ws://hub.invalid:%d/hub?id=1", s->port);
@@ -925,7 +936,7 @@ TEST(t_proxy)
     px_stop(x);
 
     /* refused: the proxy is named, the credentials are not */
-    x = px_start(1);
+    x = px_start(1, 0);
     memset(&c, 0, sizeof c);
     snprintf(proxy, sizeof proxy, "http://user:s3cret@127.0.0.1:%d", x->port);
     tp = sr__ws_transport_new(loop, &cfg, &ups, &c, &err);
@@ -952,7 +963,7 @@ TEST(t_proxy)
     sr__transport_release(tp);
 
     /* from the environment, which no_proxy overrides */
-    x = px_start(0);
+    x = px_start(0, 0);
     snprintf(proxy, sizeof proxy, "http://127.0.0.1:%d", x->port);
     setenv("http_proxy", proxy, 1);
     setenv("no_proxy", "127.0.0.1", 1);
@@ -976,6 +987,41 @@ TEST(t_proxy)
     CHECK(strstr(x->head, "Proxy-authorization") == NULL);
     sr__transport_release(tp);
     px_stop(x);
+
+    /* an IPv6 proxy, an IPv6 target, and the longest credentials lws sends */
+    x = px_start(0, 1);
+    memset(&c, 0, sizeof c);
+    snprintf(url, sizeof url, "ws://[::1]:%d/hub?id=1", s->port);
+    memset(want, 'u', 93);
+    want[40] = ':';
+    want[93] = '\0';
+    snprintf(proxy, sizeof proxy, "http://%s@[::1]:%d", want, x->port);
+    cfg_init(&cfg, url);
+    cfg.proxy = proxy;
+    tp = sr__ws_transport_new(loop, &cfg, &ups, &c, &err);
+    CHECK(tp);
+    WAIT(loop, c.opened || c.closed, 5000);
+    note("     proxy v6: %s\n", c.msg);
+    CHECK(c.opened == 1);
+    snprintf(want, sizeof want, "CONNECT [::1]:%d HTTP/1.1\r\n", s->port);
+    CHECK(strncmp(x->head, want, strlen(want)) == 0);
+    {
+        /* base64 of 93 bytes is 124 characters: nothing was cut */
+        const char *b = strstr(x->head, "Proxy-authorization: basic dXV1");
+        CHECK(b != NULL);
+        b += strlen("Proxy-authorization: basic ");
+        CHECK(strcspn(b, "\r") == 124);
+    }
+    sr__transport_release(tp);
+    px_stop(x);
+    /* one byte more is refused with a reason */
+    memset(want, 'u', 94);
+    want[40] = ':';
+    want[94] = '\0';
+    snprintf(proxy, sizeof proxy, "http://%s@127.0.0.1:1", want);
+    CHECK(sr__ws_transport_new(loop, &cfg, &ups, &c, &err) == NULL && err.code == SR_ETRANSPORT);
+    note("     long credentials: %s\n", err.message);
+    CHECK(strstr(err.message, "at most 93") != NULL && strstr(err.message, "uuu") == NULL);
 
     /* a kind of proxy a tunnel cannot use fails at once */
     cfg.proxy = "socks5://127.0.0.1:1";
