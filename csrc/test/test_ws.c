@@ -906,7 +906,7 @@ TEST(t_proxy)
     sr_transport *tp;
     sr_error err;
     cli c;
-    sr_loop *loop = sr_loop_new(&err);
+    sr_loop *loop = sr_loop_new(&err), *eloop;
     srv *s = srv_start(SRV_ECHO, NULL, NULL);
     px *x = px_start(0, 0);
 
@@ -937,6 +937,7 @@ TEST(t_proxy)
 
     /* refused: the proxy is named, the credentials are not */
     x = px_start(1, 0);
+    sr__buf_free(&c.data); /* what the echo sent back */
     memset(&c, 0, sizeof c);
     snprintf(proxy, sizeof proxy, "http://user:s3cret@127.0.0.1:%d", x->port);
     tp = sr__ws_transport_new(loop, &cfg, &ups, &c, &err);
@@ -951,6 +952,7 @@ TEST(t_proxy)
     px_stop(x);
 
     /* unreachable */
+    sr__buf_free(&c.data); /* what the echo sent back */
     memset(&c, 0, sizeof c);
     snprintf(proxy, sizeof proxy, "http://user:s3cret@127.0.0.1:%d", closed_port());
     tp = sr__ws_transport_new(loop, &cfg, &ups, &c, &err);
@@ -962,34 +964,40 @@ TEST(t_proxy)
     CHECK(strstr(c.msg, "s3cret") == NULL);
     sr__transport_release(tp);
 
-    /* from the environment, which no_proxy overrides */
+    /* from the environment, which no_proxy overrides; a loop made while
+     * http_proxy is set, so its lws vhosts would have read it themselves */
     x = px_start(0, 0);
     snprintf(proxy, sizeof proxy, "http://127.0.0.1:%d", x->port);
     setenv("http_proxy", proxy, 1);
     setenv("no_proxy", "127.0.0.1", 1);
+    eloop = sr_loop_new(&err);
+    sr__buf_free(&c.data); /* what the echo sent back */
     memset(&c, 0, sizeof c);
     snprintf(url, sizeof url, "ws://127.0.0.1:%d/hub?id=1", s->port);
     cfg_init(&cfg, url);
-    tp = sr__ws_transport_new(loop, &cfg, &ups, &c, &err);
+    tp = sr__ws_transport_new(eloop, &cfg, &ups, &c, &err);
     CHECK(tp);
-    WAIT(loop, c.opened || c.closed, 5000);
+    WAIT(eloop, c.opened || c.closed, 5000);
     CHECK(c.opened == 1 && !__atomic_load_n(&x->done, __ATOMIC_ACQUIRE)); /* direct */
     sr__transport_release(tp);
     unsetenv("no_proxy");
+    sr__buf_free(&c.data); /* what the echo sent back */
     memset(&c, 0, sizeof c);
-    tp = sr__ws_transport_new(loop, &cfg, &ups, &c, &err);
+    tp = sr__ws_transport_new(eloop, &cfg, &ups, &c, &err);
     CHECK(tp);
-    WAIT(loop, c.opened || c.closed, 5000);
+    WAIT(eloop, c.opened || c.closed, 5000);
     unsetenv("http_proxy");
     CHECK(c.opened == 1 && __atomic_load_n(&x->done, __ATOMIC_ACQUIRE));
     snprintf(want, sizeof want, "CONNECT 127.0.0.1:%d HTTP/1.1\r\n", s->port);
     CHECK(strncmp(x->head, want, strlen(want)) == 0);
     CHECK(strstr(x->head, "Proxy-authorization") == NULL);
     sr__transport_release(tp);
+    sr_loop_free(eloop);
     px_stop(x);
 
     /* an IPv6 proxy, an IPv6 target, and the longest credentials lws sends */
     x = px_start(0, 1);
+    sr__buf_free(&c.data); /* what the echo sent back */
     memset(&c, 0, sizeof c);
     snprintf(url, sizeof url, "ws://[::1]:%d/hub?id=1", s->port);
     memset(want, 'u', 93);
@@ -1027,6 +1035,7 @@ TEST(t_proxy)
     cfg.proxy = "socks5://127.0.0.1:1";
     CHECK(sr__ws_transport_new(loop, &cfg, &ups, &c, &err) == NULL && err.code == SR_ETRANSPORT);
     CHECK(strstr(err.message, "socks5://") != NULL);
+    sr__buf_free(&c.data);
     sr_loop_free(loop);
     srv_stop(s);
 }
