@@ -901,7 +901,7 @@ TEST(t_bad_host)
  * unreachable proxy; the environment's proxy and its no_proxy. */
 TEST(t_proxy)
 {
-    char url[256], proxy[256], want[256];
+    char url[256], proxy[512], want[256];
     sr_transport_cfg cfg;
     sr_transport *tp;
     sr_error err;
