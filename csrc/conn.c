@@ -1235,10 +1235,13 @@ static void negotiate_done_body(sr_conn *c, long status, const char *body, size_
         memset(&err, 0, sizeof err);
         err.code = SR_ENEGOTIATE;
         err.status = status;
-        snprintf(err.message, sizeof err.message,
-                 "negotiate failed: the server answered HTTP %ld%s", status,
+        /* Only a proxy answers 407 (the proxy option or the environment's). */
+        snprintf(err.message, sizeof err.message, "negotiate failed: the %s answered HTTP %ld%s",
+                 status == 407 ? "proxy" : "server", status,
                  status == 404   ? " (Not Found: is the hub URL right?)"
                  : status == 401 ? " (Unauthorized)"
+                 : status == 407 ? " (Proxy Authentication Required: its credentials are missing "
+                                   "or wrong)"
                                  : "");
         attempt_failed(c, &err);
         return;

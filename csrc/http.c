@@ -556,7 +556,14 @@ const char *sr__http_setup(sr_http_io *io, CURL *e, const char *url, const sr_ht
     if (c->ca_file) SET(CURLOPT_CAINFO, c->ca_file);
     if (c->cert_file) SET(CURLOPT_SSLCERT, c->cert_file);
     if (c->key_file) SET(CURLOPT_SSLKEY, c->key_file);
-    if (c->proxy) SET(CURLOPT_PROXY, c->proxy);
+    /* The proxy option replaces the environment entirely, as for the
+     * WebSocket (proxy.c): "" is no proxy, and no_proxy does not apply to
+     * an explicit one. Unset, libcurl reads the environment itself, by the
+     * rules proxy.c follows for the WebSocket. */
+    if (c->proxy) {
+        SET(CURLOPT_PROXY, c->proxy);
+        SET(CURLOPT_NOPROXY, "");
+    }
     if (!ok) return "TLS or proxy option not supported by this libcurl";
     /* No "Expect: 100-continue" round trip for small bodies. */
     if (!(*list = curl_slist_append(NULL, "Expect:"))) return "out of memory";

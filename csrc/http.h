@@ -40,7 +40,7 @@ typedef struct sr_http_opts {
     size_t body_len;
     int tls_no_verify;
     const char *ca_file, *cert_file, *key_file;
-    const char *proxy;
+    const char *proxy; /* the proxy option: NULL = the environment, "" = none */
     /* <= 0: none. One-shot: the whole request. Stream: connecting only
      * (DNS, TCP, TLS), since a stream lasts for hours; a server that
      * accepts and then stays silent is the caller's timeout to catch. */

@@ -67,7 +67,7 @@ typedef struct sr_http_conf {
     size_t nheaders;
     int tls_no_verify;
     const char *ca_file, *cert_file, *key_file;
-    const char *proxy;
+    const char *proxy; /* the proxy option: NULL = the environment, "" = none */
 } sr_http_conf;
 
 /* Host thread: the loop's HTTP thread, started on first use. NULL with err

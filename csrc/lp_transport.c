@@ -525,7 +525,7 @@ static const char *setup_handles(lp_tp *tp, const sr_transport_cfg *cfg)
     conf.ca_file = cfg->ca_file;
     conf.cert_file = cfg->cert_file;
     conf.key_file = cfg->key_file;
-    conf.proxy = cfg->proxy && *cfg->proxy ? cfg->proxy : NULL;
+    conf.proxy = cfg->proxy;
     tp->poll.easy = curl_easy_init();
     tp->del.easy = curl_easy_init();
     if (!tp->poll.easy || !tp->del.easy) return "out of memory";

@@ -202,7 +202,10 @@ SR_API int sr_options_set_access_token_fn(sr_options *o, sr_token_fn fn, void *u
 /* verify 0 turns certificate verification off; NULL files are left out. */
 SR_API int sr_options_set_tls(sr_options *o, int verify, const char *ca_file, const char *cert_file,
                               const char *key_file);
-SR_API int sr_options_set_proxy(sr_options *o, const char *proxy); /* "http://host:port" */
+/* "http://[user:password@]host:port" for every request and the WebSocket
+ * (a CONNECT tunnel); "" for none, whatever the environment says; unset:
+ * http_proxy, https_proxy, all_proxy and no_proxy as libcurl reads them. */
+SR_API int sr_options_set_proxy(sr_options *o, const char *proxy);
 /* The X-SignalR-User-Agent header every request carries (as the official
  * clients': "name/version (version; OS; runtime; runtime version)"). NULL:
  * the core's own, "signalr-lua/<version> (<version>; <OS>; C; -)". A header

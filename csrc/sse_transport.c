@@ -454,7 +454,7 @@ static const char *setup_handles(sse_tp *tp, const sr_transport_cfg *cfg)
     conf.ca_file = cfg->ca_file;
     conf.cert_file = cfg->cert_file;
     conf.key_file = cfg->key_file;
-    conf.proxy = cfg->proxy && *cfg->proxy ? cfg->proxy : NULL;
+    conf.proxy = cfg->proxy;
     tp->get.easy = curl_easy_init();
     if (!tp->get.easy) return "out of memory";
 #define SET(e, opt, val) (ok = ok && curl_easy_setopt(e, opt, val) == CURLE_OK)

@@ -60,7 +60,7 @@ typedef struct sr_transport_cfg {
     int text_only;
     int tls_no_verify;
     const char *ca_file, *cert_file, *key_file;
-    const char *proxy;
+    const char *proxy;     /* the proxy option: NULL = the environment, "" = none */
     const char *handshake; /* sent first, right after the transport opens */
     size_t handshake_len;
     const char *ping; /* keepalive bytes */

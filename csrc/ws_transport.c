@@ -18,7 +18,9 @@
  *  - Host names are resolved off the I/O thread so a slow DNS server cannot
  *    stall the pings of every other connection; lws then gets a numeric
  *    address while the Host header, SNI and the certificate name check use
- *    the original name. The resolver is a few joinable threads owned by the
+ *    the original name. Through an HTTP proxy the proxy's host is resolved
+ *    instead and lws asks the proxy (CONNECT) for the original name, which
+ *    only the proxy may know. The resolver is a few joinable threads owned by the
  *    io, fed by a job queue (io->rmu); a queued lookup holds a reference on
  *    its transport. A lookup for a released transport is dropped. Freeing
  *    the io drops the lookups not started, wakes the threads and joins them
@@ -58,6 +60,7 @@
 
 #include "framing.h"
 #include "liveness.h"
+#include "proxy.h"
 #include "transport_kind.h"
 
 #define PROTO_NAME "signalr-ws"
@@ -73,6 +76,16 @@
 /* lws 4.1.6 formats "GET <path> HTTP/1.1" into 2,048 bytes and truncates
  * longer ones (lws_generate_client_handshake). */
 #define MAX_PATH_LEN 2032 /* 2,048 - "GET " - " HTTP/1.1\r\n" - the NUL */
+/* Through a proxy, lws 4.1.6 formats "CONNECT host:port HTTP/1.1", "Host:
+ * host:port" and its User-agent line into 256 bytes, and base64-encodes the
+ * proxy's "user:password" into 128 (lws_set_proxy). */
+#define MAX_CONNECT_HOST 96
+#define MAX_PROXY_USERPASS 93
+/* A vhost given no proxy reads http_proxy from the environment itself
+ * (lws_create_vhost), ignoring no_proxy and https_proxy; proxy.c decides
+ * instead, so direct vhosts get this, which lws_set_proxy takes as port 0:
+ * no proxy. */
+#define NO_PROXY_ADDRESS ":0"
 /* Fragments of one WebSocket message are joined up to this many bytes
  * before they are posted together (sr__transport_post_data). */
 #define RX_BATCH (64 * 1024)
@@ -124,6 +137,11 @@ typedef struct ws_tp {
     int port, tls, binary, tls_no_verify;
     int text_only; /* refuse binary messages (JSON) */
     char *ca_file, *cert_file, *key_file;
+    /* Through an HTTP proxy (proxy.host set): lws connects to the proxy's
+     * address (resolved here, like a direct target's) and asks it for a
+     * tunnel to connect_host:port, which only the proxy need resolve. */
+    sr_proxy proxy;
+    char *connect_host; /* the CONNECT target: host, IPv6 in brackets */
     ws_header *headers;
     size_t nheaders;
     unsigned char *hs; /* LWS_PRE headroom, then the handshake bytes */
@@ -166,9 +184,12 @@ typedef struct ws_tp {
     struct ws_tp *rnext;
 } ws_tp;
 
+/* lws keeps TLS files and the proxy per vhost: one vhost per set in use. */
 typedef struct ws_vhost {
     struct ws_vhost *next;
     char *ca_file, *cert_file, *key_file;
+    char *proxy; /* lws_set_proxy's "[user:password@]address", or NULL */
+    int proxy_port;
     struct lws_vhost *vh;
 } ws_vhost;
 
@@ -403,22 +424,56 @@ static void fail(ws_tp *tp, int code, long status, const char *text)
 
 /* ----------------------------------------------------------- connecting */
 
+static void vhost_free(ws_vhost *v)
+{
+    free(v->ca_file);
+    free(v->cert_file);
+    free(v->key_file);
+    free(v->proxy);
+    free(v);
+}
+
+/* Where lws connects: the proxy's port when proxied. */
+static int dial_port(const ws_tp *tp)
+{
+    return tp->proxy.host ? tp->proxy.port : tp->port;
+}
+
+/* The vhost for tp's next attempt. Proxied, its proxy is the proxy's
+ * address being tried, numeric: lws 4.1.6 would look a name up itself,
+ * blocking its thread (it has no asynchronous resolver). */
 static struct lws_vhost *vhost_for(struct sr_ws_io *io, ws_tp *tp)
 {
     struct lws_context_creation_info info;
     ws_vhost *v;
-    char name[32];
-    if (!tp->tls || (!tp->ca_file && !tp->cert_file && !tp->key_file)) return io->vh_default;
+    char name[32], *proxy = NULL;
+    const char *ca = tp->tls ? tp->ca_file : NULL, *cert = tp->tls ? tp->cert_file : NULL,
+               *key = tp->tls ? tp->key_file : NULL;
+    if (tp->proxy.host) {
+        const char *a = tp->addrs[tp->iaddr], *up = tp->proxy.userpass;
+        size_t n = strlen(a) + (up ? strlen(up) : 0) + 4;
+        if (!(proxy = malloc(n))) return NULL;
+        snprintf(proxy, n, strchr(a, ':') ? "%s%s[%s]" : "%s%s%s", up ? up : "", up ? "@" : "", a);
+    }
+    if (!ca && !cert && !key && !proxy) return io->vh_default;
     for (v = io->vhosts; v; v = v->next)
-        if (same_str(v->ca_file, tp->ca_file) && same_str(v->cert_file, tp->cert_file) &&
-            same_str(v->key_file, tp->key_file))
+        if (same_str(v->ca_file, ca) && same_str(v->cert_file, cert) &&
+            same_str(v->key_file, key) && same_str(v->proxy, proxy) &&
+            (!proxy || v->proxy_port == tp->proxy.port)) {
+            free(proxy);
             return v->vh;
+        }
     v = calloc(1, sizeof *v);
-    if (!v) return NULL;
-    v->ca_file = dup_or_null(tp->ca_file);
-    v->cert_file = dup_or_null(tp->cert_file);
-    v->key_file = dup_or_null(tp->key_file);
-    snprintf(name, sizeof name, "sr-tls-%d", ++io->nvhosts);
+    if (!v) {
+        free(proxy);
+        return NULL;
+    }
+    v->ca_file = dup_or_null(ca);
+    v->cert_file = dup_or_null(cert);
+    v->key_file = dup_or_null(key);
+    v->proxy = proxy;
+    v->proxy_port = proxy ? tp->proxy.port : 0;
+    snprintf(name, sizeof name, "sr-vh-%d", ++io->nvhosts);
     memset(&info, 0, sizeof info);
     info.port = CONTEXT_PORT_NO_LISTEN;
     info.protocols = ws_protocols;
@@ -429,12 +484,11 @@ static struct lws_vhost *vhost_for(struct sr_ws_io *io, ws_tp *tp)
     info.client_ssl_ca_filepath = v->ca_file;
     info.client_ssl_cert_filepath = v->cert_file;
     info.client_ssl_private_key_filepath = v->key_file;
+    info.http_proxy_address = proxy ? proxy : NO_PROXY_ADDRESS;
+    info.http_proxy_port = (unsigned)v->proxy_port;
     v->vh = lws_create_vhost(io->ctx, &info);
     if (!v->vh) {
-        free(v->ca_file);
-        free(v->cert_file);
-        free(v->key_file);
-        free(v);
+        vhost_free(v);
         return NULL;
     }
     v->next = io->vhosts;
@@ -475,6 +529,12 @@ static void connect_next(ws_tp *tp)
     char msg[512];
 
     vh = vhost_for(tp->io, tp);
+    if (!vh && tp->proxy.host) {
+        snprintf(msg, sizeof msg, "WebSocket connection to %s failed: cannot set up the proxy %s",
+                 tp->where, tp->proxy.shown);
+        fail(tp, SR_ETRANSPORT, 0, msg);
+        return;
+    }
     if (!vh) {
         snprintf(msg, sizeof msg,
                  "WebSocket connection to %s failed: TLS setup failed (ca_file %s, cert_file %s, "
@@ -487,7 +547,8 @@ static void connect_next(ws_tp *tp)
     memset(&ci, 0, sizeof ci);
     ci.context = tp->io->ctx;
     ci.vhost = vh;
-    ci.address = tp->addrs[tp->iaddr];
+    /* Proxied, lws connects to its vhost's proxy and asks for address:port. */
+    ci.address = tp->proxy.host ? tp->connect_host : tp->addrs[tp->iaddr];
     ci.port = tp->port;
     ci.path = tp->path;
     ci.host = tp->host_hdr;
@@ -534,8 +595,9 @@ static void lookup(struct sr_ws_io *io, ws_tp *tp)
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_ADDRCONFIG;
-    snprintf(port, sizeof port, "%d", tp->port);
-    rc = getaddrinfo(tp->host, port, &hints, &res);
+    snprintf(port, sizeof port, "%d", dial_port(tp));
+    /* Through a proxy, only the proxy need know the target's name. */
+    rc = getaddrinfo(tp->proxy.host ? tp->proxy.host : tp->host, port, &hints, &res);
     for (ai = rc == 0 ? res : NULL; ai && n < MAX_ADDRS; ai = ai->ai_next) {
         const void *a;
         if (ai->ai_family == AF_INET)
@@ -711,8 +773,9 @@ static void start(ws_tp *tp)
         lws_sul_schedule(io->ctx, 0, &tp->sul_connect, connect_timeout_cb,
                          (lws_usec_t)tp->live.handshake_timeout);
     if (tp->tls && !tls_files_ok(tp)) return;
-    if (is_numeric(tp->host)) {
-        snprintf(tp->addrs[0], sizeof tp->addrs[0], "%s", tp->host);
+    if (is_numeric(tp->proxy.host ? tp->proxy.host : tp->host)) {
+        snprintf(tp->addrs[0], sizeof tp->addrs[0], "%s",
+                 tp->proxy.host ? tp->proxy.host : tp->host);
         tp->naddr = 1;
         tp->iaddr = 0;
         connect_next(tp);
@@ -730,6 +793,13 @@ static void resolved(ws_tp *tp)
 {
     char msg[512];
     if (tp->state != ST_RESOLVING) return;
+    if (tp->naddr == 0 && tp->proxy.host) {
+        snprintf(msg, sizeof msg,
+                 "WebSocket connection to %s failed: cannot resolve the proxy's host %s: %s",
+                 tp->where, tp->proxy.host, tp->resolve_err);
+        fail(tp, SR_ETRANSPORT, 0, msg);
+        return;
+    }
     if (tp->naddr == 0) {
         snprintf(msg, sizeof msg, "WebSocket connection to %s failed: cannot resolve %s: %s",
                  tp->where, tp->host, tp->resolve_err);
@@ -861,7 +931,19 @@ static void conn_error_text(ws_tp *tp, struct lws *wsi, const char *in, char *ms
     long st = lws_http_client_http_response(wsi);
     uint64_t waited_ms = (sr__liveness_clock() - tp->connect_start) / 1000u;
 
-    if (st >= 200 && st != 101) {
+    if (tp->proxy.host && !tp->request_sent && in && strcmp(in, "proxy not h1") == 0) {
+        /* lws 4.1.6 keeps the proxy's status to itself. */
+        snprintf(msg, size,
+                 "WebSocket connection to %s failed: the proxy %s refused the tunnel to %s:%d (its "
+                 "answer to CONNECT was not 200: wrong or missing proxy credentials give 407, a "
+                 "target it will not reach 403 or 502)",
+                 tp->where, tp->proxy.shown, tp->connect_host, tp->port);
+    } else if (tp->proxy.host && !tp->request_sent && in && strncmp(in, "proxy ", 6) == 0) {
+        snprintf(msg, size,
+                 "WebSocket connection to %s failed: the proxy %s closed the connection before "
+                 "answering CONNECT (%s)",
+                 tp->where, tp->proxy.shown, in);
+    } else if (st >= 200 && st != 101) {
         *status = st;
         snprintf(msg, size, "WebSocket connection to %s failed: HTTP %ld from the server%s%s",
                  tp->where, st, in ? " (" : "", in ? in : "");
@@ -871,16 +953,22 @@ static void conn_error_text(ws_tp *tp, struct lws *wsi, const char *in, char *ms
     } else if (!tp->request_sent && in && strcmp(in, "Unable to connect") == 0) {
         /* lws 4.1 closes the socket before it reports this, so the reason
          * (SO_ERROR) is gone; only its own connect timeout takes long. */
+        char what[300];
+        if (tp->proxy.host)
+            snprintf(what, sizeof what, "the proxy %s (%s port %d)", tp->proxy.shown,
+                     tp->addrs[tp->iaddr], tp->proxy.port);
+        else
+            snprintf(what, sizeof what, "%s port %d", tp->addrs[tp->iaddr], tp->port);
         if (waited_ms + 500 >= CONNECT_TIMEOUT_SECS * 1000u)
-            snprintf(msg, size,
-                     "WebSocket connection to %s failed: cannot connect to %s port %d: timed out "
-                     "after %d s",
-                     tp->where, tp->addrs[tp->iaddr], tp->port, CONNECT_TIMEOUT_SECS);
+            snprintf(
+                msg, size,
+                "WebSocket connection to %s failed: cannot connect to %s: timed out after %d s",
+                tp->where, what, CONNECT_TIMEOUT_SECS);
         else
             snprintf(msg, size,
-                     "WebSocket connection to %s failed: cannot connect to %s port %d: connection "
-                     "refused or host unreachable",
-                     tp->where, tp->addrs[tp->iaddr], tp->port);
+                     "WebSocket connection to %s failed: cannot connect to %s: connection refused "
+                     "or host unreachable",
+                     tp->where, what);
     } else {
         snprintf(msg, size, "WebSocket connection to %s failed: %s", tp->where,
                  in ? in : "unknown error");
@@ -1158,10 +1246,7 @@ static void *io_main(void *arg)
     while (io->vhosts) {
         ws_vhost *v = io->vhosts;
         io->vhosts = v->next;
-        free(v->ca_file);
-        free(v->cert_file);
-        free(v->key_file);
-        free(v);
+        vhost_free(v);
     }
     return NULL;
 }
@@ -1323,6 +1408,7 @@ static int io_new(sr_loop *loop, sr_loop_service *svc, sr_error *err)
     info.vhost_name = "sr-default";
     info.timeout_secs = CONNECT_TIMEOUT_SECS;
     info.connect_timeout_secs = CONNECT_TIMEOUT_SECS;
+    info.http_proxy_address = NO_PROXY_ADDRESS;
     io->vh_default = lws_create_vhost(io->ctx, &info);
     if (!io->vh_default) {
         set_err(err, SR_ETRANSPORT, "%s", "cannot create the libwebsockets client vhost");
@@ -1407,6 +1493,8 @@ static void ws_destroy(sr_transport *base)
     free(tp->ca_file);
     free(tp->cert_file);
     free(tp->key_file);
+    sr__proxy_free(&tp->proxy);
+    free(tp->connect_host);
     for (i = 0; i < tp->nheaders; i++) {
         free(tp->headers[i].name);
         free(tp->headers[i].value);
@@ -1494,6 +1582,50 @@ nomem:
     return -1;
 }
 
+/* The proxy for this connection (proxy.c: the option, else the
+ * environment as libcurl reads it for the HTTP requests). 0, or -1 with
+ * err set; nothing in err ever holds the proxy's credentials. */
+static int pick_proxy(ws_tp *tp, const sr_transport_cfg *cfg, sr_error *err)
+{
+    char *url = NULL, why[300];
+    int rc;
+    size_t n;
+    if (sr__proxy_pick(cfg->url, cfg->proxy, &url) != 0) {
+        set_err(err, SR_ENOMEM, "%s", "out of memory");
+        return -1;
+    }
+    if (!url) return 0;
+    rc = sr__proxy_parse(url, &tp->proxy, why, sizeof why);
+    free(url);
+    if (rc == 0 && tp->proxy.userpass && strlen(tp->proxy.userpass) > MAX_PROXY_USERPASS) {
+        snprintf(why, sizeof why,
+                 "the credentials for the proxy %s are %zu bytes (user:password); libwebsockets "
+                 "4.1 sends at most %d",
+                 tp->proxy.shown, strlen(tp->proxy.userpass), MAX_PROXY_USERPASS);
+        rc = -1;
+    } else if (rc == 0 && strlen(tp->host) > MAX_CONNECT_HOST) {
+        snprintf(why, sizeof why,
+                 "the host name is %zu bytes; libwebsockets 4.1 asks the proxy %s for at most %d",
+                 strlen(tp->host), tp->proxy.shown, MAX_CONNECT_HOST);
+        rc = -1;
+    }
+    if (rc != 0) {
+        if (err) {
+            set_err(err, SR_ETRANSPORT, "%s", "");
+            snprintf(err->message, sizeof err->message, "WebSocket connection to %s failed: %s",
+                     tp->where, why);
+        }
+        return -1;
+    }
+    n = strlen(tp->host) + 3;
+    if (!(tp->connect_host = malloc(n))) {
+        set_err(err, SR_ENOMEM, "%s", "out of memory");
+        return -1;
+    }
+    snprintf(tp->connect_host, n, strchr(tp->host, ':') ? "[%s]" : "%s", tp->host);
+    return 0;
+}
+
 static int copy_cfg(ws_tp *tp, const sr_transport_cfg *cfg)
 {
     size_t i;
@@ -1545,16 +1677,6 @@ sr_transport *sr__ws_transport_new(sr_loop *loop, const sr_transport_cfg *cfg,
         set_err(err, SR_EUSAGE, "%s", "WebSocket transport: loop and url are required");
         return NULL;
     }
-    if (cfg->proxy && *cfg->proxy) {
-        /* lws 4.1.6 can tunnel through a proxy (CONNECT), but our resolver
-         * would look the target up itself where only the proxy may know
-         * it; until that is done, Server-Sent Events and Long Polling (which
-         * libcurl sends through the proxy) carry such connections. */
-        set_err(err, SR_ETRANSPORT, "%s",
-                "WebSockets through a proxy is not supported yet (Server-Sent Events and Long "
-                "Polling go through it)");
-        return NULL;
-    }
     tp = calloc(1, sizeof *tp);
     if (!tp) {
         set_err(err, SR_ENOMEM, "%s", "out of memory");
@@ -1583,6 +1705,7 @@ sr_transport *sr__ws_transport_new(sr_loop *loop, const sr_transport_cfg *cfg,
                 why);
         goto fail;
     }
+    if (pick_proxy(tp, cfg, err) != 0) goto fail;
     if (copy_cfg(tp, cfg) != 0) {
         set_err(err, SR_ENOMEM, "%s", "out of memory");
         goto fail;

@@ -29,7 +29,11 @@
 --     proxy:refuse(bool)     reset new connections at once / accept again
 --     proxy:pause()          freeze: forward nothing, pass no reset, keep sockets
 --     proxy:resume()         forward again (and pass on what happened meanwhile)
---     proxy:stats() -> { accepted, live, cut, refused, up, down, paused, refusing }
+--     proxy:stats() -> { accepted, live, cut, refused, up, down, paused, refusing,
+--                        upgrades, connects, denied }  (connects: CONNECT tunnels made)
+--     proxy:auth(user, pass) require Proxy-Authorization: Basic (proxy:auth() none)
+--     proxy:map(name, addr)  CONNECT to host `name` goes to addr (default 127.0.0.1)
+--     proxy:no_connect(bool) answer CONNECT with 403 / tunnel again
 --     proxy:stop()  proxy:alive()  proxy:command(line) -> answer lines
 --     opts.port (listen port, default any), opts.target_host ("127.0.0.1")
 --   H.proxy_bin() -> path      build the proxy (once; rebuilt when the source changes)
@@ -645,6 +649,29 @@ end
 -- on: refuse WebSocket upgrades with 403 (a proxy that blocks WebSockets)
 function Proxy:no_upgrade(on)
   self:command(on == false and "noupgrade off" or "noupgrade on")
+  return self
+end
+
+-- Require these credentials from every connection's first request (407
+-- otherwise); no arguments: require none.
+function Proxy:auth(user, pass)
+  if user == nil then
+    self:command("auth off")
+  else
+    self:command("auth " .. user .. ":" .. (pass or ""))
+  end
+  return self
+end
+
+-- CONNECT requests for host `name` go to `addr` (a name only the proxy knows).
+function Proxy:map(name, addr)
+  self:command("map " .. name .. " " .. (addr or "127.0.0.1"))
+  return self
+end
+
+-- on: answer every CONNECT "403 Forbidden"
+function Proxy:no_connect(on)
+  self:command(on == false and "noconnect off" or "noconnect on")
   return self
 end
 

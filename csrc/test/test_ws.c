@@ -358,6 +358,107 @@ static void raw_stop(raw *r)
     free(r);
 }
 
+/* ========================================================= CONNECT proxy */
+
+/* A one-connection HTTP proxy: it records the CONNECT request's head, then
+ * answers 407, or tunnels to 127.0.0.1:<the requested port> and relays
+ * until either side closes. */
+typedef struct px {
+    int fd, port, deny, stop;
+    pthread_t th;
+    char head[1024]; /* written before `done` */
+    int done;
+} px;
+
+static void *px_main(void *arg)
+{
+    px *x = arg;
+    struct pollfd pf = {x->fd, POLLIN, 0};
+    char buf[16384], target[300], *colon;
+    size_t got = 0;
+    int c, t = -1;
+    while (!__atomic_load_n(&x->stop, __ATOMIC_ACQUIRE) && poll(&pf, 1, 20) <= 0)
+        ;
+    if ((c = accept(x->fd, NULL, NULL)) < 0) return NULL;
+    while (got < sizeof x->head - 1 && read(c, x->head + got, 1) == 1) /* no byte past the head */
+        if (++got >= 4 && memcmp(x->head + got - 4, "\r\n\r\n", 4) == 0) break;
+    x->head[got] = '\0';
+    target[0] = '\0';
+    /* "CONNECT <target> HTTP/1.1": the port after the target's last ':' */
+    sscanf(x->head, "%*s %299s", target);
+    colon = strrchr(target, ':');
+    if (!x->deny && colon) {
+        struct sockaddr_in sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sin_family = AF_INET;
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        sa.sin_port = htons((unsigned short)atoi(colon + 1));
+        t = socket(AF_INET, SOCK_STREAM, 0);
+        if (connect(t, (struct sockaddr *)&sa, sizeof sa) != 0) {
+            close(t);
+            t = -1;
+        }
+    }
+    __atomic_store_n(&x->done, 1, __ATOMIC_RELEASE);
+    if (t < 0) {
+        static const char no[] = "HTTP/1.1 407 Proxy Authentication Required\r\n"
+                                 "Proxy-Authenticate: Basic\r\nContent-Length: 0\r\n\r\n";
+        if (write(c, no, sizeof no - 1) < 0) perror("write");
+    } else {
+        static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
+        if (write(c, ok, sizeof ok - 1) < 0) perror("write");
+        while (!__atomic_load_n(&x->stop, __ATOMIC_ACQUIRE)) {
+            struct pollfd two[2] = {{c, POLLIN, 0}, {t, POLLIN, 0}};
+            ssize_t n;
+            int i;
+            if (poll(two, 2, 20) <= 0) continue;
+            for (i = 0; i < 2; i++) {
+                if (!two[i].revents) continue;
+                n = read(two[i].fd, buf, sizeof buf);
+                if (n <= 0 || write(two[1 - i].fd, buf, (size_t)n) != n) goto out;
+            }
+        }
+    out:
+        close(t);
+    }
+    close(c);
+    return NULL;
+}
+
+/* Listening on 127.0.0.1, or on ::1 when v6. */
+static px *px_start(int deny, int v6)
+{
+    struct sockaddr_in6 sa;
+    socklen_t sl = sizeof sa;
+    px *x = calloc(1, sizeof *x);
+    x->deny = deny;
+    x->fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM, 0);
+    memset(&sa, 0, sizeof sa);
+    if (v6) {
+        sa.sin6_family = AF_INET6;
+        sa.sin6_addr = in6addr_loopback;
+        bind(x->fd, (struct sockaddr *)&sa, sizeof sa);
+    } else {
+        struct sockaddr_in *a = (struct sockaddr_in *)&sa;
+        a->sin_family = AF_INET;
+        a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        bind(x->fd, (struct sockaddr *)a, sizeof *a);
+    }
+    listen(x->fd, 4);
+    getsockname(x->fd, (struct sockaddr *)&sa, &sl);
+    x->port = ntohs(sa.sin6_port); /* sin_port is at the same place */
+    pthread_create(&x->th, NULL, px_main, x);
+    return x;
+}
+
+static void px_stop(px *x)
+{
+    __atomic_store_n(&x->stop, 1, __ATOMIC_RELEASE);
+    pthread_join(x->th, NULL);
+    close(x->fd);
+    free(x);
+}
+
 /* A port nothing listens on (bound, then closed). */
 static int closed_port(void)
 {
@@ -793,6 +894,150 @@ TEST(t_bad_host)
     cfg_init(&cfg, "wss://[::1/");
     CHECK(sr__ws_transport_new(loop, &cfg, &ups, &c, &err) == NULL && err.code == SR_EUSAGE);
     sr_loop_free(loop);
+}
+
+/* Through an HTTP proxy: a tunnel to a name only the proxy knows, with
+ * Basic credentials from the URL (percent-decoded); a refusal; an
+ * unreachable proxy; the environment's proxy and its no_proxy. */
+TEST(t_proxy)
+{
+    char url[256], proxy[512], want[256];
+    sr_transport_cfg cfg;
+    sr_transport *tp;
+    sr_error err;
+    cli c;
+    sr_loop *loop = sr_loop_new(&err), *eloop;
+    srv *s = srv_start(SRV_ECHO, NULL, NULL);
+    px *x = px_start(0, 0);
+
+    memset(&c, 0, sizeof c);
+    snprintf(url, sizeof url, "ws://hub.invalid:%d/hub?id=1", s->port);
+    snprintf(proxy, sizeof proxy, "http://us%%20er:p%%40ss@127.0.0.1:%d", x->port);
+    cfg_init(&cfg, url);
+    cfg.proxy = proxy;
+    tp = sr__ws_transport_new(loop, &cfg, &ups, &c, &err);
+    CHECK(tp);
+    WAIT(loop, c.opened || c.closed, 5000);
+    note("     proxy: %s\n", c.msg);
+    CHECK(c.opened == 1 && !c.closed);
+    snprintf(want, sizeof want, "CONNECT hub.invalid:%d HTTP/1.1\r\n", s->port);
+    CHECK(strncmp(x->head, want, strlen(want)) == 0);
+    /* base64("us er:p@ss") */
+    CHECK(strstr(x->head, "Proxy-authorization: basic dXMgZXI6cEBzcw==\r\n") != NULL);
+    WAIT(loop, srv_got(s) >= sizeof HANDSHAKE - 1, 5000);
+    {
+        int host_ok;
+        pthread_mutex_lock(&s->mu);
+        host_ok = strncmp(s->host, "hub.invalid:", 12) == 0; /* the target's Host header */
+        pthread_mutex_unlock(&s->mu);
+        CHECK(host_ok);
+    }
+    sr__transport_release(tp);
+    px_stop(x);
+
+    /* refused: the proxy is named, the credentials are not */
+    x = px_start(1, 0);
+    sr__buf_free(&c.data); /* what the echo sent back */
+    memset(&c, 0, sizeof c);
+    snprintf(proxy, sizeof proxy, "http://user:s3cret@127.0.0.1:%d", x->port);
+    tp = sr__ws_transport_new(loop, &cfg, &ups, &c, &err);
+    CHECK(tp);
+    WAIT(loop, c.closed, 5000);
+    note("     proxy 407: %s\n", c.msg);
+    CHECK(c.closed == 1 && !c.opened && c.code == SR_ETRANSPORT);
+    snprintf(want, sizeof want, "the proxy http://127.0.0.1:%d refused the tunnel", x->port);
+    CHECK(strstr(c.msg, want) != NULL);
+    CHECK(strstr(c.msg, "s3cret") == NULL);
+    sr__transport_release(tp);
+    px_stop(x);
+
+    /* unreachable */
+    sr__buf_free(&c.data); /* what the echo sent back */
+    memset(&c, 0, sizeof c);
+    snprintf(proxy, sizeof proxy, "http://user:s3cret@127.0.0.1:%d", closed_port());
+    tp = sr__ws_transport_new(loop, &cfg, &ups, &c, &err);
+    CHECK(tp);
+    WAIT(loop, c.closed, 5000);
+    note("     proxy down: %s\n", c.msg);
+    CHECK(c.closed == 1 && c.code == SR_ETRANSPORT);
+    CHECK(strstr(c.msg, "cannot connect to the proxy http://127.0.0.1:") != NULL);
+    CHECK(strstr(c.msg, "s3cret") == NULL);
+    sr__transport_release(tp);
+
+    /* from the environment, which no_proxy overrides; a loop made while
+     * http_proxy is set, so its lws vhosts would have read it themselves */
+    x = px_start(0, 0);
+    snprintf(proxy, sizeof proxy, "http://127.0.0.1:%d", x->port);
+    setenv("http_proxy", proxy, 1);
+    setenv("no_proxy", "127.0.0.1", 1);
+    eloop = sr_loop_new(&err);
+    sr__buf_free(&c.data); /* what the echo sent back */
+    memset(&c, 0, sizeof c);
+    snprintf(url, sizeof url, "ws://127.0.0.1:%d/hub?id=1", s->port);
+    cfg_init(&cfg, url);
+    tp = sr__ws_transport_new(eloop, &cfg, &ups, &c, &err);
+    CHECK(tp);
+    WAIT(eloop, c.opened || c.closed, 5000);
+    CHECK(c.opened == 1 && !__atomic_load_n(&x->done, __ATOMIC_ACQUIRE)); /* direct */
+    sr__transport_release(tp);
+    unsetenv("no_proxy");
+    sr__buf_free(&c.data); /* what the echo sent back */
+    memset(&c, 0, sizeof c);
+    tp = sr__ws_transport_new(eloop, &cfg, &ups, &c, &err);
+    CHECK(tp);
+    WAIT(eloop, c.opened || c.closed, 5000);
+    unsetenv("http_proxy");
+    CHECK(c.opened == 1 && __atomic_load_n(&x->done, __ATOMIC_ACQUIRE));
+    snprintf(want, sizeof want, "CONNECT 127.0.0.1:%d HTTP/1.1\r\n", s->port);
+    CHECK(strncmp(x->head, want, strlen(want)) == 0);
+    CHECK(strstr(x->head, "Proxy-authorization") == NULL);
+    sr__transport_release(tp);
+    sr_loop_free(eloop);
+    px_stop(x);
+
+    /* an IPv6 proxy, an IPv6 target, and the longest credentials lws sends */
+    x = px_start(0, 1);
+    sr__buf_free(&c.data); /* what the echo sent back */
+    memset(&c, 0, sizeof c);
+    snprintf(url, sizeof url, "ws://[::1]:%d/hub?id=1", s->port);
+    memset(want, 'u', 93);
+    want[40] = ':';
+    want[93] = '\0';
+    snprintf(proxy, sizeof proxy, "http://%s@[::1]:%d", want, x->port);
+    cfg_init(&cfg, url);
+    cfg.proxy = proxy;
+    tp = sr__ws_transport_new(loop, &cfg, &ups, &c, &err);
+    CHECK(tp);
+    WAIT(loop, c.opened || c.closed, 5000);
+    note("     proxy v6: %s\n", c.msg);
+    CHECK(c.opened == 1);
+    snprintf(want, sizeof want, "CONNECT [::1]:%d HTTP/1.1\r\n", s->port);
+    CHECK(strncmp(x->head, want, strlen(want)) == 0);
+    {
+        /* base64 of 93 bytes is 124 characters: nothing was cut */
+        const char *b = strstr(x->head, "Proxy-authorization: basic dXV1");
+        CHECK(b != NULL);
+        b += strlen("Proxy-authorization: basic ");
+        CHECK(strcspn(b, "\r") == 124);
+    }
+    sr__transport_release(tp);
+    px_stop(x);
+    /* one byte more is refused with a reason */
+    memset(want, 'u', 94);
+    want[40] = ':';
+    want[94] = '\0';
+    snprintf(proxy, sizeof proxy, "http://%s@127.0.0.1:1", want);
+    CHECK(sr__ws_transport_new(loop, &cfg, &ups, &c, &err) == NULL && err.code == SR_ETRANSPORT);
+    note("     long credentials: %s\n", err.message);
+    CHECK(strstr(err.message, "at most 93") != NULL && strstr(err.message, "uuu") == NULL);
+
+    /* a kind of proxy a tunnel cannot use fails at once */
+    cfg.proxy = "socks5://127.0.0.1:1";
+    CHECK(sr__ws_transport_new(loop, &cfg, &ups, &c, &err) == NULL && err.code == SR_ETRANSPORT);
+    CHECK(strstr(err.message, "socks5://") != NULL);
+    sr__buf_free(&c.data);
+    sr_loop_free(loop);
+    srv_stop(s);
 }
 
 TEST(t_http_404)
@@ -1510,6 +1755,7 @@ int main(int argc, char **argv)
     R(t_refused);
     R(t_bad_host);
     R(t_http_404);
+    R(t_proxy);
     R(t_keepalive);
     R(t_server_timeout);
     R(t_handshake_timeout);

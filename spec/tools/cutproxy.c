@@ -8,6 +8,16 @@
  * connection to target_host (default 127.0.0.1):target_port. One process,
  * one poll() loop, any number of connections; plain POSIX.
  *
+ * It is also an HTTP proxy of the kind clients tunnel through: a connection
+ * whose first request is "CONNECT host:port HTTP/1.x" is connected to
+ * host:port instead (a numeric address, or a name given with "map"), gets
+ * "HTTP/1.1 200 Connection established" once that connection is up (502
+ * when it fails), and is then forwarded like any other. Other requests
+ * (absolute-form "GET http://..." included) go to the target as they are.
+ * With "auth", the first request of every connection must carry
+ * "Proxy-Authorization: Basic" with those credentials, or it is answered
+ * "407 Proxy Authentication Required" (with Proxy-Authenticate) and closed.
+ *
  * At start it prints "ready <port>" on stdout (and writes "<port>\n" to
  * port_file, through a temporary file and rename, when -f is given).
  *
@@ -27,9 +37,16 @@
  *                  no FIN or reset (the sockets stay open, unread; new
  *                  connections are accepted, connected and held)
  *   resume         forward again, and pass on what happened meanwhile
+ *   auth USER:PASS require these proxy credentials (the rest of the line,
+ *                  as they are); "auth off" requires none again
+ *   map NAME ADDR  CONNECT requests for host NAME go to the numeric ADDR (a
+ *                  name only the proxy can resolve, as behind a real proxy)
+ *   noconnect on|off  on: answer every CONNECT "403 Forbidden" and close
  *   stats          answers "stats accepted=A live=L cut=C refused=R
- *                  up=BYTES down=BYTES paused=0|1 refusing=0|1 upgrades=U"
- *                  before the ok (U: upgrades refused by noupgrade)
+ *                  up=BYTES down=BYTES paused=0|1 refusing=0|1 upgrades=U
+ *                  connects=T denied=D" before the ok (U: upgrades refused
+ *                  by noupgrade; T: tunnels established by CONNECT; D:
+ *                  requests answered 407, or CONNECTs answered 403 or 502)
  *   quit           exit (also on end of input, and when the parent process
  *                  is gone)
  *
@@ -40,6 +57,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netdb.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
@@ -67,13 +85,18 @@ struct pair {
     struct dir up;      /* client -> target */
     struct dir down;    /* target -> client */
     int dead;
-    int inspected;      /* noupgrade: the first request was looked at */
+    int inspected;      /* the first request was looked at */
+    int tunnel;         /* CONNECT: connecting to its target, 200 not sent yet */
 };
 
 static struct pair **pairs;
 static size_t npairs, cap;
 static int paused, refusing, noupgrade;
-static unsigned long long n_upgrades;
+static unsigned long long n_upgrades, n_connects, n_denied;
+static char auth_b64[512]; /* "" = no credentials required */
+static int noconnect;
+static struct { char name[256], addr[64]; } maps[32];
+static size_t nmaps;
 static unsigned long long n_accepted, n_cut, n_refused, bytes_up, bytes_down;
 static struct sockaddr_in target;
 static unsigned long cmd_no;
@@ -215,19 +238,152 @@ static int pump_out(int to, struct dir *d)
     return 0;
 }
 
-/* noupgrade: 1 when the pair's first request, complete in up, asks for a
- * WebSocket upgrade (it is then answered 403 and closed by the caller). */
-static int refuse_upgrade(struct pair *p)
+static void b64(const unsigned char *in, size_t n, char *out)
+{
+    static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (; n >= 3; n -= 3, in += 3) {
+        *out++ = a[in[0] >> 2];
+        *out++ = a[((in[0] & 3) << 4) | (in[1] >> 4)];
+        *out++ = a[((in[1] & 15) << 2) | (in[2] >> 6)];
+        *out++ = a[in[2] & 63];
+    }
+    if (n) {
+        *out++ = a[in[0] >> 2];
+        *out++ = a[((in[0] & 3) << 4) | (n == 2 ? in[1] >> 4 : 0)];
+        *out++ = n == 2 ? a[(in[1] & 15) << 2] : '=';
+        *out++ = '=';
+    }
+    *out = 0;
+}
+
+/* Answer the pair's first request with status (and extra header lines),
+ * then close it gracefully. */
+static void answer(struct pair *p, const char *status, const char *extra)
+{
+    char msg[512];
+    int n = snprintf(msg, sizeof msg,
+                     "HTTP/1.1 %s\r\n%sContent-Length: 0\r\nConnection: close\r\n\r\n", status,
+                     extra);
+    ssize_t w = write(p->cfd, msg, (size_t)n);
+    (void)w;
+    kill_pair(p, 0);
+}
+
+/* 1 when the request head (len bytes) carries the required credentials. */
+static int auth_ok(const char *h, size_t len)
+{
+    static const char name[] = "\r\nproxy-authorization:";
+    size_t i, nl = sizeof name - 1;
+    for (i = 0; i + nl <= len; i++) {
+        const char *v, *e;
+        if (strncasecmp(h + i, name, nl) != 0) continue;
+        v = h + i + nl;
+        while (*v == ' ' || *v == '\t') v++;
+        if (strncasecmp(v, "basic ", 6) != 0) return 0;
+        v += 6;
+        while (*v == ' ') v++;
+        e = v;
+        while (e < h + len && *e != '\r' && *e != ' ') e++;
+        return (size_t)(e - v) == strlen(auth_b64) && memcmp(v, auth_b64, (size_t)(e - v)) == 0;
+    }
+    return 0;
+}
+
+static void tunnel_up(struct pair *p)
+{
+    static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
+    /* Nothing came from the first target: it was never sent a byte. */
+    memcpy(p->down.buf, ok, sizeof ok - 1);
+    p->down.len = sizeof ok - 1;
+    p->tunnel = 0;
+    n_connects++;
+}
+
+/* The first request is "CONNECT host:port ..." (head: hlen bytes): swap
+ * the target side for a connection to host:port. */
+static void do_connect(struct pair *p, size_t hlen)
+{
+    char target[300], *host, *port, *sp;
+    const char *addr;
+    struct addrinfo hints, *ai = NULL;
+    size_t i, n = hlen - 8 < sizeof target - 1 ? hlen - 8 : sizeof target - 1;
+    int one = 1, fd;
+    memcpy(target, p->up.buf + 8, n);
+    target[n] = 0;
+    if ((sp = strpbrk(target, " \r\n")) != NULL) *sp = 0;
+    host = target;
+    if (*host == '[') {
+        host++;
+        port = strchr(host, ']');
+        if (port) *port++ = 0;
+    } else {
+        port = strrchr(host, ':');
+    }
+    if (!port || *port != ':') { n_denied++; answer(p, "400 Bad Request", ""); return; }
+    *port++ = 0;
+    if (noconnect) { n_denied++; answer(p, "403 Forbidden", ""); return; }
+    addr = host;
+    for (i = 0; i < nmaps; i++)
+        if (strcasecmp(maps[i].name, host) == 0) addr = maps[i].addr;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+    if (getaddrinfo(addr, port, &hints, &ai) != 0) { n_denied++; answer(p, "502 Bad Gateway", ""); return; }
+    fd = socket(ai->ai_family, SOCK_STREAM, 0);
+    if (fd < 0) { freeaddrinfo(ai); n_denied++; answer(p, "502 Bad Gateway", ""); return; }
+    nonblock(fd);
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    close_fd(p->sfd, 0);
+    p->sfd = fd;
+    /* The CONNECT head is for us; what follows it is the tunnel's. */
+    memmove(p->up.buf, p->up.buf + hlen, p->up.len - hlen);
+    p->up.len -= hlen;
+    p->tunnel = 1;
+    p->connecting = 0;
+    if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+        if (errno != EINPROGRESS) { freeaddrinfo(ai); n_denied++; answer(p, "502 Bad Gateway", ""); return; }
+        p->connecting = 1;
+    }
+    freeaddrinfo(ai);
+    if (!p->connecting) tunnel_up(p);
+}
+
+/* Look at the pair's first request once it is complete: 1 to forward it,
+ * 0 to wait for more of it, -1 when it was answered here (the pair is then
+ * closed, or connecting to a CONNECT's target). */
+static int inspect(struct pair *p)
 {
     const char *end;
-    size_t i;
-    if (!noupgrade || p->inspected || p->up.len == 0) return 0;
+    size_t k, i, hlen;
+    int is_connect;
+    if (p->up.len == 0) return 0;
+    k = p->up.len < 8 ? p->up.len : 8;
+    is_connect = strncasecmp(p->up.buf, "CONNECT ", k) == 0;
+    if (!is_connect && !noupgrade && !auth_b64[0]) { p->inspected = 1; return 1; }
     end = memmem(p->up.buf, p->up.len, "\r\n\r\n", 4);
-    if (!end && p->up.len < BUFSZ) return 0; /* headers not complete yet */
+    if (!end) {
+        if (p->up.len < BUFSZ) return 0; /* the head is not complete yet */
+        p->inspected = 1;
+        return 1;
+    }
     p->inspected = 1;
-    for (i = 0; i + 18 <= p->up.len; i++)
-        if (strncasecmp(p->up.buf + i, "upgrade: websocket", 18) == 0) return 1;
-    return 0;
+    hlen = (size_t)(end + 4 - p->up.buf);
+    if (auth_b64[0] && !auth_ok(p->up.buf, hlen)) {
+        n_denied++;
+        answer(p, "407 Proxy Authentication Required",
+               "Proxy-Authenticate: Basic realm=\"cutproxy\"\r\n");
+        return -1;
+    }
+    if (is_connect) { do_connect(p, hlen); return -1; }
+    if (noupgrade)
+        for (i = 0; i + 18 <= hlen; i++)
+            if (strncasecmp(p->up.buf + i, "upgrade: websocket", 18) == 0) {
+                /* as behind a corporate proxy that refuses WebSockets */
+                n_upgrades++;
+                answer(p, "403 Forbidden", "");
+                return -1;
+            }
+    return 1;
 }
 
 static void service(struct pair *p, short crev, short srev)
@@ -239,21 +395,15 @@ static void service(struct pair *p, short crev, short srev)
         int err = 0;
         socklen_t len = sizeof err;
         getsockopt(p->sfd, SOL_SOCKET, SO_ERROR, &err, &len);
+        if (err && p->tunnel) { n_denied++; answer(p, "502 Bad Gateway", ""); return; }
         if (err) { kill_pair(p, 1); return; }
         p->connecting = 0;
+        if (p->tunnel) tunnel_up(p);
     }
     if (paused) return;
     if (pump_in(p->cfd, &p->up, &bytes_up) < 0) { kill_pair(p, 1); return; }
-    if (refuse_upgrade(p)) {
-        static const char no[] = "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n"
-                                 "Connection: close\r\n\r\n";
-        ssize_t w = write(p->cfd, no, sizeof no - 1);
-        (void)w;
-        n_upgrades++;
-        kill_pair(p, 0);
-        return;
-    }
-    if (noupgrade && !p->inspected) return; /* hold the request until it is complete */
+    /* hold the first request until it is complete and looked at */
+    if (!p->inspected && inspect(p) <= 0) return;
     if (pump_in(p->sfd, &p->down, &bytes_down) < 0
         || pump_out(p->sfd, &p->up) < 0 || pump_out(p->cfd, &p->down) < 0) {
         /* a reset or error on one side: reset the other one too */
@@ -294,15 +444,32 @@ static void command(char *line, int *quit)
         noupgrade = 1;
     } else if (strcmp(line, "noupgrade off") == 0) {
         noupgrade = 0;
+    } else if (strcmp(line, "noconnect on") == 0) {
+        noconnect = 1;
+    } else if (strcmp(line, "noconnect off") == 0) {
+        noconnect = 0;
+    } else if (strcmp(line, "auth off") == 0) {
+        auth_b64[0] = 0;
+    } else if (strncmp(line, "auth ", 5) == 0 && strlen(line + 5) < 300) {
+        b64((const unsigned char *)line + 5, strlen(line + 5), auth_b64);
+    } else if (strncmp(line, "map ", 4) == 0 && nmaps < sizeof maps / sizeof maps[0]) {
+        char name[256], addr[64];
+        if (sscanf(line + 4, "%255s %63s", name, addr) != 2) {
+            say("error %lu usage: map NAME ADDR", cmd_no);
+            return;
+        }
+        strcpy(maps[nmaps].name, name);
+        strcpy(maps[nmaps].addr, addr);
+        nmaps++;
     } else if (strcmp(line, "pause") == 0) {
         paused = 1;
     } else if (strcmp(line, "resume") == 0) {
         paused = 0;
     } else if (strcmp(line, "stats") == 0) {
         say("stats accepted=%llu live=%zu cut=%llu refused=%llu up=%llu down=%llu paused=%d refusing=%d "
-            "upgrades=%llu",
+            "upgrades=%llu connects=%llu denied=%llu",
             n_accepted, live_count(), n_cut, n_refused, bytes_up, bytes_down, paused, refusing,
-            n_upgrades);
+            n_upgrades, n_connects, n_denied);
     } else if (strcmp(line, "quit") == 0) {
         *quit = 1;
     } else {
