@@ -29,7 +29,7 @@ TEST_BIN = $(TEST_SRC:csrc/test/%.c=$(BUILD)/test/%)
 EXAMPLE_SRC = $(sort $(wildcard examples/*.c))
 EXAMPLE_BIN = $(EXAMPLE_SRC:examples/%.c=$(BUILD)/examples/%)
 
-.PHONY: all lib lua tests examples test check-c asan deps demo bench install clean format lint bench-churn bench-reconnect bench-values bench-large
+.PHONY: all lib lua tests examples test check-c asan deps demo bench install clean format lint bench-churn bench-reconnect bench-values bench-large bench-wire
 
 all: lib lua tests examples
 
@@ -86,9 +86,10 @@ asan:
 demo: deps all
 	@sh scripts/demo.sh
 
-# TRANSPORT=websockets|server_sent_events|long_polling (default websockets)
+# TRANSPORT=websockets|server_sent_events|long_polling (default websockets);
+# PROTOCOL=json|messagepack (default json), or BENCH_ARGS="--protocol messagepack".
 bench: deps all
-	@BENCH_TRANSPORT=$(TRANSPORT) sh scripts/bench.sh
+	@BENCH_TRANSPORT=$(TRANSPORT) BENCH_PROTOCOL=$(PROTOCOL) sh scripts/bench.sh $(BENCH_ARGS)
 
 install: lib lua
 	install -d $(DESTDIR)$(LUA_LIBDIR)/signalr $(DESTDIR)$(LUADIR)/signalr
@@ -123,6 +124,9 @@ bench-values: deps all
 
 bench-large: deps all
 	@sh scripts/bench.sh large $(BENCH_ARGS)
+
+bench-wire: deps all
+	@sh scripts/bench.sh wire $(BENCH_ARGS)
 
 # The official .NET client, the official TypeScript client on node and ours: the same workloads
 # against one hub, interleaved over rounds (bench/peers.lua, docs/PERFORMANCE.md). The driver

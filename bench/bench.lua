@@ -3,9 +3,28 @@
 -- (make bench starts the hub and passes its URL.) BENCH_STREAM_ITEMS sets
 -- the items of the stream runs (default: the sends). BENCH_TRANSPORT picks the
 -- transport: websockets (default), server_sent_events or long_polling
--- (make bench TRANSPORT=long_polling).
+-- (make bench TRANSPORT=long_polling). --protocol messagepack (or
+-- BENCH_PROTOCOL, make bench PROTOCOL=messagepack) picks the hub protocol.
 local signalr = require("signalr")
 local core = require("signalr.core")
+
+-- "--protocol messagepack" anywhere in the arguments (or BENCH_PROTOCOL)
+-- picks the hub protocol; the others are positional.
+local PROTOCOL = os.getenv("BENCH_PROTOCOL")
+do
+  local rest, i = {}, 1
+  while arg[i] do
+    if arg[i] == "--protocol" then
+      PROTOCOL = arg[i + 1]
+      i = i + 2
+    else
+      rest[#rest + 1] = arg[i]
+      i = i + 1
+    end
+  end
+  for j = 1, math.max(#arg, #rest) do arg[j] = rest[j] end
+end
+if PROTOCOL == "" then PROTOCOL = nil end
 
 local base = assert(arg[1], "hub base URL")
 local N_INVOKE = tonumber(arg[2]) or 20000
@@ -25,6 +44,7 @@ end
 local function connect()
   local c = signalr.builder()
     :with_url(base .. "/testhub", { transports = { TRANSPORT or "websockets" } })
+    :with_hub_protocol(PROTOCOL or "json")
     :configure_logging("error")
     :build()
   c:start()
@@ -36,7 +56,7 @@ local function percentile(sorted, p)
 end
 
 local conn = connect()
-print("transport: " .. conn:invoke("GetTransport"))
+print("transport: " .. conn:invoke("GetTransport") .. ", protocol: " .. (PROTOCOL or "json"))
 -- Warm up both sides: the server's tiered JIT recompiles hot methods in the
 -- background for a while after they first run, which shows up as a
 -- millisecond tail if we measure too early.

@@ -5,6 +5,7 @@
 #                                         build/drop cycles; RSS, fds, threads, registry
 #   sh scripts/bench.sh values            bench/values.lua: Lua table <-> wire per key
 #   sh scripts/bench.sh large [transport] bench/large.lua: peak memory per large message received
+#   sh scripts/bench.sh wire              bench/wire.lua: bytes on the wire per message, JSON and MessagePack
 #   sh scripts/bench.sh reconnect [args]  bench/reconnect_latency.lua: hub restart ->
 #                                         on_reconnected (starts and restarts its own hub)
 # The first two start the hub and pass its URL; args go to the Lua script.
@@ -21,6 +22,9 @@ case "$1" in
   values)
     shift
     HUB_ENV="HUB_MAX_RECEIVE_BYTES=0" exec lua5.4 scripts/with_hub.lua lua5.4 bench/values.lua '{hub}' "$@" ;;
+  wire)
+    shift
+    exec lua5.4 scripts/with_hub.lua lua5.4 bench/wire.lua '{hub}' "$@" ;;
   large)
     shift
     exec lua5.4 scripts/with_hub.lua lua5.4 bench/large.lua '{hub}' "$@" ;;
