@@ -11,7 +11,7 @@ CC ?= cc
 
 LUA_PC ?= lua$(LUA_VERSION)
 LUA_INCDIR ?= $(shell $(PKG_CONFIG) --variable=includedir $(LUA_PC))/lua$(LUA_VERSION)
-CORE_PKGS = libwebsockets libcurl jansson
+CORE_PKGS = libwebsockets libcurl jansson msgpack
 
 OPT ?= -O2 -g
 WARN = -std=c99 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wwrite-strings
