@@ -476,7 +476,7 @@ static int get_str(const msgpack_object *f, const char *name, int required, cons
         return fail(err, SR_EPROTOCOL, "%s message has a non-string '%s' (%s)", type_name(m->type),
                     name, kind_name(f));
     /* A NUL would silently cut an id or target. */
-    if (memchr(f->via.str.ptr, '\0', f->via.str.size))
+    if (f->via.str.size && memchr(f->via.str.ptr, '\0', f->via.str.size))
         return fail(err, SR_EPROTOCOL, "%s message has a NUL byte in '%s'", type_name(m->type),
                     name);
     *out = malloc((size_t)f->via.str.size + 1);
