@@ -837,9 +837,9 @@ static int write_body(const sr_msg *m, msgpack_packer *pk, sr_error *err)
 
 static int mp_write(const sr_msg *m, sr_buf *out, sr_error *err)
 {
-    size_t start = out->len, body;
+    size_t start = out->len, body, k;
     msgpack_packer pk;
-    sr_buf prefix = SR_BUF_INIT;
+    char prefix[5];
     int rc;
 
     if ((unsigned)m->type - 1u > 8u)
@@ -850,19 +850,18 @@ static int mp_write(const sr_msg *m, sr_buf *out, sr_error *err)
     body = out->len - start;
     if (rc == SR_OK && body > (size_t)INT32_MAX)
         rc = fail(err, SR_EUSAGE, "message too large for its length prefix (%zu bytes)", body);
-    /* The prefix goes in front of the body once its length is known. */
-    if (rc == SR_OK &&
-        (sr__varint_write(&prefix, (uint32_t)body) != 0 || sr__buf_reserve(out, prefix.len) != 0))
-        rc = oom(err);
-    if (rc == SR_OK) {
-        memmove(out->data + start + prefix.len, out->data + start, body);
-        memcpy(out->data + start, prefix.data, prefix.len);
-        out->len += prefix.len;
-    } else {
+    /* The length is known once the body is written: append the prefix,
+     * then rotate it in front of the body (no second buffer). */
+    if (rc == SR_OK && sr__varint_write(out, (uint32_t)body) != 0) rc = oom(err);
+    if (rc != SR_OK) {
         out->len = start; /* a failed write leaves no partial message behind */
+        return rc;
     }
-    sr__buf_free(&prefix);
-    return rc;
+    k = out->len - start - body;
+    memcpy(prefix, out->data + start + body, k);
+    memmove(out->data + start + k, out->data + start, body);
+    memcpy(out->data + start, prefix, k);
+    return SR_OK;
 }
 
 const sr_protocol sr__msgpack_protocol = {"messagepack", 1, 1, mp_write, mp_parse};
