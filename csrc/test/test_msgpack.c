@@ -276,6 +276,7 @@ TEST(write_refuses_incomplete_messages)
     sr_value *h = sr_value_map(), *a = sr_value_map(), *ids = sr_value_array();
     sr_error err;
     sr_msg m;
+    int i;
 
     memset(&m, 0, sizeof m);
     sr__buf_reset(&out);
@@ -310,6 +311,19 @@ TEST(write_refuses_incomplete_messages)
     REFUSED("StreamItem message needs an invocationId");
     m.type = SR_MSG_CANCEL_INVOCATION;
     REFUSED("CancelInvocation message needs an invocationId");
+    /* a failure inside a value leaves nothing behind either */
+    memset(&m, 0, sizeof m);
+    m.type = SR_MSG_STREAM_ITEM;
+    m.invocation_id = S("1");
+    m.item = sr_value_int(1);
+    for (i = 0; i < SR_VALUE_MAX_DEPTH; i++) {
+        sr_value *wrap = sr_value_array();
+        sr_value_array_push(wrap, m.item);
+        m.item = wrap;
+    }
+    REFUSED("nested too deeply");
+    sr_value_free(m.item);
+    m.item = NULL;
     m.type = (sr_msg_type)0;
     REFUSED("cannot write message type 0");
     m.type = (sr_msg_type)10;
