@@ -11,7 +11,7 @@ CC ?= cc
 
 LUA_PC ?= lua$(LUA_VERSION)
 LUA_INCDIR ?= $(shell $(PKG_CONFIG) --variable=includedir $(LUA_PC))/lua$(LUA_VERSION)
-CORE_PKGS = libwebsockets libcurl jansson
+CORE_PKGS = libwebsockets libcurl jansson msgpack
 
 OPT ?= -O2 -g
 WARN = -std=c99 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wwrite-strings
@@ -26,10 +26,12 @@ BIND_SRC = $(sort $(wildcard binding/*.c))
 BIND_OBJ = $(BIND_SRC:binding/%.c=$(BUILD)/binding/%.o)
 TEST_SRC = $(sort $(wildcard csrc/test/test_*.c))
 TEST_BIN = $(TEST_SRC:csrc/test/%.c=$(BUILD)/test/%)
+FUZZ_SRC = $(sort $(wildcard csrc/test/fuzz_*.c))
+FUZZ_BIN = $(FUZZ_SRC:csrc/test/%.c=$(BUILD)/fuzz/%)
 EXAMPLE_SRC = $(sort $(wildcard examples/*.c))
 EXAMPLE_BIN = $(EXAMPLE_SRC:examples/%.c=$(BUILD)/examples/%)
 
-.PHONY: all lib lua tests examples test check-c asan deps demo bench install clean format lint bench-churn bench-reconnect bench-values bench-large bench-wire
+.PHONY: all lib lua tests examples fuzz fuzz-asan test check-c asan deps demo bench install clean format lint bench-churn bench-reconnect bench-values bench-large bench-wire
 
 all: lib lua tests examples
 
@@ -63,6 +65,11 @@ $(BUILD)/test/%: csrc/test/%.c $(BUILD)/libsignalr.a csrc/test/harness.h csrc/te
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Icsrc -o $@ $< $(BUILD)/libsignalr.a $(LIBS_CORE) $(LDFLAGS_ALL)
 
+# Fuzz targets with their replay/mutation main (no clang needed); scripts/fuzz.sh runs them.
+$(BUILD)/fuzz/%: csrc/test/%.c $(BUILD)/libsignalr.a csrc/test/value_equal.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -DSR_FUZZ_MAIN -Icsrc -o $@ $< $(BUILD)/libsignalr.a $(LIBS_CORE) $(LDFLAGS_ALL)
+
 $(BUILD)/examples/%: examples/%.c $(BUILD)/libsignalr.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Icsrc -o $@ $< $(BUILD)/libsignalr.a $(LIBS_CORE) $(LDFLAGS_ALL)
@@ -79,9 +86,17 @@ test: deps
 check-c: tests
 	@for t in $(TEST_BIN); do echo "== $$t"; $$t || exit 1; done
 
+ASAN_MAKE = $(MAKE) BUILD=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
+	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
+
 asan:
-	$(MAKE) BUILD=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
-	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined" lua lib tests examples
+	$(ASAN_MAKE) lua lib tests examples
+
+fuzz: $(FUZZ_BIN)
+
+# The fuzz targets under ASan+UBSan, sharing build-asan's core objects.
+fuzz-asan:
+	$(ASAN_MAKE) fuzz
 
 demo: deps all
 	@sh scripts/demo.sh

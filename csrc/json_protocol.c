@@ -838,27 +838,7 @@ done:
     return (int)n + 1;
 }
 
-void sr__msg_clear(sr_msg *m)
-{
-    if (!m) return;
-    free(m->invocation_id);
-    free(m->target);
-    sr_value_free(m->arguments);
-    sr_value_free(m->stream_ids);
-    sr_value_free(m->headers);
-    sr_value_free(m->item);
-    sr_value_free(m->result);
-    free(m->error);
-    memset(m, 0, sizeof *m);
-}
-
 const sr_protocol sr__json_protocol = {"json", 1, 0, json_write, json_parse};
-
-const sr_protocol *sr__protocol_find(const char *name)
-{
-    if (name && strcmp(name, sr__json_protocol.name) == 0) return &sr__json_protocol;
-    return NULL;
-}
 
 /* ============================================================== handshake */
 

@@ -3,8 +3,8 @@
  *
  * A protocol turns sr_msg into framed bytes and framed bytes back into
  * sr_msg. It does no I/O (feed bytes in, take messages out). The JSON
- * protocol lives in json_protocol.c; MessagePack will be a second
- * sr_protocol with the same shape.
+ * protocol lives in json_protocol.c, the MessagePack one in
+ * msgpack_protocol.c; protocol.c holds what they share (lookup, clearing).
  */
 #ifndef SR_PROTOCOL_H
 #define SR_PROTOCOL_H
@@ -45,7 +45,7 @@ typedef struct sr_msg {
 void sr__msg_clear(sr_msg *m); /* frees the fields, zeroes the struct */
 
 typedef struct sr_protocol {
-    const char *name; /* "json" */
+    const char *name; /* "json", "messagepack" */
     int version;      /* 1 */
     int binary;       /* 1: binary transfer format (WebSocket binary frames) */
     /* Append m, framed, to out. Borrowed fields are only read. */
@@ -60,6 +60,7 @@ typedef struct sr_protocol {
 } sr_protocol;
 
 extern const sr_protocol sr__json_protocol;
+extern const sr_protocol sr__msgpack_protocol;
 const sr_protocol *sr__protocol_find(const char *name); /* NULL if unknown */
 
 /* A single JSON value to text and back (no framing); used by the protocol
@@ -69,6 +70,12 @@ const sr_protocol *sr__protocol_find(const char *name); /* NULL if unknown */
  * they read back as floats), SR_BINARY is written as base64. */
 int sr__json_encode_value(const sr_value *v, sr_buf *out, sr_error *err);
 int sr__json_decode_value(const char *text, size_t len, sr_value **out, sr_error *err);
+
+/* A single MessagePack value to bytes and back (no framing), as the
+ * MessagePack protocol maps them: decoding takes exactly one complete value
+ * filling data[0..len); see msgpack_protocol.c for the mapping. */
+int sr__msgpack_encode_value(const sr_value *v, sr_buf *out, sr_error *err);
+int sr__msgpack_decode_value(const char *data, size_t len, sr_value **out, sr_error *err);
 
 /* ------------------------------------------------------------ handshake */
 /* The handshake is always JSON text ending with the record separator. */

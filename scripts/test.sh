@@ -51,6 +51,9 @@ run_c_tests "native, full size" env
 run_c_tests "valgrind, smaller sizes" env SR_TEST_QUICK=1 valgrind -q --leak-check=full \
     --errors-for-leak-kinds=definite,indirect --error-exitcode=99
 
+echo "== fuzz targets (ASan+UBSan, bounded mutations)"
+if sh scripts/fuzz.sh; then add 1 0; else stage_failed "fuzzing: sh scripts/fuzz.sh"; fi
+
 echo "== end to end under valgrind (Lua session and C example against the hub)"
 vg="valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=99"
 for cmd in "lua5.4 scripts/valgrind_session.lua {hub}/testhub" "build/examples/c_client {hub}/clientresulthub"; do
