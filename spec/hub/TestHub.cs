@@ -436,7 +436,7 @@ public class TestHub : Hub
             JsonValueKind.Object => e.EnumerateObject().ToDictionary(p => p.Name, p => FromJson(p.Value)),
             JsonValueKind.Array => e.EnumerateArray().Select(v => FromJson(v)).ToArray(),
             JsonValueKind.String => e.GetString(),
-            JsonValueKind.Number => e.TryGetInt64(out var l) ? l : e.GetDouble(),
+            JsonValueKind.Number => e.TryGetInt64(out var l) ? (object)l : e.GetDouble(),
             JsonValueKind.True => true,
             JsonValueKind.False => false,
             _ => null,
