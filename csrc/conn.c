@@ -633,7 +633,13 @@ static int handle_message(sr_conn *c, sr_msg *m)
 {
     uint64_t g = c->gen;
     sr_error err;
-    switch (m->type) {
+    switch ((int)m->type) {
+    case 0:
+        /* The transport's parse of a record it held in pieces failed
+         * (transport.c); the record itself is gone, the reason is here. */
+        set_err(&err, SR_EPROTOCOL, 0, "%s", m->error ? m->error : "malformed message");
+        abort_with(c, &err);
+        return 1;
     case SR_MSG_COMPLETION:
         complete_invocation(c, m);
         break;

@@ -785,11 +785,12 @@ static int read_body(json_t *o, sr_msg *m, sr_error *err)
     return fail(err, SR_EPROTOCOL, "unknown message type %d", (int)m->type);
 }
 
+static int message_from(json_t *o, sr_msg *out, sr_error *err);
+
 static int json_parse(const char *data, size_t len, size_t max_size, sr_msg *out, sr_error *err)
 {
     long n = sr__rs_find(data, len);
-    json_t *o, *t;
-    sr_msg m;
+    json_t *o;
     int rc;
 
     /* 0 means no limit; INT_MAX keeps the consumed count representable. */
@@ -804,6 +805,17 @@ static int json_parse(const char *data, size_t len, size_t max_size, sr_msg *out
         return fail(err, SR_EPROTOCOL, "message too large (%ld bytes, limit %zu)", n, max_size);
     if (n == 0) return fail(err, SR_EPROTOCOL, "empty message");
     if ((rc = load(data, (size_t)n, "message", &o, err))) return rc;
+    rc = message_from(o, out, err);
+    return rc == SR_OK ? (int)n + 1 : rc;
+}
+
+/* One message from its JSON tree (consumed: decref'd here). */
+static int message_from(json_t *o, sr_msg *out, sr_error *err)
+{
+    json_t *t;
+    sr_msg m;
+    int rc;
+
     memset(&m, 0, sizeof m);
     if (!json_is_object(o)) {
         rc = fail(err, SR_EPROTOCOL, "message is not a JSON object");
@@ -835,10 +847,41 @@ done:
         return rc;
     }
     *out = m;
-    return (int)n + 1;
+    return SR_OK;
 }
 
-const sr_protocol sr__json_protocol = {"json", 1, 0, json_write, json_parse};
+/* jansson pulls the record through this: the caller's reader hands it
+ * pieces (and frees what it handed over), so a large record is never
+ * held whole beside its parse. */
+typedef struct stream_src {
+    sr_read_fn read;
+    void *ud;
+} stream_src;
+
+static size_t stream_read(void *buffer, size_t buflen, void *data)
+{
+    stream_src *src = data;
+    return src->read(src->ud, buffer, buflen);
+}
+
+static int json_parse_stream(sr_read_fn read, void *ud, sr_msg *out, sr_error *err)
+{
+    stream_src src;
+    json_error_t je;
+    json_t *o;
+
+    src.read = read;
+    src.ud = ud;
+    o = json_load_callback(stream_read, &src, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
+    if (!o) {
+        if (json_error_code(&je) == json_error_out_of_memory) return oom(err);
+        return fail(err, SR_EPROTOCOL, "invalid JSON in message: %s (at byte %d)", je.text,
+                    je.position);
+    }
+    return message_from(o, out, err);
+}
+
+const sr_protocol sr__json_protocol = {"json", 1, 0, json_write, json_parse, json_parse_stream};
 
 /* ============================================================== handshake */
 

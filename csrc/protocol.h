@@ -44,6 +44,9 @@ typedef struct sr_msg {
 
 void sr__msg_clear(sr_msg *m); /* frees the fields, zeroes the struct */
 
+/* Copy up to size bytes of the input into buf; 0 at its end. */
+typedef size_t (*sr_read_fn)(void *ud, char *buf, size_t size);
+
 typedef struct sr_protocol {
     const char *name; /* "json", "messagepack" */
     int version;      /* 1 */
@@ -57,6 +60,11 @@ typedef struct sr_protocol {
      *              the connection must close). A message longer than
      *              max_size is an error too (SR_EPROTOCOL, "message too large"). */
     int (*parse)(const char *data, size_t len, size_t max_size, sr_msg *m, sr_error *err);
+    /* Text protocols, optional: parse one record (its bytes without the
+     * separator) pulled in pieces through read, so a large record need not
+     * sit whole in memory beside its parse. SR_OK with *m filled, or <0
+     * with err set, as parse. */
+    int (*parse_stream)(sr_read_fn read, void *ud, sr_msg *m, sr_error *err);
 } sr_protocol;
 
 extern const sr_protocol sr__json_protocol;

@@ -21,9 +21,15 @@ void sr__sse_free(sr_sse *p)
     memset(p, 0, sizeof *p);
 }
 
+void sr__sse_init_stream(sr_sse *p, size_t max)
+{
+    sr__sse_init(p, max);
+    p->stream = 1;
+}
+
 int sr__sse_pending(const sr_sse *p)
 {
-    return p->line.len > 0 || p->has_data;
+    return p->line.len > 0 || p->has_data || p->lstate != 0;
 }
 
 static int fail(sr_error *err, int code, const char *msg)
@@ -101,10 +107,98 @@ static int take_line(sr_sse *p, const char *s, size_t n, sr_sse_event_fn on_even
     return 0;
 }
 
+/* Streaming: emit data bytes, counted against the event's limit. */
+static int emit(sr_sse *p, const char *s, size_t n, sr_sse_event_fn on_event, void *ud,
+                sr_error *err)
+{
+    if (!n) return 0;
+    if (p->max && p->ev_len + n > p->max)
+        return fail(err, SR_EPROTOCOL, "event too large in the event stream");
+    p->ev_len += n;
+    return on_event(ud, s, n);
+}
+
+/* Streaming: the field of the line in p->line is known, or the line ended
+ * (eol). Returns 0 while undecided, 1 decided, <0 / the callback's value on
+ * error. */
+static int decide(sr_sse *p, int eol, sr_sse_event_fn on_event, void *ud, sr_error *err)
+{
+    const char *s = p->line.data;
+    size_t n = p->line.len, skip;
+    int rc;
+    if (n == 0) {
+        if (eol) { /* a blank line ends the event */
+            p->has_data = 0;
+            p->ev_len = 0;
+        }
+        return eol;
+    }
+    if (s[0] == ':') {
+        p->lstate = 2;
+        return 1;
+    }
+    if (n < 6 && !eol && memcmp(s, "data:", n < 5 ? n : 5) == 0) return 0; /* not yet known */
+    if (n >= 5 && memcmp(s, "data:", 5) == 0)
+        skip = n > 5 && s[5] == ' ' ? 6 : 5;
+    else if (eol && n == 4 && memcmp(s, "data", 4) == 0)
+        skip = 4;
+    else {
+        p->lstate = 2;
+        return 1;
+    }
+    if (p->has_data && (rc = emit(p, "\n", 1, on_event, ud, err)) != 0) return rc;
+    p->has_data = 1;
+    p->lstate = 1;
+    if ((rc = emit(p, s + skip, n - skip, on_event, ud, err)) != 0) return rc;
+    return 1;
+}
+
+static int feed_stream(sr_sse *p, const char *in, size_t len, sr_sse_event_fn on_event, void *ud,
+                       sr_error *err)
+{
+    size_t i = 0;
+    while (i < len) {
+        size_t start = i;
+        int rc = 0, eol;
+        if (p->after_cr) {
+            p->after_cr = 0;
+            if (in[i] == '\n') {
+                i++;
+                continue;
+            }
+        }
+        while (i < len && in[i] != '\n' && in[i] != '\r')
+            i++;
+        eol = i < len;
+        if (p->lstate == 1) {
+            rc = emit(p, in + start, i - start, on_event, ud, err);
+        } else if (p->lstate == 0) {
+            if (sr__buf_append(&p->line, in + start, i - start) != 0)
+                return fail(err, SR_ENOMEM, "out of memory reading an event stream");
+            rc = decide(p, eol, on_event, ud, err);
+            if (rc == 1) {
+                p->line.len = 0;
+                rc = 0;
+            }
+            if (rc == 0 && p->max && p->line.len > p->max)
+                return fail(err, SR_EPROTOCOL, "event too large in the event stream");
+        }
+        if (rc) return rc;
+        if (eol) {
+            p->after_cr = in[i] == '\r';
+            p->lstate = 0;
+            p->line.len = 0;
+            i++;
+        }
+    }
+    return 0;
+}
+
 int sr__sse_feed(sr_sse *p, const char *in, size_t len, sr_sse_event_fn on_event, void *ud,
                  sr_error *err)
 {
     size_t i = 0;
+    if (p->stream) return feed_stream(p, in, len, on_event, ud, err);
     while (i < len) {
         size_t start = i;
         int rc;

@@ -22,6 +22,10 @@ typedef struct sr_sse {
     int has_data; /* a data line was seen since the last blank line */
     int after_cr; /* the last byte fed was a CR: a LF next is its pair */
     size_t max;   /* line plus data longer than this is an error; 0 = none */
+    /* Streaming (sr__sse_init_stream): data goes out as it arrives. */
+    int stream;
+    int lstate;    /* 0 reading a field name, 1 a data line's value, 2 a line to skip */
+    size_t ev_len; /* data bytes of the event so far */
 } sr_sse;
 
 /* One complete event's data (without the final '\n'). Return non-zero to
@@ -29,6 +33,12 @@ typedef struct sr_sse {
 typedef int (*sr_sse_event_fn)(void *ud, const char *data, size_t len);
 
 void sr__sse_init(sr_sse *p, size_t max);
+/* Streaming: the callback gets the event data in pieces as they arrive
+ * (the '\n' between data lines included), so no event is held whole; the
+ * pieces of consecutive events follow each other with nothing between. For
+ * a consumer that joins everything anyway (the SignalR records carry their
+ * own separators). */
+void sr__sse_init_stream(sr_sse *p, size_t max);
 void sr__sse_free(sr_sse *p);
 
 /* Feed received bytes. Returns 0; the callback's non-zero value; or

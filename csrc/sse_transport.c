@@ -512,7 +512,7 @@ sr_transport *sr__sse_transport_new(sr_loop *loop, const sr_transport_cfg *cfg,
     tp->timer.fire = tick;
     tp->cmd_job.run = run_cmds;
     sr__transport_set_decoder(&tp->base, cfg);
-    sr__sse_init(&tp->parser, EVENT_MAX);
+    sr__sse_init_stream(&tp->parser, EVENT_MAX);
     /* No ping bytes, no pings. */
     sr__liveness_init(&tp->live, cfg->ping && cfg->ping_len ? cfg->keepalive_ms : 0,
                       cfg->server_timeout_ms, cfg->handshake_timeout_ms);

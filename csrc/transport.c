@@ -20,8 +20,10 @@
  *    parser reports the fault, so errors read the same either way.
  */
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "framing.h"
 #include "transport_kind.h"
@@ -53,6 +55,29 @@ int sr__transport_init(sr_transport *tp, const sr_transport_ops *ops, sr_loop *l
     return 0;
 }
 
+/* A piece of a record held in pieces: the first is rx_part's buffer
+ * (malloc'd), the others RX_CHUNK bytes of their own mapping, so each goes
+ * back to the system the moment the parser has read it, whatever malloc's
+ * thresholds are by then. */
+static void chunk_free(sr_buf *c, int first)
+{
+    if (first)
+        sr__buf_free(c);
+    else if (c->data)
+        munmap(c->data, c->cap);
+    memset(c, 0, sizeof *c);
+}
+
+static void chunks_free(sr_transport *tp)
+{
+    size_t i;
+    for (i = 0; i < tp->rx_nchunks; i++)
+        chunk_free(&tp->rx_chunks[i], i == 0);
+    free(tp->rx_chunks);
+    tp->rx_chunks = NULL;
+    tp->rx_nchunks = tp->rx_chunks_cap = tp->rx_chunks_len = 0;
+}
+
 void sr__transport_ref(sr_transport *tp)
 {
     __atomic_add_fetch(&tp->refs, 1, __ATOMIC_RELAXED);
@@ -65,6 +90,7 @@ void sr__transport_unref(sr_transport *tp)
     sr__event_free(tp->closed_ev);
     sr__buf_free(&tp->out);
     sr__buf_free(&tp->rx_part);
+    chunks_free(tp);
     sr__buf_free(&tp->rx_msgs);
     clear_msgs((sr_rx_msg *)(void *)tp->rx_done.data, tp->rx_done.len / sizeof(sr_rx_msg));
     sr__buf_free(&tp->rx_done);
@@ -266,8 +292,13 @@ static int post_msgs(sr_transport *tp, size_t wire)
 static int go_raw(sr_transport *tp, const char *data, size_t len)
 {
     int rc = 0;
+    size_t i;
     tp->rx_proto = NULL;
-    if (tp->rx_part.len)
+    for (i = 0; rc == 0 && i < tp->rx_nchunks; i++)
+        if (tp->rx_chunks[i].len)
+            rc = sr__transport_post(tp, SR_EV_TP_DATA, tp->rx_chunks[i].data, tp->rx_chunks[i].len);
+    chunks_free(tp);
+    if (rc == 0 && tp->rx_part.len)
         rc = sr__transport_post(tp, SR_EV_TP_DATA, tp->rx_part.data, tp->rx_part.len);
     sr__buf_free(&tp->rx_part);
     if (rc == 0 && len) rc = sr__transport_post(tp, SR_EV_TP_DATA, data, len);
@@ -321,6 +352,136 @@ static void free_done(sr_transport *tp)
     tp->rx_spare = b;
 }
 
+/* A large text record goes to pieces past this size (see rx_chunks). */
+#define RX_STREAM_MIN (256u << 10)
+#define RX_CHUNK (256u << 10)
+
+/* Start holding the record in pieces: rx_part's buffer is the first,
+ * uncopied. 0, or -1 when out of memory. */
+static int chunks_begin(sr_transport *tp)
+{
+    sr_buf *v = malloc(16 * sizeof *v);
+    if (!v) return -1;
+    tp->rx_chunks = v;
+    tp->rx_chunks_cap = 16;
+    tp->rx_nchunks = 1;
+    v[0] = tp->rx_part;
+    tp->rx_chunks_len = tp->rx_part.len;
+    memset(&tp->rx_part, 0, sizeof tp->rx_part);
+    return 0;
+}
+
+/* Add data to the record in pieces; 0, or -1 when out of memory. */
+static int chunks_add(sr_transport *tp, const char *data, size_t len)
+{
+    while (len) {
+        sr_buf *last = &tp->rx_chunks[tp->rx_nchunks - 1];
+        size_t k;
+        if (tp->rx_nchunks == 1 || last->len == last->cap) {
+            void *p;
+            if (tp->rx_nchunks == tp->rx_chunks_cap) {
+                size_t cap = tp->rx_chunks_cap * 2;
+                sr_buf *v = realloc(tp->rx_chunks, cap * sizeof *v);
+                if (!v) return -1;
+                tp->rx_chunks = v;
+                tp->rx_chunks_cap = cap;
+            }
+            p = mmap(NULL, RX_CHUNK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (p == MAP_FAILED) return -1;
+            last = &tp->rx_chunks[tp->rx_nchunks++];
+            last->data = p;
+            last->len = 0;
+            last->cap = RX_CHUNK;
+        }
+        k = last->cap - last->len < len ? last->cap - last->len : len;
+        memcpy(last->data + last->len, data, k);
+        last->len += k;
+        tp->rx_chunks_len += k;
+        data += k;
+        len -= k;
+    }
+    return 0;
+}
+
+typedef struct chunk_reader {
+    sr_transport *tp;
+    size_t i, off;
+} chunk_reader;
+
+/* The parser's reader: each piece is freed as soon as it has been read. */
+static size_t chunk_read(void *ud, char *buf, size_t size)
+{
+    chunk_reader *r = ud;
+    sr_transport *tp = r->tp;
+    size_t n = 0;
+    while (n < size && r->i < tp->rx_nchunks) {
+        sr_buf *c = &tp->rx_chunks[r->i];
+        size_t k = c->len - r->off;
+        if (k > size - n) k = size - n;
+        memcpy(buf + n, c->data + r->off, k);
+        n += k;
+        r->off += k;
+        if (r->off == c->len) {
+            chunk_free(c, r->i == 0);
+            r->i++;
+            r->off = 0;
+        }
+    }
+    return n;
+}
+
+/* An entry that tells the host the stream failed here (type 0, error set):
+ * the bytes of a record parsed in pieces are gone, so the host cannot
+ * parse them again to find the fault. */
+static int post_fault(sr_transport *tp, const sr_error *err, size_t wire)
+{
+    sr_rx_msg e;
+    memset(&e, 0, sizeof e);
+    e.m.error = strdup(err->message);
+    e.bytes = wire;
+    if (!e.m.error || sr__buf_append(&tp->rx_msgs, (const char *)&e, sizeof e) != 0) {
+        free(e.m.error);
+        return -1;
+    }
+    return post_msgs(tp, wire);
+}
+
+/* The record in pieces ends with data[0..n) (its separator excluded):
+ * parse it. 0, or -1 when out of memory. After a fault the stream is raw. */
+static int chunks_finish(sr_transport *tp, const char *data, size_t n, int *faulted)
+{
+    chunk_reader r = {tp, 0, 0};
+    sr_rx_msg e;
+    sr_error err;
+    size_t wire;
+    int rc;
+    *faulted = 0;
+    if (chunks_add(tp, data, n) != 0) return -1;
+    wire = tp->rx_chunks_len + 1;
+    memset(&e, 0, sizeof e);
+    memset(&err, 0, sizeof err);
+    if (tp->rx_max && tp->rx_chunks_len > tp->rx_max) {
+        rc = SR_EPROTOCOL;
+        snprintf(err.message, sizeof err.message, "message too large (%zu bytes, limit %zu)",
+                 tp->rx_chunks_len, tp->rx_max);
+    } else {
+        rc = tp->rx_proto->parse_stream(chunk_read, &r, &e.m, &err);
+    }
+    chunks_free(tp);
+    if (rc != SR_OK) {
+        sr__msg_clear(&e.m);
+        if (rc == SR_ENOMEM) return -1;
+        *faulted = 1;
+        return post_fault(tp, &err, wire);
+    }
+    e.bytes = wire;
+    if (sr__buf_append(&tp->rx_msgs, (const char *)&e, sizeof e) != 0) {
+        sr__msg_clear(&e.m);
+        return -1;
+    }
+    return post_msgs(tp, wire);
+}
+
 int sr__transport_post_data(sr_transport *tp, const char *data, size_t len)
 {
     size_t used, wire = 0;
@@ -338,7 +499,7 @@ int sr__transport_post_data(sr_transport *tp, const char *data, size_t len)
         len -= h;
     }
     if (len == 0) return 0;
-    if (tp->rx_part.len) {
+    if (tp->rx_part.len || tp->rx_nchunks) {
         /* Finish the message begun earlier from the fewest new bytes: for
          * text, up to the first separator (looked for only in the new
          * bytes, so a large message stays linear); binary framing says its
@@ -348,6 +509,30 @@ int sr__transport_post_data(sr_transport *tp, const char *data, size_t len)
             const char *rs = memchr(data, SR_RECORD_SEPARATOR, len);
             size_t max = tp->rx_max ? tp->rx_max : (size_t)-1;
             if (rs) take = (size_t)(rs - data) + 1;
+            if (tp->rx_proto->parse_stream &&
+                (tp->rx_nchunks || tp->rx_part.len + len > RX_STREAM_MIN)) {
+                int faulted;
+                if (!tp->rx_nchunks && chunks_begin(tp) != 0) return -1;
+                if (!rs) {
+                    if (tp->rx_chunks_len + len > max) {
+                        /* as parse says it: the record cannot fit */
+                        sr_error err;
+                        size_t have = tp->rx_chunks_len + len;
+                        memset(&err, 0, sizeof err);
+                        chunks_free(tp);
+                        snprintf(err.message, sizeof err.message,
+                                 "message too large (%zu bytes, limit %zu)", have, max);
+                        if (post_fault(tp, &err, have) != 0) return -1;
+                        return go_raw(tp, NULL, 0);
+                    }
+                    return chunks_add(tp, data, len);
+                }
+                if (chunks_finish(tp, data, take - 1, &faulted) != 0) return -1;
+                if (faulted) return go_raw(tp, data + take, len - take);
+                data += take;
+                len -= take;
+                goto rest;
+            }
             if (!rs && tp->rx_part.len + len <= max)
                 return sr__buf_append(&tp->rx_part, data, len) == 0 ? 0 : -1;
         }
@@ -371,6 +556,7 @@ int sr__transport_post_data(sr_transport *tp, const char *data, size_t len)
         data += take;
         len -= take;
     }
+rest:
     rc = parse_into(tp, data, len, &used);
     if (post_msgs(tp, wire + used) != 0 || rc == -2) return -1;
     if (rc == -1) return go_raw(tp, data + used, len - used);

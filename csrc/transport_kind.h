@@ -70,7 +70,12 @@ struct sr_transport {
     size_t rx_max;
     int rx_handshake; /* the handshake reply has not been seen yet */
     sr_buf rx_part;   /* the start of a message not complete yet */
-    sr_buf rx_msgs;   /* sr_rx_msg entries of the batch being parsed */
+    /* A large text record in progress, past RX_STREAM_MIN: its bytes in
+     * pieces (rx_part's buffer first), parsed with the protocol's
+     * parse_stream, which frees each piece once it has read it. */
+    sr_buf *rx_chunks;
+    size_t rx_nchunks, rx_chunks_cap, rx_chunks_len;
+    sr_buf rx_msgs; /* sr_rx_msg entries of the batch being parsed */
     /* mu: messages the host dispatched, handed back to be freed where they
      * were allocated (see sr__transport_post_data). */
     sr_buf rx_done;

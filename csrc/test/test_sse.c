@@ -1,5 +1,6 @@
 /* test_sse.c - the text/event-stream parser (sse.c), fed whole and cut at
  * every byte. */
+#include <stdio.h>
 #include <string.h>
 
 #include "harness.h"
@@ -143,6 +144,84 @@ TEST(callback_stops_feeding)
     sr__sse_free(&p);
 }
 
+/* Streaming: the pieces, joined, are the events' data joined. */
+static int on_piece(void *ud, const char *data, size_t len)
+{
+    seen *s = ud;
+    if (s->len + len < sizeof s->text) {
+        memcpy(s->text + s->len, data, len);
+        s->len += len;
+        s->text[s->len] = 0;
+    }
+    s->count++;
+    return 0;
+}
+
+static const char JOINED[] = "{}\x1e"
+                             "{\"type\":6}\x1e"
+                             "a\nbno-space two\nlast";
+
+TEST(stream_cut_at_every_pair_of_bytes)
+{
+    size_t a, b, n = sizeof STREAM - 1;
+    for (a = 0; a <= n; a++) {
+        for (b = a; b <= n; b += 7) {
+            sr_sse p;
+            seen s;
+            sr_error err;
+            int rc;
+            memset(&s, 0, sizeof s);
+            sr__sse_init_stream(&p, 0);
+            rc = sr__sse_feed(&p, STREAM, a, on_piece, &s, &err);
+            if (rc == 0) rc = sr__sse_feed(&p, STREAM + a, b - a, on_piece, &s, &err);
+            if (rc == 0) rc = sr__sse_feed(&p, STREAM + b, n - b, on_piece, &s, &err);
+            if (rc != 0 || strcmp(s.text, JOINED) != 0 || sr__sse_pending(&p)) {
+                printf("cut at %zu, %zu: rc %d, data %s\n", a, b, rc, s.text);
+                CHECK(0);
+                sr__sse_free(&p);
+                return;
+            }
+            sr__sse_free(&p);
+        }
+    }
+}
+
+TEST(stream_byte_by_byte_and_limits)
+{
+    sr_sse p;
+    seen s;
+    sr_error err;
+    size_t i;
+    char big[300];
+    memset(&s, 0, sizeof s);
+    sr__sse_init_stream(&p, 0);
+    for (i = 0; i < sizeof STREAM - 1; i++)
+        CHECK(sr__sse_feed(&p, STREAM + i, 1, on_piece, &s, &err) == 0);
+    CHECK_STR(s.text, JOINED);
+    CHECK(!sr__sse_pending(&p));
+    CHECK(sr__sse_feed(&p, "data: x", 7, on_piece, &s, &err) == 0);
+    CHECK(sr__sse_pending(&p)); /* cut in the middle of an event */
+    sr__sse_free(&p);
+    /* an event's data over the limit, in one line or across lines */
+    memcpy(big, "data: ", 6);
+    memset(big + 6, 'x', sizeof big - 6);
+    sr__sse_init_stream(&p, 100);
+    CHECK(sr__sse_feed(&p, big, sizeof big, on_piece, &s, &err) == SR_EPROTOCOL);
+    CHECK(strstr(err.message, "too large") != NULL);
+    sr__sse_free(&p);
+    sr__sse_init_stream(&p, 30);
+    CHECK(sr__sse_feed(&p, "data: 0123456789\ndata: 0123456789\ndata: 0123456789\n\n", 54, on_piece,
+                       &s, &err) == SR_EPROTOCOL);
+    sr__sse_free(&p);
+    /* separate events at the limit are fine; a long ignored line is not */
+    sr__sse_init_stream(&p, 20);
+    CHECK(sr__sse_feed(&p, "data: 0123456789\n\ndata: 0123456789\n\n", 36, on_piece, &s, &err) ==
+          0);
+    CHECK(sr__sse_feed(&p, ": a comment that is long but skipped whole\n", 43, on_piece, &s,
+                       &err) == 0);
+    sr__sse_free(&p);
+}
+
 int main(void)
 {
     RUN(events_whole);
@@ -151,5 +230,7 @@ int main(void)
     RUN(pending_when_cut_mid_event);
     RUN(too_large_is_a_protocol_error);
     RUN(callback_stops_feeding);
+    RUN(stream_cut_at_every_pair_of_bytes);
+    RUN(stream_byte_by_byte_and_limits);
     DONE();
 }
