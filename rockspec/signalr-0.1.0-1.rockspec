@@ -26,6 +26,7 @@ external_dependencies = {
    LIBWEBSOCKETS = { library = "websockets" },
    CURL = { library = "curl" },
    JANSSON = { library = "jansson" },
+   MSGPACK = { library = "msgpackc" },
 }
 -- The rock is the Lua module only: signalr/init.lua and signalr/core.so (the
 -- core linked in statically). The C library, signalr.h and signalr.pc are

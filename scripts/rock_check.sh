@@ -37,6 +37,8 @@ assert(package.searchpath('signalr.core', package.cpath) == '$tree/lib/lua/5.4/s
 assert(signalr.VERSION == '0.1.0', signalr.VERSION)
 local conn <close> = signalr.builder():with_url('http://127.0.0.1:1/hub'):configure_logging('none'):build()
 assert(conn.state == 'disconnected')
+-- the MessagePack codec is linked in too
+signalr.builder():with_url('http://127.0.0.1:1/hub'):with_hub_protocol('messagepack'):configure_logging('none'):build():close()
 print('rock ok: signalr ' .. signalr.VERSION .. ' from ' .. package.searchpath('signalr', package.path))
 "
 # The path luarocks itself prints works too.
