@@ -130,7 +130,7 @@ lint:
 	clang-format --dry-run --Werror csrc/*.c csrc/*.h csrc/test/*.c csrc/test/*.h binding/*.c examples/*.c
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-rock
 
 # BENCH_ARGS go to the script: churn [start_stop reconnects new_conns warmup close|cut],
 # reconnect [cycles delay pump|block warmup].
