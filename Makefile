@@ -31,7 +31,7 @@ FUZZ_BIN = $(FUZZ_SRC:csrc/test/%.c=$(BUILD)/fuzz/%)
 EXAMPLE_SRC = $(sort $(wildcard examples/*.c))
 EXAMPLE_BIN = $(EXAMPLE_SRC:examples/%.c=$(BUILD)/examples/%)
 
-.PHONY: all lib lua tests examples fuzz fuzz-asan test check-c asan deps demo bench install clean format lint bench-churn bench-reconnect bench-values bench-large bench-wire
+.PHONY: all lib lua tests examples fuzz fuzz-asan test check-c asan deps demo bench install install-lua clean format lint bench-churn bench-reconnect bench-values bench-large bench-wire
 
 all: lib lua tests examples
 
@@ -106,16 +106,22 @@ demo: deps all
 bench: deps all
 	@BENCH_TRANSPORT=$(TRANSPORT) BENCH_PROTOCOL=$(PROTOCOL) sh scripts/bench.sh $(BENCH_ARGS)
 
-install: lib lua
-	install -d $(DESTDIR)$(LUA_LIBDIR)/signalr $(DESTDIR)$(LUADIR)/signalr
+# Everything: the Lua module, and the C library with its header and pkg-config file.
+install: lib install-lua
 	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
-	install -m 755 $(BUILD)/lua/signalr/core.so $(DESTDIR)$(LUA_LIBDIR)/signalr/core.so
-	install -m 644 lua/signalr/*.lua $(DESTDIR)$(LUADIR)/signalr/
 	install -m 644 csrc/signalr.h $(DESTDIR)$(PREFIX)/include/signalr.h
 	install -m 644 $(BUILD)/libsignalr.a $(DESTDIR)$(PREFIX)/lib/libsignalr.a
 	install -m 755 $(BUILD)/libsignalr.so $(DESTDIR)$(PREFIX)/lib/libsignalr.so.1
 	ln -sf libsignalr.so.1 $(DESTDIR)$(PREFIX)/lib/libsignalr.so
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|0.1.0|g' signalr.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/signalr.pc
+	@PREFIX='$(PREFIX)' LUADIR='$(LUADIR)' LUA_LIBDIR='$(LUA_LIBDIR)' LUA_VERSION='$(LUA_VERSION)' sh scripts/install_hint.sh
+
+# The Lua module alone (what the rockspec installs): signalr/init.lua and
+# signalr/core.so, which links the core statically.
+install-lua: lua
+	install -d $(DESTDIR)$(LUA_LIBDIR)/signalr $(DESTDIR)$(LUADIR)/signalr
+	install -m 755 $(BUILD)/lua/signalr/core.so $(DESTDIR)$(LUA_LIBDIR)/signalr/core.so
+	install -m 644 lua/signalr/*.lua $(DESTDIR)$(LUADIR)/signalr/
 
 format:
 	clang-format -i csrc/*.c csrc/*.h csrc/test/*.c csrc/test/*.h binding/*.c examples/*.c
@@ -124,7 +130,7 @@ lint:
 	clang-format --dry-run --Werror csrc/*.c csrc/*.h csrc/test/*.c csrc/test/*.h binding/*.c examples/*.c
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-rock
 
 # BENCH_ARGS go to the script: churn [start_stop reconnects new_conns warmup close|cut],
 # reconnect [cycles delay pump|block warmup].

@@ -1,8 +1,10 @@
 package = "signalr"
 version = "0.1.0-1"
+-- No public repository yet: the source is this repository's git. `luarocks make`
+-- builds from the checkout it runs in and never fetches it.
 source = {
-   url = "git+https://example.invalid/signalr-lua.git",
-   tag = "v0.1.0",
+   url = "git+file:///work/main",
+   branch = "main",
 }
 description = {
    summary = "ASP.NET Core SignalR client: C core, Lua 5.4 module",
@@ -14,25 +16,36 @@ one file descriptor any event loop can watch.
    license = "MIT",
 }
 dependencies = {
-   "lua >= 5.4",
+   "lua >= 5.4, < 5.5",
 }
+-- Libraries, not headers: luarocks 3.8 looks for headers in <dir>/include only,
+-- and Debian keeps curl's under /usr/include/x86_64-linux-gnu; its library
+-- look-up knows the multiarch directory. The build itself gets every flag
+-- from pkg-config (Makefile).
 external_dependencies = {
-   LIBWEBSOCKETS = { header = "libwebsockets.h" },
-   CURL = { header = "curl/curl.h" },
-   JANSSON = { header = "jansson.h" },
+   LIBWEBSOCKETS = { library = "websockets" },
+   CURL = { library = "curl" },
+   JANSSON = { library = "jansson" },
+   MSGPACK = { library = "msgpackc" },
 }
+-- The rock is the Lua module only: signalr/init.lua and signalr/core.so (the
+-- core linked in statically). The C library, signalr.h and signalr.pc are
+-- `make install`'s. build-rock keeps the rock's objects apart from a
+-- development build.
 build = {
    type = "make",
+   build_target = "lua",
    build_variables = {
+      BUILD = "build-rock",
+      LUA_VERSION = "5.4",
       LUA_INCDIR = "$(LUA_INCDIR)",
       CFLAGS = "$(CFLAGS)",
    },
+   install_target = "install-lua",
    install_variables = {
-      PREFIX = "$(PREFIX)",
+      BUILD = "build-rock",
+      LUA_VERSION = "5.4",
       LUADIR = "$(LUADIR)",
       LUA_LIBDIR = "$(LIBDIR)",
-      LUA_VERSION = "5.4",
    },
-   build_target = "lib lua",
-   install_target = "install",
 }

@@ -73,7 +73,7 @@ run_specs() { # run_specs <build dir> <label> [env...]
     shift 2
     echo "== busted specs ($label)"
     : >"$counts"
-    env BUILD="$dir" SR_COUNTS_FILE="$counts" "$@" sh -c '. scripts/env.sh; [ -n "${SR_PRELOAD:-}" ] && export LD_PRELOAD="$SR_PRELOAD"; exec busted -o spec/support/ci_output.lua spec'
+    env BUILD="$dir" SR_COUNTS_FILE="$counts" "$@" sh -c '. scripts/env.sh; [ -n "${SR_PRELOAD:-}" ] && export LD_PRELOAD="$SR_PRELOAD"; exec "$LUA" "$BUSTED" -o spec/support/ci_output.lua spec'
     rc=$?
     if [ -s "$counts" ]; then
         read -r p f <"$counts"
@@ -85,6 +85,10 @@ run_specs() { # run_specs <build dir> <label> [env...]
 }
 
 run_specs build "release build"
+
+echo "== luarocks make into a scratch tree, require from it (scripts/rock_check.sh)"
+if sh scripts/rock_check.sh >/tmp/sr-rock.$$ 2>&1; then add 1 0; else tail -n 30 /tmp/sr-rock.$$; stage_failed "luarocks make / require"; fi
+rm -f /tmp/sr-rock.$$
 
 echo "== ASan+UBSan build"
 if make -s asan; then
