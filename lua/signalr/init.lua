@@ -1021,6 +1021,14 @@ end
 
 local URL_OPTIONS = { transports = true, skip_negotiation = true, headers = true, access_token = true,
   tls = true, proxy = true }
+-- "a, b, c": the names of an option table, sorted, for usage errors.
+local function option_names(t)
+  local names = {}
+  for k in pairs(t) do names[#names + 1] = k end
+  table.sort(names)
+  return table.concat(names, ", ")
+end
+
 local TLS_OPTIONS = { verify = true, ca_file = true, cert_file = true, key_file = true }
 
 local function opt_string(v, what)
@@ -1051,7 +1059,9 @@ function Builder:build()
   if o ~= nil and type(o) ~= "table" then usage("with_url: options must be a table, got %s", type(o)) end
   o = o or {}
   for k in pairs(o) do
-    if not URL_OPTIONS[k] then warnings[#warnings + 1] = ("with_url: unknown option '%s' ignored"):format(tostring(k)) end
+    if not URL_OPTIONS[k] then
+      usage("with_url: unknown option '%s' (options: %s)", tostring(k), option_names(URL_OPTIONS))
+    end
   end
   local opts = { url = url, protocol = "json" }
   if o.skip_negotiation ~= nil and type(o.skip_negotiation) ~= "boolean" then
@@ -1062,6 +1072,10 @@ function Builder:build()
     opts.transports = transport_mask(o.transports)
   elseif opts.skip_negotiation then
     opts.transports = TRANSPORTS.websockets
+  end
+  if (scheme == "ws" or scheme == "wss") and not opts.skip_negotiation then
+    usage("with_url: a %s:// URL connects the WebSocket straight away: add skip_negotiation = true, or use %s:// to negotiate",
+      scheme, scheme == "ws" and "http" or "https")
   end
   if opts.skip_negotiation and opts.transports ~= TRANSPORTS.websockets then
     usage("with_url: skip_negotiation needs the WebSockets transport alone (transports = \"websockets\")")
@@ -1086,7 +1100,9 @@ function Builder:build()
     local tls = o.tls
     if type(tls) ~= "table" then usage("with_url: tls must be a table, got %s", type(tls)) end
     for k in pairs(tls) do
-      if not TLS_OPTIONS[k] then warnings[#warnings + 1] = ("with_url: unknown tls option '%s' ignored"):format(tostring(k)) end
+      if not TLS_OPTIONS[k] then
+        usage("with_url: unknown tls option '%s' (tls options: %s)", tostring(k), option_names(TLS_OPTIONS))
+      end
     end
     if tls.verify ~= nil and type(tls.verify) ~= "boolean" then
       usage("with_url: tls.verify must be a boolean, got %s", type(tls.verify))
