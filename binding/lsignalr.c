@@ -204,6 +204,13 @@ static int lsr_error_tostring(lua_State *L)
         lua_pushfstring(L, "signalr %s error: %s (HTTP %I)", kind, msg, (LUAI_UACINT)status);
     else
         lua_pushfstring(L, "signalr %s error: %s", kind, msg);
+    /* where the call that failed was made (init.lua sets it on raising) */
+    lua_getfield(L, 1, "where");
+    if (lua_isstring(L, -1)) {
+        lua_pushfstring(L, "%s (at %s)", lua_tostring(L, -2), lua_tostring(L, -1));
+        return 1;
+    }
+    lua_pop(L, 1);
     return 1;
 }
 

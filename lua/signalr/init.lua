@@ -47,6 +47,30 @@ local function usage(fmt, ...)
   error(new_error("usage", fmt:format(...)), 0)
 end
 
+-- Raise err, an error object of a call that waited, as error(obj, level)
+-- would place a string: err.where is the caller's "file:line" (level
+-- counts from raise's caller, 1 = that function's caller) and
+-- err.traceback the stack from there, so an error reaching the top level
+-- or a log says where it came from.
+local THIS_SOURCE = debug.getinfo(1, "S").source
+
+local function raise(err, level)
+  if type(err) == "table" and getmetatable(err) == error_mt and rawget(err, "where") == nil then
+    -- the first frame with a line outside this file (a tail call or pcall
+    -- in between has none)
+    for lvl = level + 2, level + 12 do
+      local info = debug.getinfo(lvl, "Sl")
+      if not info then break end
+      if info.currentline > 0 and info.source ~= THIS_SOURCE then
+        err.where = info.short_src .. ":" .. info.currentline
+        break
+      end
+    end
+    err.traceback = traceback("", level + 2)
+  end
+  error(err, 0)
+end
+
 ---------------------------------------------------------------------------
 -- values
 ---------------------------------------------------------------------------
@@ -268,7 +292,7 @@ local function wait_writable_core(c)
   local w = waiter()
   c:wait_writable(w.k)
   local err = await(w)
-  if err ~= nil then error(err, 0) end
+  if err ~= nil then raise(err, 3) end
 end
 
 local function busy(active)
@@ -552,7 +576,7 @@ function methods:start()
   active[self] = true
   self._c:start(w.k)
   local err = await(w)
-  if err ~= nil then error(err, 0) end
+  if err ~= nil then raise(err, 1) end
 end
 
 --- Close gracefully; pending invocations fail with kind "closed".
@@ -561,7 +585,7 @@ function methods:stop()
   local w = waiter()
   self._c:stop(w.k)
   local err = await(w)
-  if err ~= nil then error(err, 0) end
+  if err ~= nil then raise(err, 1) end
 end
 
 --- Call a hub method and return its result (nil for void methods).
@@ -570,7 +594,7 @@ function methods:invoke(method, ...)
   local w = waiter()
   while self._c:invoke(method, w.k, ...) == false do wait_writable(self) end
   local err, result = await(w)
-  if err ~= nil then error(err, 0) end
+  if err ~= nil then raise(err, 1) end
   return result
 end
 
@@ -696,7 +720,7 @@ local function stream_next(s)
     if s._finished then
       if s._err ~= nil and not s._raised then
         s._raised = true
-        error(s._err, 0)
+        raise(s._err, 1)
       end
       return nil
     end

@@ -28,6 +28,26 @@ describe("errors", function()
     assert.matches("the reason", tostring(err), 1, true)
   end)
 
+  it("says where the failed call was made, in tostring and a traceback", function()
+    local line
+    local ok, err = pcall(function()
+      line = debug.getinfo(1, "l").currentline + 1
+      local r = conn:invoke("ThrowHub", "located")
+      return r
+    end)
+    assert.is_false(ok)
+    assert.equals("spec/integration/errors_spec.lua:" .. line, err.where)
+    assert.matches("(at spec/integration/errors_spec.lua:" .. line .. ")", tostring(err), 1, true)
+    assert.matches("errors_spec.lua:" .. line, err.traceback, 1, true)
+    -- the same from a stream's iteration
+    local s = conn:stream("CounterThenFail", 1, "late")
+    ok, err = pcall(function()
+      for _ in s:items() do end
+    end)
+    assert.is_false(ok)
+    assert.matches("^spec/integration/errors_spec.lua:%d+$", err.where)
+  end)
+
   it("gives the server's generic text for other exceptions, without secrets", function()
     local err = errors_of(conn.invoke, conn, "ThrowPlain")
     assert.equals("hub", err.kind)
