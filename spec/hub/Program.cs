@@ -118,6 +118,7 @@ app.MapHub<TestHub.TestHub>("/wsonly", o => { Common(o); o.Transports = HttpTran
 app.MapHub<TestHub.TestHub>("/sseonly", o => { Common(o); o.Transports = HttpTransportType.ServerSentEvents; });
 app.MapHub<TestHub.TestHub>("/lponly", o => { Common(o); o.Transports = HttpTransportType.LongPolling; });
 app.MapHub<AuthHub>("/authhub", o => Common(o));
+app.MapHub<ChatHub>("/chathub", o => Common(o));
 app.MapHub<QuickHub>("/quickhub", o => Common(o));
 app.MapHub<QuickHub>("/quickstatefulhub", o => { Common(o); o.AllowStatefulReconnects = true; });
 app.MapHub<ClientResultHub>("/clientresulthub", o => Common(o));

@@ -482,6 +482,15 @@ public class TestHub : Hub
     }
 }
 
+// /chathub: the chat sample the README's first snippet talks to.
+public class ChatHub : Hub
+{
+    public Task SendMessage(string user, string message) =>
+        Clients.All.SendAsync("ReceiveMessage", user, message);
+
+    public long Add(long a, long b) => a + b;
+}
+
 // /authhub: needs the token AuthConstants.ValidToken.
 [Authorize]
 public class AuthHub : TestHub

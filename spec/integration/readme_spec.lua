@@ -1,0 +1,25 @@
+-- The README's first snippet runs as written against the bundled hub (its
+-- /chathub), with only the address changed to where the spec's hub runs.
+local helper = require("spec.helper")
+
+describe("README", function()
+  it("its first snippet runs against the bundled hub", function()
+    local f = assert(io.open(helper.root .. "/README.md"))
+    local text = f:read("a")
+    f:close()
+    local code = assert(text:match("## Use\n\n```lua\n(.-)```"), "the snippet under ## Use")
+    assert.matches("http://127.0.0.1:5000/chathub", code, 1, true)
+    code = code:gsub("http://127%.0%.0%.1:5000", helper.shared_hub().url)
+    local path = os.tmpname()
+    f = assert(io.open(path, "w"))
+    f:write(code)
+    f:close()
+    local lua = os.getenv("LUA") or "lua5.4"
+    local p = assert(io.popen(lua .. " " .. helper.shell_quote(path) .. " 2>/dev/null; echo EXIT=$?"))
+    local out = p:read("a")
+    p:close()
+    os.remove(path)
+    assert.matches("EXIT=0", out, 1, true)
+    assert.matches("^42\nlua: hello\nlua: bye\n", out)
+  end)
+end)
