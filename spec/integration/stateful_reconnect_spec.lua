@@ -221,3 +221,42 @@ describe("stateful reconnect", function()
     end)
   end)
 end)
+
+describe("stateful reconnect with streams", function()
+  local proxy
+
+  L.proxied(nil, function(_, p) proxy = p end)
+
+  it("keeps a server-to-client stream and a channel through cuts: every item once, in order", function()
+    local conn = build(proxy:url("/statefulhub"), function(b) b:with_stateful_reconnect() end)
+    local ev = track(conn)
+    conn:start()
+    local id = conn.connection_id
+    -- down: 1,500 items at a steady pace; up: a channel into Collect
+    local s = conn:stream("Counter", 1500, 1)
+    local ch = signalr.channel()
+    local up = pending_invoke(conn, "Collect", ch)
+    local got, written = {}, 0
+    local cuts = 0
+    while true do
+      local item = s:items()(s)
+      if item == nil then break end
+      got[#got + 1] = item
+      if #got % 5 == 0 and written < 300 then
+        written = written + 1
+        ch:write(written)
+      end
+      if #got % 300 == 0 then
+        proxy:cut()
+        cuts = cuts + 1
+      end
+    end
+    ch:close()
+    wait_for(function() return up.done end, 10, "Collect")
+    assert.is_true(cuts >= 4)
+    assert_sequence(got, 1500, "the server's stream")
+    assert.is_true(up.ok, tostring(up.err))
+    assert_sequence(up.result, written, "the channel")
+    assert_invisible(conn, ev, id)
+  end)
+end)
