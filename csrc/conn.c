@@ -32,6 +32,7 @@
 #include <time.h>
 
 #include "buf.h"
+#include "cookies.h"
 #include "framing.h"
 #include "http.h"
 #include "log.h"
@@ -96,6 +97,10 @@ struct sr_conn {
     uint64_t gen; /* lifecycle generation, see stale() */
 
     sr_options *opt; /* effective options, owned */
+    /* The cookie jar of every request, for the connection's whole life
+     * (reconnects included), as the official clients' per-connection
+     * cookie container. */
+    sr_cookie_jar *jar;
     const sr_protocol *protocol;
     sr_logger log;
     /* Constructors per transport kind (kinds[] order); NULL: not built.
@@ -285,16 +290,26 @@ const char *sr_user_agent(const char *runtime, const char *runtime_version, char
     return buf;
 }
 
-static sr_header *request_headers(sr_conn *c, char **auth, size_t *n)
+/* cookie (may be NULL) is the Cookie header libcurl's engine cannot add
+ * itself (the WebSocket upgrade); a Cookie header of the user's wins, as it
+ * does in libcurl. */
+static sr_header *request_headers(sr_conn *c, char **auth, const char *cookie, size_t *n)
 {
-    sr_header *h = calloc(c->opt->nheaders + 2, sizeof *h);
+    sr_header *h = calloc(c->opt->nheaders + 3, sizeof *h);
     size_t i;
-    int have_ua = 0;
+    int have_ua = 0, have_cookie = 0;
     if (!h) return NULL;
     if (c->opt->nheaders) memcpy(h, c->opt->headers, c->opt->nheaders * sizeof *h);
     *n = c->opt->nheaders;
-    for (i = 0; i < *n; i++)
+    for (i = 0; i < *n; i++) {
         if (strcasecmp(h[i].name, "X-SignalR-User-Agent") == 0) have_ua = 1;
+        if (strcasecmp(h[i].name, "Cookie") == 0) have_cookie = 1;
+    }
+    if (cookie && !have_cookie) {
+        h[*n].name = "Cookie";
+        h[*n].value = cookie;
+        (*n)++;
+    }
     if (!have_ua) {
         h[*n].name = "X-SignalR-User-Agent";
         h[*n].value = c->opt->user_agent ? c->opt->user_agent : default_user_agent();
@@ -1028,7 +1043,7 @@ static void open_transport(sr_conn *c, int reattach)
     sr_buf ping = SR_BUF_INIT;
     sr_error err;
     sr_msg pm;
-    char *auth = NULL, *url;
+    char *auth = NULL, *url, *cookie = NULL;
     size_t nh = 0;
     sr_header *h;
     uint64_t g = c->gen;
@@ -1037,7 +1052,10 @@ static void open_transport(sr_conn *c, int reattach)
     memset(&pm, 0, sizeof pm);
     pm.type = SR_MSG_PING;
     url = sr__transport_url(c->url, c->connection_token, kinds[c->kind].ws_url);
-    h = request_headers(c, &auth, &nh); /* may run the user's token function */
+    /* libwebsockets has no cookie engine: the upgrade carries the jar's
+     * cookies for its URL as a header. */
+    if (url && kinds[c->kind].ws_url) cookie = sr__cookie_header(c->jar, url);
+    h = request_headers(c, &auth, cookie, &nh); /* may run the user's token function */
     if (stale(c, g)) goto out;
     if (!url || !h ||
         (!reattach && sr__handshake_write(c->protocol->name, hub_protocol_version(c), &hs) < 0) ||
@@ -1056,6 +1074,7 @@ static void open_transport(sr_conn *c, int reattach)
     cfg.cert_file = c->opt->cert_file;
     cfg.key_file = c->opt->key_file;
     cfg.proxy = c->opt->proxy;
+    cfg.cookies = c->jar;
     cfg.handshake = reattach ? NULL : hs.data;
     cfg.handshake_len = reattach ? 0 : hs.len;
     cfg.ping = ping.data;
@@ -1099,6 +1118,7 @@ out:
     free(url);
     free(h);
     free(auth);
+    free(cookie);
     sr__buf_free(&hs);
     sr__buf_free(&ping);
 }
@@ -1334,7 +1354,7 @@ static void start_negotiate(sr_conn *c)
     char *auth = NULL;
     size_t nh = 0;
     uint64_t g = c->gen;
-    sr_header *h = request_headers(c, &auth, &nh); /* may run the user's token function */
+    sr_header *h = request_headers(c, &auth, NULL, &nh); /* may run the user's token function */
     char *url = sr__negotiate_url(c->url, c->opt->stateful);
     memset(&err, 0, sizeof err);
     if (stale(c, g)) {
@@ -1356,6 +1376,7 @@ static void start_negotiate(sr_conn *c)
         o.cert_file = c->opt->cert_file;
         o.key_file = c->opt->key_file;
         o.proxy = c->opt->proxy;
+        o.cookies = c->jar;
         /* Connecting is one phase to the user: the handshake timeout bounds
          * the negotiate too, instead of libcurl's or a fixed 100 s. */
         o.timeout_ms = c->opt->handshake_timeout_ms;
@@ -1696,7 +1717,8 @@ sr_conn *sr_conn_new(sr_loop *loop, const sr_options *o, sr_error *err)
         return NULL;
     }
     c = calloc(1, sizeof *c);
-    if (!c || !(c->opt = sr__options_dup(o))) {
+    if (!c || !(c->opt = sr__options_dup(o)) || !(c->jar = sr__cookie_jar_new())) {
+        if (c) sr_options_free(c->opt);
         free(c);
         set_err(err, SR_ENOMEM, 0, "%sout of memory", "");
         return NULL;
@@ -1720,6 +1742,7 @@ static void destroy(sr_conn *c)
     drop_network(c);
     cancel_timers(c);
     replay_clear(c);
+    sr__cookie_jar_unref(c->jar); /* freed once the last request let go of it */
     sr_options_free(c->opt);
     free(c->url);
     free(c->connection_id);

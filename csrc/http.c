@@ -360,7 +360,7 @@ static void req_discard(sr_event *ev);
 static void req_unref(sr_http_req *req)
 {
     if (__atomic_sub_fetch(&req->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
-    if (req->x.easy) curl_easy_cleanup(req->x.easy);
+    sr__http_xfer_cleanup(&req->x);
     curl_slist_free_all(req->headers);
     sr__event_free(req->oom_ev);
     sr__buf_free(&req->body);
@@ -464,8 +464,7 @@ static void req_complete(sr_http_io *io, xfer *x, CURLcode rc)
         snprintf(msg, sizeof msg, "%s: %s", req->what, why);
     }
     /* The easy handle is done; free it here, on the thread that used it. */
-    curl_easy_cleanup(x->easy);
-    x->easy = NULL;
+    sr__http_xfer_cleanup(x);
 
     ev = code == SR_OK
              ? sr__event_new(req_dispatch, req_discard, req, EV_DONE, req->body.data, req->body.len)
@@ -510,8 +509,7 @@ static void req_cancel_run(sr_http_io *io, job *j)
         if (x) {
             /* Still running: no event will come; drop the thread's ref. */
             sr__http_xfer_remove(io, x);
-            curl_easy_cleanup(x->easy);
-            x->easy = NULL;
+            sr__http_xfer_cleanup(x);
             req_unref(req);
         }
     }
@@ -531,10 +529,20 @@ static char *describe(const char *method, const char *url)
     return s;
 }
 
-const char *sr__http_setup(sr_http_io *io, CURL *e, const char *url, const sr_http_conf *c,
+void sr__http_xfer_cleanup(xfer *x)
+{
+    if (x->easy) curl_easy_cleanup(x->easy);
+    x->easy = NULL;
+    /* After the handle: libcurl cannot free a share a handle still uses. */
+    if (x->jar) sr__cookie_jar_unref(x->jar);
+    x->jar = NULL;
+}
+
+const char *sr__http_setup(sr_http_io *io, xfer *x, const char *url, const sr_http_conf *c,
                            const char *const *extra, size_t nextra, char *errbuf,
                            struct curl_slist **list)
 {
+    CURL *e = x->easy;
     struct curl_slist *hl;
     size_t i;
     int ok = 1;
@@ -565,6 +573,11 @@ const char *sr__http_setup(sr_http_io *io, CURL *e, const char *url, const sr_ht
         SET(CURLOPT_NOPROXY, "");
     }
     if (!ok) return "TLS or proxy option not supported by this libcurl";
+    if (c->cookies && !x->jar) {
+        if (sr__cookie_jar_attach(c->cookies, e) != 0) return "cannot use the cookie jar";
+        sr__cookie_jar_ref(c->cookies);
+        x->jar = c->cookies;
+    }
     /* No "Expect: 100-continue" round trip for small bodies. */
     if (!(*list = curl_slist_append(NULL, "Expect:"))) return "out of memory";
     for (i = 0; i < nextra; i++) {
@@ -626,7 +639,8 @@ static const char *req_setup(sr_http_req *req, const sr_http_opts *o, const char
     conf.cert_file = o->cert_file;
     conf.key_file = o->key_file;
     conf.proxy = o->proxy;
-    msg = sr__http_setup(req->io, e, o->url, &conf, NULL, 0, req->errbuf, &req->headers);
+    conf.cookies = o->cookies;
+    msg = sr__http_setup(req->io, &req->x, o->url, &conf, NULL, 0, req->errbuf, &req->headers);
     if (msg) return msg;
     SET(CURLOPT_WRITEFUNCTION, req->on_data ? stream_write : req_write);
     SET(CURLOPT_WRITEDATA, (void *)req);

@@ -11,6 +11,7 @@
 #ifndef SR_HTTP_H
 #define SR_HTTP_H
 
+#include "cookies.h"
 #include "signalr.h"
 #include <stddef.h>
 
@@ -40,7 +41,8 @@ typedef struct sr_http_opts {
     size_t body_len;
     int tls_no_verify;
     const char *ca_file, *cert_file, *key_file;
-    const char *proxy; /* the proxy option: NULL = the environment, "" = none */
+    const char *proxy;      /* the proxy option: NULL = the environment, "" = none */
+    sr_cookie_jar *cookies; /* the connection's jar; NULL: no cookies */
     /* <= 0: none. One-shot: the whole request. Stream: connecting only
      * (DNS, TCP, TLS), since a stream lasts for hours; a server that
      * accepts and then stays silent is the caller's timeout to catch. */

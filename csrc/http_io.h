@@ -26,6 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cookies.h"
 #include "loop.h"
 #include "signalr.h"
 
@@ -51,6 +52,7 @@ typedef struct sr_http_xfer {
     void (*resumed)(sr_http_io *io, struct sr_http_xfer *x);
     struct sr_http_xfer *prev, *next; /* thread only */
     int paused;                       /* thread only */
+    sr_cookie_jar *jar;               /* the handle's reference (sr__http_setup), or NULL */
 } sr_http_xfer;
 
 /* A one-shot timer on the thread; zero-initialise it. */
@@ -67,7 +69,8 @@ typedef struct sr_http_conf {
     size_t nheaders;
     int tls_no_verify;
     const char *ca_file, *cert_file, *key_file;
-    const char *proxy; /* the proxy option: NULL = the environment, "" = none */
+    const char *proxy;      /* the proxy option: NULL = the environment, "" = none */
+    sr_cookie_jar *cookies; /* the connection's jar; NULL: no cookies */
 } sr_http_conf;
 
 /* Host thread: the loop's HTTP thread, started on first use. NULL with err
@@ -88,17 +91,22 @@ void sr__http_xfer_remove(sr_http_io *io, sr_http_xfer *x);
 void sr__http_timer_arm(sr_http_io *io, sr_http_timer *t, uint64_t due);
 void sr__http_timer_cancel(sr_http_io *io, sr_http_timer *t);
 
-/* Any thread, before the handle is added: the options every request of this
+/* Any thread, before x->easy is added: the options every request of this
  * client shares: URL, user agent, redirects (http and https only), TLS,
- * proxy, errbuf (CURL_ERROR_SIZE bytes) and the header list: "Expect:" (no
+ * proxy, the cookie jar (x then holds a reference on it until
+ * sr__http_xfer_cleanup), errbuf (CURL_ERROR_SIZE bytes) and the header
+ * list: "Expect:" (no
  * 100-continue round trip), then extra (full "Name: value" lines), then
  * conf's headers. *list receives the list (free it with
  * curl_slist_free_all after the handle is cleaned up, also on failure).
  * NULL, or a static message: "out of memory", an invalid header, or an
  * option this libcurl rejects. */
-const char *sr__http_setup(sr_http_io *io, CURL *e, const char *url, const sr_http_conf *conf,
-                           const char *const *extra, size_t nextra, char *errbuf,
-                           struct curl_slist **list);
+const char *sr__http_setup(sr_http_io *io, sr_http_xfer *x, const char *url,
+                           const sr_http_conf *conf, const char *const *extra, size_t nextra,
+                           char *errbuf, struct curl_slist **list);
+/* Any thread, x not in the multi: clean up x->easy (NULL afterwards) and
+ * drop its reference on the cookie jar. No-op when already done. */
+void sr__http_xfer_cleanup(sr_http_xfer *x);
 
 /* Thread, after a transfer failed (rc != CURLE_OK): curl's text, with the
  * system's reason when libcurl kept an errno ("Connection refused"). */

@@ -71,7 +71,7 @@ const char *sr__http_send_setup(sr_http_send *s, const char *url, const sr_http_
     s->x.complete = send_complete;
     s->x.easy = curl_easy_init();
     if (!s->x.easy) return "out of memory";
-    msg = sr__http_setup(s->io, s->x.easy, url, conf, binary ? bin : text, 1, s->err, &s->hdrs);
+    msg = sr__http_setup(s->io, &s->x, url, conf, binary ? bin : text, 1, s->err, &s->hdrs);
     if (msg) return msg;
 #define SET(opt, val) (ok = ok && curl_easy_setopt(s->x.easy, opt, val) == CURLE_OK)
     SET(CURLOPT_POST, 1L);
@@ -116,15 +116,13 @@ void sr__http_send_stop(sr_http_send *s)
 {
     if (s->active) sr__http_xfer_remove(s->io, &s->x);
     s->active = 0;
-    if (s->x.easy) curl_easy_cleanup(s->x.easy);
-    s->x.easy = NULL;
+    sr__http_xfer_cleanup(&s->x);
     sr__buf_free(&s->batch);
 }
 
 void sr__http_send_free(sr_http_send *s)
 {
-    if (s->x.easy) curl_easy_cleanup(s->x.easy);
-    s->x.easy = NULL;
+    sr__http_xfer_cleanup(&s->x);
     curl_slist_free_all(s->hdrs);
     s->hdrs = NULL;
     sr__buf_free(&s->batch);

@@ -150,9 +150,8 @@ static void detach(lp_tp *tp)
     if (tp->del_active) sr__http_xfer_remove(tp->io, &tp->del);
     tp->poll_active = tp->del_active = 0;
     /* Cleaned up here, on the thread that used them. */
-    curl_easy_cleanup(tp->poll.easy);
-    curl_easy_cleanup(tp->del.easy);
-    tp->poll.easy = tp->del.easy = NULL;
+    sr__http_xfer_cleanup(&tp->poll);
+    sr__http_xfer_cleanup(&tp->del);
     sr__http_send_stop(&tp->send);
     sr__transport_unref(&tp->base);
 }
@@ -481,8 +480,8 @@ static void lp_destroy(sr_transport *base)
 {
     lp_tp *tp = (lp_tp *)base;
     /* Set only when the I/O side never started (construction failed). */
-    if (tp->poll.easy) curl_easy_cleanup(tp->poll.easy);
-    if (tp->del.easy) curl_easy_cleanup(tp->del.easy);
+    sr__http_xfer_cleanup(&tp->poll);
+    sr__http_xfer_cleanup(&tp->del);
     curl_slist_free_all(tp->poll_hdrs);
     curl_slist_free_all(tp->del_hdrs);
     sr__http_send_free(&tp->send);
@@ -526,12 +525,12 @@ static const char *setup_handles(lp_tp *tp, const sr_transport_cfg *cfg)
     conf.cert_file = cfg->cert_file;
     conf.key_file = cfg->key_file;
     conf.proxy = cfg->proxy;
+    conf.cookies = cfg->cookies;
     tp->poll.easy = curl_easy_init();
     tp->del.easy = curl_easy_init();
     if (!tp->poll.easy || !tp->del.easy) return "out of memory";
 #define SET(e, opt, val) (ok = ok && curl_easy_setopt(e, opt, val) == CURLE_OK)
-    msg = sr__http_setup(tp->io, tp->poll.easy, tp->url, &conf, NULL, 0, tp->poll_err,
-                         &tp->poll_hdrs);
+    msg = sr__http_setup(tp->io, &tp->poll, tp->url, &conf, NULL, 0, tp->poll_err, &tp->poll_hdrs);
     if (msg) return msg;
     SET(tp->poll.easy, CURLOPT_HTTPGET, 1L);
     SET(tp->poll.easy, CURLOPT_WRITEFUNCTION, poll_write);
@@ -539,7 +538,7 @@ static const char *setup_handles(lp_tp *tp, const sr_transport_cfg *cfg)
     SET(tp->poll.easy, CURLOPT_HEADERFUNCTION, poll_header);
     SET(tp->poll.easy, CURLOPT_HEADERDATA, (void *)tp);
     SET(tp->poll.easy, CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
-    msg = sr__http_setup(tp->io, tp->del.easy, tp->url, &conf, NULL, 0, tp->del_err, &tp->del_hdrs);
+    msg = sr__http_setup(tp->io, &tp->del, tp->url, &conf, NULL, 0, tp->del_err, &tp->del_hdrs);
     if (msg) return msg;
     SET(tp->del.easy, CURLOPT_CUSTOMREQUEST, "DELETE");
     SET(tp->del.easy, CURLOPT_WRITEFUNCTION, discard_body);

@@ -128,8 +128,7 @@ static void detach(sse_tp *tp)
     if (tp->get_active) sr__http_xfer_remove(tp->io, &tp->get);
     tp->get_active = 0;
     /* Cleaned up here, on the thread that used them. */
-    curl_easy_cleanup(tp->get.easy);
-    tp->get.easy = NULL;
+    sr__http_xfer_cleanup(&tp->get);
     sr__http_send_stop(&tp->send);
     sr__sse_free(&tp->parser);
     sr__transport_unref(&tp->base);
@@ -418,7 +417,7 @@ static void sse_destroy(sr_transport *base)
 {
     sse_tp *tp = (sse_tp *)base;
     /* Set only when the I/O side never started (construction failed). */
-    if (tp->get.easy) curl_easy_cleanup(tp->get.easy);
+    sr__http_xfer_cleanup(&tp->get);
     curl_slist_free_all(tp->get_hdrs);
     sr__http_send_free(&tp->send);
     sr__sse_free(&tp->parser);
@@ -455,11 +454,12 @@ static const char *setup_handles(sse_tp *tp, const sr_transport_cfg *cfg)
     conf.cert_file = cfg->cert_file;
     conf.key_file = cfg->key_file;
     conf.proxy = cfg->proxy;
+    conf.cookies = cfg->cookies;
     tp->get.easy = curl_easy_init();
     if (!tp->get.easy) return "out of memory";
 #define SET(e, opt, val) (ok = ok && curl_easy_setopt(e, opt, val) == CURLE_OK)
-    msg = sr__http_setup(tp->io, tp->get.easy, tp->url, &conf, get_extra, 2, tp->get_err,
-                         &tp->get_hdrs);
+    msg =
+        sr__http_setup(tp->io, &tp->get, tp->url, &conf, get_extra, 2, tp->get_err, &tp->get_hdrs);
     if (msg) return msg;
     SET(tp->get.easy, CURLOPT_HTTPGET, 1L);
     SET(tp->get.easy, CURLOPT_WRITEFUNCTION, get_write);

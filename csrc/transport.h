@@ -21,6 +21,7 @@
 #ifndef SR_TRANSPORT_H
 #define SR_TRANSPORT_H
 
+#include "cookies.h"
 #include "loop.h"
 #include "protocol.h"
 #include "signalr.h"
@@ -60,7 +61,10 @@ typedef struct sr_transport_cfg {
     int text_only;
     int tls_no_verify;
     const char *ca_file, *cert_file, *key_file;
-    const char *proxy;     /* the proxy option: NULL = the environment, "" = none */
+    const char *proxy; /* the proxy option: NULL = the environment, "" = none */
+    /* The connection's jar, for the HTTP kinds' requests (WebSockets: conn.c
+     * puts the jar's Cookie header into headers). NULL: no cookies. */
+    sr_cookie_jar *cookies;
     const char *handshake; /* sent first, right after the transport opens */
     size_t handshake_len;
     const char *ping; /* keepalive bytes */

@@ -106,6 +106,9 @@ app.UseAuthorization();
 
 app.MapGet("/health", () => Results.Text("ok"));
 
+// /cookiehub: a sticky-session load balancer's cookie (CookieHub in TestHub.cs).
+app.UseCookieHubCookies();
+
 var longPollTimeout = EnvInt("HUB_LONGPOLL_TIMEOUT_MS");
 void Common(HttpConnectionDispatcherOptions o)
 {
@@ -122,6 +125,7 @@ app.MapHub<ChatHub>("/chathub", o => Common(o));
 app.MapHub<QuickHub>("/quickhub", o => Common(o));
 app.MapHub<QuickHub>("/quickstatefulhub", o => { Common(o); o.AllowStatefulReconnects = true; });
 app.MapHub<ClientResultHub>("/clientresulthub", o => Common(o));
+app.MapHub<CookieHub>("/cookiehub", o => Common(o));
 
 // Fake "lying server" endpoints under /fake/{mode} (spec/hub/FakeServer.cs):
 // only for faults the real SignalR server cannot produce.

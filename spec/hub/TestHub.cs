@@ -578,3 +578,70 @@ public class TestTokenAuthHandler : AuthenticationHandler<AuthenticationSchemeOp
             new AuthenticationTicket(new ClaimsPrincipal(identity), Scheme.Name)));
     }
 }
+
+// /cookiehub: what a sticky-session load balancer does. Its negotiate
+// answer sets "sticky" (a fresh value unless the request carries one) and
+// then "brief" (Max-Age 2 s), "stale" with an expiry in the past, and
+// "elsewhere" for another path;
+// every later request of a connection (WebSocket upgrade, SSE GET, Long
+// Polling polls, POSTs and DELETE) is recorded with the cookies it carried,
+// keyed by its connection token (the "id" query parameter).
+public class CookieHub : TestHub
+{
+    // The cookies the connection's own request carried (for WebSockets the
+    // upgrade, for SSE the event-stream GET, for Long Polling the first poll).
+    public Dictionary<string, string> GetCookies()
+    {
+        var d = new Dictionary<string, string>();
+        var cookies = Context.GetHttpContext()?.Request.Cookies;
+        if (cookies is null) return d;
+        foreach (var kv in cookies) d[kv.Key] = kv.Value;
+        return d;
+    }
+
+    // Every recorded request of this connection: "METHOD sticky=<value>".
+    public string[] GetCookieRequests()
+    {
+        var id = Context.GetHttpContext()?.Request.Query["id"].ToString() ?? "";
+        return CookieHubCookies.Requests.TryGetValue(id, out var list)
+            ? list.ToArray()
+            : Array.Empty<string>();
+    }
+}
+
+public static class CookieHubCookies
+{
+    public static readonly ConcurrentDictionary<string, ConcurrentQueue<string>> Requests = new();
+
+    public static IApplicationBuilder UseCookieHubCookies(this IApplicationBuilder app) =>
+        app.Use(async (ctx, next) =>
+        {
+            var path = ctx.Request.Path.Value ?? "";
+            if (path.StartsWith("/cookiehub", StringComparison.Ordinal))
+            {
+                var sticky = ctx.Request.Cookies["sticky"];
+                if (path.EndsWith("/negotiate", StringComparison.Ordinal))
+                {
+                    if (string.IsNullOrEmpty(sticky))
+                    {
+                        ctx.Response.Cookies.Append("sticky", Guid.NewGuid().ToString("N"),
+                            new CookieOptions { Path = "/cookiehub", HttpOnly = true });
+                        // Lives two seconds: a connection started later must not send it.
+                        ctx.Response.Cookies.Append("brief", "1",
+                            new CookieOptions { Path = "/cookiehub", MaxAge = TimeSpan.FromSeconds(2) });
+                    }
+                    ctx.Response.Cookies.Append("stale", "1",
+                        new CookieOptions { Path = "/", Expires = DateTimeOffset.UnixEpoch.AddDays(1) });
+                    ctx.Response.Cookies.Append("elsewhere", "1", new CookieOptions { Path = "/otherhub" });
+                }
+                else
+                {
+                    var id = ctx.Request.Query["id"].ToString();
+                    if (!string.IsNullOrEmpty(id))
+                        Requests.GetOrAdd(id, _ => new ConcurrentQueue<string>())
+                            .Enqueue($"{ctx.Request.Method} sticky={sticky ?? "-"}");
+                }
+            }
+            await next();
+        });
+}
