@@ -11,7 +11,9 @@ CC ?= cc
 
 LUA_PC ?= lua$(LUA_VERSION)
 LUA_INCDIR ?= $(shell $(PKG_CONFIG) --variable=includedir $(LUA_PC))/lua$(LUA_VERSION)
-CORE_PKGS = libwebsockets libcurl jansson msgpack
+# libcrypto: the WebSocket certificate check of IPv6 literals and its
+# reasons (ws_transport.c); libwebsockets is built on the same OpenSSL.
+CORE_PKGS = libwebsockets libcurl jansson msgpack libcrypto
 
 OPT ?= -O2 -g
 WARN = -std=c99 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wwrite-strings

@@ -1069,10 +1069,7 @@ static void open_transport(sr_conn *c, int reattach)
     cfg.nheaders = nh;
     cfg.binary = c->protocol->binary;
     cfg.text_only = !c->protocol->binary;
-    cfg.tls_no_verify = c->opt->tls_no_verify;
-    cfg.ca_file = c->opt->ca_file;
-    cfg.cert_file = c->opt->cert_file;
-    cfg.key_file = c->opt->key_file;
+    cfg.tls = &c->opt->tls;
     cfg.proxy = c->opt->proxy;
     cfg.cookies = c->jar;
     cfg.handshake = reattach ? NULL : hs.data;
@@ -1371,10 +1368,7 @@ static void start_negotiate(sr_conn *c)
         o.url = url;
         o.headers = h;
         o.nheaders = nh;
-        o.tls_no_verify = c->opt->tls_no_verify;
-        o.ca_file = c->opt->ca_file;
-        o.cert_file = c->opt->cert_file;
-        o.key_file = c->opt->key_file;
+        o.tls = &c->opt->tls;
         o.proxy = c->opt->proxy;
         o.cookies = c->jar;
         /* Connecting is one phase to the user: the handshake timeout bounds
@@ -1805,6 +1799,12 @@ int sr_conn_start(sr_conn *c, sr_done_fn done, void *ud)
     c->was_connected = 0;
     c->start_waiter.fn = done;
     c->start_waiter.ud = ud;
+    /* Said at every start, on the connection's own log, so it cannot go
+     * unnoticed while it stays set. */
+    if (c->opt->tls.insecure)
+        sr__logf(&c->log, SR_LOG_WARNING,
+                 "TLS verification is off (tls verify = false): the server's certificate and host "
+                 "name are not checked, so anyone on the network path can pose as the server");
     hold(c);
     if (set_state(c, SR_STATE_CONNECTING)) begin_attempt(c);
     release(c);

@@ -557,13 +557,13 @@ const char *sr__http_setup(sr_http_io *io, xfer *x, const char *url, const sr_ht
     SET(CURLOPT_PROTOCOLS_STR, "http,https");
     SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
     if (!ok) return "cannot configure the request (bad URL or out of memory)";
-    if (c->tls_no_verify) {
+    if (c->tls && c->tls->insecure) {
         SET(CURLOPT_SSL_VERIFYPEER, 0L);
         SET(CURLOPT_SSL_VERIFYHOST, 0L);
     }
-    if (c->ca_file) SET(CURLOPT_CAINFO, c->ca_file);
-    if (c->cert_file) SET(CURLOPT_SSLCERT, c->cert_file);
-    if (c->key_file) SET(CURLOPT_SSLKEY, c->key_file);
+    if (c->tls && c->tls->ca_file) SET(CURLOPT_CAINFO, c->tls->ca_file);
+    if (c->tls && c->tls->cert_file) SET(CURLOPT_SSLCERT, c->tls->cert_file);
+    if (c->tls && c->tls->key_file) SET(CURLOPT_SSLKEY, c->tls->key_file);
     /* The proxy option replaces the environment entirely, as for the
      * WebSocket (proxy.c): "" is no proxy, and no_proxy does not apply to
      * an explicit one. Unset, libcurl reads the environment itself, by the
@@ -634,10 +634,7 @@ static const char *req_setup(sr_http_req *req, const sr_http_opts *o, const char
 #define SET(opt, val) (ok = ok && curl_easy_setopt(e, opt, val) == CURLE_OK)
     conf.headers = o->headers;
     conf.nheaders = o->nheaders;
-    conf.tls_no_verify = o->tls_no_verify;
-    conf.ca_file = o->ca_file;
-    conf.cert_file = o->cert_file;
-    conf.key_file = o->key_file;
+    conf.tls = o->tls;
     conf.proxy = o->proxy;
     conf.cookies = o->cookies;
     msg = sr__http_setup(req->io, &req->x, o->url, &conf, NULL, 0, req->errbuf, &req->headers);

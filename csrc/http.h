@@ -13,6 +13,7 @@
 
 #include "cookies.h"
 #include "signalr.h"
+#include "tls.h"
 #include <stddef.h>
 
 typedef struct sr_http_req sr_http_req;
@@ -39,8 +40,7 @@ typedef struct sr_http_opts {
     size_t nheaders;
     const char *body; /* may be NULL; copied */
     size_t body_len;
-    int tls_no_verify;
-    const char *ca_file, *cert_file, *key_file;
+    const sr_tls *tls;      /* NULL: the defaults (verify against the system's CAs) */
     const char *proxy;      /* the proxy option: NULL = the environment, "" = none */
     sr_cookie_jar *cookies; /* the connection's jar; NULL: no cookies */
     /* <= 0: none. One-shot: the whole request. Stream: connecting only

@@ -29,6 +29,7 @@
 #include "cookies.h"
 #include "loop.h"
 #include "signalr.h"
+#include "tls.h"
 
 typedef struct sr_http_io sr_http_io;
 
@@ -67,8 +68,7 @@ typedef struct sr_http_timer {
 typedef struct sr_http_conf {
     const sr_header *headers;
     size_t nheaders;
-    int tls_no_verify;
-    const char *ca_file, *cert_file, *key_file;
+    const sr_tls *tls;      /* NULL: the defaults (verify against the system's CAs) */
     const char *proxy;      /* the proxy option: NULL = the environment, "" = none */
     sr_cookie_jar *cookies; /* the connection's jar; NULL: no cookies */
 } sr_http_conf;

@@ -42,9 +42,9 @@ void sr_options_free(sr_options *o)
     free(o->protocol);
     free_headers(o->headers, o->nheaders);
     free(o->access_token);
-    free(o->ca_file);
-    free(o->cert_file);
-    free(o->key_file);
+    free((char *)o->tls.ca_file);
+    free((char *)o->tls.cert_file);
+    free((char *)o->tls.key_file);
     free(o->proxy);
     free(o->user_agent);
     free(o->delays_ms);
@@ -141,13 +141,13 @@ int sr_options_set_tls(sr_options *o, int verify, const char *ca_file, const cha
         free(key);
         return SR_ENOMEM;
     }
-    free(o->ca_file);
-    free(o->cert_file);
-    free(o->key_file);
-    o->ca_file = ca;
-    o->cert_file = cert;
-    o->key_file = key;
-    o->tls_no_verify = !verify;
+    free((char *)o->tls.ca_file);
+    free((char *)o->tls.cert_file);
+    free((char *)o->tls.key_file);
+    o->tls.ca_file = ca;
+    o->tls.cert_file = cert;
+    o->tls.key_file = key;
+    o->tls.insecure = !verify;
     return SR_OK;
 }
 
@@ -268,16 +268,19 @@ sr_options *sr__options_dup(const sr_options *o)
      * copy (or NULL), so a failure part-way can use sr_options_free */
     *d = *o;
     d->url = d->protocol = d->access_token = NULL;
-    d->ca_file = d->cert_file = d->key_file = d->proxy = d->user_agent = NULL;
+    d->tls.ca_file = d->tls.cert_file = d->tls.key_file = NULL;
+    d->proxy = d->user_agent = NULL;
     d->headers = NULL;
     d->nheaders = 0;
     d->delays_ms = NULL;
     d->ndelays = 0;
 
     if (!dup_str(&d->url, o->url) || !dup_str(&d->protocol, o->protocol ? o->protocol : "json") ||
-        !dup_str(&d->access_token, o->access_token) || !dup_str(&d->ca_file, o->ca_file) ||
-        !dup_str(&d->cert_file, o->cert_file) || !dup_str(&d->key_file, o->key_file) ||
-        !dup_str(&d->proxy, o->proxy) || !dup_str(&d->user_agent, o->user_agent))
+        !dup_str(&d->access_token, o->access_token) ||
+        !dup_str((char **)&d->tls.ca_file, o->tls.ca_file) ||
+        !dup_str((char **)&d->tls.cert_file, o->tls.cert_file) ||
+        !dup_str((char **)&d->tls.key_file, o->tls.key_file) || !dup_str(&d->proxy, o->proxy) ||
+        !dup_str(&d->user_agent, o->user_agent))
         goto oom;
     if (o->nheaders) {
         d->headers = calloc(o->nheaders, sizeof *d->headers);

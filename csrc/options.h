@@ -10,6 +10,7 @@
 #define SR_OPTIONS_H
 
 #include "signalr.h"
+#include "tls.h"
 
 #define SR_DEFAULT_SERVER_TIMEOUT_MS 30000.0
 #define SR_DEFAULT_KEEPALIVE_MS 15000.0
@@ -27,8 +28,7 @@ struct sr_options {
     char *access_token;
     sr_token_fn token_fn;
     void *token_ud;
-    int tls_no_verify;
-    char *ca_file, *cert_file, *key_file;
+    sr_tls tls; /* its strings owned */
     char *proxy;
     char *user_agent; /* X-SignalR-User-Agent; NULL = the core's own */
     double server_timeout_ms, keepalive_ms, handshake_timeout_ms; /* 0 = default */

@@ -449,10 +449,7 @@ static const char *setup_handles(sse_tp *tp, const sr_transport_cfg *cfg)
     memset(&conf, 0, sizeof conf);
     conf.headers = cfg->headers;
     conf.nheaders = cfg->nheaders;
-    conf.tls_no_verify = cfg->tls_no_verify;
-    conf.ca_file = cfg->ca_file;
-    conf.cert_file = cfg->cert_file;
-    conf.key_file = cfg->key_file;
+    conf.tls = cfg->tls;
     conf.proxy = cfg->proxy;
     conf.cookies = cfg->cookies;
     tp->get.easy = curl_easy_init();

@@ -25,6 +25,7 @@
 #include "loop.h"
 #include "protocol.h"
 #include "signalr.h"
+#include "tls.h"
 #include <stddef.h>
 
 typedef struct sr_transport sr_transport;
@@ -59,8 +60,7 @@ typedef struct sr_transport_cfg {
      * protocol error, as the official clients treat it (conn.c sets it;
      * the transport's own tests exchange raw bytes). */
     int text_only;
-    int tls_no_verify;
-    const char *ca_file, *cert_file, *key_file;
+    const sr_tls *tls; /* NULL: the defaults (verify against the system's CAs) */
     const char *proxy; /* the proxy option: NULL = the environment, "" = none */
     /* The connection's jar, for the HTTP kinds' requests (WebSockets: conn.c
      * puts the jar's Cookie header into headers). NULL: no cookies. */

@@ -27,6 +27,7 @@ external_dependencies = {
    CURL = { library = "curl" },
    JANSSON = { library = "jansson" },
    MSGPACK = { library = "msgpackc" },
+   OPENSSL = { library = "crypto" },
 }
 -- The rock is the Lua module only: signalr/init.lua and signalr/core.so (the
 -- core linked in statically). The C library, signalr.h and signalr.pc are

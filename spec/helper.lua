@@ -15,7 +15,8 @@
 --     hub:pause() hub:resume() (SIGSTOP/SIGCONT) hub:log()
 --     hub:restart() and hub:start() keep the same port(s)
 --   H.shared_hub() -> hub      one per process; restarted if not running
---   H.tls_material() -> { ca_file, cert_file, key_file, other_ca_file, dir }
+--   H.tls_material() -> { ca_file, cert_file, key_file, other_ca_file,
+--                         wrong_cert_file, wrong_key_file, dir }
 --   H.free_port() -> port      unused loopback port in 20000-32000
 --   H.wait_until(pred, timeout=5, interval=0.05) -> pred value | false
 --   H.sleep(sec), H.now()      (H.sleep may be replaced, e.g. by signalr.sleep)
@@ -254,7 +255,9 @@ end
 ---------------------------------------------------------------------------
 
 -- Generates (once per process) a self-signed CA, a server certificate for
--- DNS:localhost / IP:127.0.0.1 signed by it, and an unrelated second CA.
+-- DNS:localhost / IP:127.0.0.1 / IP:::1 signed by it, a second one signed by
+-- it for another name only (DNS:wrong.invalid: a host name mismatch on
+-- loopback), and an unrelated second CA.
 function H.tls_material()
   if S.tls then return S.tls end
   local dir = mktemp_dir("tls")
@@ -263,10 +266,13 @@ function H.tls_material()
     if not ok then error("openssl " .. args .. " failed:\n" .. out, 3) end
   end
   local ext = io.open(dir .. "/server.ext", "w")
-  ext:write("subjectAltName=DNS:localhost,IP:127.0.0.1\n",
-            "basicConstraints=critical,CA:FALSE\n",
-            "keyUsage=critical,digitalSignature,keyEncipherment\n",
-            "extendedKeyUsage=serverAuth\n")
+  local common = "basicConstraints=critical,CA:FALSE\n"
+    .. "keyUsage=critical,digitalSignature,keyEncipherment\n"
+    .. "extendedKeyUsage=serverAuth\n"
+  ext:write("subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\n", common)
+  ext:close()
+  ext = io.open(dir .. "/wrong.ext", "w")
+  ext:write("subjectAltName=DNS:wrong.invalid\n", common)
   ext:close()
   local ca_ext = "-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign"
   ossl("req -x509 -newkey rsa:2048 -nodes -sha256 -days 3650 -keyout ca.key -out ca.pem"
@@ -276,12 +282,17 @@ function H.tls_material()
   ossl("req -newkey rsa:2048 -nodes -sha256 -keyout server.key -out server.csr -subj '/CN=localhost'")
   ossl("x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -sha256 -days 3650"
     .. " -extfile server.ext -out server.pem")
+  ossl("req -newkey rsa:2048 -nodes -sha256 -keyout wrong.key -out wrong.csr -subj '/CN=wrong.invalid'")
+  ossl("x509 -req -in wrong.csr -CA ca.pem -CAkey ca.key -CAcreateserial -sha256 -days 3650"
+    .. " -extfile wrong.ext -out wrong.pem")
   S.tls = {
     dir = dir,
     ca_file = dir .. "/ca.pem",              -- trust this to verify the hub
     cert_file = dir .. "/server.pem",        -- server certificate (leaf only)
     key_file = dir .. "/server.key",         -- its unencrypted PKCS#8 key
     other_ca_file = dir .. "/other-ca.pem",  -- a CA that did NOT sign it
+    wrong_cert_file = dir .. "/wrong.pem",   -- signed by the CA, for wrong.invalid only
+    wrong_key_file = dir .. "/wrong.key",
   }
   return S.tls
 end
@@ -346,9 +357,11 @@ end
 local Hub = {}
 Hub.__index = Hub
 
+-- cafile false: do not verify (a hub serving a certificate made to fail)
 local function curl_status(url, cafile)
   local cmd = "curl -s -o /dev/null -w '%{http_code}' --max-time 2 "
   if cafile then cmd = cmd .. "--cacert " .. q(cafile) .. " " end
+  if cafile == false then cmd = cmd .. "-k " end
   local out = capture(cmd .. q(url) .. " 2>/dev/null")
   return tonumber(out)
 end
@@ -368,7 +381,11 @@ function Hub:_launch(deadline)
   if self.tls then
     env[#env + 1] = "HUB_TLS_CERT=" .. q(self.tls.cert_file)
     env[#env + 1] = "HUB_TLS_KEY=" .. q(self.tls.key_file)
-    env[#env + 1] = "HUB_HTTPS_URLS=" .. q("https://127.0.0.1:" .. (self.https_port or 0))
+    local urls = {}
+    for i, host in ipairs(self.opts.https_hosts or { "127.0.0.1" }) do
+      urls[i] = "https://" .. host .. ":" .. (self.https_port or 0)
+    end
+    env[#env + 1] = "HUB_HTTPS_URLS=" .. q(table.concat(urls, ";"))
   end
   for k, v in pairs(self.opts.env or {}) do
     env[#env + 1] = k .. "=" .. q(v)
@@ -416,7 +433,8 @@ function Hub:_launch(deadline)
     H.sleep(0.05)
   end
   if self.https_url then
-    while curl_status(self.https_url .. "/health", self.tls.ca_file) ~= 200 do
+    local ca = self.tls.cert_file == (S.tls and S.tls.cert_file) and self.tls.ca_file or false
+    while curl_status(self.https_url .. "/health", ca) ~= 200 do
       if not pid_alive(self.pid) then return false, "died" end
       if H.now() > deadline then return false, "timed out waiting for https /health" end
       H.sleep(0.05)
@@ -526,8 +544,12 @@ end
 
 -- H.start_hub(opts) -> hub
 --   opts.port        http port (default 0 = any free port)
---   opts.tls         also listen with HTTPS (cert from H.tls_material())
+--   opts.tls         also listen with HTTPS: true (cert from H.tls_material()),
+--                    or { cert_file, key_file, ca_file } (e.g. the wrong_* pair)
 --   opts.https_port  https port (default 0)
+--   opts.https_hosts addresses the HTTPS endpoint listens on (default
+--                    { "127.0.0.1" }; "[::1]" is IPv6 loopback); hub.https_url
+--                    is the first, hub.addresses has them all
 --   opts.env         extra environment, e.g. { HUB_KEEPALIVE_MS = 500 }
 --   opts.verbose     server logs at Information/Debug level
 --   opts.timeout     seconds to wait for start (default 60)
@@ -542,7 +564,7 @@ function H.start_hub(opts)
     log_file = dir .. "/hub.log",
     port = opts.port,
     https_port = opts.https_port,
-    tls = opts.tls and H.tls_material() or nil,
+    tls = type(opts.tls) == "table" and opts.tls or (opts.tls and H.tls_material() or nil),
   }, Hub)
   S.hubs[#S.hubs + 1] = self
   return self:_start()

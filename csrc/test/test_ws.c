@@ -1676,6 +1676,7 @@ static void tls_try(const char *name, const char *ca, int no_verify, cli *c)
 {
     char url[256], cert[128], key[128];
     sr_transport_cfg cfg;
+    sr_tls tls;
     sr_transport *tp;
     sr_error err;
     srv *s;
@@ -1686,8 +1687,10 @@ static void tls_try(const char *name, const char *ca, int no_verify, cli *c)
     memset(c, 0, sizeof *c);
     snprintf(url, sizeof url, "wss://localhost:%d/hub", s->port);
     cfg_init(&cfg, url);
-    cfg.ca_file = ca;
-    cfg.tls_no_verify = no_verify;
+    memset(&tls, 0, sizeof tls);
+    tls.ca_file = ca;
+    tls.insecure = no_verify;
+    cfg.tls = &tls;
     tp = sr__ws_transport_new(loop, &cfg, &ups, c, &err);
     if (tp) {
         WAIT(loop, c->data.len >= sizeof HANDSHAKE - 1 || c->closed, 5000);
