@@ -46,6 +46,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -100,6 +101,8 @@
 #define CONNECT_TIMEOUT_SECS 20
 /* Lookups run in parallel up to this many threads; more wait in the queue. */
 #define RESOLVERS_MAX 4
+/* A probe (see probe()) waits this long for its connect at most. */
+#define PROBE_MS 3000
 /* The I/O thread takes the sockets back from a host that has been out of
  * its waits this long: the most a busy host delays a ping or a read. */
 #define HOST_GRACE_US 2000
@@ -112,12 +115,20 @@
 #define HOST_FLOOD_WINDOW_US 5000
 #define HOST_BACKOFF_US 50000
 
-enum { CMD_OPEN = 1, CMD_RESOLVED = 2, CMD_WRITE = 4, CMD_CLOSE = 8, CMD_RELEASE = 16 };
+enum {
+    CMD_OPEN = 1,
+    CMD_RESOLVED = 2,
+    CMD_WRITE = 4,
+    CMD_CLOSE = 8,
+    CMD_RELEASE = 16,
+    CMD_PROBED = 32
+};
 
 enum {
     ST_IDLE,       /* created, CMD_OPEN not handled yet */
     ST_RESOLVING,  /* a lookup is queued or running */
     ST_CONNECTING, /* a wsi exists, not established */
+    ST_PROBING,    /* the TCP connect failed; a probe is finding out why */
     ST_OPEN,       /* established, handshake written */
     ST_DONE        /* detached: the I/O side is finished with it */
 };
@@ -160,6 +171,10 @@ typedef struct ws_tp {
     char addrs[MAX_ADDRS][INET6_ADDRSTRLEN];
     int naddr;
     char resolve_err[160];
+    /* Likewise for a probe (CMD_PROBED): the errno of one more connect to
+     * the address that failed (0: it connected). */
+    int probe_errno;
+    int probe; /* set before it is queued: the resolver's job is a probe */
 
     /* I/O thread only. */
     int state;
@@ -175,7 +190,6 @@ typedef struct ws_tp {
     char peer_reason[124];
     char err_hint[256];
     sr_liveness live;
-    uint64_t connect_start; /* sr__liveness_clock */
     lws_sorted_usec_list_t sul_live, sul_retry;
     lws_sorted_usec_list_t sul_connect; /* the handshake timeout, until the upgrade is answered */
     sr_buf wbuf;                        /* the batch being written; spare for the send queue */
@@ -503,6 +517,7 @@ static struct lws_vhost *vhost_for(struct sr_ws_io *io, ws_tp *tp)
 }
 
 static void connect_next(ws_tp *tp);
+static int resolve_async(struct sr_ws_io *io, ws_tp *tp);
 
 static void retry_cb(lws_sorted_usec_list_t *sul)
 {
@@ -510,10 +525,27 @@ static void retry_cb(lws_sorted_usec_list_t *sul)
     connect_next(tp);
 }
 
+/* The port lws connects to: the proxy's when there is one. */
+static int peer_port(const ws_tp *tp)
+{
+    return tp->proxy.host ? tp->proxy.port : tp->port;
+}
+
+/* What the TCP connect went to, for messages. */
+static void peer_text(const ws_tp *tp, char *out, size_t size)
+{
+    if (tp->proxy.host)
+        snprintf(out, size, "the proxy %s (%s port %d)", tp->proxy.shown, tp->addrs[tp->iaddr],
+                 tp->proxy.port);
+    else
+        snprintf(out, size, "%s port %d", tp->addrs[tp->iaddr], tp->port);
+}
+
 /* The wsi of tp ended (error, close or destroy): unbind it, then either try
  * the next address or finish. tp may be freed on return. */
 static void wsi_ended(ws_tp *tp, struct lws *wsi, int code, long status, const char *text)
 {
+    char msg[512];
     lws_set_opaque_user_data(wsi, NULL);
     if (tp->wsi == wsi) tp->wsi = NULL;
     tp->attempt_ended = 1;
@@ -523,6 +555,21 @@ static void wsi_ended(ws_tp *tp, struct lws *wsi, int code, long status, const c
         tp->iaddr++;
         lws_sul_schedule(lws_get_context(wsi), 0, &tp->sul_retry, retry_cb, 1);
         return;
+    }
+    if (tp->state == ST_CONNECTING && !text && !close_requested(tp) &&
+        !sr__transport_released(&tp->base)) {
+        /* The TCP connect failed: say why (see probe()). */
+        tp->state = ST_PROBING;
+        tp->probe = 1;
+        if (resolve_async(tp->io, tp) == 0) return;
+        tp->state = ST_CONNECTING;
+    }
+    if (!text) {
+        char what[300];
+        peer_text(tp, what, sizeof what);
+        snprintf(msg, sizeof msg, "WebSocket connection to %s failed: cannot connect to %s",
+                 tp->where, what);
+        text = msg;
     }
     fail(tp, code, status, text);
 }
@@ -573,7 +620,6 @@ static void connect_next(ws_tp *tp)
     tp->state = ST_CONNECTING;
     tp->request_sent = 0;
     tp->err_hint[0] = '\0';
-    tp->connect_start = sr__liveness_clock();
     /* A failure inside the call runs wsi_ended, which may drop the I/O
      * reference; keep tp alive until we have looked at the result. */
     sr__transport_ref(&tp->base);
@@ -629,6 +675,68 @@ static void lookup(struct sr_ws_io *io, ws_tp *tp)
     pthread_mutex_unlock(&io->mu);
 }
 
+/* Resolver thread: why the connect to tp's address failed. lws 4.1.6 reads
+ * the socket's error (SO_ERROR, which reading clears) before it reports
+ * the failure, and passes on only "Unable to connect"; so one more
+ * non-blocking connect to the same address tells: its errno (refused,
+ * unreachable, timed out) goes to the I/O thread as CMD_PROBED. Waits in
+ * short slices so freeing the loop is not held up. */
+static void probe(struct sr_ws_io *io, ws_tp *tp)
+{
+    struct sockaddr_in6 a6;
+    struct sockaddr_in a4;
+    struct sockaddr *sa;
+    socklen_t salen;
+    const char *addr = tp->addrs[tp->iaddr];
+    int fd, e = 0, waited = 0, stop = 0;
+
+    memset(&a6, 0, sizeof a6);
+    memset(&a4, 0, sizeof a4);
+    if (inet_pton(AF_INET, addr, &a4.sin_addr) == 1) {
+        a4.sin_family = AF_INET;
+        a4.sin_port = htons((unsigned short)peer_port(tp));
+        sa = (struct sockaddr *)&a4;
+        salen = sizeof a4;
+    } else {
+        inet_pton(AF_INET6, addr, &a6.sin6_addr);
+        a6.sin6_family = AF_INET6;
+        a6.sin6_port = htons((unsigned short)peer_port(tp));
+        sa = (struct sockaddr *)&a6;
+        salen = sizeof a6;
+    }
+    fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        e = errno;
+    } else if (connect(fd, sa, salen) != 0) {
+        e = errno;
+        while (e == EINPROGRESS && !stop) {
+            struct pollfd p;
+            int r;
+            p.fd = fd;
+            p.events = POLLOUT;
+            p.revents = 0;
+            r = poll(&p, 1, 100);
+            if (r > 0) {
+                socklen_t sl = sizeof e;
+                if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &sl) != 0) e = errno;
+            } else if (r < 0 && errno != EINTR) {
+                e = errno;
+            } else if ((waited += 100) >= PROBE_MS) {
+                e = ETIMEDOUT;
+            }
+            pthread_mutex_lock(&io->rmu);
+            stop = io->rstop;
+            pthread_mutex_unlock(&io->rmu);
+        }
+    }
+    if (fd >= 0) close(fd);
+    if (stop || sr__transport_released(&tp->base)) return;
+    pthread_mutex_lock(&io->mu);
+    tp->probe_errno = e;
+    cmd_locked(io, tp, CMD_PROBED); /* dropped when the I/O thread is gone */
+    pthread_mutex_unlock(&io->mu);
+}
+
 /* Under io->rmu: the SR_TEST_RESOLVE_DELAY_MS wait. 0 when the io is being
  * freed meanwhile. */
 static int test_delay(struct sr_ws_io *io)
@@ -666,7 +774,12 @@ static void *resolver_main(void *arg)
         tp->rnext = NULL;
         go = io->delay_ms <= 0 || test_delay(io);
         pthread_mutex_unlock(&io->rmu);
-        if (go && !sr__transport_released(&tp->base)) lookup(io, tp);
+        if (go && !sr__transport_released(&tp->base)) {
+            if (tp->probe)
+                probe(io, tp);
+            else
+                lookup(io, tp);
+        }
         sr__transport_unref(&tp->base); /* the queue's */
         pthread_mutex_lock(&io->rmu);
     }
@@ -818,6 +931,24 @@ static void resolved(ws_tp *tp)
     connect_next(tp);
 }
 
+/* The probe's answer (probe()): the connect failure, with its reason. */
+static void probed(ws_tp *tp)
+{
+    char msg[640], what[300];
+    int e = tp->probe_errno;
+    if (tp->state != ST_PROBING) return;
+    peer_text(tp, what, sizeof what);
+    if (e)
+        snprintf(msg, sizeof msg, "WebSocket connection to %s failed: cannot connect to %s: %s",
+                 tp->where, what, strerror(e));
+    else
+        snprintf(msg, sizeof msg,
+                 "WebSocket connection to %s failed: cannot connect to %s (a second attempt got "
+                 "through: the server may have just started)",
+                 tp->where, what);
+    fail(tp, SR_ETRANSPORT, 0, msg);
+}
+
 /* ----------------------------------------------------------------- timers */
 
 static void live_cb(lws_sorted_usec_list_t *sul);
@@ -861,6 +992,7 @@ static void do_close(ws_tp *tp)
     case ST_IDLE:
     case ST_RESOLVING:
     case ST_CONNECTING:
+    case ST_PROBING:
         /* Nothing to say goodbye to yet. */
         fail(tp, SR_OK, 0, NULL);
         break;
@@ -898,6 +1030,7 @@ static void handle_cmds(ws_tp *tp, unsigned bits)
     }
     if (bits & CMD_OPEN) start(tp);
     if ((bits & CMD_RESOLVED) && tp->state != ST_DONE) resolved(tp);
+    if ((bits & CMD_PROBED) && tp->state != ST_DONE) probed(tp);
     if ((bits & CMD_CLOSE) && tp->state != ST_DONE) do_close(tp);
     if ((bits & CMD_WRITE) && tp->state == ST_OPEN && tp->wsi) lws_callback_on_writable(tp->wsi);
 }
@@ -933,11 +1066,12 @@ static void drain_cmds(struct sr_ws_io *io)
 
 /* --------------------------------------------------------- lws callback */
 
-static void conn_error_text(ws_tp *tp, struct lws *wsi, const char *in, char *msg, size_t size,
-                            long *status)
+/* The text of a failed connection attempt; 1 (no text) when its TCP
+ * connect failed, which the probe explains (wsi_ended). */
+static int conn_error_text(ws_tp *tp, struct lws *wsi, const char *in, char *msg, size_t size,
+                           long *status)
 {
     long st = lws_http_client_http_response(wsi);
-    uint64_t waited_ms = (sr__liveness_clock() - tp->connect_start) / 1000u;
 
     if (tp->proxy.host && !tp->request_sent && in && strcmp(in, "proxy not h1") == 0) {
         /* lws 4.1.6 keeps the proxy's status to itself. */
@@ -959,28 +1093,12 @@ static void conn_error_text(ws_tp *tp, struct lws *wsi, const char *in, char *ms
     } else if (tp->err_hint[0]) {
         snprintf(msg, size, "WebSocket connection to %s failed: %s", tp->where, tp->err_hint);
     } else if (!tp->request_sent && in && strcmp(in, "Unable to connect") == 0) {
-        /* lws 4.1 closes the socket before it reports this, so the reason
-         * (SO_ERROR) is gone; only its own connect timeout takes long. */
-        char what[300];
-        if (tp->proxy.host)
-            snprintf(what, sizeof what, "the proxy %s (%s port %d)", tp->proxy.shown,
-                     tp->addrs[tp->iaddr], tp->proxy.port);
-        else
-            snprintf(what, sizeof what, "%s port %d", tp->addrs[tp->iaddr], tp->port);
-        if (waited_ms + 500 >= CONNECT_TIMEOUT_SECS * 1000u)
-            snprintf(
-                msg, size,
-                "WebSocket connection to %s failed: cannot connect to %s: timed out after %d s",
-                tp->where, what, CONNECT_TIMEOUT_SECS);
-        else
-            snprintf(msg, size,
-                     "WebSocket connection to %s failed: cannot connect to %s: connection refused "
-                     "or host unreachable",
-                     tp->where, what);
+        return 1;
     } else {
         snprintf(msg, size, "WebSocket connection to %s failed: %s", tp->where,
                  in ? in : "unknown error");
     }
+    return 0;
 }
 
 static int on_established(ws_tp *tp, struct lws *wsi)
@@ -1165,8 +1283,10 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR: {
         long status = 0;
         if (!tp) return 0;
-        conn_error_text(tp, wsi, in, msg, sizeof msg, &status);
-        wsi_ended(tp, wsi, SR_ETRANSPORT, status, msg);
+        if (conn_error_text(tp, wsi, in, msg, sizeof msg, &status))
+            wsi_ended(tp, wsi, SR_ETRANSPORT, 0, NULL); /* probe() says why */
+        else
+            wsi_ended(tp, wsi, SR_ETRANSPORT, status, msg);
         return 0;
     }
 

@@ -80,6 +80,9 @@ builder.Services.AddSignalR(o =>
 // hub method need more than one parallel invocation per client; only on the
 // dedicated hub so /testhub keeps strict in-order execution.
 .AddHubOptions<ClientResultHub>(o => o.MaximumParallelInvocationsPerClient = 2)
+// /detailedhub: the server's own error texts reach the client (a close for
+// a message over MaximumReceiveMessageSize names the limit).
+.AddHubOptions<DetailedHub>(o => o.EnableDetailedErrors = true)
 // Short timeouts on /quickhub and /quickstatefulhub only (quick timeout and
 // reconnect specs on the shared hub): the server pings every second (its
 // heartbeat ticks once a second, so shorter intervals act as 1 s) and drops a
@@ -126,6 +129,7 @@ app.MapHub<QuickHub>("/quickhub", o => Common(o));
 app.MapHub<QuickHub>("/quickstatefulhub", o => { Common(o); o.AllowStatefulReconnects = true; });
 app.MapHub<ClientResultHub>("/clientresulthub", o => Common(o));
 app.MapHub<CookieHub>("/cookiehub", o => Common(o));
+app.MapHub<DetailedHub>("/detailedhub", o => Common(o));
 
 // Fake "lying server" endpoints under /fake/{mode} (spec/hub/FakeServer.cs):
 // only for faults the real SignalR server cannot produce.

@@ -519,6 +519,12 @@ public class ClientResultHub : TestHub
     }
 }
 
+// /detailedhub: EnableDetailedErrors (Program.cs), so the server's close
+// errors carry its exception's text.
+public class DetailedHub : TestHub
+{
+}
+
 // Keeps HubConnectionContext per connection id so hub methods can write raw
 // protocol messages (Close with an error) to their own connection.
 public static class TrackingConnections
