@@ -46,7 +46,8 @@
 --
 -- Hubs (see spec/hub/TestHub.cs): /testhub, /statefulhub (stateful
 -- reconnect allowed), /wsonly, /sseonly, /lponly, /authhub (token
--- "valid-token"), /clientresulthub.
+-- "valid-token"), /clientresulthub, /cookiehub (cookies set at negotiate),
+-- /detailedhub (detailed errors).
 --
 -- Plain Lua 5.4: uses only io.popen / os.execute with sh, curl, openssl,
 -- find, mktemp, kill, flock and /proc (no luasocket / luaposix).
