@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "cookies.h"
+#include "http.h"
 
 struct sr_cookie_jar {
     CURLSH *share;
@@ -43,8 +44,12 @@ static void jar_unlock(CURL *h, curl_lock_data data, void *ud)
 
 sr_cookie_jar *sr__cookie_jar_new(void)
 {
-    sr_cookie_jar *j = calloc(1, sizeof *j);
+    sr_cookie_jar *j;
     int i, n = 0;
+    /* Before any libcurl call: curl_easy_init would otherwise initialise
+     * libcurl itself, which is not thread-safe. */
+    if (sr__http_curl_init() != 0) return NULL;
+    j = calloc(1, sizeof *j);
     if (!j) return NULL;
     for (n = 0; n < CURL_LOCK_DATA_LAST; n++)
         if (pthread_mutex_init(&j->mu[n], NULL) != 0) goto fail;

@@ -87,6 +87,12 @@ static void curl_init(void)
         dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD | RTLD_NODELETE);
 }
 
+int sr__http_curl_init(void)
+{
+    pthread_once(&curl_once, curl_init);
+    return curl_init_rc == CURLE_OK ? 0 : -1;
+}
+
 static void set_err(sr_error *err, int code, const char *msg)
 {
     if (!err) return;

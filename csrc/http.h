@@ -55,6 +55,11 @@ typedef struct sr_http_opts {
     sr_http_headers_fn on_headers; /* optional, streams only */
 } sr_http_opts;
 
+/* Any thread: libcurl's global initialisation, once per process (it is not
+ * thread-safe, so everything of ours that uses libcurl goes through here
+ * first). 0, or -1 when libcurl cannot start. */
+int sr__http_curl_init(void);
+
 /* Host thread. Copies everything in opts. NULL on immediate failure. */
 sr_http_req *sr__http_request(sr_loop *loop, const sr_http_opts *opts, sr_http_done_fn done,
                               void *ud, sr_error *err);
