@@ -580,9 +580,10 @@ const char *sr__http_setup(sr_http_io *io, xfer *x, const char *url, const sr_ht
     }
     if (!ok) return "TLS or proxy option not supported by this libcurl";
     if (c->cookies && !x->jar) {
-        if (sr__cookie_jar_attach(c->cookies, e) != 0) return "cannot use the cookie jar";
+        /* The reference first: even a failed attach may have set the share. */
         sr__cookie_jar_ref(c->cookies);
         x->jar = c->cookies;
+        if (sr__cookie_jar_attach(c->cookies, e) != 0) return "cannot use the cookie jar";
     }
     /* No "Expect: 100-continue" round trip for small bodies. */
     if (!(*list = curl_slist_append(NULL, "Expect:"))) return "out of memory";
