@@ -48,6 +48,22 @@ describe("cookies", function()
         assert.is_true(methods.GET)
       end)
 
+      it("keeps the jar through an automatic reconnect", function()
+        local conn = L.build(hub.url .. "/cookiehub", function(b) b:with_automatic_reconnect({ 0 }) end,
+          { transports = { t.name } })
+        conn:start()
+        local first = conn:invoke("GetCookies").sticky
+        local back
+        conn:on_reconnected(function() back = true end)
+        pcall(conn.invoke, conn, "CloseWithErrorReconnect", "go away for a moment")
+        L.wait_for(function() return back end, 10, "the reconnect")
+        local again = conn:invoke("GetCookies")
+        assert.equals(first, again.sticky, "the new negotiate sent it back, and it was kept")
+        for _, r in ipairs(conn:invoke("GetCookieRequests")) do
+          assert.equals("sticky=" .. first, r:match("sticky=.*$"), r)
+        end
+      end)
+
       it("keeps the jar across a stop and start, and gives another connection its own", function()
         local conn = connect()
         local first = conn:invoke("GetCookies").sticky
