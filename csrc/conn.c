@@ -290,9 +290,31 @@ const char *sr_user_agent(const char *runtime, const char *runtime_version, char
     return buf;
 }
 
-/* cookie (may be NULL) is the Cookie header libcurl's engine cannot add
- * itself (the WebSocket upgrade); a Cookie header of the user's wins, as it
- * does in libcurl. */
+/* The user's Cookie header (the headers option), or NULL. */
+static const char *user_cookie(const sr_conn *c)
+{
+    size_t i;
+    for (i = 0; i < c->opt->nheaders; i++)
+        if (strcasecmp(c->opt->headers[i].name, "Cookie") == 0) return c->opt->headers[i].value;
+    return NULL;
+}
+
+/* The WebSocket upgrade's Cookie header: the user's cookies and the jar's
+ * for url in one header (RFC 6265 allows one), as libcurl sends them on
+ * the other requests (http.c). malloc'd, or NULL for none. */
+static char *upgrade_cookie(sr_conn *c, const char *url)
+{
+    char *jar = sr__cookie_header(c->jar, url), *both;
+    const char *mine = user_cookie(c);
+    if (!jar || !mine || !*mine) return jar;
+    both = malloc(strlen(mine) + 2 + strlen(jar) + 1);
+    if (both) sprintf(both, "%s; %s", mine, jar);
+    free(jar);
+    return both;
+}
+
+/* cookie (may be NULL) is the whole Cookie header when libcurl's engine
+ * cannot make it (the WebSocket upgrade): it replaces the user's. */
 static sr_header *request_headers(sr_conn *c, char **auth, const char *cookie, size_t *n)
 {
     sr_header *h = calloc(c->opt->nheaders + 3, sizeof *h);
@@ -303,7 +325,10 @@ static sr_header *request_headers(sr_conn *c, char **auth, const char *cookie, s
     *n = c->opt->nheaders;
     for (i = 0; i < *n; i++) {
         if (strcasecmp(h[i].name, "X-SignalR-User-Agent") == 0) have_ua = 1;
-        if (strcasecmp(h[i].name, "Cookie") == 0) have_cookie = 1;
+        if (strcasecmp(h[i].name, "Cookie") == 0) {
+            have_cookie = 1;
+            if (cookie) h[i].value = cookie;
+        }
     }
     if (cookie && !have_cookie) {
         h[*n].name = "Cookie";
@@ -1054,7 +1079,7 @@ static void open_transport(sr_conn *c, int reattach)
     url = sr__transport_url(c->url, c->connection_token, kinds[c->kind].ws_url);
     /* libwebsockets has no cookie engine: the upgrade carries the jar's
      * cookies for its URL as a header. */
-    if (url && kinds[c->kind].ws_url) cookie = sr__cookie_header(c->jar, url);
+    if (url && kinds[c->kind].ws_url) cookie = upgrade_cookie(c, url);
     h = request_headers(c, &auth, cookie, &nh); /* may run the user's token function */
     if (stale(c, g)) goto out;
     if (!url || !h ||

@@ -597,6 +597,12 @@ const char *sr__http_setup(sr_http_io *io, xfer *x, const char *url, const sr_ht
         char *line;
         if (strpbrk(h->name, "\r\n:") || (h->value && strpbrk(h->value, "\r\n")))
             return "invalid header (CR, LF or ':' in a name)";
+        if (x->jar && vl && strcasecmp(h->name, "Cookie") == 0) {
+            /* libcurl would send the jar's cookies in a second Cookie
+             * header; given here, they share one. */
+            SET(CURLOPT_COOKIE, h->value);
+            continue;
+        }
         if (!(line = malloc(nl + vl + 3))) return "out of memory";
         memcpy(line, h->name, nl);
         /* "Name;" is curl's way to send a header with an empty value. */

@@ -94,8 +94,9 @@ void sr__http_timer_cancel(sr_http_io *io, sr_http_timer *t);
 /* Any thread, before x->easy is added: the options every request of this
  * client shares: URL, user agent, redirects (http and https only), TLS,
  * proxy, the cookie jar (x then holds a reference on it until
- * sr__http_xfer_cleanup), errbuf (CURL_ERROR_SIZE bytes) and the header
- * list: "Expect:" (no
+ * sr__http_xfer_cleanup; a Cookie header in conf's headers is then sent
+ * with the jar's cookies, in one header), errbuf (CURL_ERROR_SIZE bytes)
+ * and the header list: "Expect:" (no
  * 100-continue round trip), then extra (full "Name: value" lines), then
  * conf's headers. *list receives the list (free it with
  * curl_slist_free_all after the handle is cleaned up, also on failure).

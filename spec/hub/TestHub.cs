@@ -605,6 +605,10 @@ public class CookieHub : TestHub
         return d;
     }
 
+    // How many Cookie header lines the connection's request carried.
+    public int GetCookieHeaderCount() =>
+        Context.GetHttpContext()?.Request.Headers.Cookie.Count ?? 0;
+
     // Every recorded request of this connection: "METHOD sticky=<value>".
     public string[] GetCookieRequests()
     {

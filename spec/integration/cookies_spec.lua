@@ -95,12 +95,19 @@ describe("cookies", function()
     assert.is_nil(c.brief)
   end)
 
-  it("lets a Cookie header of the user's replace the jar's, as libcurl does", function()
-    local conn = L.build(hub.url .. "/cookiehub", nil,
-      { transports = { "websockets" }, headers = { Cookie = "mine=yes" } })
-    conn:start()
-    local c = conn:invoke("GetCookies")
-    assert.equals("yes", c.mine)
-    assert.is_nil(c.sticky)
-  end)
+  for _, t in ipairs(TRANSPORTS) do
+    it("sends a Cookie header of the user's with the jar's, in one header, over " .. t.server, function()
+      local conn = L.build(hub.url .. "/cookiehub", nil,
+        { transports = { t.name }, headers = { Cookie = "mine=yes; also=1" } })
+      conn:start()
+      local c = conn:invoke("GetCookies")
+      assert.equals("yes", c.mine)
+      assert.equals("1", c.also)
+      assert.matches("^%x+$", c.sticky)
+      assert.equals(1, conn:invoke("GetCookieHeaderCount"), "one Cookie header")
+      for _, r in ipairs(conn:invoke("GetCookieRequests")) do
+        assert.equals("sticky=" .. c.sticky, r:match("sticky=.*$"), r)
+      end
+    end)
+  end
 end)
