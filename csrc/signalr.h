@@ -192,14 +192,19 @@ SR_API int sr_options_set_url(sr_options *o, const char *url); /* http(s)://host
 SR_API int sr_options_set_transports(sr_options *o, int mask); /* SR_TRANSPORT_*; 0 = all */
 SR_API int sr_options_set_skip_negotiation(sr_options *o, int on);
 SR_API int sr_options_set_protocol(sr_options *o, const char *name); /* "json" (default) */
-/* Adds an extra HTTP header (repeat for more). */
+/* Adds an extra HTTP header (repeat for more). Every request of the
+ * connection carries it; a "Cookie" header is sent joined with the
+ * connection's cookie jar (what the server set, kept for the connection's
+ * life) in one header. */
 SR_API int sr_options_add_header(sr_options *o, const char *name, const char *value);
 SR_API int sr_options_set_access_token(sr_options *o, const char *token); /* static bearer token */
 /* Called on the host thread before every negotiate/connect; returns a
  * malloc'd token (freed by the core) or NULL. Overrides the static token. */
 typedef char *(*sr_token_fn)(void *ud);
 SR_API int sr_options_set_access_token_fn(sr_options *o, sr_token_fn fn, void *ud);
-/* verify 0 turns certificate verification off; NULL files are left out. */
+/* verify 0 turns certificate and host name verification off (the
+ * connection logs a warning at every start); NULL files are left out. The
+ * same settings reach every transport. */
 SR_API int sr_options_set_tls(sr_options *o, int verify, const char *ca_file, const char *cert_file,
                               const char *key_file);
 /* "http://[user:password@]host:port" for every request and the WebSocket
