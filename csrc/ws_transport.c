@@ -875,7 +875,7 @@ static void connect_timeout_cb(lws_sorted_usec_list_t *sul)
     const char *phase = tp->state == ST_RESOLVING ? "looking up the host name"
                         : tp->request_sent        ? "the server's answer to the WebSocket upgrade"
                                                   : "the TCP connection and the TLS handshake";
-    if (tp->state != ST_RESOLVING && tp->state != ST_CONNECTING) return;
+    if (tp->state != ST_RESOLVING && tp->state != ST_CONNECTING && tp->state != ST_PROBING) return;
     snprintf(msg, sizeof msg,
              "WebSocket connection to %s timed out after %.1f s waiting for %s (the handshake "
              "timeout)",
