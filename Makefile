@@ -95,8 +95,9 @@ test: deps
 # The busted specs alone, on the Lua under test, against the real hub:
 # `make specs LUA=lua5.3` builds build-lua5.3 and runs busted with lua5.3.
 # SPECS picks files or dirs (default spec, everything; spec/unit needs no hub).
+# Some specs use libsignalr.so and the C example from the same build dir.
 SPECS ?= spec
-specs: lua
+specs: lib lua examples
 	@BUILD=$(BUILD) LUA=$(LUA) sh -c '. scripts/env.sh; exec "$$LUA" "$$BUSTED" -o utfTerminal "$$@"' sh $(SPECS)
 
 check-c: tests
