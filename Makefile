@@ -89,8 +89,10 @@ deps:
 
 # Everything CI runs: C unit tests (also under valgrind), the C example,
 # the busted specs against the real hub, and the specs again under ASan+UBSan.
+# LUA=lua5.3: the Lua 5.3 stage alone (its build, the unit and core specs on
+# lua5.3); `make specs LUA=lua5.3` runs every spec on it.
 test: deps
-	@sh scripts/test.sh
+	@sh scripts/test.sh $(if $(filter-out lua5.4,$(LUA)),--lua $(LUA))
 
 # The busted specs alone, on the Lua under test, against the real hub:
 # `make specs LUA=lua5.3` builds build-lua5.3 and runs busted with lua5.3.
