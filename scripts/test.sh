@@ -2,7 +2,8 @@
 # Everything CI runs. Each stage adds to the totals; the last line is
 # "N passed, N failed" and the exit status is non-zero if anything failed.
 # The stages run on Lua 5.4, then a Lua 5.3 stage (its own build dir) runs
-# the unit specs and the core integration specs on lua5.3.
+# the unit specs and the core integration specs on lua5.3, and a session
+# against the hub under valgrind.
 #
 #   sh scripts/test.sh               everything (make test)
 #   sh scripts/test.sh --lua lua5.3  the Lua 5.3 stage alone (make test LUA=lua5.3)
@@ -52,6 +53,16 @@ run_lua_stage() { # run_lua_stage <lua> <specs...>: build into build-<lua>, run 
     echo "== $lua build (build-$lua: the Lua module, libsignalr and the C example)"
     if make -s LUA="$lua" lib lua examples; then
         run_specs "build-$lua" "$lua: unit, regress, core integration" LUA="$lua" SR_SPECS="$*"
+        echo "== a $lua session against the hub under valgrind"
+        if env BUILD="build-$lua" LUA="$lua" sh -c '. scripts/env.sh; "$LUA" scripts/with_hub.lua valgrind -q \
+            --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=99 \
+            "$LUA" scripts/valgrind_session.lua {hub}/testhub' >/tmp/sr-vg-lua.$$ 2>&1; then
+            add 1 0
+        else
+            tail -n 30 /tmp/sr-vg-lua.$$
+            stage_failed "valgrind: $lua scripts/valgrind_session.lua"
+        fi
+        rm -f /tmp/sr-vg-lua.$$
     else
         stage_failed "$lua build failed"
     fi
