@@ -23,7 +23,7 @@
  * that call (a coroutine, possibly). Every callback does its Lua work in a C
  * function run under lua_pcall with a traceback handler (run_protected), so
  * no Lua error ever unwinds through the core. An error is reported to the
- * connection's log sink and to lua_warning. __gc never calls Lua: the
+ * connection's log sink and to lua_warning (5.4 only). __gc never calls Lua: the
  * connection is marked `finalizing` first and every callback checks it.
  */
 #include <limits.h>
@@ -38,12 +38,9 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "compat.h" /* Lua 5.3; refuses older Luas */
 #include "signalr.h"
 #include "value.h"
-
-#if LUA_VERSION_NUM < 504
-#error "signalr.core needs Lua 5.4"
-#endif
 
 #if defined(__GNUC__)
 #define LSR_EXPORT __attribute__((visibility("default")))

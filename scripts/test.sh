@@ -1,8 +1,20 @@
 #!/bin/sh
 # Everything CI runs. Each stage adds to the totals; the last line is
 # "N passed, N failed" and the exit status is non-zero if anything failed.
+# The stages run on Lua 5.4, then a Lua 5.3 stage (its own build dir) runs
+# the unit specs and the core integration specs on lua5.3, and a session
+# against the hub under valgrind.
+#
+#   sh scripts/test.sh               everything (make test)
+#   sh scripts/test.sh --lua lua5.3  the Lua 5.3 stage alone (make test LUA=lua5.3)
+# Every spec on lua5.3, the hub's too: make specs LUA=lua5.3.
 set -u
 cd "$(dirname "$0")/.."
+only_lua=""
+if [ "${1:-}" = "--lua" ]; then only_lua=${2:?"--lua needs an interpreter, e.g. lua5.3"}; fi
+# Each stage says which Lua it runs on: an LUA from the caller (make test
+# LUA=..., or scripts/env.sh) must not switch the 5.4 stages' builds.
+unset LUA
 passed=0
 failed=0
 counts=$(mktemp)
@@ -17,6 +29,57 @@ stage_failed() { # a stage that could not run counts as one failure
     echo "!! $1"
     add 0 1
 }
+
+run_specs() { # run_specs <build dir> <label> [env...]; SR_SPECS in env: what to run (spec)
+    dir=$1
+    label=$2
+    shift 2
+    echo "== busted specs ($label)"
+    : >"$counts"
+    env BUILD="$dir" SR_COUNTS_FILE="$counts" "$@" sh -c '. scripts/env.sh; [ -n "${SR_PRELOAD:-}" ] && export LD_PRELOAD="$SR_PRELOAD"; exec "$LUA" "$BUSTED" -o spec/support/ci_output.lua ${SR_SPECS:-spec}'
+    rc=$?
+    if [ -s "$counts" ]; then
+        read -r p f <"$counts"
+        add "$p" "$f"
+        if [ $rc -ne 0 ] && [ "$f" = 0 ]; then stage_failed "busted ($label) exited with $rc"; fi
+    else
+        stage_failed "busted ($label) did not finish (exit $rc)"
+    fi
+}
+
+run_lua_stage() { # run_lua_stage <lua> <specs...>: build into build-<lua>, run the specs with <lua>
+    lua=$1
+    shift
+    echo "== $lua build (build-$lua: the Lua module, libsignalr and the C example)"
+    if make -s LUA="$lua" lib lua examples; then
+        run_specs "build-$lua" "$lua: unit, regress, core integration" LUA="$lua" SR_SPECS="$*"
+        echo "== a $lua session against the hub under valgrind"
+        if env BUILD="build-$lua" LUA="$lua" sh -c '. scripts/env.sh; "$LUA" scripts/with_hub.lua valgrind -q \
+            --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=99 \
+            "$LUA" scripts/valgrind_session.lua {hub}/testhub' >/tmp/sr-vg-lua.$$ 2>&1; then
+            add 1 0
+        else
+            tail -n 30 /tmp/sr-vg-lua.$$
+            stage_failed "valgrind: $lua scripts/valgrind_session.lua"
+        fi
+        rm -f /tmp/sr-vg-lua.$$
+    else
+        stage_failed "$lua build failed"
+    fi
+}
+
+# What the other Luas' stage runs: the unit specs, the regressions and the
+# core integration specs.
+LUA_STAGE_SPECS="spec/unit spec/regress spec/integration/connection_spec.lua spec/integration/streams_spec.lua
+spec/integration/transports_spec.lua spec/integration/values_spec.lua"
+
+if [ -n "$only_lua" ]; then
+    # shellcheck disable=SC2086
+    run_lua_stage "$only_lua" $LUA_STAGE_SPECS
+    echo "$passed passed, $failed failed"
+    [ "$failed" -eq 0 ]
+    exit
+fi
 
 echo "== build"
 if ! make -s all; then
@@ -67,24 +130,10 @@ for cmd in "lua5.4 scripts/valgrind_session.lua {hub}/testhub" "build/examples/c
     rm -f /tmp/sr-vg.$$
 done
 
-run_specs() { # run_specs <build dir> <label> [env...]
-    dir=$1
-    label=$2
-    shift 2
-    echo "== busted specs ($label)"
-    : >"$counts"
-    env BUILD="$dir" SR_COUNTS_FILE="$counts" "$@" sh -c '. scripts/env.sh; [ -n "${SR_PRELOAD:-}" ] && export LD_PRELOAD="$SR_PRELOAD"; exec "$LUA" "$BUSTED" -o spec/support/ci_output.lua spec'
-    rc=$?
-    if [ -s "$counts" ]; then
-        read -r p f <"$counts"
-        add "$p" "$f"
-        if [ $rc -ne 0 ] && [ "$f" = 0 ]; then stage_failed "busted ($label) exited with $rc"; fi
-    else
-        stage_failed "busted ($label) did not finish (exit $rc)"
-    fi
-}
-
 run_specs build "release build"
+
+# shellcheck disable=SC2086
+run_lua_stage lua5.3 $LUA_STAGE_SPECS
 
 echo "== luarocks make into a scratch tree, require from it (scripts/rock_check.sh)"
 if sh scripts/rock_check.sh >/tmp/sr-rock.$$ 2>&1; then add 1 0; else tail -n 30 /tmp/sr-rock.$$; stage_failed "luarocks make / require"; fi

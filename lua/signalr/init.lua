@@ -1,4 +1,4 @@
--- signalr: a SignalR client for Lua 5.4.
+-- signalr: a SignalR client for Lua 5.4 and 5.3 (`local x <close>` needs 5.4).
 --
 -- The public API (see API.md) in pure Lua over the private C module
 -- signalr.core: the scheduler (spawn/run/poll/sleep and the waits of
@@ -874,7 +874,8 @@ end
 
 --- Free the connection now, without the closing handshake. Pending calls
 --- fail with kind "closed"; on_close handlers run if it was not
---- disconnected. Also the __close of `local conn <close> = ...`.
+--- disconnected. Also the __close of `local conn <close> = ...` (Lua 5.4;
+--- on 5.3 __close is there but nothing calls it).
 function methods:close()
   local c = self._c
   local was = c:state()

@@ -192,7 +192,7 @@ conn:stop()
         "ALL_PROXY", "no_proxy", "NO_PROXY" }) do
         unset = unset .. " -u " .. k
       end
-      local p = assert(io.popen("cd " .. q(H.root) .. " && env" .. unset .. vars .. " lua5.4 " .. q(script)
+      local p = assert(io.popen("cd " .. q(H.root) .. " && env" .. unset .. vars .. " " .. (os.getenv("LUA") or "lua5.4") .. " " .. q(script)
         .. " " .. q(url) .. " " .. q(option or "-") .. " 2>&1"))
       local out = p:read("a")
       p:close()

@@ -7,6 +7,7 @@
 local signalr = require("signalr")
 local H = require("spec.helper")
 local L = require("spec.support.live")
+local C = require("spec.support.compat")
 
 local TRANSPORTS = {
   { name = "websockets", server = "WebSockets" },
@@ -113,10 +114,9 @@ describe("streams", function()
         it("cancels at the end of a to-be-closed variable", function()
           local conn = connect()
           local tg = tag()
-          do
-            local s <close> = conn:stream("TrackedCounter", tg, 100000, 5)
+          C.to_be_closed(conn:stream("TrackedCounter", tg, 100000, 5), function(s)
             assert.equals(1, s:items()(s))
-          end
+          end)
           L.wait_for(function() return conn:invoke("StreamOutcome", tg) == "canceled" end, 5,
             "the server's cancellation token")
         end)

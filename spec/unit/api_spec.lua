@@ -2,6 +2,7 @@
 -- objects, a never-started connection, the scheduler and the event loop.
 local signalr = require("signalr")
 local core = require("signalr.core")
+local C = require("spec.support.compat")
 
 local function errors_of(fn, ...)
   local ok, err = pcall(fn, ...)
@@ -254,10 +255,7 @@ describe("a connection that was never started", function()
 
   it("closes as a to-be-closed variable", function()
     local c2
-    do
-      local c <close> = quiet(signalr.builder():with_url(URL)):build()
-      c2 = c
-    end
+    C.to_be_closed(quiet(signalr.builder():with_url(URL)):build(), function(c) c2 = c end)
     assert.equals("closed", errors_of(c2.start, c2).kind)
   end)
 
