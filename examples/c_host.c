@@ -1,5 +1,4 @@
-/*
- * When to use: a C or C++ program (a game engine, a server) embeds Lua 5.4 for its scripts and
+/* When to use: a C or C++ program (a game engine, a server) embeds Lua 5.4 for its scripts and
  * keeps its own frame loop in C; the scripts use SignalR and the host pumps it once a frame.
  *
  * How: the host opens a lua_State, points package.path/cpath at the module, runs a script that

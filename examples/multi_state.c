@@ -1,5 +1,4 @@
-/*
- * When to use: a host runs several Lua states at once, each on a thread of its own (a server with a
+/* When to use: a host runs several Lua states at once, each on a thread of its own (a server with a
  * state per worker, a game with a state per subsystem), and each state has its own connections.
  *
  * How: every lua_State that requires signalr gets its own loop and I/O threads; its connections,
