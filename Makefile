@@ -85,6 +85,13 @@ $(BUILD)/examples/%: examples/%.c $(BUILD)/libsignalr.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Icsrc -o $@ $< $(BUILD)/libsignalr.a $(LIBS_CORE) $(LDFLAGS_ALL)
 
+# Hosts that embed Lua: they link liblua and load the Lua module (core.so) at run time.
+LUA_HOST_BIN = $(BUILD)/examples/c_host $(BUILD)/examples/multi_state
+$(LUA_HOST_BIN): $(BUILD)/examples/%: examples/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(OPT) $(WARN) -D_GNU_SOURCE $(SAN) $(shell $(PKG_CONFIG) --cflags $(LUA_PC)) $(CFLAGS) \
+	  -o $@ $< $(shell $(PKG_CONFIG) --libs $(LUA_PC)) -lpthread $(LDFLAGS_ALL)
+
 # Install Debian's build and test dependencies when something is missing.
 deps:
 	@sh scripts/deps.sh

@@ -71,13 +71,19 @@ static const char io_key;
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static CURLcode curl_init_rc;
+/* libcurl's version, read once: curl_version_info writes static buffers, so
+ * loops created on several threads at once must not call it concurrently. */
+static char curl_version_str[32] = "?";
 
 /* Never paired with curl_global_cleanup: other libraries in the process may
  * use libcurl too, and cleanup is not safe while they do. */
 static void curl_init(void)
 {
     Dl_info info;
+    curl_version_info_data *vi;
     curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+    vi = curl_version_info(CURLVERSION_NOW);
+    if (vi && vi->version) snprintf(curl_version_str, sizeof curl_version_str, "%s", vi->version);
     /* libcurl's threaded resolver detaches a lookup thread that is still
      * blocked in getaddrinfo when its request is cancelled, and that thread
      * outlives sr_loop_free. It runs only libcurl and libc code, so keep
@@ -256,7 +262,6 @@ static void io_resume(void *self);
 
 static int io_new(sr_loop *loop, sr_loop_service *svc, sr_error *err)
 {
-    curl_version_info_data *vi;
     sr_http_io *io;
     pthread_once(&curl_once, curl_init);
     if (curl_init_rc != CURLE_OK) {
@@ -272,9 +277,8 @@ static int io_new(sr_loop *loop, sr_loop_service *svc, sr_error *err)
     /* With AsynchDNS (Debian's build: the threaded resolver) name lookups
      * never stall this thread; without it they would stall only this
      * thread, never the host. */
-    vi = curl_version_info(CURLVERSION_NOW);
     snprintf(io->user_agent, sizeof io->user_agent, "signalr-lua/%s (libcurl/%s)", SR_VERSION,
-             vi && vi->version ? vi->version : "?");
+             curl_version_str);
     io->multi = curl_multi_init();
     if (!io->multi) {
         free(io);
