@@ -38,6 +38,16 @@ describe("access_token", function()
         assert.truthy(calls >= 1)
       end)
 
+      it("connects with a 6 KB token, as some identity providers issue", function()
+        local long = "long-valid-" .. ("0123456789abcdef"):rep(384)
+        assert.is_true(#long > 6000)
+        local conn = build(long)
+        conn:start()
+        assert.equals(t.server, conn:invoke("GetTransport"))
+        assert.equals("long-token-user", conn:invoke("GetUserName"))
+        assert.equals(5, conn:invoke("Add", 2, 3))
+      end)
+
       it("is refused with 401, kind negotiate, for a wrong or missing token", function()
         for _, token in ipairs({ "wrong-token", false }) do
           local conn = build(token or nil)
