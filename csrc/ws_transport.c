@@ -221,6 +221,8 @@ struct sr_ws_io {
     pthread_mutex_t mu;
     int stop;                   /* mu */
     int dead;                   /* mu: the context is gone or going */
+    int ready;                  /* mu: the I/O thread made the context (io_main) */
+    char init_err[160];         /* why it could not, for the transports that wait */
     int woken;                  /* mu: lws_cancel_service issued, not drained */
     int resume;                 /* mu */
     ws_tp *cmd_head, *cmd_tail; /* mu */
@@ -333,7 +335,7 @@ static void wake_locked(struct sr_ws_io *io)
 {
     if (io->woken) return;
     io->woken = 1;
-    if (io->host_owns && !io->host_in_wait)
+    if (!io->ready || (io->host_owns && !io->host_in_wait))
         io->deferred = 1; /* nobody is in lws_service: no pipe to write */
     else
         lws_cancel_service(io->ctx);
@@ -1350,10 +1352,19 @@ static void io_wait_turn(struct sr_ws_io *io)
     }
 }
 
+static int io_make_context(struct sr_ws_io *io);
+
 static void *io_main(void *arg)
 {
     struct sr_ws_io *io = arg;
     ws_tp *tp;
+    /* The context, and with it the client TLS context (OpenSSL loading
+     * the CA bundle: tens of ms), is made here, not on the host thread. */
+    int made = io_make_context(io);
+    pthread_mutex_lock(&io->mu);
+    io->ready = made;
+    if (!made) io->stop = 1;
+    pthread_mutex_unlock(&io->mu);
     for (;;) {
         int stop, deferred;
         pthread_mutex_lock(&io->mu);
@@ -1383,15 +1394,28 @@ static void *io_main(void *arg)
         if (!io->cmd_head) io->cmd_tail = NULL;
         pthread_mutex_unlock(&io->mu);
         if (!tp) break;
-        if (tp->state == ST_IDLE) detach(tp); /* never started: its CMD_OPEN held the I/O ref */
+        if (tp->state == ST_IDLE) {
+            /* never started: its CMD_OPEN held the I/O ref; when the
+             * context could not be made, it says why */
+            if (!made && !(tp->cmds & CMD_RELEASE)) {
+                char msg[512];
+                snprintf(msg, sizeof msg, "WebSocket connection to %s failed: %s", tp->where,
+                         io->init_err);
+                fail(tp, SR_ETRANSPORT, 0, msg);
+            } else {
+                detach(tp);
+            }
+        }
         sr__transport_unref(&tp->base);
     }
     while (io->all)
         detach(io->all);
-    pthread_mutex_lock(&g_ctx_mu);
-    lws_context_destroy(io->ctx);
-    g_live_ctx--;
-    pthread_mutex_unlock(&g_ctx_mu);
+    if (io->ctx) {
+        pthread_mutex_lock(&g_ctx_mu);
+        lws_context_destroy(io->ctx);
+        g_live_ctx--;
+        pthread_mutex_unlock(&g_ctx_mu);
+    }
     io->ctx = NULL;
     while (io->vhosts) {
         ws_vhost *v = io->vhosts;
@@ -1463,7 +1487,9 @@ static int io_drive(void *self, int timeout_ms)
 static void io_wake(void *self)
 {
     struct sr_ws_io *io = self;
-    lws_cancel_service(io->ctx);
+    pthread_mutex_lock(&io->mu);
+    if (io->ready && !io->dead) lws_cancel_service(io->ctx);
+    pthread_mutex_unlock(&io->mu);
 }
 
 /* The resolver's locks. 0, or -1 with nothing left initialised. */
@@ -1500,10 +1526,46 @@ static void resolver_destroy(struct sr_ws_io *io)
     pthread_mutex_destroy(&io->rmu);
 }
 
+/* I/O thread, first thing: the context and its default client vhost. 1,
+ * or 0 with io->init_err set. */
+static int io_make_context(struct sr_ws_io *io)
+{
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof info);
+    info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+    info.port = CONTEXT_PORT_NO_LISTEN;
+    info.gid = -1;
+    info.uid = -1;
+    info.user = io;
+    info.pt_serv_buf_size = SERV_BUF_SIZE;
+    pthread_mutex_lock(&g_ctx_mu);
+    if (g_live_ctx == 0) info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    io->ctx = lws_create_context(&info);
+    if (io->ctx) g_live_ctx++;
+    pthread_mutex_unlock(&g_ctx_mu);
+    if (!io->ctx) {
+        snprintf(io->init_err, sizeof io->init_err, "cannot create the libwebsockets context");
+        return 0;
+    }
+    memset(&info, 0, sizeof info);
+    info.port = CONTEXT_PORT_NO_LISTEN;
+    info.protocols = ws_protocols;
+    info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    info.vhost_name = "sr-default";
+    info.timeout_secs = CONNECT_TIMEOUT_SECS;
+    info.connect_timeout_secs = CONNECT_TIMEOUT_SECS;
+    info.http_proxy_address = NO_PROXY_ADDRESS;
+    io->vh_default = lws_create_vhost(io->ctx, &info);
+    if (!io->vh_default) {
+        snprintf(io->init_err, sizeof io->init_err, "cannot create the libwebsockets client vhost");
+        return 0;
+    }
+    return 1;
+}
+
 static int io_new(sr_loop *loop, sr_loop_service *svc, sr_error *err)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
-    struct lws_context_creation_info info;
     struct sr_ws_io *io = calloc(1, sizeof *io);
 
     if (!io) {
@@ -1535,35 +1597,6 @@ static int io_new(sr_loop *loop, sr_loop_service *svc, sr_error *err)
         io->delay_ms = delay && *delay ? atol(delay) : 0;
     }
 
-    memset(&info, 0, sizeof info);
-    info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
-    info.port = CONTEXT_PORT_NO_LISTEN;
-    info.gid = -1;
-    info.uid = -1;
-    info.user = io;
-    info.pt_serv_buf_size = SERV_BUF_SIZE;
-    pthread_mutex_lock(&g_ctx_mu);
-    if (g_live_ctx == 0) info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-    io->ctx = lws_create_context(&info);
-    if (io->ctx) g_live_ctx++;
-    pthread_mutex_unlock(&g_ctx_mu);
-    if (!io->ctx) {
-        set_err(err, SR_ETRANSPORT, "%s", "cannot create the libwebsockets context");
-        goto fail;
-    }
-    memset(&info, 0, sizeof info);
-    info.port = CONTEXT_PORT_NO_LISTEN;
-    info.protocols = ws_protocols;
-    info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-    info.vhost_name = "sr-default";
-    info.timeout_secs = CONNECT_TIMEOUT_SECS;
-    info.connect_timeout_secs = CONNECT_TIMEOUT_SECS;
-    info.http_proxy_address = NO_PROXY_ADDRESS;
-    io->vh_default = lws_create_vhost(io->ctx, &info);
-    if (!io->vh_default) {
-        set_err(err, SR_ETRANSPORT, "%s", "cannot create the libwebsockets client vhost");
-        goto fail;
-    }
     if (pthread_create(&io->thread, NULL, io_main, io) != 0) {
         set_err(err, SR_ETRANSPORT, "%s", "cannot start the WebSocket thread");
         goto fail;
@@ -1575,12 +1608,6 @@ static int io_new(sr_loop *loop, sr_loop_service *svc, sr_error *err)
     svc->wake = io_wake;
     return 0;
 fail:
-    if (io->ctx) {
-        pthread_mutex_lock(&g_ctx_mu);
-        lws_context_destroy(io->ctx);
-        g_live_ctx--;
-        pthread_mutex_unlock(&g_ctx_mu);
-    }
     resolver_destroy(io);
     pthread_cond_destroy(&io->io_cv);
     pthread_mutex_destroy(&io->mu);
@@ -1593,7 +1620,7 @@ static void io_free(void *self)
     struct sr_ws_io *io = self;
     pthread_mutex_lock(&io->mu);
     io->stop = 1;
-    if (!io->dead) lws_cancel_service(io->ctx);
+    if (!io->dead && io->ready) lws_cancel_service(io->ctx);
     pthread_cond_signal(&io->io_cv);
     pthread_mutex_unlock(&io->mu);
     /* The I/O thread first: it starts resolver threads, and it lets go of

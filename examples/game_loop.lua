@@ -5,8 +5,8 @@
 -- handlers of what arrived and resumes the coroutines whose wait is over, then updates the game.
 -- The SignalR conversation runs in a coroutine started by signalr.spawn: start and invoke yield to
 -- the frame loop instead of stalling it. luasocket's sleep stands in for the engine's vsync.
--- The first WebSocket start in a lua_State sets up libwebsockets inside one poll(0), a one-time
--- stall of about 0.1 s: start the first connection during a loading screen.
+-- The WebSocket service (libwebsockets and its TLS setup) is made on the I/O thread, so even the
+-- first connection's start leaves poll(0) short.
 --
 --   lua5.4 examples/game_loop.lua [hub url]     (default http://127.0.0.1:5000/testhub)
 local socket = require("socket")
