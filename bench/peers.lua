@@ -6,7 +6,7 @@
 --
 --   make bench-peers [ROUNDS=n] [QUICK=1] [IDLE10K=1] [OUT=path] [BENCH_ARGS=...]
 --   lua5.4 bench/peers.lua [--rounds n] [--quick] [--idle10k] [--out path]
---                          [--clients dotnet,node,ours] [--workloads invoke,send,receive,idle]
+--                          [--clients dotnet,node,ours] [--workloads invoke,send,receive,stream,upload,idle]
 --                          [--no-warm]
 --
 -- The workloads, what "sent" means for each client and how CPU is measured
@@ -17,6 +17,10 @@
 --            time runs until the SERVER has processed all n
 --   receive  the server pushes n Tick(i) as fast as it can (StartPush); the
 --            time runs from the invoke that starts it to the n-th handler call
+--   stream   a server-to-client stream Counter(n, 0) read to its end
+--            (await foreach / subscribe / for ... in s:items())
+--   upload   n integers written to a client-to-server stream into Sum; the
+--            time runs until Sum returns (the hub has read them all)
 --   idle     k open connections: RSS growth per connection (after a GC)
 -- Each client is a separate program (bench/peers/dotnet, bench/peers/node,
 -- bench/peers/lua.lua) taking HUB_URL WORKLOAD key=value... and printing one
@@ -72,7 +76,7 @@ do
     local a = arg[i]
     local function value()
       i = i + 1
-      return assert(arg[i], a .. " needs a value")
+      return (assert(arg[i], a .. " needs a value"))
     end
     if a == "--rounds" then opt.rounds = assert(tonumber(value()), "--rounds: a number")
     elseif a:match("^ROUNDS=") then opt.rounds = assert(tonumber(a:sub(8)), "ROUNDS=: a number")
@@ -84,7 +88,7 @@ do
     elseif a == "--no-warm" then opt.warm = false
     elseif a == "-h" or a == "--help" then
       print("usage: lua5.4 bench/peers.lua [--rounds n] [--quick] [--idle10k] [--out path]"
-        .. " [--clients dotnet,node,ours] [--workloads invoke,send,receive,idle] [--no-warm]")
+        .. " [--clients dotnet,node,ours] [--workloads invoke,send,receive,stream,upload,idle] [--no-warm]")
       os.exit(0)
     else
       error("unknown argument " .. a .. " (--help)")
@@ -100,6 +104,8 @@ local PARAMS = opt.quick and {
   invoke = "n=5000 warmup=1",
   send = "n=50000 warmup=1",
   receive = "n=50000 warmup=1",
+  stream = "n=50000 warmup=1",
+  upload = "n=50000 warmup=1",
   idle = "k=200 batch=50",
   idle10k = "k=10000 batch=50",
   hub_warm = 2,
@@ -107,6 +113,8 @@ local PARAMS = opt.quick and {
   invoke = "n=20000 warmup=1.5",
   send = "n=200000 warmup=1.5",
   receive = "n=200000 warmup=1.5",
+  stream = "n=200000 warmup=1.5",
+  upload = "n=200000 warmup=1.5",
   idle = "k=1000 batch=50",
   idle10k = "k=10000 batch=50",
   hub_warm = 5,
@@ -114,7 +122,7 @@ local PARAMS = opt.quick and {
 
 local CLIENT_NAMES = { dotnet = ".NET", node = "node", ours = "ours" }
 local ALL_CLIENTS = { "dotnet", "node", "ours" }
-local ALL_WORKLOADS = { "invoke", "send", "receive", "idle" }
+local ALL_WORKLOADS = { "invoke", "send", "receive", "stream", "upload", "idle" }
 
 local function list(s, all, what)
   if not s then return all end
@@ -389,6 +397,10 @@ local ROWS = {
   { "receive", "rate/s", "rate" },
   { "receive", "cpu us/msg", "cpu_us" },
   { "receive", "host cpu us/msg", "host_cpu_us" },
+  { "stream", "items/s", "rate" },
+  { "stream", "cpu us/item", "cpu_us" },
+  { "upload", "items/s", "rate" },
+  { "upload", "cpu us/item", "cpu_us" },
   { "idle", "KiB/conn", "kib_per_conn" },
   { "idle", "KiB/conn marginal", "kib_per_conn_marginal" },
   { "idle", "reached", "reached" },
@@ -462,8 +474,9 @@ local title = string.format("peers benchmark %s: %s mode, %d round(s), medians; 
 local machine_line = string.format("machine: %s CPU(s) (%s) shared by hub and client, Linux %s; dotnet SDK %s, node %s,"
   .. " %s; load average at start %s", machine.cpus, machine.cpu, machine.kernel, machine.dotnet, machine.node,
   machine.lua, machine.load)
-local params_line = string.format("params: invoke %s | send %s | receive %s | idle %s%s",
-  PARAMS.invoke, PARAMS.send, PARAMS.receive, PARAMS.idle, opt.idle10k and (" | idle10k " .. PARAMS.idle10k) or "")
+local params_line = string.format("params: invoke %s | send %s | receive %s | stream %s | upload %s | idle %s%s",
+  PARAMS.invoke, PARAMS.send, PARAMS.receive, PARAMS.stream, PARAMS.upload, PARAMS.idle,
+  opt.idle10k and (" | idle10k " .. PARAMS.idle10k) or "")
 local notes = {
   "rate/s, opened/s: higher is better; us and KiB: lower is better.",
   "send: the time runs until the server has processed every message (CountDone == n).",
@@ -496,7 +509,7 @@ local function sorted_keys(t)
   table.sort(ks)
   return ks
 end
-for _, w in ipairs({ "invoke", "send", "receive", "idle", "idle10k" }) do
+for _, w in ipairs({ "invoke", "send", "receive", "stream", "upload", "idle", "idle10k" }) do
   if results[w] then
     for _, c in ipairs(ALL_CLIENTS) do
       local rounds = results[w][c]

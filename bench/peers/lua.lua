@@ -191,6 +191,51 @@ function W.receive()
     { "cpu_us", cpu }, { "host_cpu_us", host } })
 end
 
+-- stream: Counter(n, 0) read with for ... in s:items()
+function W.stream()
+  local n, warmup = math.floor(num("n", 200000)), num("warmup", 1.5)
+  local conn = connect()
+  local function read(m)
+    local c = 0
+    for _ in conn:stream("Counter", m, 0):items() do c = c + 1 end
+    return c
+  end
+  local until_t = now() + warmup
+  repeat read(math.max(1, n // 10)) until now() >= until_t
+  local a = mark()
+  local got = read(n)
+  local b = mark()
+  conn:stop()
+  if got ~= n then error("streamed " .. got .. ", expected " .. n) end
+  local cpu, host = per_op(a, b, n)
+  result({ { "n", n }, { "elapsed_s", b.wall - a.wall }, { "rate", n / (b.wall - a.wall) },
+    { "cpu_us", cpu }, { "host_cpu_us", host } })
+end
+
+-- upload: n integers through a channel into Sum; until Sum returns
+function W.upload()
+  local n, warmup = math.floor(num("n", 200000)), num("warmup", 1.5)
+  local conn = connect()
+  local function write(m)
+    local ch, total = signalr.channel(), nil
+    signalr.spawn(function() total = conn:invoke("Sum", ch) end)
+    for i = 1, m do ch:write(i) end
+    ch:close()
+    while total == nil do signalr.poll(1) end
+    return total
+  end
+  local until_t = now() + warmup
+  repeat write(math.max(1, n // 10)) until now() >= until_t
+  local a = mark()
+  local total = write(n)
+  local b = mark()
+  conn:stop()
+  if total ~= n * (n + 1) // 2 then error("Sum returned " .. tostring(total)) end
+  local cpu, host = per_op(a, b, n)
+  result({ { "n", n }, { "elapsed_s", b.wall - a.wall }, { "rate", n / (b.wall - a.wall) },
+    { "cpu_us", cpu }, { "host_cpu_us", host } })
+end
+
 function W.idle()
   local k, batch = math.floor(num("k", 1000)), math.floor(num("batch", 50))
   collectgarbage()

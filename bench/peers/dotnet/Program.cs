@@ -144,6 +144,60 @@ async Task Send()
         ("cpu_us", (cpu1 - cpu0) * 1e6 / n), ("host_cpu_us", "-"));
 }
 
+// stream: a server-to-client stream of n ints (Counter(n, 0)) read with
+// await foreach; rate = items / time from the call to the last item.
+async Task Stream()
+{
+    var n = (int)Num("n", 200000);
+    var warmup = Num("warmup", 1.5);
+    await using var conn = await Connect();
+    async Task<long> Read(int m)
+    {
+        long c = 0;
+        await foreach (var _ in conn.StreamAsync<int>("Counter", m, 0)) c++;
+        return c;
+    }
+    var until = Now() + warmup;
+    do { await Read(Math.Max(1, n / 10)); } while (Now() < until);
+    var cpu0 = ProcessCpu();
+    var t0 = Now();
+    var got = await Read(n);
+    var t1 = Now();
+    var cpu1 = ProcessCpu();
+    await conn.StopAsync();
+    if (got != n) throw new Exception($"streamed {got}, expected {n}");
+    Result(("n", (double)n), ("elapsed_s", t1 - t0), ("rate", n / (t1 - t0)),
+        ("cpu_us", (cpu1 - cpu0) * 1e6 / n), ("host_cpu_us", "-"));
+}
+
+// upload: n longs written to a client-to-server stream into Sum; rate =
+// items / time until Sum (which has read them all) returns.
+async Task Upload()
+{
+    var n = (int)Num("n", 200000);
+    var warmup = Num("warmup", 1.5);
+    await using var conn = await Connect();
+    async Task<long> Write(int m)
+    {
+        var ch = System.Threading.Channels.Channel.CreateBounded<long>(1000);
+        var sum = conn.InvokeAsync<long>("Sum", ch.Reader);
+        for (var i = 1; i <= m; i++) await ch.Writer.WriteAsync(i);
+        ch.Writer.Complete();
+        return await sum;
+    }
+    var until = Now() + warmup;
+    do { await Write(Math.Max(1, n / 10)); } while (Now() < until);
+    var cpu0 = ProcessCpu();
+    var t0 = Now();
+    var total = await Write(n);
+    var t1 = Now();
+    var cpu1 = ProcessCpu();
+    await conn.StopAsync();
+    if (total != (long)n * (n + 1) / 2) throw new Exception($"Sum returned {total}");
+    Result(("n", (double)n), ("elapsed_s", t1 - t0), ("rate", n / (t1 - t0)),
+        ("cpu_us", (cpu1 - cpu0) * 1e6 / n), ("host_cpu_us", "-"));
+}
+
 async Task Receive()
 {
     var n = (int)Num("n", 200000);
@@ -256,6 +310,8 @@ try
         case "invoke": await Invoke(); break;
         case "send": await Send(); break;
         case "receive": await Receive(); break;
+        case "stream": await Stream(); break;
+        case "upload": await Upload(); break;
         case "idle": await Idle(); break;
         default: Console.Error.WriteLine("unknown workload " + workload); return 2;
     }

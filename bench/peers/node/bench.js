@@ -174,6 +174,56 @@ function fullGc() {
   if (global.gc) { global.gc(); global.gc(); }
 }
 
+// stream: Counter(n, 0) read with subscribe; rate = items / time to complete.
+W.stream = async () => {
+  const n = Math.floor(num("n", 200000));
+  const warmup = num("warmup", 1.5);
+  const conn = await connect();
+  const read = (m) => new Promise((resolve, reject) => {
+    let c = 0;
+    conn.stream("Counter", m, 0).subscribe({
+      next: () => { c++; },
+      error: reject,
+      complete: () => resolve(c),
+    });
+  });
+  const until = now() + warmup;
+  do { await read(Math.max(1, Math.floor(n / 10))); } while (now() < until);
+  const a = mark();
+  const got = await read(n);
+  const b = mark();
+  await conn.stop();
+  if (got !== n) throw new Error(`streamed ${got}, expected ${n}`);
+  const [cpu, host] = perOp(a, b, n);
+  result([["n", n], ["elapsed_s", b.wall - a.wall], ["rate", n / (b.wall - a.wall)],
+    ["cpu_us", cpu], ["host_cpu_us", host]]);
+};
+
+// upload: n numbers through a Subject into Sum; rate = items / time until
+// Sum returns (the hub has read them all).
+W.upload = async () => {
+  const n = Math.floor(num("n", 200000));
+  const warmup = num("warmup", 1.5);
+  const conn = await connect();
+  const write = async (m) => {
+    const subject = new signalR.Subject();
+    const sum = conn.invoke("Sum", subject);
+    for (let i = 1; i <= m; i++) subject.next(i);
+    subject.complete();
+    return sum;
+  };
+  const until = now() + warmup;
+  do { await write(Math.max(1, Math.floor(n / 10))); } while (now() < until);
+  const a = mark();
+  const total = await write(n);
+  const b = mark();
+  await conn.stop();
+  if (total !== (n * (n + 1)) / 2) throw new Error(`Sum returned ${total}`);
+  const [cpu, host] = perOp(a, b, n);
+  result([["n", n], ["elapsed_s", b.wall - a.wall], ["rate", n / (b.wall - a.wall)],
+    ["cpu_us", cpu], ["host_cpu_us", host]]);
+};
+
 W.idle = async () => {
   const k = Math.floor(num("k", 1000));
   const batch = Math.floor(num("batch", 50));
