@@ -735,7 +735,9 @@ static int handle_message(sr_conn *c, sr_msg *m)
         c->recv_next = m->sequence_id;
         break;
     default:
-        sr__logf(&c->log, SR_LOG_WARNING, "message of type %d not supported yet; ignored",
+        /* StreamInvocation and CancelInvocation go to a server only. */
+        sr__logf(&c->log, SR_LOG_WARNING,
+                 "a message of type %d from the server (one only a client sends); ignored",
                  (int)m->type);
         break;
     }
