@@ -18,8 +18,9 @@
  *  - Timers (sr_http_timer) fire on the thread after each pass's transfer
  *    progress; the earliest one bounds curl_multi_poll's wait, so a kind's
  *    keepalive and timeouts run while the host does not call in.
- *  - http_io.h exposes all of this, and the option setup every request
- *    shares (sr__http_setup), to the transport kinds.
+ *  - http_io.h exposes all of this, the option setup every request shares
+ *    (sr__http_setup) and the host commands of a transport (sr_http_cmds:
+ *    bits and one job) to the transport kinds.
  *
  * Request lifetime (refs, atomic): the host holds one from
  * sr__http_request until its done ran or it cancelled; the thread holds one
@@ -42,6 +43,7 @@
 #include "http_io.h"
 #include "liveness.h"
 #include "loop.h"
+#include "transport_kind.h"
 
 #define DEFAULT_MAX_BODY (1u << 20)
 #define MAX_REDIRECTS 10L
@@ -420,25 +422,30 @@ static size_t stream_write(char *p, size_t size, size_t n, void *ud)
     return stream_post(req, EV_DATA, p, len) == 0 ? len : 0; /* 0: CURLE_WRITE_ERROR */
 }
 
+long sr__http_final_status(xfer *x, const char *p, size_t len, int *saw_location)
+{
+    long status = 0;
+    if (len >= 5 && strncmp(p, "HTTP/", 5) == 0) {
+        *saw_location = 0;
+    } else if (len >= 9 && strncasecmp(p, "Location:", 9) == 0) {
+        *saw_location = 1;
+    } else if ((len == 2 && p[0] == '\r') || (len == 1 && p[0] == '\n')) {
+        curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+        if (status < 200 || (status / 100 == 3 && *saw_location)) status = 0;
+    }
+    return status;
+}
+
 /* Thread: one header line of a stream. The blank line ends a block; only
- * the final response's block is reported: not a 1xx, not a proxy's
- * CONNECT reply (no response code yet), not a redirect libcurl follows. */
+ * the final response's block is reported (sr__http_final_status). */
 static size_t stream_header(char *p, size_t size, size_t n, void *ud)
 {
     sr_http_req *req = ud;
     size_t len = size * n;
-    long status = 0;
-    if (len >= 5 && strncmp(p, "HTTP/", 5) == 0) {
-        req->saw_location = 0;
-    } else if (len >= 9 && strncasecmp(p, "Location:", 9) == 0) {
-        req->saw_location = 1;
-    } else if ((len == 2 && p[0] == '\r') || (len == 1 && p[0] == '\n')) {
-        curl_easy_getinfo(req->x.easy, CURLINFO_RESPONSE_CODE, &status);
-        if (req->headers_posted || status < 200 || (status / 100 == 3 && req->saw_location))
-            return len;
-        req->headers_posted = 1;
-        if (req->on_headers && stream_post(req, EV_HEADERS, NULL, 0) != 0) return 0;
-    }
+    if (!sr__http_final_status(&req->x, p, len, &req->saw_location) || req->headers_posted)
+        return len;
+    req->headers_posted = 1;
+    if (req->on_headers && stream_post(req, EV_HEADERS, NULL, 0) != 0) return 0;
     return len;
 }
 
@@ -639,6 +646,41 @@ void sr__http_strerror(CURL *e, CURLcode rc, const char *errbuf, char *out, size
     if (os_errno) os = strerror_r((int)os_errno, ebuf, sizeof ebuf);
     snprintf(out, size, "%s%s%s%s", errbuf && errbuf[0] ? errbuf : curl_easy_strerror(rc),
              os[0] ? " (" : "", os, os[0] ? ")" : "");
+}
+
+/* ------------------------------------------ host commands of a transport */
+
+static void cmds_run(sr_http_io *io, job *j)
+{
+    sr_http_cmds *c = (sr_http_cmds *)(void *)j;
+    sr_transport *tp = c->tp;
+    unsigned bits;
+    (void)io;
+    __atomic_store_n(&c->queued, 0, __ATOMIC_SEQ_CST);
+    bits = __atomic_exchange_n(&c->bits, 0u, __ATOMIC_SEQ_CST);
+    if (bits & SR_HTTP_CMD_RELEASE) {
+        c->ops->release(tp); /* no upcall runs after release */
+    } else {
+        if (bits & SR_HTTP_CMD_OPEN) c->ops->open(tp);
+        if (bits & SR_HTTP_CMD_CLOSE) c->ops->close(tp);
+        if (bits & SR_HTTP_CMD_WRITE) c->ops->write(tp);
+    }
+    sr__transport_unref(tp); /* the queued job's; c may be freed */
+}
+
+void sr__http_cmds_init(sr_http_cmds *c, sr_transport *tp, const sr_http_cmd_ops *ops)
+{
+    c->job.run = cmds_run;
+    c->tp = tp;
+    c->ops = ops;
+}
+
+void sr__http_cmds_post(sr_http_io *io, sr_http_cmds *c, unsigned bits)
+{
+    __atomic_fetch_or(&c->bits, bits, __ATOMIC_SEQ_CST);
+    if (__atomic_exchange_n(&c->queued, 1, __ATOMIC_SEQ_CST)) return;
+    sr__transport_ref(c->tp);
+    sr__http_io_submit(io, &c->job);
 }
 
 /* Configure the easy handle; returns a static message on failure. */

@@ -113,4 +113,52 @@ void sr__http_xfer_cleanup(sr_http_xfer *x);
  * system's reason when libcurl kept an errno ("Connection refused"). */
 void sr__http_strerror(CURL *e, CURLcode rc, const char *errbuf, char *out, size_t size);
 
+/* Thread, a header callback: track the header block being read
+ * (*saw_location: it has a Location header; zero it before the first
+ * line) and, on the blank line that ends the final response's block, return
+ * its status. 0 otherwise: another line, or the end of a 1xx, of a proxy's
+ * CONNECT reply (no status yet) or of a redirect libcurl follows. */
+long sr__http_final_status(sr_http_xfer *x, const char *p, size_t len, int *saw_location);
+
+/* ------------------------------------------ host commands of a transport */
+
+/* A transport kind's host side (kick, close, release, and the open its
+ * constructor asks for) reaches the thread through command bits and one
+ * job: sr__http_cmds_post sets bits and queues the job unless it is queued
+ * already; the job, while queued, holds a reference on the transport. On
+ * the thread it takes every bit at once and calls the kind's handlers:
+ * release alone when asked for (no upcall runs after it), else open, close
+ * and write, in that order. Each handler must be a no-op where it does not
+ * apply (after the I/O side finished, write before the transport is open):
+ * an earlier handler of the same run may have ended the I/O side. The
+ * transport itself stays allocated until the handlers return. */
+struct sr_transport;
+
+enum {
+    SR_HTTP_CMD_OPEN = 1,   /* start connecting (once, from the constructor) */
+    SR_HTTP_CMD_WRITE = 2,  /* the send queue went non-empty */
+    SR_HTTP_CMD_CLOSE = 4,  /* the host asked to close */
+    SR_HTTP_CMD_RELEASE = 8 /* the host let go: finish the I/O side */
+};
+
+typedef struct sr_http_cmd_ops {
+    void (*open)(struct sr_transport *tp);
+    void (*write)(struct sr_transport *tp);
+    void (*close)(struct sr_transport *tp);
+    void (*release)(struct sr_transport *tp);
+} sr_http_cmd_ops;
+
+typedef struct sr_http_cmds {
+    sr_http_job job; /* first */
+    struct sr_transport *tp;
+    const sr_http_cmd_ops *ops;
+    unsigned bits; /* atomic: SR_HTTP_CMD_* not handled yet */
+    int queued;    /* atomic: job is queued */
+} sr_http_cmds;
+
+/* Before the first post: c commands tp (which embeds c) through ops. */
+void sr__http_cmds_init(sr_http_cmds *c, struct sr_transport *tp, const sr_http_cmd_ops *ops);
+/* Any thread but the thread's own callbacks: ask for bits. */
+void sr__http_cmds_post(sr_http_io *io, sr_http_cmds *c, unsigned bits);
+
 #endif

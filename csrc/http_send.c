@@ -128,6 +128,23 @@ void sr__http_send_free(sr_http_send *s)
     sr__buf_free(&s->batch);
 }
 
+void sr__http_conf_of(sr_http_conf *conf, const sr_transport_cfg *cfg)
+{
+    memset(conf, 0, sizeof *conf);
+    conf->headers = cfg->headers;
+    conf->nheaders = cfg->nheaders;
+    conf->tls = cfg->tls;
+    conf->proxy = cfg->proxy;
+    conf->cookies = cfg->cookies;
+}
+
+void *sr__http_dup_bytes(const void *p, size_t n)
+{
+    char *d = malloc(n ? n : 1);
+    if (d && n) memcpy(d, p, n);
+    return d;
+}
+
 int sr__http_url_dup(const char *url, const char *label, char **url_out, char **where_out,
                      sr_error *err)
 {

@@ -73,6 +73,14 @@ void sr__http_send_stop(sr_http_send *s);
 /* Any thread, the I/O side finished or never started: free the rest. */
 void sr__http_send_free(sr_http_send *s);
 
+/* conf: what every request of the transport cfg configures carries
+ * (headers, TLS, proxy, cookies); it points into cfg. */
+void sr__http_conf_of(sr_http_conf *conf, const sr_transport_cfg *cfg);
+
+/* A malloc'd copy of n bytes at p (never NULL for n == 0 unless out of
+ * memory): the handshake and ping bytes a kind keeps. */
+void *sr__http_dup_bytes(const void *p, size_t n);
+
 /* Copy url (http(s); ws(s) is taken as its http(s) twin) into *url_out and
  * the URL without its query into *where_out (both malloc'd). 0, or -1 with
  * err set ("invalid <label> URL ..." or out of memory). */

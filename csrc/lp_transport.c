@@ -31,7 +31,7 @@
  * Threads and ownership (as sse_transport.c):
  *  - "thread" is the HTTP thread: jobs, completions, the timer and
  *    libcurl's callbacks. The host talks to it through command bits (cmds,
- *    atomic) and one job queued at most once at a time, holding a
+ *    http_io.h): one job queued at most once at a time, holding a
  *    reference while queued.
  *  - The I/O side holds a reference from sr__lp_transport_new until
  *    detach(), which removes every transfer still in the multi, cleans up
@@ -54,7 +54,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "framing.h"
 #include "http_io.h"
@@ -69,10 +68,8 @@
 /* After the DELETE was answered, the server's 204 to the poll gets this. */
 #define DELETE_WAIT_US (1u * 1000000u)
 
-enum { CMD_OPEN = 1, CMD_WRITE = 2, CMD_CLOSE = 4, CMD_RELEASE = 8 };
-
 enum {
-    ST_IDLE,       /* created, CMD_OPEN not handled yet */
+    ST_IDLE,       /* created, SR_HTTP_CMD_OPEN not handled yet */
     ST_CONNECTING, /* the first poll is in the multi, no 200 yet */
     ST_OPEN,       /* a 200 arrived: OPEN posted */
     ST_DONE        /* detached: the I/O side is finished with it */
@@ -91,9 +88,7 @@ typedef struct lp_tp {
     size_t ping_len;
     struct curl_slist *poll_hdrs, *del_hdrs;
 
-    unsigned cmds;  /* atomic: CMD_* bits not handled yet */
-    int cmd_queued; /* atomic: cmd_job is queued */
-    sr_http_job cmd_job;
+    sr_http_cmds cmds; /* the host's commands (http_io.h) */
 
     /* Thread only. */
     int state;
@@ -123,15 +118,6 @@ static void set_err(sr_error *err, int code, const char *msg)
     snprintf(err->message, sizeof err->message, "%s", msg);
 }
 
-static int close_requested(lp_tp *tp)
-{
-    int r;
-    pthread_mutex_lock(&tp->base.mu);
-    r = tp->base.close_req;
-    pthread_mutex_unlock(&tp->base.mu);
-    return r;
-}
-
 static void arm(lp_tp *tp, uint64_t due)
 {
     sr__http_timer_arm(tp->io, &tp->timer, due);
@@ -156,16 +142,11 @@ static void detach(lp_tp *tp)
     sr__transport_unref(&tp->base);
 }
 
-/* Thread. Post the one SR_EV_TP_CLOSED and detach. After the host asked to
- * close, any end is the clean end it asked for. */
+/* Thread. Post the one SR_EV_TP_CLOSED (clean after the host asked to
+ * close) and detach. */
 static void fail(lp_tp *tp, int code, long status, const char *text)
 {
-    if (close_requested(tp)) {
-        code = SR_OK;
-        status = 0;
-        text = NULL;
-    }
-    sr__transport_post_closed(&tp->base, code, status, text);
+    sr__transport_post_end(&tp->base, code, status, text);
     detach(tp);
 }
 
@@ -296,17 +277,11 @@ static size_t poll_header(char *p, size_t size, size_t n, void *ud)
 {
     lp_tp *tp = ud;
     size_t len = size * n;
-    long status = 0;
+    long status;
     uint64_t now;
     if (tp->poll_status) return len;
-    if (len >= 5 && strncmp(p, "HTTP/", 5) == 0) {
-        tp->saw_location = 0;
-        return len;
-    }
-    if (len >= 9 && strncasecmp(p, "Location:", 9) == 0) tp->saw_location = 1;
-    if (!((len == 2 && p[0] == '\r') || (len == 1 && p[0] == '\n'))) return len;
-    curl_easy_getinfo(tp->poll.easy, CURLINFO_RESPONSE_CODE, &status);
-    if (status < 200 || (status / 100 == 3 && tp->saw_location)) return len;
+    status = sr__http_final_status(&tp->poll, p, len, &tp->saw_location);
+    if (!status) return len; /* not the end of the final response's headers */
     tp->poll_status = status;
     if (status == 204) return len;
     if (status != 200) return 0; /* ended; the completion names the status */
@@ -413,8 +388,9 @@ static void tick(sr_http_io *io, sr_http_timer *t)
 
 /* ------------------------------------------------------- host commands */
 
-static void start(lp_tp *tp)
+static void start(sr_transport *base)
 {
+    lp_tp *tp = (lp_tp *)base;
     if (tp->state != ST_IDLE) return;
     tp->state = ST_CONNECTING;
     if (start_poll(tp) != 0) return;
@@ -422,8 +398,9 @@ static void start(lp_tp *tp)
     arm(tp, tp->connect_deadline);
 }
 
-static void do_close(lp_tp *tp)
+static void do_close(sr_transport *base)
 {
+    lp_tp *tp = (lp_tp *)base;
     if (tp->state == ST_IDLE || tp->state == ST_CONNECTING) {
         fail(tp, SR_OK, 0, NULL); /* not open yet: nothing to say goodbye to */
     } else if (tp->state == ST_OPEN && !tp->closing) {
@@ -433,47 +410,39 @@ static void do_close(lp_tp *tp)
     }
 }
 
-static void run_cmds(sr_http_io *io, sr_http_job *j)
+static void cmd_write(sr_transport *tp)
 {
-    lp_tp *tp = (lp_tp *)(void *)((char *)j - offsetof(lp_tp, cmd_job));
-    unsigned bits;
-    (void)io;
-    __atomic_store_n(&tp->cmd_queued, 0, __ATOMIC_SEQ_CST);
-    bits = __atomic_exchange_n(&tp->cmds, 0u, __ATOMIC_SEQ_CST);
-    if (tp->state != ST_DONE) {
-        if (bits & CMD_RELEASE)
-            detach(tp); /* no upcall runs after release */
-        else {
-            if (bits & CMD_OPEN) start(tp);
-            if ((bits & CMD_CLOSE) && tp->state != ST_DONE) do_close(tp);
-            if ((bits & CMD_WRITE) && tp->state == ST_OPEN) pump(tp);
-        }
-    }
-    sr__transport_unref(&tp->base); /* the queued job's */
+    pump((lp_tp *)tp);
 }
 
-/* Any thread but the HTTP thread's own callbacks: ask for bits. */
+static void cmd_release(sr_transport *tp)
+{
+    detach((lp_tp *)tp);
+}
+
+/* The handlers of host commands (http_io.h). Each checks the state itself:
+ * start acts in ST_IDLE only, do_close and detach not in ST_DONE, pump in
+ * ST_OPEN only. */
+static const sr_http_cmd_ops cmd_ops = {start, cmd_write, do_close, cmd_release};
+
 static void cmd(lp_tp *tp, unsigned bits)
 {
-    __atomic_fetch_or(&tp->cmds, bits, __ATOMIC_SEQ_CST);
-    if (__atomic_exchange_n(&tp->cmd_queued, 1, __ATOMIC_SEQ_CST)) return;
-    sr__transport_ref(&tp->base);
-    sr__http_io_submit(tp->io, &tp->cmd_job);
+    sr__http_cmds_post(tp->io, &tp->cmds, bits);
 }
 
 static void lp_kick(sr_transport *tp)
 {
-    cmd((lp_tp *)tp, CMD_WRITE);
+    cmd((lp_tp *)tp, SR_HTTP_CMD_WRITE);
 }
 
 static void lp_close(sr_transport *tp)
 {
-    cmd((lp_tp *)tp, CMD_CLOSE);
+    cmd((lp_tp *)tp, SR_HTTP_CMD_CLOSE);
 }
 
 static void lp_release(sr_transport *tp)
 {
-    cmd((lp_tp *)tp, CMD_RELEASE);
+    cmd((lp_tp *)tp, SR_HTTP_CMD_RELEASE);
 }
 
 static void lp_destroy(sr_transport *base)
@@ -502,13 +471,6 @@ static size_t discard_body(char *p, size_t size, size_t n, void *ud)
     return size * n;
 }
 
-static void *dup_bytes(const char *p, size_t n)
-{
-    char *d = malloc(n ? n : 1);
-    if (d && n) memcpy(d, p, n);
-    return d;
-}
-
 /* The poll, the DELETE and the sender, configured; NULL or the failure's
  * message. */
 static const char *setup_handles(lp_tp *tp, const sr_transport_cfg *cfg)
@@ -517,12 +479,7 @@ static const char *setup_handles(lp_tp *tp, const sr_transport_cfg *cfg)
     const char *msg;
     long connect_ms = (long)(CONNECT_TIMEOUT_US / 1000u);
     int ok = 1;
-    memset(&conf, 0, sizeof conf);
-    conf.headers = cfg->headers;
-    conf.nheaders = cfg->nheaders;
-    conf.tls = cfg->tls;
-    conf.proxy = cfg->proxy;
-    conf.cookies = cfg->cookies;
+    sr__http_conf_of(&conf, cfg);
     tp->poll.easy = curl_easy_init();
     tp->del.easy = curl_easy_init();
     if (!tp->poll.easy || !tp->del.easy) return "out of memory";
@@ -578,7 +535,7 @@ sr_transport *sr__lp_transport_new(sr_loop *loop, const sr_transport_cfg *cfg,
     tp->poll.resumed = poll_resumed;
     tp->del.complete = del_complete;
     tp->timer.fire = tick;
-    tp->cmd_job.run = run_cmds;
+    sr__http_cmds_init(&tp->cmds, &tp->base, &cmd_ops);
     sr__transport_set_decoder(&tp->base, cfg);
     /* No ping bytes, no pings; no server timeout (see the top). */
     sr__liveness_init(&tp->live, cfg->ping && cfg->ping_len ? cfg->keepalive_ms : 0, 0,
@@ -586,8 +543,8 @@ sr_transport *sr__lp_transport_new(sr_loop *loop, const sr_transport_cfg *cfg,
     if (sr__http_url_dup(cfg->url, "Long Polling", &tp->url, &tp->where, err) != 0) goto fail;
     tp->hs_len = cfg->handshake ? cfg->handshake_len : 0;
     tp->ping_len = cfg->ping ? cfg->ping_len : 0;
-    if (!(tp->hs = dup_bytes(cfg->handshake, tp->hs_len)) ||
-        !(tp->ping = dup_bytes(cfg->ping, tp->ping_len))) {
+    if (!(tp->hs = sr__http_dup_bytes(cfg->handshake, tp->hs_len)) ||
+        !(tp->ping = sr__http_dup_bytes(cfg->ping, tp->ping_len))) {
         set_err(err, SR_ENOMEM, "out of memory");
         goto fail;
     }
@@ -599,7 +556,7 @@ sr_transport *sr__lp_transport_new(sr_loop *loop, const sr_transport_cfg *cfg,
         goto fail;
     }
     sr__transport_ref(&tp->base); /* the I/O side's, until detach */
-    cmd(tp, CMD_OPEN);
+    cmd(tp, SR_HTTP_CMD_OPEN);
     return &tp->base;
 fail:
     sr__transport_unref(&tp->base);

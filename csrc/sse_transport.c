@@ -13,8 +13,8 @@
  * Threads and ownership:
  *  - Everything marked "thread" runs on the HTTP thread only: jobs,
  *    completions, the timer, and libcurl's write and header callbacks. The
- *    host talks to it through command bits (cmds, atomic) and one job that
- *    is queued at most once at a time and holds a reference while queued.
+ *    host talks to it through command bits (cmds, http_io.h): one job,
+ *    queued at most once at a time, holding a reference while queued.
  *  - The I/O side holds a reference from sr__sse_transport_new until
  *    detach(), which removes whatever transfer is still in the multi,
  *    cleans up both easy handles and disarms the timer. It runs when the
@@ -35,7 +35,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "framing.h"
 #include "http_io.h"
@@ -53,10 +52,8 @@
 /* After a close was asked for, queued sends get this long to go out. */
 #define CLOSE_GRACE_US (5u * 1000000u)
 
-enum { CMD_OPEN = 1, CMD_WRITE = 2, CMD_CLOSE = 4, CMD_RELEASE = 8 };
-
 enum {
-    ST_IDLE,       /* created, CMD_OPEN not handled yet */
+    ST_IDLE,       /* created, SR_HTTP_CMD_OPEN not handled yet */
     ST_CONNECTING, /* the GET is in the multi, no 200 headers yet */
     ST_OPEN,       /* 200 headers arrived: OPEN posted */
     ST_DONE        /* detached: the I/O side is finished with it */
@@ -75,9 +72,7 @@ typedef struct sse_tp {
     size_t ping_len;
     struct curl_slist *get_hdrs;
 
-    unsigned cmds;  /* atomic: CMD_* bits not handled yet */
-    int cmd_queued; /* atomic: cmd_job is queued */
-    sr_http_job cmd_job;
+    sr_http_cmds cmds; /* the host's commands (http_io.h) */
 
     /* Thread only. */
     int state;
@@ -107,15 +102,6 @@ static void set_err(sr_error *err, int code, const char *msg)
     snprintf(err->message, sizeof err->message, "%s", msg);
 }
 
-static int close_requested(sse_tp *tp)
-{
-    int r;
-    pthread_mutex_lock(&tp->base.mu);
-    r = tp->base.close_req;
-    pthread_mutex_unlock(&tp->base.mu);
-    return r;
-}
-
 /* ------------------------------------------------------ I/O-side lifetime */
 
 /* Thread. The I/O side is done with tp: stop its transfers and timer, drop
@@ -134,16 +120,11 @@ static void detach(sse_tp *tp)
     sr__transport_unref(&tp->base);
 }
 
-/* Thread. Post the one SR_EV_TP_CLOSED and detach. After the host asked to
- * close, any end is the clean end it asked for. */
+/* Thread. Post the one SR_EV_TP_CLOSED (clean after the host asked to
+ * close) and detach. */
 static void fail(sse_tp *tp, int code, long status, const char *text)
 {
-    if (close_requested(tp)) {
-        code = SR_OK;
-        status = 0;
-        text = NULL;
-    }
-    sr__transport_post_closed(&tp->base, code, status, text);
+    sr__transport_post_end(&tp->base, code, status, text);
     detach(tp);
 }
 
@@ -241,18 +222,11 @@ static size_t get_header(char *p, size_t size, size_t n, void *ud)
 {
     sse_tp *tp = ud;
     size_t len = size * n;
-    long status = 0;
+    long status;
     uint64_t now;
     if (tp->state != ST_CONNECTING) return len;
-    if (len >= 5 && strncmp(p, "HTTP/", 5) == 0) {
-        tp->saw_location = 0;
-        return len;
-    }
-    if (len >= 9 && strncasecmp(p, "Location:", 9) == 0) tp->saw_location = 1;
-    if (!((len == 2 && p[0] == '\r') || (len == 1 && p[0] == '\n'))) return len;
-    curl_easy_getinfo(tp->get.easy, CURLINFO_RESPONSE_CODE, &status);
-    /* A 1xx, a proxy's CONNECT reply (no code yet) or a followed redirect. */
-    if (status < 200 || (status / 100 == 3 && tp->saw_location)) return len;
+    status = sr__http_final_status(&tp->get, p, len, &tp->saw_location);
+    if (!status) return len; /* not the end of the final response's headers */
     tp->get_status = status;
     if (status != 200) return 0; /* ended; the completion names the status */
     tp->state = ST_OPEN;
@@ -344,8 +318,9 @@ static void tick(sr_http_io *io, sr_http_timer *t)
 
 /* ------------------------------------------------------- host commands */
 
-static void start(sse_tp *tp)
+static void start(sr_transport *base)
 {
+    sse_tp *tp = (sse_tp *)base;
     char msg[600];
     if (tp->state != ST_IDLE) return;
     tp->state = ST_CONNECTING;
@@ -359,8 +334,9 @@ static void start(sse_tp *tp)
     arm(tp, tp->connect_deadline);
 }
 
-static void do_close(sse_tp *tp)
+static void do_close(sr_transport *base)
 {
+    sse_tp *tp = (sse_tp *)base;
     if (tp->state == ST_IDLE || tp->state == ST_CONNECTING) {
         fail(tp, SR_OK, 0, NULL); /* nothing to say goodbye to yet */
     } else if (tp->state == ST_OPEN && !tp->closing) {
@@ -370,47 +346,39 @@ static void do_close(sse_tp *tp)
     }
 }
 
-static void run_cmds(sr_http_io *io, sr_http_job *j)
+static void cmd_write(sr_transport *tp)
 {
-    sse_tp *tp = (sse_tp *)(void *)((char *)j - offsetof(sse_tp, cmd_job));
-    unsigned bits;
-    (void)io;
-    __atomic_store_n(&tp->cmd_queued, 0, __ATOMIC_SEQ_CST);
-    bits = __atomic_exchange_n(&tp->cmds, 0u, __ATOMIC_SEQ_CST);
-    if (tp->state != ST_DONE) {
-        if (bits & CMD_RELEASE)
-            detach(tp); /* no upcall runs after release */
-        else {
-            if (bits & CMD_OPEN) start(tp);
-            if ((bits & CMD_CLOSE) && tp->state != ST_DONE) do_close(tp);
-            if ((bits & CMD_WRITE) && tp->state == ST_OPEN) pump(tp);
-        }
-    }
-    sr__transport_unref(&tp->base); /* the queued job's */
+    pump((sse_tp *)tp);
 }
 
-/* Any thread but the HTTP thread's own callbacks: ask for bits. */
+static void cmd_release(sr_transport *tp)
+{
+    detach((sse_tp *)tp);
+}
+
+/* The handlers of host commands (http_io.h). Each checks the state itself:
+ * start acts in ST_IDLE only, do_close and detach not in ST_DONE, pump in
+ * ST_OPEN only. */
+static const sr_http_cmd_ops cmd_ops = {start, cmd_write, do_close, cmd_release};
+
 static void cmd(sse_tp *tp, unsigned bits)
 {
-    __atomic_fetch_or(&tp->cmds, bits, __ATOMIC_SEQ_CST);
-    if (__atomic_exchange_n(&tp->cmd_queued, 1, __ATOMIC_SEQ_CST)) return;
-    sr__transport_ref(&tp->base);
-    sr__http_io_submit(tp->io, &tp->cmd_job);
+    sr__http_cmds_post(tp->io, &tp->cmds, bits);
 }
 
 static void sse_kick(sr_transport *tp)
 {
-    cmd((sse_tp *)tp, CMD_WRITE);
+    cmd((sse_tp *)tp, SR_HTTP_CMD_WRITE);
 }
 
 static void sse_close(sr_transport *tp)
 {
-    cmd((sse_tp *)tp, CMD_CLOSE);
+    cmd((sse_tp *)tp, SR_HTTP_CMD_CLOSE);
 }
 
 static void sse_release(sr_transport *tp)
 {
-    cmd((sse_tp *)tp, CMD_RELEASE);
+    cmd((sse_tp *)tp, SR_HTTP_CMD_RELEASE);
 }
 
 static void sse_destroy(sr_transport *base)
@@ -432,13 +400,6 @@ static const sr_transport_ops sse_ops = {"ServerSentEvents", sse_kick, sse_close
 
 /* --------------------------------------------------------- construction */
 
-static void *dup_bytes(const char *p, size_t n)
-{
-    char *d = malloc(n ? n : 1);
-    if (d && n) memcpy(d, p, n);
-    return d;
-}
-
 /* The GET and the sender, configured; NULL or the failure's message. */
 static const char *setup_handles(sse_tp *tp, const sr_transport_cfg *cfg)
 {
@@ -446,12 +407,7 @@ static const char *setup_handles(sse_tp *tp, const sr_transport_cfg *cfg)
     sr_http_conf conf;
     const char *msg;
     int ok = 1;
-    memset(&conf, 0, sizeof conf);
-    conf.headers = cfg->headers;
-    conf.nheaders = cfg->nheaders;
-    conf.tls = cfg->tls;
-    conf.proxy = cfg->proxy;
-    conf.cookies = cfg->cookies;
+    sr__http_conf_of(&conf, cfg);
     tp->get.easy = curl_easy_init();
     if (!tp->get.easy) return "out of memory";
 #define SET(e, opt, val) (ok = ok && curl_easy_setopt(e, opt, val) == CURLE_OK)
@@ -507,7 +463,7 @@ sr_transport *sr__sse_transport_new(sr_loop *loop, const sr_transport_cfg *cfg,
     tp->get.complete = get_complete;
     tp->get.resumed = get_resumed;
     tp->timer.fire = tick;
-    tp->cmd_job.run = run_cmds;
+    sr__http_cmds_init(&tp->cmds, &tp->base, &cmd_ops);
     sr__transport_set_decoder(&tp->base, cfg);
     sr__sse_init_stream(&tp->parser, EVENT_MAX);
     /* No ping bytes, no pings. */
@@ -516,8 +472,8 @@ sr_transport *sr__sse_transport_new(sr_loop *loop, const sr_transport_cfg *cfg,
     if (sr__http_url_dup(cfg->url, "SSE", &tp->url, &tp->where, err) != 0) goto fail;
     tp->hs_len = cfg->handshake ? cfg->handshake_len : 0;
     tp->ping_len = cfg->ping ? cfg->ping_len : 0;
-    if (!(tp->hs = dup_bytes(cfg->handshake, tp->hs_len)) ||
-        !(tp->ping = dup_bytes(cfg->ping, tp->ping_len))) {
+    if (!(tp->hs = sr__http_dup_bytes(cfg->handshake, tp->hs_len)) ||
+        !(tp->ping = sr__http_dup_bytes(cfg->ping, tp->ping_len))) {
         set_err(err, SR_ENOMEM, "out of memory");
         goto fail;
     }
@@ -529,7 +485,7 @@ sr_transport *sr__sse_transport_new(sr_loop *loop, const sr_transport_cfg *cfg,
         goto fail;
     }
     sr__transport_ref(&tp->base); /* the I/O side's, until detach */
-    cmd(tp, CMD_OPEN);
+    cmd(tp, SR_HTTP_CMD_OPEN);
     return &tp->base;
 fail:
     sr__transport_unref(&tp->base);

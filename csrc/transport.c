@@ -104,6 +104,20 @@ int sr__transport_released(const sr_transport *tp)
     return __atomic_load_n(&tp->released, __ATOMIC_ACQUIRE);
 }
 
+void sr__transport_post_end(sr_transport *tp, int code, long status, const char *text)
+{
+    int asked;
+    pthread_mutex_lock(&tp->mu);
+    asked = tp->close_req;
+    pthread_mutex_unlock(&tp->mu);
+    if (asked) {
+        code = SR_OK;
+        status = 0;
+        text = NULL;
+    }
+    sr__transport_post_closed(tp, code, status, text);
+}
+
 /* ------------------------------------------------------------ host side */
 
 int sr__transport_send(sr_transport *tp, const char *data, size_t len)

@@ -124,5 +124,8 @@ int sr__transport_post_data(sr_transport *tp, const char *data, size_t len);
  * left out when out of memory) and mark the transport dead. A message the
  * decoder holds cut off goes to on_data first. */
 void sr__transport_post_closed(sr_transport *tp, int code, long status, const char *text);
+/* I/O side. The same, but after the host asked to close, any end is the
+ * clean end it asked for (code 0, no status or text). */
+void sr__transport_post_end(sr_transport *tp, int code, long status, const char *text);
 
 #endif
