@@ -2,10 +2,16 @@
 # Every library comes through pkg-config.
 
 # LUA picks the Lua the module is built (and `make specs` run) for: lua5.4
-# (default) or lua5.3. Each Lua gets its own build dir: build for 5.4,
-# build-lua5.3 for 5.3, so both builds can sit side by side.
+# (default), lua5.3, lua5.1 or luajit. Each Lua gets its own build dir:
+# build for 5.4, build-<LUA> for the others, so the builds can sit side by
+# side. LuaJIT implements Lua 5.1: its modules install under the 5.1 paths.
 LUA ?= lua5.4
+ifeq ($(LUA),luajit)
+LUA_VERSION ?= 5.1
+LUA_PC ?= luajit
+else
 LUA_VERSION ?= $(patsubst lua%,%,$(LUA))
+endif
 ifeq ($(LUA),lua5.4)
 BUILD ?= build
 else
@@ -19,7 +25,9 @@ PKG_CONFIG ?= pkg-config
 CC ?= cc
 
 LUA_PC ?= lua$(LUA_VERSION)
-LUA_INCDIR ?= $(shell $(PKG_CONFIG) --variable=includedir $(LUA_PC))/lua$(LUA_VERSION)
+# The header directory from the -I of the Lua's pkg-config file
+# (/usr/include/lua5.4, /usr/include/luajit-2.1, ...).
+LUA_INCDIR ?= $(patsubst -I%,%,$(firstword $(filter -I%,$(shell $(PKG_CONFIG) --cflags $(LUA_PC)))))
 # libcrypto: the WebSocket certificate check of IPv6 literals and its
 # reasons (ws_transport.c); libwebsockets is built on the same OpenSSL.
 CORE_PKGS = libwebsockets libcurl jansson msgpack libcrypto
@@ -158,7 +166,7 @@ lint:
 	clang-format --dry-run --Werror csrc/*.c csrc/*.h csrc/test/*.c csrc/test/*.h binding/*.c binding/*.h examples/*.c
 
 clean:
-	rm -rf build build-asan build-rock build-lua5.*
+	rm -rf build build-asan build-rock build-lua5.* build-luajit
 
 # BENCH_ARGS go to the script: churn [start_stop reconnects new_conns warmup close|cut],
 # reconnect [cycles delay pump|block warmup].

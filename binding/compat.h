@@ -3,9 +3,8 @@
  * that lack it. The binding is written against 5.4; each shim below exists
  * only where an older Lua differs, and says why.
  *
- * Supported: Lua 5.4 (nothing here applies) and Lua 5.3. Lua 5.1 and LuaJIT
- * need more (lua_rawgetp/rawsetp, lua_absindex, integers, luaL_setfuncs,
- * yieldable pcall) and are refused until they land.
+ * Supported: Lua 5.4 (nothing here applies), Lua 5.3, Lua 5.1 and LuaJIT
+ * 2.1 (which reports LUA_VERSION_NUM 501 and has part of the 5.2 API).
  */
 #ifndef LSR_COMPAT_H
 #define LSR_COMPAT_H
@@ -13,13 +12,18 @@
 #include <lauxlib.h>
 #include <lua.h>
 
-#if LUA_VERSION_NUM < 503
-#error "signalr.core needs Lua 5.3 or 5.4 (5.1 and LuaJIT are not supported yet)"
+#if LUA_VERSION_NUM < 501 || LUA_VERSION_NUM == 502
+#error "signalr.core needs Lua 5.1 (or LuaJIT 2.1), 5.3 or 5.4"
 #endif
 
-#if LUA_VERSION_NUM == 503
+#if LUA_VERSION_NUM == 501
+#include "compat51.h"
+#endif
 
-/* 5.3 has one user value per userdata, not n: keep the n slots in a table
+#if LUA_VERSION_NUM <= 503
+
+/* 5.3 has one user value per userdata, not n (5.1: one environment table,
+ * which compat51.h presents as that user value): keep the n slots in a table
  * that is that one user value. Slot numbers (1..n) stay the same, so the
  * binding reads and writes them exactly as on 5.4. */
 static inline void *lsr_newuserdatauv(lua_State *L, size_t size, int nuv)
@@ -62,7 +66,7 @@ static inline int lsr_setiuservalue(lua_State *L, int idx, int n)
     return 1;
 }
 
-/* 5.3 has no warning system (lua_warning, warn, "@on"). The binding sends
+/* 5.3 (and 5.1) have no warning system (lua_warning, warn, "@on"). The binding sends
  * an error raised in a callback to the connection's log as well (by default
  * "warning" and up, to stderr), and to stderr itself when there is no
  * connection, so on 5.3 the log is where it goes: the same as on 5.4 with
@@ -80,6 +84,6 @@ static inline void lsr_warning(lua_State *L, const char *msg, int tocont)
 #define lua_setiuservalue lsr_setiuservalue
 #define lua_warning lsr_warning
 
-#endif /* LUA_VERSION_NUM == 503 */
+#endif /* LUA_VERSION_NUM <= 503 */
 
 #endif

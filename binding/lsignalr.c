@@ -197,9 +197,12 @@ static int lsr_error_tostring(lua_State *L)
     kind = lua_isstring(L, 2) ? lua_tostring(L, 2) : "unknown";
     msg = lua_isstring(L, 3) ? lua_tostring(L, 3) : "";
     status = lua_isinteger(L, 4) ? lua_tointeger(L, 4) : 0;
-    if (status)
-        lua_pushfstring(L, "signalr %s error: %s (HTTP %I)", kind, msg, (LUAI_UACINT)status);
-    else
+    if (status) {
+        /* formatted here: 5.1's lua_pushfstring has no %I */
+        char num[32];
+        snprintf(num, sizeof num, LUA_INTEGER_FMT, (LUAI_UACINT)status);
+        lua_pushfstring(L, "signalr %s error: %s (HTTP %s)", kind, msg, num);
+    } else
         lua_pushfstring(L, "signalr %s error: %s", kind, msg);
     /* where the call that failed was made (init.lua sets it on raising) */
     lua_getfield(L, 1, "where");
@@ -584,7 +587,24 @@ static void push_value(lua_State *L, const sr_value *v, int depth)
         lua_pushboolean(L, sr_value_get_bool(v));
         break;
     case SR_INT:
+#if LUA_VERSION_NUM < 503
+        /* Lua 5.1 and LuaJIT have doubles only, which hold every integer
+         * up to 2^53 exactly: those are numbers. Beyond, a number would be
+         * silently rounded, so the integer arrives as its decimal digits (a
+         * string, exact; tonumber() rounds it when that is acceptable). */
+        {
+            int64_t iv = sr_value_get_int(v);
+            if (iv >= -LSR_MAX_EXACT_INT && iv <= LSR_MAX_EXACT_INT) {
+                lua_pushnumber(L, (lua_Number)iv);
+            } else {
+                char num[32];
+                snprintf(num, sizeof num, "%lld", (long long)iv);
+                lua_pushstring(L, num);
+            }
+        }
+#else
         lua_pushinteger(L, (lua_Integer)sr_value_get_int(v));
+#endif
         break;
     case SR_FLOAT:
         lua_pushnumber(L, (lua_Number)sr_value_get_float(v));

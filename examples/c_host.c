@@ -21,6 +21,10 @@
 #include <lua.h>
 #include <lualib.h>
 
+#ifndef LUA_OK /* Lua 5.1 names no status 0 (LuaJIT and 5.2+ do) */
+#define LUA_OK 0
+#endif
+
 #define FRAME_NS (1000000000LL / 60)
 #define MAX_FRAMES (15 * 60)
 

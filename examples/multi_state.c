@@ -21,6 +21,10 @@
 #include <lua.h>
 #include <lualib.h>
 
+#ifndef LUA_OK /* Lua 5.1 names no status 0 (LuaJIT and 5.2+ do) */
+#define LUA_OK 0
+#endif
+
 #define NTHREADS 4
 
 /* Runs on each thread with (url, n, rendezvous); returns what it saw, or raises. */

@@ -65,11 +65,15 @@ H.shell_quote = q
 
 -- Run a command, return its stdout (trailing newline stripped) and whether it
 -- exited 0.
+-- The shell prints the exit status last: 5.1's close() of a popen file
+-- does not give it.
 local function capture(cmd)
-  local p = assert(io.popen("unset LD_PRELOAD; " .. cmd, "r"))
-  local out = p:read("a")
-  local ok = p:close()
-  return (out:gsub("\n$", "")), ok == true
+  local p = assert(io.popen("unset LD_PRELOAD; " .. cmd .. "\necho \"__rc=$?\"", "r"))
+  local out = p:read("*a")
+  p:close()
+  local rc = out:match("__rc=(%d+)\n?$")
+  out = out:gsub("__rc=%d+\n?$", "")
+  return (out:gsub("\n$", "")), rc == "0"
 end
 
 local function run(cmd)
@@ -79,7 +83,7 @@ end
 local function read_file(path)
   local f = io.open(path, "rb")
   if not f then return nil end
-  local s = f:read("a")
+  local s = f:read("*a")
   f:close()
   return s
 end
@@ -116,7 +120,7 @@ end
 function H.mono()
   local f = io.open("/proc/uptime", "r")
   if not f then return H.now() end
-  local v = f:read("n")
+  local v = f:read("*n")
   f:close()
   return v or H.now()
 end

@@ -1,4 +1,5 @@
--- signalr: a SignalR client for Lua 5.4 and 5.3 (`local x <close>` needs 5.4).
+-- signalr: a SignalR client for Lua 5.4, 5.3, 5.1 and LuaJIT (`local x <close>`
+-- needs 5.4). The file is plain Lua 5.1 syntax so that every one parses it.
 --
 -- The public API (see API.md) in pure Lua over the private C module
 -- signalr.core: the scheduler (spawn/run/poll/sleep and the waits of
@@ -17,9 +18,62 @@ local type, select, error, pcall, xpcall, tostring = type, select, error, pcall,
 local setmetatable, getmetatable, next, pairs, ipairs = setmetatable, getmetatable, next, pairs, ipairs
 local co_create, co_resume, co_yield = coroutine.create, coroutine.resume, coroutine.yield
 local co_running, co_status, co_isyieldable = coroutine.running, coroutine.status, coroutine.isyieldable
-local pack, unpack = table.pack, table.unpack
 local traceback = debug.traceback
-local HUGE = math.huge
+local HUGE, floor = math.huge, math.floor
+
+-- Lua 5.1 and LuaJIT (without its 5.2 extensions) have no table.pack and a
+-- global unpack.
+local pack = table.pack or function(...) return { n = select("#", ...), ... } end
+local unpack = table.unpack or unpack
+
+-- An integer: math.type on 5.3+. Lua 5.1 and LuaJIT have doubles only, so
+-- there a number with an integral value a double holds exactly (|n| <= 2^53)
+-- counts as one, as the binding counts it when sending.
+local math_type = math.type
+local MAX_EXACT = 2 ^ 53
+local function is_integer(n)
+  if math_type then return math_type(n) == "integer" end
+  return type(n) == "number" and n == floor(n) and n >= -MAX_EXACT and n <= MAX_EXACT
+end
+
+-- Lua 5.1's xpcall passes no arguments to the function (5.2+ and LuaJIT do).
+if not select(2, xpcall(function(a) return a end, function(e) return e end, true)) then
+  local xpcall51 = xpcall
+  xpcall = function(f, msgh, ...)
+    local n, args = select("#", ...), { ... }
+    return xpcall51(function() return f(unpack(args, 1, n)) end, msgh)
+  end
+end
+
+-- Whether a wait can yield the running coroutine. Lua 5.1 has no
+-- coroutine.isyieldable and cannot yield across a C function (pcall,
+-- xpcall, table.sort, string.gsub, a metamethod or iterator called by the
+-- VM): there, walk the coroutine's frames and refuse to yield when a C
+-- function is among them, so the wait pumps events instead (see await).
+-- Metamethods and for-iterators are Lua frames called from C inside the VM
+-- and are not seen: a wait there raises "attempt to yield across
+-- metamethod/C-call boundary" on 5.1 (docs/API.md, Lua versions). LuaJIT
+-- 2.1 has coroutine.isyieldable and yields across pcall and metamethods.
+if not co_isyieldable then
+  local getinfo = debug.getinfo
+  co_isyieldable = function()
+    if co_running() == nil then return false end
+    local level = 2
+    while true do
+      local info = getinfo(level, "S")
+      if info == nil then return true end
+      if info.what == "C" then return false end
+      level = level + 1
+    end
+  end
+end
+-- Whether pcall can be yielded across (5.2+ and LuaJIT; not 5.1).
+local PCALL_YIELDS
+do
+  local co = co_create(function() return pcall(co_yield) end)
+  co_resume(co)
+  PCALL_YIELDS = co_status(co) == "suspended"
+end
 
 local M = {}
 
@@ -318,7 +372,13 @@ function M.run(fn, ...)
   end
   if type(fn) ~= "function" then usage("signalr.run: expected a function, got %s", type(fn)) end
   local res
-  start_managed(nil, function(...) res = pack(pcall(fn, ...)) end, ...)
+  if PCALL_YIELDS then
+    start_managed(nil, function(...) res = pack(pcall(fn, ...)) end, ...)
+  else
+    -- Lua 5.1: under a pcall fn's waits could not yield; its error ends
+    -- the coroutine instead, and is caught there.
+    start_managed(function(err) res = { false, err, n = 2 } end, function(...) res = pack(true, fn(...)) end, ...)
+  end
   while not res do core.poll(HUGE) end
   if res[1] then return unpack(res, 2, res.n) end
   error(res[2], 0)
@@ -649,7 +709,7 @@ local function sub_next(s, item)
   local ok, err = xpcall(s._sub.next, handler_traceback, item)
   s._running = s._running - 1
   if not ok then log(s._conn._logger, "error", "stream subscriber's next failed: " .. tostring(err)) end
-  if s._running <= s._limit // 2 then stream_resume(s) end
+  if s._running <= floor(s._limit / 2) then stream_resume(s) end
 end
 
 local function stream_end(s)
@@ -714,7 +774,7 @@ local function stream_next(s)
       local item = s._q[h]
       s._q[h] = nil
       s._head = h + 1
-      if s._paused and s._tail - h <= s._limit // 2 then stream_resume(s) end
+      if s._paused and s._tail - h <= floor(s._limit / 2) then stream_resume(s) end
       return item
     end
     if s._finished then
@@ -989,7 +1049,8 @@ local function transport_mask(t)
       usage("with_url: unknown transport %s (use websockets, server_sent_events or long_polling)",
         tostring(name))
     end
-    mask = mask | bit
+    -- mask | bit, without 5.3's bitwise operators (a syntax error on 5.1)
+    if floor(mask / bit) % 2 == 0 then mask = mask + bit end
   end
   return mask
 end
@@ -1018,7 +1079,7 @@ local function reconnect_policy(p)
     delays[i] = d
   end
   for k in pairs(p) do
-    if math.type(k) ~= "integer" or k < 1 or k > #delays then
+    if not is_integer(k) or k < 1 or k > #delays then
       usage("with_automatic_reconnect: a table must be a list of delays or have a next_retry_delay method")
     end
   end
@@ -1037,7 +1098,7 @@ local function stateful_buffer_size(o)
   end
   local n = o.buffer_size
   if n == nil then return nil end
-  if math.type(n) ~= "integer" or n <= 0 then
+  if not is_integer(n) or n <= 0 then
     usage("with_stateful_reconnect: buffer_size must be a positive integer number of bytes, got %s",
       tostring(n))
   end
@@ -1178,7 +1239,7 @@ function Builder:build()
   local stream_buffer = 1000
   if self._stream_buffer_set then
     local n = self._stream_buffer
-    if math.type(n) ~= "integer" or n < 2 then
+    if not is_integer(n) or n < 2 then
       usage("with_stream_buffer: expected an integer number of items of at least 2, got %s", tostring(n))
     end
     stream_buffer = n

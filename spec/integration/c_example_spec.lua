@@ -7,7 +7,7 @@ describe("C example", function()
     local exe = build .. "/examples/c_client"
     local url = helper.shared_hub().url .. "/clientresulthub"
     local p = assert(io.popen("env -u LD_PRELOAD " .. exe .. " " .. url .. " 2>&1; echo EXIT=$?"))
-    local out = p:read("a")
+    local out = p:read("*a")
     p:close()
     assert.matches("EXIT=0", out, 1, true)
     assert.matches("connected, id ", out, 1, true)

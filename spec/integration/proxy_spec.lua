@@ -194,7 +194,7 @@ conn:stop()
       end
       local p = assert(io.popen("cd " .. q(H.root) .. " && env" .. unset .. vars .. " " .. (os.getenv("LUA") or "lua5.4") .. " " .. q(script)
         .. " " .. q(url) .. " " .. q(option or "-") .. " 2>&1"))
-      local out = p:read("a")
+      local out = p:read("*a")
       p:close()
       return out
     end

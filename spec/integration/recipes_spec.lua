@@ -11,7 +11,7 @@ local BUILD = os.getenv("BUILD") or "build"
 local function run(cmd, limit)
   local p = assert(io.popen("cd " .. q(helper.root) .. " && timeout -k 5 " .. (limit or 60) .. " "
     .. cmd .. " 2>&1; echo EXIT=$?"))
-  local out = p:read("a")
+  local out = p:read("*a")
   p:close()
   local body, code = out:match("^(.-)EXIT=(%d+)%s*$")
   return body or out, tonumber(code)

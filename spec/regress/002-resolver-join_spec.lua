@@ -30,7 +30,7 @@ local function run(cmd)
     .. " LUA_CPATH=" .. q("./" .. build .. "/lua/?.so;;")
   local p = assert(io.popen("t0=$(date +%s%N); " .. env .. " " .. cmd
     .. " 2>&1; rc=$?; t1=$(date +%s%N); echo \"rc=$rc ms=$(( (t1 - t0) / 1000000 ))\""))
-  local out = p:read("a")
+  local out = p:read("*a")
   p:close()
   local rc, ms = out:match("rc=(%d+) ms=(%d+)\n?$")
   return out, tonumber(rc), tonumber(ms)

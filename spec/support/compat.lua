@@ -1,8 +1,14 @@
--- What the specs need to run on every supported Lua (5.3, 5.4).
+-- What the specs need to run on every supported Lua (5.1, LuaJIT, 5.3, 5.4).
 --
 --   local C = require("spec.support.compat")
 --   C.has_close                 true where `local x <close>` exists (5.4)
 --   C.to_be_closed(v, f)        f(v) with v bound as `local v <close>`
+--   C.has_integers              true where integers are a subtype (5.3+)
+--   C.table_len_meta            true where # honours a table's __len (5.2+)
+--   C.lua51                     true on Lua 5.1 and LuaJIT (doubles only)
+--   C.is_integer(n)             math.type(n) == "integer", or on 5.1 an
+--                               integral number within 2^53
+--   C.pack(...), C.unpack       table.pack/table.unpack, or their 5.1 forms
 --
 -- `local x <close>` is 5.4 syntax; a spec file that used it would not even
 -- parse on 5.3, so the block is compiled with load() here. On 5.3, which
@@ -11,13 +17,24 @@
 -- __close metamethod the API provides for 5.4 callers.
 local M = {}
 
-local close_block = load([[
+-- 5.1's load takes a function only; loadstring takes the text.
+local close_block = (loadstring or load)([[
   local v, f = ...
   local c <close> = v
   return f(c)
 ]])
 
 M.has_close = close_block ~= nil
+M.has_integers = math.type ~= nil
+M.lua51 = _VERSION == "Lua 5.1"
+M.table_len_meta = #setmetatable({}, { __len = function() return 1 end }) == 1
+M.unpack = table.unpack or unpack
+M.pack = table.pack or function(...) return { n = select("#", ...), ... } end
+
+function M.is_integer(n)
+  if math.type then return math.type(n) == "integer" end
+  return type(n) == "number" and n == math.floor(n) and math.abs(n) <= 2 ^ 53
+end
 
 function M.to_be_closed(v, f)
   if close_block then return close_block(v, f) end

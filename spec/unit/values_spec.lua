@@ -3,6 +3,7 @@
 -- an invoke with kind "closed" only AFTER its arguments were converted, so
 -- "closed" means "converted fine" and "usage" means "refused".
 local signalr = require("signalr")
+local C = require("spec.support.compat")
 
 local function errors_of(fn, ...)
   local ok, err = pcall(fn, ...)
@@ -67,7 +68,8 @@ describe("values", function()
       assert.is_true(signalr.is_binary(b))
       assert.equals("a\0b", b.data)
       assert.equals("a\0b", tostring(b))
-      assert.equals(3, #b)
+      -- # honours __len on tables from 5.2 on (not on 5.1 nor LuaJIT)
+      if C.table_len_meta then assert.equals(3, #b) end
       assert.equals(signalr.binary("a\0b"), b)
       assert.are_not.equal(signalr.binary("x"), b)
     end)
@@ -122,7 +124,7 @@ describe("values", function()
 
     it("refuses functions, coroutines and userdata", function()
       assert.equals("usage", kind_of(print))
-      assert.equals("usage", kind_of(coroutine.create(print)))
+      assert.equals("usage", kind_of(coroutine.create(function() end)))
       assert.equals("usage", kind_of(io.stdout))
       assert.equals("usage", kind_of({ nested = { f = print } }))
     end)
@@ -169,13 +171,13 @@ describe("values", function()
     end)
 
     it("refuses strings and keys that are not UTF-8 (JSON text), but not binary", function()
-      assert.equals("usage", kind_of("\xff\xfe"))
-      assert.equals("usage", kind_of("\xc0\x80")) -- overlong
-      assert.equals("usage", kind_of("\xed\xa0\x80")) -- surrogate
-      assert.equals("usage", kind_of({ ["\xff"] = 1 }))
-      assert.matches("UTF%-8", message_of({ "ok", "\xe2\x82" }))
-      assert.equals("closed", kind_of("h\xc3\xa9llo \xe2\x9c\x93 \xf0\x9f\x98\x80"))
-      assert.equals("closed", kind_of(signalr.binary("\xff\xfe")))
+      assert.equals("usage", kind_of("\255\254"))
+      assert.equals("usage", kind_of("\192\128")) -- overlong
+      assert.equals("usage", kind_of("\237\160\128")) -- surrogate
+      assert.equals("usage", kind_of({ ["\255"] = 1 }))
+      assert.matches("UTF%-8", message_of({ "ok", "\226\130" }))
+      assert.equals("closed", kind_of("h\195\169llo \226\156\147 \240\159\152\128"))
+      assert.equals("closed", kind_of(signalr.binary("\255\254")))
     end)
 
     it("names the argument that failed", function()
