@@ -77,7 +77,8 @@ local function capture(cmd)
 end
 
 local function run(cmd)
-  return os.execute("unset LD_PRELOAD; " .. cmd) == true
+  local r = os.execute("unset LD_PRELOAD; " .. cmd)
+  return r == true or r == 0 -- 5.1 returns the status number
 end
 
 local function read_file(path)

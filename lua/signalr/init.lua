@@ -50,19 +50,20 @@ end
 -- xpcall, table.sort, string.gsub, a metamethod or iterator called by the
 -- VM): there, walk the coroutine's frames and refuse to yield when a C
 -- function is among them, so the wait pumps events instead (see await).
--- Metamethods and for-iterators are Lua frames called from C inside the VM
--- and are not seen: a wait there raises "attempt to yield across
--- metamethod/C-call boundary" on 5.1 (docs/API.md, Lua versions). LuaJIT
--- 2.1 has coroutine.isyieldable and yields across pcall and metamethods.
+-- The iterator of a generic for (`for x in s:items()`) is called by the VM
+-- as a C call too; 5.1 names it "(for generator)". A metamethod is such a
+-- call as well but has no mark: a wait there raises "attempt to yield
+-- across metamethod/C-call boundary" on 5.1 (docs/API.md, Lua versions).
+-- LuaJIT 2.1 has coroutine.isyieldable and yields across all of these.
 if not co_isyieldable then
   local getinfo = debug.getinfo
   co_isyieldable = function()
     if co_running() == nil then return false end
     local level = 2
     while true do
-      local info = getinfo(level, "S")
+      local info = getinfo(level, "Sn")
       if info == nil then return true end
-      if info.what == "C" then return false end
+      if info.what == "C" or info.name == "(for generator)" then return false end
       level = level + 1
     end
   end
@@ -309,11 +310,62 @@ function M.spawn(fn, ...)
   return start_managed(nil, fn, ...)
 end
 
+-- Lua 5.1 cannot yield across pcall: there, signalr's pcall (and the
+-- xpcall around handlers) runs the function in a coroutine of its own
+-- whose yields it passes on to the managed coroutine that called it, and
+-- the answers back. nested[inner] is that caller; a wait in the inner
+-- coroutine parks (and is resumed through) the managed one.
+local nested = setmetatable({}, { __mode = "k" })
+
+local function managed_root(co)
+  while nested[co] do co = nested[co] end
+  return co
+end
+
+-- What a nested coroutine's resume returned: its end (the results of
+-- pcall), or a yield passed on to the caller.
+local function nested_resumed(co, msgh, ok, ...)
+  if not ok then
+    nested[co] = nil
+    if msgh then return false, msgh((...), co) end
+    return false, (...)
+  end
+  if co_status(co) == "dead" then
+    nested[co] = nil
+    return true, ...
+  end
+  return nested_resumed(co, msgh, co_resume(co, co_yield(...)))
+end
+
+-- xpcall(f, msgh, ...) whose f may wait (yield) on every Lua; msgh(err, co)
+-- gets the dead coroutine on 5.1 (for its traceback), nothing else on 5.2+.
+local function yxpcall(f, msgh, ...)
+  if PCALL_YIELDS then return xpcall(f, msgh, ...) end
+  local co, main = co_running()
+  if main or co == nil or not managed[managed_root(co)] or not co_isyieldable() then
+    return xpcall(f, msgh, ...) -- cannot yield here anyway: its waits pump
+  end
+  local inner = co_create(f)
+  nested[inner] = co
+  return nested_resumed(inner, msgh, co_resume(inner, ...))
+end
+
+local function ypcall(f, ...)
+  if PCALL_YIELDS then return pcall(f, ...) end
+  return yxpcall(f, nil, ...)
+end
+
+--- signalr.pcall(f, ...): pcall whose f may wait in a managed coroutine on
+--- every Lua. On 5.2+ it is pcall; on 5.1, whose pcall cannot be yielded
+--- across, a wait under a plain pcall pumps events instead (docs/API.md).
+M.pcall = ypcall
+
 -- A waiter for the running code: w.k(...) completes it (once), await(w)
 -- returns the values given to k.
 local function waiter()
   local co, main = co_running()
   local w = { co = false, done = false, parked = false }
+  if nested[co] then co = managed_root(co) end
   if not main and managed[co] and co_isyieldable() then w.co = co end
   w.k = function(...)
     if w.done then return end
@@ -372,13 +424,8 @@ function M.run(fn, ...)
   end
   if type(fn) ~= "function" then usage("signalr.run: expected a function, got %s", type(fn)) end
   local res
-  if PCALL_YIELDS then
-    start_managed(nil, function(...) res = pack(pcall(fn, ...)) end, ...)
-  else
-    -- Lua 5.1: under a pcall fn's waits could not yield; its error ends
-    -- the coroutine instead, and is caught there.
-    start_managed(function(err) res = { false, err, n = 2 } end, function(...) res = pack(true, fn(...)) end, ...)
-  end
+  -- ypcall: on 5.1 fn's waits yield through it too
+  start_managed(nil, function(...) res = pack(ypcall(fn, ...)) end, ...)
   while not res do core.poll(HUGE) end
   if res[1] then return unpack(res, 2, res.n) end
   error(res[2], 0)
@@ -471,7 +518,8 @@ function Connection.__tostring(self)
   return ("signalr.HubConnection (%s)"):format(self._c:state())
 end
 
-local function handler_traceback(e)
+local function handler_traceback(e, co)
+  if co then return traceback(co, tostring(e)) end
   return traceback(tostring(e), 2)
 end
 
@@ -479,7 +527,7 @@ end
 -- new managed coroutine; an error in one is logged and the others still run.
 local function run_handlers(self, list, target, ...)
   for i = 1, #list do
-    local ok, err = xpcall(list[i], handler_traceback, ...)
+    local ok, err = yxpcall(list[i], handler_traceback, ...)
     if not ok then
       log(self._logger, "error", ("handler for '%s' failed: %s"):format(target, err))
     end
@@ -488,7 +536,7 @@ end
 
 local function run_callbacks(self, list, what, ...)
   for i = 1, #list do
-    local ok, err = xpcall(list[i], handler_traceback, ...)
+    local ok, err = yxpcall(list[i], handler_traceback, ...)
     if not ok then log(self._logger, "error", what .. " callback failed: " .. err) end
   end
 end
@@ -558,8 +606,8 @@ local function error_message(e)
   return tostring(e)
 end
 
-local function result_traceback(e)
-  return { err = e, trace = traceback(tostring(e), 2) }
+local function result_traceback(e, co)
+  return { err = e, trace = co and traceback(co, tostring(e)) or traceback(tostring(e), 2) }
 end
 
 local function answer(self, id, target, ok, value)
@@ -572,7 +620,7 @@ end
 local function run_result_handlers(self, list, id, target, ...)
   local results, value, failure = 0, nil, nil
   for i = 1, #list do
-    local ok, r = xpcall(list[i], result_traceback, ...)
+    local ok, r = yxpcall(list[i], result_traceback, ...)
     if ok then
       if r ~= nil then results, value = results + 1, r end
     else
@@ -706,7 +754,7 @@ end
 -- A subscriber's next(item), counted while it runs (it may wait).
 local function sub_next(s, item)
   s._running = s._running + 1
-  local ok, err = xpcall(s._sub.next, handler_traceback, item)
+  local ok, err = yxpcall(s._sub.next, handler_traceback, item)
   s._running = s._running - 1
   if not ok then log(s._conn._logger, "error", "stream subscriber's next failed: " .. tostring(err)) end
   if s._running <= floor(s._limit / 2) then stream_resume(s) end

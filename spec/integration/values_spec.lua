@@ -1,6 +1,7 @@
 -- Values travel exactly: the hub's Echo returns what it received.
 local signalr = require("signalr")
 local helper = require("spec.helper")
+local C = require("spec.support.compat")
 
 describe("values through the hub", function()
   local conn
@@ -16,18 +17,22 @@ describe("values through the hub", function()
 
   local function echo(v) return conn:invoke("Echo", v) end
 
-  it("keeps integers as integers, including 64-bit extremes", function()
-    for _, v in ipairs({ 0, 3, -1, 9007199254740993, math.maxinteger, math.mininteger }) do
-      local r = echo(v)
-      assert.equals("integer", math.type(r))
-      assert.equals(v, r)
-    end
-  end)
+  -- Lua 5.1 and LuaJIT have no integer subtype: numbers51_spec.lua checks
+  -- their mapping.
+  if C.has_integers then
+    it("keeps integers as integers, including 64-bit extremes", function()
+      for _, v in ipairs({ 0, 3, -1, 9007199254740993, math.maxinteger, math.mininteger }) do
+        local r = echo(v)
+        assert.equals("integer", math.type(r))
+        assert.equals(v, r)
+      end
+    end)
+  end
 
   it("keeps floats as floats with full precision", function()
     for _, v in ipairs({ 3.0, 0.1, 1 / 3, 1e300, -2.5e-300, 5e-324, 2 ^ 53 + 2.0, math.pi }) do
       local r = echo(v)
-      assert.equals("float", math.type(r))
+      if C.has_integers then assert.equals("float", math.type(r)) end
       assert.equals(v, r)
     end
   end)

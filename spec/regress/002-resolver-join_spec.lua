@@ -42,7 +42,7 @@ local signalr = require("signalr")
 local c = signalr.builder()
   :with_url("http://localhost:1/hub", { skip_negotiation = true, transports = "websockets" })
   :build()
-signalr.spawn(function() pcall(c.start, c) end)
+signalr.spawn(function() signalr.pcall(c.start, c) end) -- pcall, that 5.1 yields across
 signalr.poll(0.3) -- the WebSocket back end is up; the lookup is waiting
 print("state " .. c.state)
 ]]
@@ -116,7 +116,8 @@ int main(int argc, char **argv)
     write_file(dir .. "/child.lua", CHILD)
     local cc = "cc -o " .. q(dir .. "/host") .. " " .. q(dir .. "/host.c")
       .. " $(pkg-config --cflags --libs " .. LUA .. ")"
-    assert.is_true(os.execute(cc) == true, "cannot build the test host")
+    local built = os.execute(cc)
+    assert.is_true(built == true or built == 0, "cannot build the test host") -- 0: 5.1's success
     local out, rc = run(q(dir .. "/host") .. " " .. q(dir .. "/child.lua"))
     assert.equals(0, rc, out)
     assert.matches("state connecting", out, 1, true)

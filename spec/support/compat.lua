@@ -8,6 +8,7 @@
 --   C.lua51                     true on Lua 5.1 and LuaJIT (doubles only)
 --   C.is_integer(n)             math.type(n) == "integer", or on 5.1 an
 --                               integral number within 2^53
+--   C.maxinteger, C.mininteger  the integer extremes exact on this Lua
 --   C.pack(...), C.unpack       table.pack/table.unpack, or their 5.1 forms
 --
 -- `local x <close>` is 5.4 syntax; a spec file that used it would not even
@@ -28,6 +29,10 @@ M.has_close = close_block ~= nil
 M.has_integers = math.type ~= nil
 M.lua51 = _VERSION == "Lua 5.1"
 M.table_len_meta = #setmetatable({}, { __len = function() return 1 end }) == 1
+-- The integer extremes a spec may send: math.maxinteger/mininteger on 5.3+,
+-- +-2^53 (the largest a double holds exactly) on 5.1 and LuaJIT.
+M.maxinteger = math.maxinteger or 2 ^ 53
+M.mininteger = math.mininteger or -2 ^ 53
 M.unpack = table.unpack or unpack
 M.pack = table.pack or function(...) return { n = select("#", ...), ... } end
 

@@ -13,6 +13,7 @@
 --   L.wait_for(pred, timeout, what)  H.wait_for that fails naming the caller's line
 --   L.pending_invoke(conn, ...) -> p  conn:invoke in a managed coroutine
 local H = require("spec.helper")
+local C = require("spec.support.compat")
 local busted = require("busted")
 local assert = busted.assert
 
@@ -104,9 +105,11 @@ end
 -- .done, .ok, .result / .err when it ends.
 function L.pending_invoke(conn, ...)
   local p = {}
-  local args = table.pack(...)
+  local args = C.pack(...)
   signalr().spawn(function()
-    local ok, r = pcall(conn.invoke, conn, table.unpack(args, 1, args.n))
+    -- signalr.pcall is pcall on 5.2+ and LuaJIT; on 5.1 a wait under a
+    -- plain pcall would pump (block spawn) instead of yielding
+    local ok, r = signalr().pcall(conn.invoke, conn, C.unpack(args, 1, args.n))
     p.ok, p.done = ok, true
     if ok then p.result = r else p.err = r end
   end)
