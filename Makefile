@@ -106,13 +106,14 @@ deps:
 
 # Everything CI runs: C unit tests (also under valgrind), the C example,
 # the busted specs against the real hub, and the specs again under ASan+UBSan.
-# LUA=lua5.3: the Lua 5.3 stage alone (its build, the unit and core specs on
-# lua5.3); `make specs LUA=lua5.3` runs every spec on it.
+# LUA=lua5.3 (or lua5.1, luajit): that Lua's stage alone (its build, the unit
+# and core specs on it); `make specs LUA=lua5.3` runs every spec on it.
 test: deps
 	@sh scripts/test.sh $(if $(filter-out lua5.4,$(LUA)),--lua $(LUA))
 
 # The busted specs alone, on the Lua under test, against the real hub:
-# `make specs LUA=lua5.3` builds build-lua5.3 and runs busted with lua5.3.
+# `make specs LUA=lua5.3` builds build-lua5.3 and runs busted with lua5.3
+# (LUA=lua5.1, LUA=luajit likewise).
 # SPECS picks files or dirs (default spec, everything; spec/unit needs no hub).
 # Some specs use libsignalr.so and the C example from the same build dir.
 SPECS ?= spec

@@ -1,12 +1,13 @@
 #!/bin/sh
 # Everything CI runs. Each stage adds to the totals; the last line is
 # "N passed, N failed" and the exit status is non-zero if anything failed.
-# The stages run on Lua 5.4, then a Lua 5.3 stage (its own build dir) runs
-# the unit specs and the core integration specs on lua5.3, and a session
-# against the hub under valgrind.
+# The stages run on Lua 5.4, then a stage for each other Lua (lua5.3,
+# lua5.1, luajit; each its own build dir) runs the unit specs and the core
+# integration specs on it, and a session against the hub under valgrind.
 #
 #   sh scripts/test.sh               everything (make test)
-#   sh scripts/test.sh --lua lua5.3  the Lua 5.3 stage alone (make test LUA=lua5.3)
+#   sh scripts/test.sh --lua lua5.3  the Lua 5.3 stage alone (make test LUA=lua5.3;
+#                                    also lua5.1, luajit)
 # Every spec on lua5.3, the hub's too: make specs LUA=lua5.3.
 set -u
 cd "$(dirname "$0")/.."
@@ -70,8 +71,10 @@ run_lua_stage() { # run_lua_stage <lua> <specs...>: build into build-<lua>, run 
 
 # What the other Luas' stage runs: the unit specs, the regressions and the
 # core integration specs.
+# numbers51_spec checks the number mapping of 5.1 and LuaJIT (it has no
+# tests on 5.3+).
 LUA_STAGE_SPECS="spec/unit spec/regress spec/integration/connection_spec.lua spec/integration/streams_spec.lua
-spec/integration/transports_spec.lua spec/integration/values_spec.lua"
+spec/integration/transports_spec.lua spec/integration/values_spec.lua spec/integration/numbers51_spec.lua"
 
 if [ -n "$only_lua" ]; then
     # shellcheck disable=SC2086
@@ -132,8 +135,10 @@ done
 
 run_specs build "release build"
 
-# shellcheck disable=SC2086
-run_lua_stage lua5.3 $LUA_STAGE_SPECS
+for other_lua in lua5.3 lua5.1 luajit; do
+    # shellcheck disable=SC2086
+    run_lua_stage "$other_lua" $LUA_STAGE_SPECS
+done
 
 echo "== luarocks make into a scratch tree, require from it (scripts/rock_check.sh)"
 if sh scripts/rock_check.sh >/tmp/sr-rock.$$ 2>&1; then add 1 0; else tail -n 30 /tmp/sr-rock.$$; stage_failed "luarocks make / require"; fi
