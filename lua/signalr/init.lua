@@ -373,6 +373,9 @@ local function waiter()
     if w.parked then
       w.parked = false
       waiting[w.co] = nil
+      -- 5.1: a yield from a metamethod fails and ends the coroutine (its
+      -- error is reported then); nothing is left to resume
+      if not PCALL_YIELDS and co_status(w.co) == "dead" then return end
       resume(w.co, ...)
     else
       w.res = pack(...)

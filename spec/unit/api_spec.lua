@@ -298,6 +298,36 @@ describe("starting against a closed port", function()
 end)
 
 describe("scheduler", function()
+  it("signalr.pcall lets a wait yield on every Lua, and returns what pcall does", function()
+    local order = {}
+    signalr.spawn(function()
+      local ok, v = signalr.pcall(function(x)
+        signalr.sleep(0.01)
+        return x
+      end, "v")
+      order[#order + 1] = tostring(ok) .. v
+      local ok2, err = signalr.pcall(function() error({ kind = "mine" }) end)
+      order[#order + 1] = tostring(ok2) .. err.kind
+    end)
+    order[#order + 1] = "after"
+    signalr.run()
+    assert.same({ "after", "truev", "falsemine" }, order)
+  end)
+
+  it("a wait under a plain pcall or in a for iterator works (on 5.1 it pumps instead of yielding)", function()
+    local got
+    signalr.spawn(function()
+      local ok = pcall(signalr.sleep, 0.01)
+      local n = 0
+      for _ in function(_, i) signalr.sleep(0.001); if (i or 0) < 3 then return (i or 0) + 1 end end do
+        n = n + 1
+      end
+      got = tostring(ok) .. n
+    end)
+    signalr.run()
+    assert.equals("true3", got)
+  end)
+
   it("spawn runs at once until the first wait and returns the coroutine", function()
     local order = {}
     local co = signalr.spawn(function(a, b)
