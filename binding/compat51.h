@@ -124,7 +124,8 @@ static inline void lsr_setfuncs(lua_State *L, const luaL_Reg *l, int nup)
     luaL_checkstack(L, nup, "too many upvalues");
     for (; l->name; l++) {
         int i;
-        for (i = 0; i < nup; i++) lua_pushvalue(L, -nup);
+        for (i = 0; i < nup; i++)
+            lua_pushvalue(L, -nup);
         lua_pushcclosure(L, l->func, nup);
         lua_setfield(L, -(nup + 2), l->name);
     }
