@@ -27,16 +27,20 @@ cq:wrap(function()
   end
 end)
 
+-- table.pack, also on Lua 5.1 and LuaJIT
+local function pack(...) return { n = select("#", ...), ... } end
+
 -- Run fn(...) in a managed signalr coroutine and wait for its results from a cqueues coroutine.
 local function call_signalr(fn, ...)
   local cond, res = condition.new(), nil
   signalr.spawn(function(...)
-    res = table.pack(pcall(fn, ...))
+    -- signalr.pcall: pcall, that Lua 5.1 can yield across too
+    res = pack(signalr.pcall(fn, ...))
     cond:signal()
   end, ...)
   while not res do cond:wait() end
   if not res[1] then error(res[2], 0) end
-  return table.unpack(res, 2, res.n)
+  return (table.unpack or unpack)(res, 2, res.n)
 end
 
 -- the application: plain cqueues code

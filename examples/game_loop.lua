@@ -28,7 +28,8 @@ conn:on("tick", function(n)
 end)
 
 signalr.spawn(function()
-  local ok, err = pcall(function()
+  -- signalr.pcall: pcall, that Lua 5.1 can yield across too
+  local ok, err = signalr.pcall(function()
     conn:start()
     print(("frame %d: connected"):format(frame))
     print(("frame %d: Add(40, 2) = %d"):format(frame, conn:invoke("Add", 40, 2)))

@@ -39,7 +39,8 @@ guard:unref()
 
 local failed
 signalr.spawn(function()
-  local ok, err = pcall(function()
+  -- signalr.pcall: pcall, that Lua 5.1 can yield across too
+  local ok, err = signalr.pcall(function()
     conn:start()
     print("connected: " .. conn.state)
     print("Add(40, 2) = " .. conn:invoke("Add", 40, 2))

@@ -7,6 +7,7 @@
 local signalr = require("signalr")
 local H = require("spec.helper")
 local L = require("spec.support.live")
+local C = require("spec.support.compat")
 
 local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 local function base64(s)
@@ -40,14 +41,15 @@ describe("messagepack", function()
     local js = connect("json")
     local a, b = mp:invoke("Typed"), js:invoke("Typed")
     assert.equals(19, #a)
-    assert.equals(math.maxinteger, a[1])
-    assert.equals(math.mininteger, a[2])
+    -- 5.1 and LuaJIT: integers beyond 2^53 arrive as decimal text (numbers51_spec)
+    assert.equals(math.maxinteger or "9223372036854775807", a[1])
+    assert.equals(math.mininteger or "-9223372036854775808", a[2])
     assert.equals(2147483647, a[3])
     assert.equals(255, a[4])
     assert.equals(-5, a[5])
     assert.equals(65535, a[6])
     assert.equals(4294967295, a[7])
-    assert.equals(math.type(a[7]), "integer")
+    assert.is_true(C.is_integer(a[7]))
     assert.equals(1.5, a[8])
     assert.equals(0.1, a[9])
     assert.equals("text ü", a[10])
@@ -82,7 +84,7 @@ describe("messagepack", function()
     mp:on(method, function(x) got.mp[#got.mp + 1] = x end)
     js:on(method, function(x) got.js[#got.js + 1] = x end)
     local value = {
-      int = math.maxinteger, neg = math.mininteger, f = 2.5e-300, s = "ü\0x",
+      int = C.maxinteger, neg = C.mininteger, f = 2.5e-300, s = "ü\0x",
       list = { 1, signalr.null, "three" }, empty = signalr.array(), map = signalr.map(),
       nested = { deep = { deeper = { true, false } } },
     }
@@ -92,7 +94,7 @@ describe("messagepack", function()
     for i = 1, 2 do
       assert.same(got.js[i], got.mp[i])
       assert.same(value.nested, got.mp[i].nested)
-      assert.equals(math.maxinteger, got.mp[i].int)
+      assert.equals(C.maxinteger, got.mp[i].int)
       assert.equals(2.5e-300, got.js[i].f)
       assert.is_true(signalr.is_array(got.mp[i].empty))
       assert.is_true(signalr.is_map(got.js[i].map))

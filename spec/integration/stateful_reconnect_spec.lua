@@ -122,7 +122,8 @@ describe("stateful reconnect", function()
     proxy:pause() -- no acknowledgement can come back
     local sent, failed = 0, nil
     signalr.spawn(function()
-      local ok, err = pcall(function()
+      -- signalr.pcall: pcall, that Lua 5.1 can yield across too
+      local ok, err = signalr.pcall(function()
         for i = 1, 200 do
           conn:send("Record", i)
           sent = i
