@@ -20,7 +20,6 @@
 #include <jansson.h>
 #include <limits.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,41 +31,6 @@
 /* A handshake response is a few bytes; past this, the peer is not a SignalR
  * server and waiting for a separator would only buffer garbage. */
 #define HANDSHAKE_MAX (64u * 1024u)
-
-#if defined(__GNUC__)
-#define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
-#else
-#define PRINTF_LIKE(f, a)
-#endif
-
-static int fail(sr_error *err, int code, const char *fmt, ...) PRINTF_LIKE(3, 4);
-
-static int fail(sr_error *err, int code, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err) {
-        err->code = code;
-        err->status = 0;
-        va_start(ap, fmt);
-        vsnprintf(err->message, sizeof err->message, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
-
-static int oom(sr_error *err)
-{
-    return fail(err, SR_ENOMEM, "out of memory");
-}
-
-static const char *type_name(int t)
-{
-    static const char *const names[] = {
-        "",     "Invocation", "StreamItem", "Completion", "StreamInvocation", "CancelInvocation",
-        "Ping", "Close",      "Ack",        "Sequence"};
-    return t >= 1 && t <= 9 ? names[t] : "unknown";
-}
 
 /* ================================================================ writing */
 
@@ -381,8 +345,8 @@ static int put_base64(sr_buf *b, const unsigned char *s, size_t len)
 static int enc_str(sr_buf *b, const char *s, size_t len, const char *what, sr_error *err)
 {
     int rc = put_str(b, s, len);
-    if (rc < 0) return oom(err);
-    if (rc > 0) return fail(err, SR_EUSAGE, "%s is not valid UTF-8", what);
+    if (rc < 0) return sr__proto_oom(err);
+    if (rc > 0) return sr__proto_fail(err, SR_EUSAGE, "%s is not valid UTF-8", what);
     return SR_OK;
 }
 
@@ -393,8 +357,8 @@ static int enc_value(const sr_value *v, sr_buf *b, int depth, sr_error *err)
     int rc;
 
     if (depth > SR_VALUE_MAX_DEPTH)
-        return fail(err, SR_EUSAGE, "value nested too deeply (more than %d levels)",
-                    SR_VALUE_MAX_DEPTH);
+        return sr__proto_fail(err, SR_EUSAGE, "value nested too deeply (more than %d levels)",
+                              SR_VALUE_MAX_DEPTH);
     switch (sr_value_type(v)) {
     case SR_NULL:
         rc = PUT_LIT(b, "null");
@@ -407,10 +371,10 @@ static int enc_value(const sr_value *v, sr_buf *b, int depth, sr_error *err)
         break;
     case SR_FLOAT: {
         double d = sr_value_get_float(v);
-        if (isnan(d)) return fail(err, SR_EUSAGE, "cannot encode NaN as JSON");
+        if (isnan(d)) return sr__proto_fail(err, SR_EUSAGE, "cannot encode NaN as JSON");
         if (isinf(d))
-            return fail(err, SR_EUSAGE, "cannot encode %s as JSON",
-                        d > 0 ? "infinity" : "-infinity");
+            return sr__proto_fail(err, SR_EUSAGE, "cannot encode %s as JSON",
+                                  d > 0 ? "infinity" : "-infinity");
         rc = put_float(b, d);
         break;
     }
@@ -423,9 +387,9 @@ static int enc_value(const sr_value *v, sr_buf *b, int depth, sr_error *err)
         break;
     case SR_ARRAY:
         n = sr_value_len(v);
-        if (sr__buf_append_byte(b, '[') != 0) return oom(err);
+        if (sr__buf_append_byte(b, '[') != 0) return sr__proto_oom(err);
         for (i = 0; i < n; i++) {
-            if (i && sr__buf_append_byte(b, ',') != 0) return oom(err);
+            if (i && sr__buf_append_byte(b, ',') != 0) return sr__proto_oom(err);
             rc = enc_value(sr_value_at(v, i), b, depth + 1, err);
             if (rc != SR_OK) return rc;
         }
@@ -433,24 +397,25 @@ static int enc_value(const sr_value *v, sr_buf *b, int depth, sr_error *err)
         break;
     case SR_MAP:
         n = sr_value_len(v);
-        if (sr__buf_append_byte(b, '{') != 0) return oom(err);
+        if (sr__buf_append_byte(b, '{') != 0) return sr__proto_oom(err);
         for (i = 0; i < n; i++) {
             s = sr_value_key_at(v, i, &len);
-            if (i && sr__buf_append_byte(b, ',') != 0) return oom(err);
+            if (i && sr__buf_append_byte(b, ',') != 0) return sr__proto_oom(err);
             if (memchr(s, '\0', len))
-                return fail(err, SR_EUSAGE, "map key contains a NUL byte (not supported in JSON)");
+                return sr__proto_fail(err, SR_EUSAGE,
+                                      "map key contains a NUL byte (not supported in JSON)");
             rc = enc_str(b, s, len, "map key", err);
             if (rc != SR_OK) return rc;
-            if (sr__buf_append_byte(b, ':') != 0) return oom(err);
+            if (sr__buf_append_byte(b, ':') != 0) return sr__proto_oom(err);
             rc = enc_value(sr_value_at(v, i), b, depth + 1, err);
             if (rc != SR_OK) return rc;
         }
         rc = sr__buf_append_byte(b, '}');
         break;
     default:
-        return fail(err, SR_EUSAGE, "unknown value type %d", (int)sr_value_type(v));
+        return sr__proto_fail(err, SR_EUSAGE, "unknown value type %d", (int)sr_value_type(v));
     }
-    return rc == 0 ? SR_OK : oom(err);
+    return rc == 0 ? SR_OK : sr__proto_oom(err);
 }
 
 int sr__json_encode_value(const sr_value *v, sr_buf *out, sr_error *err)
@@ -464,20 +429,20 @@ int sr__json_encode_value(const sr_value *v, sr_buf *out, sr_error *err)
 /* ,"name":<C string> */
 static int field_cstr(sr_buf *b, const char *key, const char *s, sr_error *err)
 {
-    if (put(b, key, strlen(key)) != 0) return oom(err);
+    if (put(b, key, strlen(key)) != 0) return sr__proto_oom(err);
     return enc_str(b, s, strlen(s), key + 2, err);
 }
 
 static int field_value(sr_buf *b, const char *key, const sr_value *v, sr_error *err)
 {
-    if (put(b, key, strlen(key)) != 0) return oom(err);
+    if (put(b, key, strlen(key)) != 0) return sr__proto_oom(err);
     return enc_value(v, b, 1, err);
 }
 
 static int need(const sr_msg *m, const void *field, const char *name, sr_error *err)
 {
     if (field) return SR_OK;
-    return fail(err, SR_EUSAGE, "%s message needs %s", type_name(m->type), name);
+    return sr__proto_fail(err, SR_EUSAGE, "%s message needs %s", sr__msg_type_name(m->type), name);
 }
 
 static int all_strings(const sr_value *v, int map)
@@ -497,16 +462,16 @@ static int write_invocation(const sr_msg *m, sr_buf *b, sr_error *err)
         return rc;
     if ((rc = need(m, m->target, "a target", err))) return rc;
     if (m->arguments && sr_value_type(m->arguments) != SR_ARRAY)
-        return fail(err, SR_EUSAGE, "arguments must be an array");
+        return sr__proto_fail(err, SR_EUSAGE, "arguments must be an array");
     if (m->stream_ids && !all_strings(m->stream_ids, 0))
-        return fail(err, SR_EUSAGE, "streamIds must be an array of strings");
+        return sr__proto_fail(err, SR_EUSAGE, "streamIds must be an array of strings");
     if (m->invocation_id && (rc = field_cstr(b, ",\"invocationId\":", m->invocation_id, err)))
         return rc;
     if ((rc = field_cstr(b, ",\"target\":", m->target, err))) return rc;
     if (m->arguments) {
         if ((rc = field_value(b, ",\"arguments\":", m->arguments, err))) return rc;
     } else if (PUT_LIT(b, ",\"arguments\":[]") != 0) {
-        return oom(err);
+        return sr__proto_oom(err);
     }
     if (m->stream_ids && (rc = field_value(b, ",\"streamIds\":", m->stream_ids, err))) return rc;
     return SR_OK;
@@ -528,7 +493,8 @@ static int write_body(const sr_msg *m, sr_buf *b, sr_error *err)
     case SR_MSG_COMPLETION:
         if ((rc = need(m, m->invocation_id, "an invocationId", err))) return rc;
         if (m->has_result && m->error)
-            return fail(err, SR_EUSAGE, "Completion message cannot have both result and error");
+            return sr__proto_fail(err, SR_EUSAGE,
+                                  "Completion message cannot have both result and error");
         if ((rc = field_cstr(b, ",\"invocationId\":", m->invocation_id, err))) return rc;
         if (m->has_result) return field_value(b, ",\"result\":", m->result, err);
         if (m->error) return field_cstr(b, ",\"error\":", m->error, err);
@@ -540,14 +506,16 @@ static int write_body(const sr_msg *m, sr_buf *b, sr_error *err)
         return SR_OK;
     case SR_MSG_CLOSE:
         if (m->error && (rc = field_cstr(b, ",\"error\":", m->error, err))) return rc;
-        if (m->allow_reconnect && PUT_LIT(b, ",\"allowReconnect\":true") != 0) return oom(err);
+        if (m->allow_reconnect && PUT_LIT(b, ",\"allowReconnect\":true") != 0)
+            return sr__proto_oom(err);
         return SR_OK;
     case SR_MSG_ACK:
     case SR_MSG_SEQUENCE:
-        if (PUT_LIT(b, ",\"sequenceId\":") != 0 || put_int(b, m->sequence_id) != 0) return oom(err);
+        if (PUT_LIT(b, ",\"sequenceId\":") != 0 || put_int(b, m->sequence_id) != 0)
+            return sr__proto_oom(err);
         return SR_OK;
     }
-    return fail(err, SR_EUSAGE, "cannot write message type %d", (int)m->type);
+    return sr__proto_fail(err, SR_EUSAGE, "cannot write message type %d", (int)m->type);
 }
 
 static int json_write(const sr_msg *m, sr_buf *out, sr_error *err)
@@ -556,19 +524,19 @@ static int json_write(const sr_msg *m, sr_buf *out, sr_error *err)
     int rc;
 
     if ((unsigned)m->type - 1u > 8u)
-        return fail(err, SR_EUSAGE, "cannot write message type %d", (int)m->type);
+        return sr__proto_fail(err, SR_EUSAGE, "cannot write message type %d", (int)m->type);
     if (PUT_LIT(out, "{\"type\":") != 0 || put_int(out, (int64_t)m->type) != 0) {
-        rc = oom(err);
+        rc = sr__proto_oom(err);
     } else {
         rc = write_body(m, out, err);
         /* Headers belong to the invocation-type messages (1..5). */
         if (rc == SR_OK && m->headers && m->type <= SR_MSG_CANCEL_INVOCATION) {
             if (!all_strings(m->headers, 1))
-                rc = fail(err, SR_EUSAGE, "headers must be a map of strings");
+                rc = sr__proto_fail(err, SR_EUSAGE, "headers must be a map of strings");
             else
                 rc = field_value(out, ",\"headers\":", m->headers, err);
         }
-        if (rc == SR_OK && PUT_LIT(out, "}\x1e") != 0) rc = oom(err);
+        if (rc == SR_OK && PUT_LIT(out, "}\x1e") != 0) rc = sr__proto_oom(err);
     }
     if (rc != SR_OK) out->len = start; /* a failed write leaves no partial message behind */
     return rc;
@@ -629,9 +597,9 @@ static int load(const char *text, size_t len, const char *what, json_t **out, sr
 
     *out = json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
     if (*out) return SR_OK;
-    if (json_error_code(&je) == json_error_out_of_memory) return oom(err);
-    return fail(err, SR_EPROTOCOL, "invalid JSON in %s: %s (at byte %d)", what, je.text,
-                je.position);
+    if (json_error_code(&je) == json_error_out_of_memory) return sr__proto_oom(err);
+    return sr__proto_fail(err, SR_EPROTOCOL, "invalid JSON in %s: %s (at byte %d)", what, je.text,
+                          je.position);
 }
 
 int sr__json_decode_value(const char *text, size_t len, sr_value **out, sr_error *err)
@@ -643,7 +611,7 @@ int sr__json_decode_value(const char *text, size_t len, sr_value **out, sr_error
     if (rc != SR_OK) return rc;
     *out = from_json(j);
     json_decref(j);
-    return *out ? SR_OK : oom(err);
+    return *out ? SR_OK : sr__proto_oom(err);
 }
 
 /* Optional fields treat JSON null as absent, as the .NET reader does. */
@@ -662,19 +630,21 @@ static int get_str(json_t *o, const char *name, int required, const sr_msg *m, c
     if (!f) {
         if (!required) return SR_OK;
         if (json_object_get(o, name))
-            return fail(err, SR_EPROTOCOL, "%s message has a null '%s'", type_name(m->type), name);
-        return fail(err, SR_EPROTOCOL, "%s message is missing '%s'", type_name(m->type), name);
+            return sr__proto_fail(err, SR_EPROTOCOL, "%s message has a null '%s'",
+                                  sr__msg_type_name(m->type), name);
+        return sr__proto_fail(err, SR_EPROTOCOL, "%s message is missing '%s'",
+                              sr__msg_type_name(m->type), name);
     }
     if (!json_is_string(f))
-        return fail(err, SR_EPROTOCOL, "%s message has a non-string '%s'", type_name(m->type),
-                    name);
+        return sr__proto_fail(err, SR_EPROTOCOL, "%s message has a non-string '%s'",
+                              sr__msg_type_name(m->type), name);
     len = json_string_length(f);
     /* These become C strings; a NUL would silently cut an id or target. */
     if (memchr(json_string_value(f), '\0', len))
-        return fail(err, SR_EPROTOCOL, "%s message has a NUL byte in '%s'", type_name(m->type),
-                    name);
+        return sr__proto_fail(err, SR_EPROTOCOL, "%s message has a NUL byte in '%s'",
+                              sr__msg_type_name(m->type), name);
     *out = malloc(len + 1);
-    if (!*out) return oom(err);
+    if (!*out) return sr__proto_oom(err);
     memcpy(*out, json_string_value(f), len + 1);
     return SR_OK;
 }
@@ -682,7 +652,7 @@ static int get_str(json_t *o, const char *name, int required, const sr_msg *m, c
 static int get_value(json_t *f, sr_value **out, sr_error *err)
 {
     *out = from_json(f);
-    return *out ? SR_OK : oom(err);
+    return *out ? SR_OK : sr__proto_oom(err);
 }
 
 /* streamIds (array) or headers (object): strings only. */
@@ -708,8 +678,9 @@ static int get_strings(json_t *o, const char *name, int object, const sr_msg *m,
     }
     return get_value(f, out, err);
 bad:
-    return fail(err, SR_EPROTOCOL, "%s message has an invalid '%s' (expected %s of strings)",
-                type_name(m->type), name, object ? "an object" : "an array");
+    return sr__proto_fail(err, SR_EPROTOCOL,
+                          "%s message has an invalid '%s' (expected %s of strings)",
+                          sr__msg_type_name(m->type), name, object ? "an object" : "an array");
 }
 
 static int read_invocation(json_t *o, sr_msg *m, sr_error *err)
@@ -723,10 +694,11 @@ static int read_invocation(json_t *o, sr_msg *m, sr_error *err)
         return rc;
     args = json_object_get(o, "arguments");
     if (!args)
-        return fail(err, SR_EPROTOCOL, "%s message is missing 'arguments'", type_name(m->type));
+        return sr__proto_fail(err, SR_EPROTOCOL, "%s message is missing 'arguments'",
+                              sr__msg_type_name(m->type));
     if (!json_is_array(args))
-        return fail(err, SR_EPROTOCOL, "%s message has a non-array 'arguments'",
-                    type_name(m->type));
+        return sr__proto_fail(err, SR_EPROTOCOL, "%s message has a non-array 'arguments'",
+                              sr__msg_type_name(m->type));
     if ((rc = get_value(args, &m->arguments, err)) ||
         (rc = get_strings(o, "streamIds", 0, m, &m->stream_ids, err)))
         return rc;
@@ -745,7 +717,7 @@ static int read_body(json_t *o, sr_msg *m, sr_error *err)
     case SR_MSG_STREAM_ITEM:
         if ((rc = get_str(o, "invocationId", 1, m, &m->invocation_id, err))) return rc;
         f = json_object_get(o, "item");
-        if (!f) return fail(err, SR_EPROTOCOL, "StreamItem message is missing 'item'");
+        if (!f) return sr__proto_fail(err, SR_EPROTOCOL, "StreamItem message is missing 'item'");
         return get_value(f, &m->item, err);
     case SR_MSG_COMPLETION:
         if ((rc = get_str(o, "invocationId", 1, m, &m->invocation_id, err)) ||
@@ -753,7 +725,8 @@ static int read_body(json_t *o, sr_msg *m, sr_error *err)
             return rc;
         f = json_object_get(o, "result");
         if (f && m->error)
-            return fail(err, SR_EPROTOCOL, "Completion message has both 'result' and 'error'");
+            return sr__proto_fail(err, SR_EPROTOCOL,
+                                  "Completion message has both 'result' and 'error'");
         if (f) {
             m->has_result = 1;
             return get_value(f, &m->result, err);
@@ -767,22 +740,23 @@ static int read_body(json_t *o, sr_msg *m, sr_error *err)
         if ((rc = get_str(o, "error", 0, m, &m->error, err))) return rc;
         f = field(o, "allowReconnect");
         if (f && !json_is_boolean(f))
-            return fail(err, SR_EPROTOCOL, "Close message has a non-boolean 'allowReconnect'");
+            return sr__proto_fail(err, SR_EPROTOCOL,
+                                  "Close message has a non-boolean 'allowReconnect'");
         m->allow_reconnect = f && json_is_true(f);
         return SR_OK;
     case SR_MSG_ACK:
     case SR_MSG_SEQUENCE:
         f = json_object_get(o, "sequenceId");
         if (!f)
-            return fail(err, SR_EPROTOCOL, "%s message is missing 'sequenceId'",
-                        type_name(m->type));
+            return sr__proto_fail(err, SR_EPROTOCOL, "%s message is missing 'sequenceId'",
+                                  sr__msg_type_name(m->type));
         if (!json_is_integer(f))
-            return fail(err, SR_EPROTOCOL, "%s message has a non-integer 'sequenceId'",
-                        type_name(m->type));
+            return sr__proto_fail(err, SR_EPROTOCOL, "%s message has a non-integer 'sequenceId'",
+                                  sr__msg_type_name(m->type));
         m->sequence_id = (int64_t)json_integer_value(f);
         return SR_OK;
     }
-    return fail(err, SR_EPROTOCOL, "unknown message type %d", (int)m->type);
+    return sr__proto_fail(err, SR_EPROTOCOL, "unknown message type %d", (int)m->type);
 }
 
 static int message_from(json_t *o, sr_msg *out, sr_error *err);
@@ -797,13 +771,14 @@ static int json_parse(const char *data, size_t len, size_t max_size, sr_msg *out
     if (max_size == 0 || max_size > (size_t)INT_MAX - 1) max_size = (size_t)INT_MAX - 1;
     if (n < 0) {
         if (len > max_size)
-            return fail(err, SR_EPROTOCOL, "message too large (%zu bytes, limit %zu)", len,
-                        max_size);
+            return sr__proto_fail(err, SR_EPROTOCOL, "message too large (%zu bytes, limit %zu)",
+                                  len, max_size);
         return 0;
     }
     if ((size_t)n > max_size)
-        return fail(err, SR_EPROTOCOL, "message too large (%ld bytes, limit %zu)", n, max_size);
-    if (n == 0) return fail(err, SR_EPROTOCOL, "empty message");
+        return sr__proto_fail(err, SR_EPROTOCOL, "message too large (%ld bytes, limit %zu)", n,
+                              max_size);
+    if (n == 0) return sr__proto_fail(err, SR_EPROTOCOL, "empty message");
     if ((rc = load(data, (size_t)n, "message", &o, err))) return rc;
     rc = message_from(o, out, err);
     return rc == SR_OK ? (int)n + 1 : rc;
@@ -818,21 +793,21 @@ static int message_from(json_t *o, sr_msg *out, sr_error *err)
 
     memset(&m, 0, sizeof m);
     if (!json_is_object(o)) {
-        rc = fail(err, SR_EPROTOCOL, "message is not a JSON object");
+        rc = sr__proto_fail(err, SR_EPROTOCOL, "message is not a JSON object");
         goto done;
     }
     t = json_object_get(o, "type");
     if (!t) {
-        rc = fail(err, SR_EPROTOCOL, "message is missing 'type'");
+        rc = sr__proto_fail(err, SR_EPROTOCOL, "message is missing 'type'");
         goto done;
     }
     if (!json_is_integer(t)) {
-        rc = fail(err, SR_EPROTOCOL, "message has a non-integer 'type'");
+        rc = sr__proto_fail(err, SR_EPROTOCOL, "message has a non-integer 'type'");
         goto done;
     }
     if (json_integer_value(t) < 1 || json_integer_value(t) > 9) {
-        rc = fail(err, SR_EPROTOCOL, "unknown message type %" JSON_INTEGER_FORMAT,
-                  json_integer_value(t));
+        rc = sr__proto_fail(err, SR_EPROTOCOL, "unknown message type %" JSON_INTEGER_FORMAT,
+                            json_integer_value(t));
         goto done;
     }
     m.type = (sr_msg_type)json_integer_value(t);
@@ -874,9 +849,9 @@ static int json_parse_stream(sr_read_fn read, void *ud, sr_msg *out, sr_error *e
     src.ud = ud;
     o = json_load_callback(stream_read, &src, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
     if (!o) {
-        if (json_error_code(&je) == json_error_out_of_memory) return oom(err);
-        return fail(err, SR_EPROTOCOL, "invalid JSON in message: %s (at byte %d)", je.text,
-                    je.position);
+        if (json_error_code(&je) == json_error_out_of_memory) return sr__proto_oom(err);
+        return sr__proto_fail(err, SR_EPROTOCOL, "invalid JSON in message: %s (at byte %d)",
+                              je.text, je.position);
     }
     return message_from(o, out, err);
 }
@@ -913,31 +888,34 @@ int sr__handshake_parse(const char *data, size_t len, sr_error *err)
 
     if (n < 0) {
         if (len > HANDSHAKE_MAX)
-            return fail(err, SR_EPROTOCOL,
-                        "invalid handshake response: no record separator in the first %u bytes",
-                        HANDSHAKE_MAX);
+            return sr__proto_fail(
+                err, SR_EPROTOCOL,
+                "invalid handshake response: no record separator in the first %u bytes",
+                HANDSHAKE_MAX);
         return 0;
     }
-    if (n == 0) return fail(err, SR_EPROTOCOL, "invalid handshake response: empty");
+    if (n == 0) return sr__proto_fail(err, SR_EPROTOCOL, "invalid handshake response: empty");
     o = json_loadb(data, (size_t)n, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
     if (!o) {
-        if (json_error_code(&je) == json_error_out_of_memory) return oom(err);
-        return fail(err, SR_EPROTOCOL, "invalid handshake response: %s (at byte %d)", je.text,
-                    je.position);
+        if (json_error_code(&je) == json_error_out_of_memory) return sr__proto_oom(err);
+        return sr__proto_fail(err, SR_EPROTOCOL, "invalid handshake response: %s (at byte %d)",
+                              je.text, je.position);
     }
     rc = (int)n + 1;
     if (!json_is_object(o)) {
-        rc = fail(err, SR_EPROTOCOL, "invalid handshake response: not a JSON object");
+        rc = sr__proto_fail(err, SR_EPROTOCOL, "invalid handshake response: not a JSON object");
     } else if (json_object_get(o, "type")) {
         /* A hub message where the handshake answer belongs (as the
          * TypeScript client checks): the peer skipped the handshake. */
-        rc = fail(err, SR_EPROTOCOL,
-                  "invalid handshake response: expected a handshake response, got a hub message");
+        rc = sr__proto_fail(
+            err, SR_EPROTOCOL,
+            "invalid handshake response: expected a handshake response, got a hub message");
     } else if ((e = field(o, "error")) != NULL) {
         if (json_is_string(e))
-            rc = fail(err, SR_EHANDSHAKE, "%s", json_string_value(e));
+            rc = sr__proto_fail(err, SR_EHANDSHAKE, "%s", json_string_value(e));
         else
-            rc = fail(err, SR_EPROTOCOL, "invalid handshake response: 'error' is not a string");
+            rc = sr__proto_fail(err, SR_EPROTOCOL,
+                                "invalid handshake response: 'error' is not a string");
     }
     json_decref(o);
     return rc;

@@ -35,7 +35,6 @@
 #include <limits.h>
 #include <math.h>
 #include <msgpack.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,41 +45,6 @@
 
 /* Containers msgpack-c's parser can hold open at once (see above). */
 #define MP_MAX_OPEN 32
-
-#if defined(__GNUC__)
-#define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
-#else
-#define PRINTF_LIKE(f, a)
-#endif
-
-static int fail(sr_error *err, int code, const char *fmt, ...) PRINTF_LIKE(3, 4);
-
-static int fail(sr_error *err, int code, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err) {
-        err->code = code;
-        err->status = 0;
-        va_start(ap, fmt);
-        vsnprintf(err->message, sizeof err->message, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
-
-static int oom(sr_error *err)
-{
-    return fail(err, SR_ENOMEM, "out of memory");
-}
-
-static const char *type_name(int t)
-{
-    static const char *const names[] = {
-        "",     "Invocation", "StreamItem", "Completion", "StreamInvocation", "CancelInvocation",
-        "Ping", "Close",      "Ack",        "Sequence"};
-    return t >= 1 && t <= 9 ? names[t] : "unknown";
-}
 
 static const char *kind_name(const msgpack_object *o)
 {
@@ -142,16 +106,16 @@ static int timestamp_text(const msgpack_object *o, char *out, sr_error *err)
     int n;
 
     if (!msgpack_object_to_timestamp(o, &ts))
-        return fail(err, SR_EPROTOCOL,
-                    "invalid MessagePack timestamp (%u bytes; expected 4, 8 or 12)",
-                    (unsigned)o->via.ext.size);
+        return sr__proto_fail(err, SR_EPROTOCOL,
+                              "invalid MessagePack timestamp (%u bytes; expected 4, 8 or 12)",
+                              (unsigned)o->via.ext.size);
     if (ts.tv_nsec > 999999999u)
-        return fail(err, SR_EPROTOCOL, "invalid MessagePack timestamp (%u nanoseconds)",
-                    (unsigned)ts.tv_nsec);
+        return sr__proto_fail(err, SR_EPROTOCOL, "invalid MessagePack timestamp (%u nanoseconds)",
+                              (unsigned)ts.tv_nsec);
     if (ts.tv_sec < TS_MIN_SEC || ts.tv_sec > TS_MAX_SEC)
-        return fail(err, SR_EPROTOCOL,
-                    "MessagePack timestamp %lld s from 1970 is outside years 0001..9999",
-                    (long long)ts.tv_sec);
+        return sr__proto_fail(err, SR_EPROTOCOL,
+                              "MessagePack timestamp %lld s from 1970 is outside years 0001..9999",
+                              (long long)ts.tv_sec);
     /* floor division: times before 1970 belong to the day before */
     days = ts.tv_sec >= 0 ? ts.tv_sec / 86400 : -((-ts.tv_sec + 86399) / 86400);
     secs = ts.tv_sec - days * 86400;
@@ -185,9 +149,10 @@ static int int_value(const msgpack_object *o, int64_t *v, sr_error *err)
         return SR_OK;
     }
     if (o->via.u64 > (uint64_t)INT64_MAX)
-        return fail(err, SR_EPROTOCOL,
-                    "an unsigned integer above 2^63-1 (%llu) has no 64-bit signed (Lua) integer",
-                    (unsigned long long)o->via.u64);
+        return sr__proto_fail(
+            err, SR_EPROTOCOL,
+            "an unsigned integer above 2^63-1 (%llu) has no 64-bit signed (Lua) integer",
+            (unsigned long long)o->via.u64);
     *v = (int64_t)o->via.u64;
     return SR_OK;
 }
@@ -206,8 +171,9 @@ static int float_key(const msgpack_object *o, sr_buf *b, sr_error *err)
     size_t start = b->len;
     int rc, p;
 
-    if (isnan(d)) return sr__buf_append_str(b, "NaN") ? oom(err) : SR_OK;
-    if (isinf(d)) return sr__buf_append_str(b, d > 0 ? "Infinity" : "-Infinity") ? oom(err) : SR_OK;
+    if (isnan(d)) return sr__buf_append_str(b, "NaN") ? sr__proto_oom(err) : SR_OK;
+    if (isinf(d))
+        return sr__buf_append_str(b, d > 0 ? "Infinity" : "-Infinity") ? sr__proto_oom(err) : SR_OK;
     if (o->type == MSGPACK_OBJECT_FLOAT32) {
         /* The fewest digits that read back as this float32; that decimal
          * as a double is what the double formatter then shortens. */
@@ -223,7 +189,7 @@ static int float_key(const msgpack_object *o, sr_buf *b, sr_error *err)
         }
     }
     tmp = sr_value_float(d);
-    if (!tmp) return oom(err);
+    if (!tmp) return sr__proto_oom(err);
     rc = sr__json_encode_value(tmp, b, err);
     sr_value_free(tmp);
     if (rc != SR_OK) return rc;
@@ -239,9 +205,9 @@ static int key_text(const msgpack_object *k, sr_buf *b, sr_error *err)
 
     switch (k->type) {
     case MSGPACK_OBJECT_STR:
-        return sr__buf_append(b, k->via.str.ptr, k->via.str.size) ? oom(err) : SR_OK;
+        return sr__buf_append(b, k->via.str.ptr, k->via.str.size) ? sr__proto_oom(err) : SR_OK;
     case MSGPACK_OBJECT_BIN:
-        return sr__buf_append(b, k->via.bin.ptr, k->via.bin.size) ? oom(err) : SR_OK;
+        return sr__buf_append(b, k->via.bin.ptr, k->via.bin.size) ? sr__proto_oom(err) : SR_OK;
     case MSGPACK_OBJECT_POSITIVE_INTEGER:
         n = snprintf(t, sizeof t, "%llu", (unsigned long long)k->via.u64);
         break;
@@ -256,15 +222,15 @@ static int key_text(const msgpack_object *k, sr_buf *b, sr_error *err)
         return float_key(k, b, err);
     case MSGPACK_OBJECT_EXT:
         if (k->via.ext.type != -1)
-            return fail(err, SR_EPROTOCOL, "unsupported MessagePack extension type %d",
-                        (int)k->via.ext.type);
+            return sr__proto_fail(err, SR_EPROTOCOL, "unsupported MessagePack extension type %d",
+                                  (int)k->via.ext.type);
         n = timestamp_text(k, t, err);
         if (n < 0) return n;
         break;
     default:
-        return fail(err, SR_EPROTOCOL, "MessagePack map has %s as a key", kind_name(k));
+        return sr__proto_fail(err, SR_EPROTOCOL, "MessagePack map has %s as a key", kind_name(k));
     }
-    return sr__buf_append(b, t, (size_t)n) ? oom(err) : SR_OK;
+    return sr__buf_append(b, t, (size_t)n) ? sr__proto_oom(err) : SR_OK;
 }
 
 typedef struct key_ref {
@@ -297,14 +263,14 @@ static int map_value(const msgpack_object *o, int depth, sr_value **out, sr_erro
     const char *base;
     int rc = SR_OK;
 
-    if (!map) return oom(err);
+    if (!map) return sr__proto_oom(err);
     if (n == 0) goto done;
     off = malloc(((size_t)n + 1) * sizeof *off);
     keys = malloc((size_t)n * sizeof *keys);
     take = malloc((size_t)n * sizeof *take);
     vals = calloc(n, sizeof *vals);
     if (!off || !keys || !take || !vals || sr__value_reserve(map, n) != SR_OK) {
-        rc = oom(err);
+        rc = sr__proto_oom(err);
         goto done;
     }
     for (i = 0; i < n; i++) {
@@ -337,7 +303,7 @@ static int map_value(const msgpack_object *o, int depth, sr_value **out, sr_erro
         rc = sr__value_map_append(map, base + off[i], off[i + 1] - off[i], vals[take[i]]);
         vals[take[i]] = NULL;
         if (rc != SR_OK) {
-            rc = oom(err);
+            rc = sr__proto_oom(err);
             goto done;
         }
     }
@@ -366,8 +332,8 @@ static int to_value(const msgpack_object *o, int depth, sr_value **out, sr_error
 
     *out = NULL;
     if (depth > SR_VALUE_MAX_DEPTH)
-        return fail(err, SR_EPROTOCOL, "value nested too deeply (more than %d levels)",
-                    SR_VALUE_MAX_DEPTH);
+        return sr__proto_fail(err, SR_EPROTOCOL, "value nested too deeply (more than %d levels)",
+                              SR_VALUE_MAX_DEPTH);
     switch (o->type) {
     case MSGPACK_OBJECT_NIL:
         v = sr_value_null();
@@ -400,7 +366,7 @@ static int to_value(const msgpack_object *o, int depth, sr_value **out, sr_error
             }
             if (sr_value_array_push(v, item) != SR_OK) {
                 sr_value_free(v);
-                return oom(err);
+                return sr__proto_oom(err);
             }
         }
         *out = v;
@@ -411,16 +377,16 @@ static int to_value(const msgpack_object *o, int depth, sr_value **out, sr_error
         char t[48];
         int n;
         if (o->via.ext.type != -1)
-            return fail(err, SR_EPROTOCOL, "unsupported MessagePack extension type %d",
-                        (int)o->via.ext.type);
+            return sr__proto_fail(err, SR_EPROTOCOL, "unsupported MessagePack extension type %d",
+                                  (int)o->via.ext.type);
         if ((n = timestamp_text(o, t, err)) < 0) return n;
         v = sr_value_string(t, (size_t)n);
         break;
     }
     default:
-        return fail(err, SR_EPROTOCOL, "unknown MessagePack type %d", (int)o->type);
+        return sr__proto_fail(err, SR_EPROTOCOL, "unknown MessagePack type %d", (int)o->type);
     }
-    if (!v) return oom(err);
+    if (!v) return sr__proto_oom(err);
     *out = v;
     return SR_OK;
 }
@@ -431,23 +397,25 @@ static int unpack(const char *data, size_t len, const char *what, msgpack_unpack
 {
     size_t off = 0;
 
-    if (len == 0) return fail(err, SR_EPROTOCOL, "empty %s", what);
+    if (len == 0) return sr__proto_fail(err, SR_EPROTOCOL, "empty %s", what);
     switch (msgpack_unpack_next(u, data, len, &off)) {
     case MSGPACK_UNPACK_SUCCESS:
     case MSGPACK_UNPACK_EXTRA_BYTES:
         if (off != len)
-            return fail(err, SR_EPROTOCOL, "%s has %zu bytes after its MessagePack value", what,
-                        len - off);
+            return sr__proto_fail(err, SR_EPROTOCOL, "%s has %zu bytes after its MessagePack value",
+                                  what, len - off);
         return SR_OK;
     case MSGPACK_UNPACK_CONTINUE:
-        return fail(err, SR_EPROTOCOL, "%s ends inside a MessagePack value (%zu bytes)", what, len);
+        return sr__proto_fail(err, SR_EPROTOCOL, "%s ends inside a MessagePack value (%zu bytes)",
+                              what, len);
     case MSGPACK_UNPACK_NOMEM_ERROR:
-        return fail(err, SR_EPROTOCOL,
-                    "%s nests more than %d MessagePack arrays/maps or announces more items than "
-                    "memory holds",
-                    what, MP_MAX_OPEN);
+        return sr__proto_fail(
+            err, SR_EPROTOCOL,
+            "%s nests more than %d MessagePack arrays/maps or announces more items than "
+            "memory holds",
+            what, MP_MAX_OPEN);
     default:
-        return fail(err, SR_EPROTOCOL, "invalid MessagePack data in %s", what);
+        return sr__proto_fail(err, SR_EPROTOCOL, "invalid MessagePack data in %s", what);
     }
 }
 
@@ -470,17 +438,18 @@ static int get_str(const msgpack_object *f, const char *name, int required, cons
 {
     if (f->type == MSGPACK_OBJECT_NIL) {
         if (!required) return SR_OK;
-        return fail(err, SR_EPROTOCOL, "%s message has a null '%s'", type_name(m->type), name);
+        return sr__proto_fail(err, SR_EPROTOCOL, "%s message has a null '%s'",
+                              sr__msg_type_name(m->type), name);
     }
     if (f->type != MSGPACK_OBJECT_STR)
-        return fail(err, SR_EPROTOCOL, "%s message has a non-string '%s' (%s)", type_name(m->type),
-                    name, kind_name(f));
+        return sr__proto_fail(err, SR_EPROTOCOL, "%s message has a non-string '%s' (%s)",
+                              sr__msg_type_name(m->type), name, kind_name(f));
     /* A NUL would silently cut an id or target. */
     if (f->via.str.size && memchr(f->via.str.ptr, '\0', f->via.str.size))
-        return fail(err, SR_EPROTOCOL, "%s message has a NUL byte in '%s'", type_name(m->type),
-                    name);
+        return sr__proto_fail(err, SR_EPROTOCOL, "%s message has a NUL byte in '%s'",
+                              sr__msg_type_name(m->type), name);
     *out = malloc((size_t)f->via.str.size + 1);
-    if (!*out) return oom(err);
+    if (!*out) return sr__proto_oom(err);
     if (f->via.str.size) memcpy(*out, f->via.str.ptr, f->via.str.size);
     (*out)[f->via.str.size] = '\0';
     return SR_OK;
@@ -513,16 +482,17 @@ static int get_strings(const msgpack_object *f, const char *name, int map, const
     }
     return get_value(f, out, err);
 bad:
-    return fail(err, SR_EPROTOCOL, "%s message has an invalid '%s' (expected %s of strings)",
-                type_name(m->type), name, map ? "a map" : "an array");
+    return sr__proto_fail(err, SR_EPROTOCOL,
+                          "%s message has an invalid '%s' (expected %s of strings)",
+                          sr__msg_type_name(m->type), name, map ? "a map" : "an array");
 }
 
 static int get_int(const msgpack_object *f, const char *name, const sr_msg *m, int64_t *v,
                    sr_error *err)
 {
     if (!is_int(f))
-        return fail(err, SR_EPROTOCOL, "%s message has a non-integer '%s' (%s)", type_name(m->type),
-                    name, kind_name(f));
+        return sr__proto_fail(err, SR_EPROTOCOL, "%s message has a non-integer '%s' (%s)",
+                              sr__msg_type_name(m->type), name, kind_name(f));
     return int_value(f, v, err);
 }
 
@@ -543,8 +513,8 @@ static int read_body(const msgpack_object *it, uint32_t n, sr_msg *m, sr_error *
             (rc = get_str(&it[3], "target", 1, m, &m->target, err)))
             return rc;
         if (it[4].type != MSGPACK_OBJECT_ARRAY)
-            return fail(err, SR_EPROTOCOL, "%s message has a non-array 'arguments' (%s)",
-                        type_name(m->type), kind_name(&it[4]));
+            return sr__proto_fail(err, SR_EPROTOCOL, "%s message has a non-array 'arguments' (%s)",
+                                  sr__msg_type_name(m->type), kind_name(&it[4]));
         if ((rc = get_value(&it[4], &m->arguments, err))) return rc;
         /* Servers before ASP.NET Core 3.0 send no StreamIds. */
         return n > 5 ? get_strings(&it[5], "streamIds", 0, m, &m->stream_ids, err) : SR_OK;
@@ -556,14 +526,16 @@ static int read_body(const msgpack_object *it, uint32_t n, sr_msg *m, sr_error *
             (rc = get_int(&it[3], "resultKind", m, &kind, err)))
             return rc;
         if (kind < 1 || kind > 3)
-            return fail(err, SR_EPROTOCOL,
-                        "Completion message has an invalid result kind %lld (expected 1 error, 2 "
-                        "void or 3 result)",
-                        (long long)kind);
+            return sr__proto_fail(
+                err, SR_EPROTOCOL,
+                "Completion message has an invalid result kind %lld (expected 1 error, 2 "
+                "void or 3 result)",
+                (long long)kind);
         if (n != (kind == 2 ? 4u : 5u))
-            return fail(err, SR_EPROTOCOL,
-                        "Completion message with result kind %lld has %u items (expected %u)",
-                        (long long)kind, (unsigned)n, kind == 2 ? 4u : 5u);
+            return sr__proto_fail(
+                err, SR_EPROTOCOL,
+                "Completion message with result kind %lld has %u items (expected %u)",
+                (long long)kind, (unsigned)n, kind == 2 ? 4u : 5u);
         if (kind == 1) return get_str(&it[4], "error", 0, m, &m->error, err);
         if (kind == 3) {
             m->has_result = 1;
@@ -578,7 +550,8 @@ static int read_body(const msgpack_object *it, uint32_t n, sr_msg *m, sr_error *
         if ((rc = get_str(&it[1], "error", 0, m, &m->error, err))) return rc;
         if (n > 2 && it[2].type != MSGPACK_OBJECT_NIL) {
             if (it[2].type != MSGPACK_OBJECT_BOOLEAN)
-                return fail(err, SR_EPROTOCOL, "Close message has a non-boolean 'allowReconnect'");
+                return sr__proto_fail(err, SR_EPROTOCOL,
+                                      "Close message has a non-boolean 'allowReconnect'");
             m->allow_reconnect = it[2].via.boolean;
         }
         return SR_OK;
@@ -586,7 +559,7 @@ static int read_body(const msgpack_object *it, uint32_t n, sr_msg *m, sr_error *
     case SR_MSG_SEQUENCE:
         return get_int(&it[1], "sequenceId", m, &m->sequence_id, err);
     }
-    return fail(err, SR_EPROTOCOL, "unknown message type %d", (int)m->type);
+    return sr__proto_fail(err, SR_EPROTOCOL, "unknown message type %d", (int)m->type);
 }
 
 static int read_msg(const msgpack_object *o, sr_msg *m, sr_error *err)
@@ -597,24 +570,27 @@ static int read_msg(const msgpack_object *o, sr_msg *m, sr_error *err)
     int rc;
 
     if (o->type != MSGPACK_OBJECT_ARRAY)
-        return fail(err, SR_EPROTOCOL, "message is not a MessagePack array (%s)", kind_name(o));
+        return sr__proto_fail(err, SR_EPROTOCOL, "message is not a MessagePack array (%s)",
+                              kind_name(o));
     n = o->via.array.size;
     it = o->via.array.ptr;
-    if (n == 0) return fail(err, SR_EPROTOCOL, "message is an empty array (no type)");
+    if (n == 0) return sr__proto_fail(err, SR_EPROTOCOL, "message is an empty array (no type)");
     if (!is_int(&it[0]))
-        return fail(err, SR_EPROTOCOL, "message has a non-integer type (%s)", kind_name(&it[0]));
+        return sr__proto_fail(err, SR_EPROTOCOL, "message has a non-integer type (%s)",
+                              kind_name(&it[0]));
     if (it[0].type == MSGPACK_OBJECT_POSITIVE_INTEGER && it[0].via.u64 > 9)
-        return fail(err, SR_EPROTOCOL, "unknown message type %llu",
-                    (unsigned long long)it[0].via.u64);
+        return sr__proto_fail(err, SR_EPROTOCOL, "unknown message type %llu",
+                              (unsigned long long)it[0].via.u64);
     t = it[0].type == MSGPACK_OBJECT_POSITIVE_INTEGER ? (int64_t)it[0].via.u64 : it[0].via.i64;
-    if (t < 1) return fail(err, SR_EPROTOCOL, "unknown message type %lld", (long long)t);
+    if (t < 1) return sr__proto_fail(err, SR_EPROTOCOL, "unknown message type %lld", (long long)t);
     m->type = (sr_msg_type)t;
     if (n < arity[t][0] || n > arity[t][1]) {
         if (arity[t][0] == arity[t][1])
-            return fail(err, SR_EPROTOCOL, "%s message has %u items (expected %u)",
-                        type_name((int)t), (unsigned)n, (unsigned)arity[t][0]);
-        return fail(err, SR_EPROTOCOL, "%s message has %u items (expected %u or %u)",
-                    type_name((int)t), (unsigned)n, (unsigned)arity[t][0], (unsigned)arity[t][1]);
+            return sr__proto_fail(err, SR_EPROTOCOL, "%s message has %u items (expected %u)",
+                                  sr__msg_type_name((int)t), (unsigned)n, (unsigned)arity[t][0]);
+        return sr__proto_fail(err, SR_EPROTOCOL, "%s message has %u items (expected %u or %u)",
+                              sr__msg_type_name((int)t), (unsigned)n, (unsigned)arity[t][0],
+                              (unsigned)arity[t][1]);
     }
     /* Headers follow the type in the invocation-type messages (1..5). */
     if (t <= SR_MSG_CANCEL_INVOCATION &&
@@ -636,12 +612,13 @@ static int mp_parse(const char *data, size_t len, size_t max_size, sr_msg *out, 
     if (k == 0) return 0;
     if (k < 0) {
         if ((unsigned char)data[4] & 0x80)
-            return fail(err, SR_EPROTOCOL, "invalid message length prefix (more than 5 bytes)");
-        return fail(err, SR_EPROTOCOL, "invalid message length prefix (over 2^31-1)");
+            return sr__proto_fail(err, SR_EPROTOCOL,
+                                  "invalid message length prefix (more than 5 bytes)");
+        return sr__proto_fail(err, SR_EPROTOCOL, "invalid message length prefix (over 2^31-1)");
     }
     if (body > max_size)
-        return fail(err, SR_EPROTOCOL, "message too large (%lu bytes, limit %zu)",
-                    (unsigned long)body, max_size);
+        return sr__proto_fail(err, SR_EPROTOCOL, "message too large (%lu bytes, limit %zu)",
+                              (unsigned long)body, max_size);
     if (len - (size_t)k < body) return 0;
     memset(&m, 0, sizeof m);
     msgpack_unpacked_init(&u);
@@ -670,8 +647,8 @@ static int enc_value(msgpack_packer *pk, const sr_value *v, int depth, sr_error 
     int rc;
 
     if (depth > SR_VALUE_MAX_DEPTH)
-        return fail(err, SR_EUSAGE, "value nested too deeply (more than %d levels)",
-                    SR_VALUE_MAX_DEPTH);
+        return sr__proto_fail(err, SR_EUSAGE, "value nested too deeply (more than %d levels)",
+                              SR_VALUE_MAX_DEPTH);
     switch (sr_value_type(v)) {
     case SR_NULL:
         rc = msgpack_pack_nil(pk);
@@ -689,8 +666,8 @@ static int enc_value(msgpack_packer *pk, const sr_value *v, int depth, sr_error 
     case SR_BINARY:
         s = sr_value_get_string(v, &len);
         if (len > UINT32_MAX)
-            return fail(err, SR_EUSAGE, "%s too long for MessagePack (over 4 GiB)",
-                        sr_value_type(v) == SR_STRING ? "string" : "binary");
+            return sr__proto_fail(err, SR_EUSAGE, "%s too long for MessagePack (over 4 GiB)",
+                                  sr_value_type(v) == SR_STRING ? "string" : "binary");
         rc = sr_value_type(v) == SR_STRING ? msgpack_pack_str_with_body(pk, s, len)
                                            : msgpack_pack_bin_with_body(pk, s, len);
         break;
@@ -705,15 +682,16 @@ static int enc_value(msgpack_packer *pk, const sr_value *v, int depth, sr_error 
         if ((rc = msgpack_pack_map(pk, n)) != 0) break;
         for (i = 0; i < n; i++) {
             s = sr_value_key_at(v, i, &len);
-            if (len > UINT32_MAX) return fail(err, SR_EUSAGE, "map key too long for MessagePack");
-            if (msgpack_pack_str_with_body(pk, s, len) != 0) return oom(err);
+            if (len > UINT32_MAX)
+                return sr__proto_fail(err, SR_EUSAGE, "map key too long for MessagePack");
+            if (msgpack_pack_str_with_body(pk, s, len) != 0) return sr__proto_oom(err);
             if ((rc = enc_value(pk, sr_value_at(v, i), depth + 1, err)) != SR_OK) return rc;
         }
         return SR_OK;
     default:
-        return fail(err, SR_EUSAGE, "unknown value type %d", (int)sr_value_type(v));
+        return sr__proto_fail(err, SR_EUSAGE, "unknown value type %d", (int)sr_value_type(v));
     }
-    return rc == 0 ? SR_OK : oom(err);
+    return rc == 0 ? SR_OK : sr__proto_oom(err);
 }
 
 int sr__msgpack_encode_value(const sr_value *v, sr_buf *out, sr_error *err)
@@ -737,7 +715,7 @@ static int put_cstr(msgpack_packer *pk, const char *s)
 static int need(const sr_msg *m, const void *field, const char *name, sr_error *err)
 {
     if (field) return SR_OK;
-    return fail(err, SR_EUSAGE, "%s message needs %s", type_name(m->type), name);
+    return sr__proto_fail(err, SR_EUSAGE, "%s message needs %s", sr__msg_type_name(m->type), name);
 }
 
 static int all_strings(const sr_value *v, int map)
@@ -755,7 +733,7 @@ static int check(const sr_msg *m, sr_error *err)
     int rc;
 
     if (m->type <= SR_MSG_CANCEL_INVOCATION && m->headers && !all_strings(m->headers, 1))
-        return fail(err, SR_EUSAGE, "headers must be a map of strings");
+        return sr__proto_fail(err, SR_EUSAGE, "headers must be a map of strings");
     switch (m->type) {
     case SR_MSG_INVOCATION:
     case SR_MSG_STREAM_INVOCATION:
@@ -764,9 +742,9 @@ static int check(const sr_msg *m, sr_error *err)
             return rc;
         if ((rc = need(m, m->target, "a target", err))) return rc;
         if (m->arguments && sr_value_type(m->arguments) != SR_ARRAY)
-            return fail(err, SR_EUSAGE, "arguments must be an array");
+            return sr__proto_fail(err, SR_EUSAGE, "arguments must be an array");
         if (m->stream_ids && !all_strings(m->stream_ids, 0))
-            return fail(err, SR_EUSAGE, "streamIds must be an array of strings");
+            return sr__proto_fail(err, SR_EUSAGE, "streamIds must be an array of strings");
         return SR_OK;
     case SR_MSG_STREAM_ITEM:
     case SR_MSG_CANCEL_INVOCATION:
@@ -774,7 +752,8 @@ static int check(const sr_msg *m, sr_error *err)
     case SR_MSG_COMPLETION:
         if ((rc = need(m, m->invocation_id, "an invocationId", err))) return rc;
         if (m->has_result && m->error)
-            return fail(err, SR_EUSAGE, "Completion message cannot have both result and error");
+            return sr__proto_fail(err, SR_EUSAGE,
+                                  "Completion message cannot have both result and error");
         return SR_OK;
     default:
         return SR_OK;
@@ -789,50 +768,50 @@ static int write_body(const sr_msg *m, msgpack_packer *pk, sr_error *err)
 
     /* The layouts the .NET server writes (MessagePackHubProtocolWorker). */
     if (m->type == SR_MSG_COMPLETION) n = m->error || m->has_result ? 5 : 4;
-    if (msgpack_pack_array(pk, n) || msgpack_pack_int(pk, (int)m->type)) return oom(err);
+    if (msgpack_pack_array(pk, n) || msgpack_pack_int(pk, (int)m->type)) return sr__proto_oom(err);
     if (m->type <= SR_MSG_CANCEL_INVOCATION) {
         if (m->headers) {
             if ((rc = enc_value(pk, m->headers, 1, err))) return rc;
         } else if (msgpack_pack_map(pk, 0)) {
-            return oom(err);
+            return sr__proto_oom(err);
         }
     }
     switch (m->type) {
     case SR_MSG_INVOCATION:
     case SR_MSG_STREAM_INVOCATION:
-        if (put_cstr(pk, m->invocation_id) || put_cstr(pk, m->target)) return oom(err);
+        if (put_cstr(pk, m->invocation_id) || put_cstr(pk, m->target)) return sr__proto_oom(err);
         if (m->arguments) {
             if ((rc = enc_value(pk, m->arguments, 1, err))) return rc;
         } else if (msgpack_pack_array(pk, 0)) {
-            return oom(err);
+            return sr__proto_oom(err);
         }
         if (m->stream_ids) return enc_value(pk, m->stream_ids, 1, err);
-        return msgpack_pack_array(pk, 0) ? oom(err) : SR_OK;
+        return msgpack_pack_array(pk, 0) ? sr__proto_oom(err) : SR_OK;
     case SR_MSG_STREAM_ITEM:
-        if (put_cstr(pk, m->invocation_id)) return oom(err);
+        if (put_cstr(pk, m->invocation_id)) return sr__proto_oom(err);
         return enc_value(pk, m->item, 1, err);
     case SR_MSG_COMPLETION:
         if (put_cstr(pk, m->invocation_id) || msgpack_pack_int(pk, m->error        ? 1
                                                                    : m->has_result ? 3
                                                                                    : 2))
-            return oom(err);
-        if (m->error) return put_cstr(pk, m->error) ? oom(err) : SR_OK;
+            return sr__proto_oom(err);
+        if (m->error) return put_cstr(pk, m->error) ? sr__proto_oom(err) : SR_OK;
         if (m->has_result) return enc_value(pk, m->result, 1, err);
         return SR_OK;
     case SR_MSG_CANCEL_INVOCATION:
-        return put_cstr(pk, m->invocation_id) ? oom(err) : SR_OK;
+        return put_cstr(pk, m->invocation_id) ? sr__proto_oom(err) : SR_OK;
     case SR_MSG_PING:
         return SR_OK;
     case SR_MSG_CLOSE:
         if (put_cstr(pk, m->error) ||
             (m->allow_reconnect ? msgpack_pack_true(pk) : msgpack_pack_false(pk)))
-            return oom(err);
+            return sr__proto_oom(err);
         return SR_OK;
     case SR_MSG_ACK:
     case SR_MSG_SEQUENCE:
-        return msgpack_pack_int64(pk, m->sequence_id) ? oom(err) : SR_OK;
+        return msgpack_pack_int64(pk, m->sequence_id) ? sr__proto_oom(err) : SR_OK;
     }
-    return fail(err, SR_EUSAGE, "cannot write message type %d", (int)m->type);
+    return sr__proto_fail(err, SR_EUSAGE, "cannot write message type %d", (int)m->type);
 }
 
 static int mp_write(const sr_msg *m, sr_buf *out, sr_error *err)
@@ -843,16 +822,17 @@ static int mp_write(const sr_msg *m, sr_buf *out, sr_error *err)
     int rc;
 
     if ((unsigned)m->type - 1u > 8u)
-        return fail(err, SR_EUSAGE, "cannot write message type %d", (int)m->type);
+        return sr__proto_fail(err, SR_EUSAGE, "cannot write message type %d", (int)m->type);
     if ((rc = check(m, err))) return rc;
     msgpack_packer_init(&pk, out, sink);
     rc = write_body(m, &pk, err);
     body = out->len - start;
     if (rc == SR_OK && body > (size_t)INT32_MAX)
-        rc = fail(err, SR_EUSAGE, "message too large for its length prefix (%zu bytes)", body);
+        rc = sr__proto_fail(err, SR_EUSAGE, "message too large for its length prefix (%zu bytes)",
+                            body);
     /* The length is known once the body is written: append the prefix,
      * then rotate it in front of the body (no second buffer). */
-    if (rc == SR_OK && sr__varint_write(out, (uint32_t)body) != 0) rc = oom(err);
+    if (rc == SR_OK && sr__varint_write(out, (uint32_t)body) != 0) rc = sr__proto_oom(err);
     if (rc != SR_OK) {
         out->len = start; /* a failed write leaves no partial message behind */
         return rc;

@@ -1,7 +1,9 @@
 /*
  * protocol.c - what the hub protocols share: finding one by its handshake
- * name, and freeing a parsed message.
+ * name, freeing a parsed message, reporting a fault, naming a type.
  */
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,4 +29,31 @@ void sr__msg_clear(sr_msg *m)
     sr_value_free(m->result);
     free(m->error);
     memset(m, 0, sizeof *m);
+}
+
+int sr__proto_fail(sr_error *err, int code, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err) {
+        err->code = code;
+        err->status = 0;
+        va_start(ap, fmt);
+        vsnprintf(err->message, sizeof err->message, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+int sr__proto_oom(sr_error *err)
+{
+    return sr__proto_fail(err, SR_ENOMEM, "out of memory");
+}
+
+const char *sr__msg_type_name(int t)
+{
+    static const char *const names[] = {
+        "",     "Invocation", "StreamItem", "Completion", "StreamInvocation", "CancelInvocation",
+        "Ping", "Close",      "Ack",        "Sequence"};
+    return t >= 1 && t <= 9 ? names[t] : "unknown";
 }

@@ -44,6 +44,19 @@ typedef struct sr_msg {
 
 void sr__msg_clear(sr_msg *m); /* frees the fields, zeroes the struct */
 
+#if defined(__GNUC__)
+#define SR_PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
+#else
+#define SR_PRINTF_LIKE(f, a)
+#endif
+
+/* What both codecs report faults with: fill err (code, the formatted
+ * message, no status) when it is not NULL and return code. */
+int sr__proto_fail(sr_error *err, int code, const char *fmt, ...) SR_PRINTF_LIKE(3, 4);
+int sr__proto_oom(sr_error *err); /* SR_ENOMEM, "out of memory" */
+/* "Invocation", "StreamItem", ... for types 1..9; "unknown" otherwise. */
+const char *sr__msg_type_name(int type);
+
 /* Copy up to size bytes of the input into buf; 0 at its end. */
 typedef size_t (*sr_read_fn)(void *ud, char *buf, size_t size);
 

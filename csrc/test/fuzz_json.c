@@ -4,7 +4,8 @@
  *
  * libFuzzer (clang):
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Icsrc csrc/test/fuzz_json.c \
- *     csrc/json_protocol.c csrc/value.c csrc/buf.c csrc/framing.c csrc/negotiate.c \
+ *     csrc/json_protocol.c csrc/protocol.c csrc/value.c csrc/buf.c csrc/framing.c \
+ *     csrc/negotiate.c \
  *     $(pkg-config --cflags --libs jansson) -o fuzz_json
  * Without clang, -DSR_FUZZ_MAIN adds a main that replays files, and with
  * "-m N file..." also runs N mutations of them (see the end of this file).
