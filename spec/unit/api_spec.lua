@@ -492,4 +492,37 @@ describe("event loop", function()
     signalr.poll(0)
     assert.is_true(after)
   end)
+
+  -- The binding runs every callback on its own thread, never on the
+  -- coroutine that polled: a callback sees the same thread whoever drove
+  -- the loop, and a polling coroutine's stack is not where its frames go.
+  it("runs callbacks on one thread of its own, whoever polls", function()
+    drain()
+    local seen = {}
+    local function record() seen[#seen + 1] = coroutine.running() end
+    core.timer(0, record)
+    signalr.poll(0)
+    local pollers = {}
+    for i = 1, 2 do
+      pollers[i] = coroutine.create(function()
+        core.timer(0, record)
+        core.poll(0)
+        -- a callback that polls: the nested callback runs on that thread too
+        core.timer(0, function()
+          record()
+          core.timer(0, record)
+          core.poll(0)
+        end)
+        core.poll(0)
+      end)
+      assert(coroutine.resume(pollers[i]))
+      assert.equals("dead", coroutine.status(pollers[i]))
+    end
+    assert.equals(7, #seen)
+    for i = 1, #seen do
+      assert.is_not_nil(seen[i])
+      assert.equals(seen[1], seen[i])
+      assert.is_true(seen[i] ~= pollers[1] and seen[i] ~= pollers[2])
+    end
+  end)
 end)
