@@ -1,5 +1,5 @@
 /*
- * compat.h - the Lua 5.4 C API that lsignalr.c uses, on the Lua versions
+ * compat.h - the Lua 5.4 C API that the binding uses, on the Lua versions
  * that lack it. The binding is written against 5.4; each shim below exists
  * only where an older Lua differs, and says why.
  *

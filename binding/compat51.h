@@ -1,5 +1,5 @@
 /*
- * compat51.h - the 5.2/5.3 C API that lsignalr.c (and compat.h's 5.3 shims)
+ * compat51.h - the 5.2/5.3 C API that the binding (and compat.h's 5.3 shims)
  * use, on Lua 5.1 and LuaJIT 2.1. Included by compat.h only, when
  * LUA_VERSION_NUM is 501; compat.h's 5.3 shims (n user values in one table,
  * no warnings) then apply on top of these.
