@@ -31,6 +31,8 @@ LSR_EXPORT int luaopen_signalr_core(lua_State *L)
     lua_createtable(L, 0, 16);
     lsr_push_loop(L);
     luaL_setfuncs(L, lsr_loop_funcs, 1);
+    lua_pushcfunction(L, lsr_binary_new);
+    lua_setfield(L, -2, "binary");
     lua_pushliteral(L, SR_VERSION);
     lua_setfield(L, -2, "VERSION");
     lua_pushlightuserdata(L, NULL);

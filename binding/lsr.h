@@ -147,6 +147,7 @@ void lsr_push_value(lua_State *L, const sr_value *v);     /* null is signalr.nul
 void lsr_push_top_value(lua_State *L, const sr_value *v); /* null and absent are nil */
 int lsr_push_converted(lua_State *L, const sr_value *v, int top, const char *what);
 void lsr_value_metatables(lua_State *L);
+int lsr_binary_new(lua_State *L);
 
 /* ---------------------------------------------------------- lcallback.c */
 /* Where a callback's function is found when it runs. */

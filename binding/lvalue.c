@@ -12,6 +12,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "lsr.h"
 
@@ -176,7 +177,7 @@ static sr_value *enc_table(lsr_enc *e, int idx)
 {
     lua_State *L = e->L;
     const void *p = lua_topointer(L, idx);
-    int i, kind = 0; /* 0 plain, 1 array, 2 map, 3 binary, 4 channel */
+    int i, kind = 0; /* 0 plain, 1 array, 2 map, 4 channel (3, binary, is a userdata) */
     sr_value *v;
     for (i = 0; i < e->depth; i++)
         if (e->path[i] == p) return enc_fail(e, "circular reference in a table");
@@ -195,20 +196,6 @@ static sr_value *enc_table(lsr_enc *e, int idx)
     if (kind == 4)
         return enc_fail(e, "a channel can only be an argument of send, invoke or stream itself, "
                            "not inside a table or as a result");
-    if (kind == 3) {
-        const char *s;
-        size_t len;
-        lua_pushliteral(L, "data");
-        lua_rawget(L, idx);
-        if (lua_type(L, -1) != LUA_TSTRING) {
-            lua_pop(L, 1);
-            return enc_fail(e, "a binary value without its string");
-        }
-        s = lua_tolstring(L, -1, &len);
-        v = sr_value_binary(s, len);
-        lua_pop(L, 1);
-        return v ? v : enc_fail(e, "out of memory");
-    }
     e->path[e->depth++] = p;
     if (kind == 1)
         v = enc_array(e, idx, lua_rawlen(L, idx));
@@ -258,6 +245,22 @@ static sr_value *enc_value(lsr_enc *e, int idx)
             break;
         }
         return enc_fail(e, "a light userdata cannot be sent");
+    case LUA_TUSERDATA:
+        if (lua_getmetatable(L, idx)) {
+            int binary = lua_rawequal(L, -1, e->mt + 2);
+            lua_pop(L, 1);
+            if (binary) {
+                const char *s;
+                size_t len;
+                lua_getiuservalue(L, idx, 1);
+                s = lua_tolstring(L, -1, &len);
+                v = s ? sr_value_binary(s, len) : NULL;
+                lua_pop(L, 1);
+                if (!s) return enc_fail(e, "a binary value without its bytes");
+                break;
+            }
+        }
+        return enc_fail(e, "a value of type userdata cannot be sent");
     default:
         return enc_fail(e, "a value of type %s cannot be sent", lua_typename(L, lua_type(L, idx)));
     }
@@ -480,31 +483,80 @@ int lsr_push_converted(lua_State *L, const sr_value *v, int top, const char *wha
 
 /* ====================================================== the metatables */
 
+/* signalr.binary values are userdata, not tables, so that # works on
+ * every Lua (5.1 and LuaJIT honour __len for userdata only). User value 1
+ * holds the bytes; b.data reads them. */
+static const char *binary_bytes(lua_State *L, int idx, size_t *len)
+{
+    const char *s;
+    luaL_checkudata(L, idx, BINARY_MT);
+    lua_getiuservalue(L, idx, 1);
+    s = lua_tolstring(L, -1, len);
+    lua_pop(L, 1); /* the userdata still holds the string */
+    if (!s) *len = 0;
+    return s ? s : "";
+}
+
+static int is_binary(lua_State *L, int idx)
+{
+    int yes;
+    if (lua_type(L, idx) != LUA_TUSERDATA || !lua_getmetatable(L, idx)) return 0;
+    luaL_getmetatable(L, BINARY_MT);
+    yes = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    return yes;
+}
+
+/* core.binary(s) -> a binary value holding the bytes of s */
+int lsr_binary_new(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TSTRING);
+    lua_newuserdatauv(L, 1, 1);
+    lua_pushvalue(L, 1);
+    lua_setiuservalue(L, -2, 1);
+    luaL_setmetatable(L, BINARY_MT);
+    return 1;
+}
+
+static int lsr_binary_index(lua_State *L)
+{
+    size_t len;
+    const char *s = binary_bytes(L, 1, &len);
+    const char *key = lua_tostring(L, 2);
+    if (key && strcmp(key, "data") == 0)
+        lua_pushlstring(L, s, len);
+    else
+        lua_pushnil(L);
+    return 1;
+}
+
 static int lsr_binary_tostring(lua_State *L)
 {
-    luaL_checktype(L, 1, LUA_TTABLE);
-    lua_pushliteral(L, "data");
-    lua_rawget(L, 1);
-    if (lua_type(L, -1) != LUA_TSTRING) lua_pushliteral(L, "");
+    size_t len;
+    const char *s = binary_bytes(L, 1, &len);
+    lua_pushlstring(L, s, len);
     return 1;
 }
 
 static int lsr_binary_len(lua_State *L)
 {
-    luaL_checktype(L, 1, LUA_TTABLE);
-    lua_pushliteral(L, "data");
-    lua_rawget(L, 1);
-    lua_pushinteger(L, lua_type(L, -1) == LUA_TSTRING ? (lua_Integer)lua_rawlen(L, -1) : 0);
+    size_t len;
+    binary_bytes(L, 1, &len);
+    lua_pushinteger(L, (lua_Integer)len);
     return 1;
 }
 
 static int lsr_binary_eq(lua_State *L)
 {
-    lua_pushliteral(L, "data");
-    lua_rawget(L, 1);
-    lua_pushliteral(L, "data");
-    lua_rawget(L, 2);
-    lua_pushboolean(L, lua_type(L, -1) == LUA_TSTRING && lua_rawequal(L, -1, -2));
+    size_t la, lb;
+    const char *a, *b;
+    if (!is_binary(L, 1) || !is_binary(L, 2)) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    a = binary_bytes(L, 1, &la);
+    b = binary_bytes(L, 2, &lb);
+    lua_pushboolean(L, la == lb && memcmp(a, b, la) == 0);
     return 1;
 }
 
@@ -523,6 +575,8 @@ void lsr_value_metatables(lua_State *L)
         lua_setfield(L, -2, "__len");
         lua_pushcfunction(L, lsr_binary_eq);
         lua_setfield(L, -2, "__eq");
+        lua_pushcfunction(L, lsr_binary_index);
+        lua_setfield(L, -2, "__index");
     }
     lua_pop(L, 1);
 }

@@ -146,15 +146,16 @@ function M.map(t)
   return setmetatable(t, map_mt)
 end
 
---- Wrap bytes as binary data: { data = s }; tostring() and # give the bytes.
+--- Wrap bytes as binary data (a userdata, so # works on every Lua): b.data
+--- and tostring(b) give the bytes, #b their count.
 function M.binary(s)
   if type(s) ~= "string" then usage("signalr.binary: expected a string, got %s", type(s)) end
-  return setmetatable({ data = s }, binary_mt)
+  return core.binary(s)
 end
 
 function M.is_array(v) return type(v) == "table" and getmetatable(v) == array_mt end
 function M.is_map(v) return type(v) == "table" and getmetatable(v) == map_mt end
-function M.is_binary(v) return type(v) == "table" and getmetatable(v) == binary_mt end
+function M.is_binary(v) return type(v) == "userdata" and getmetatable(v) == binary_mt end
 
 ---------------------------------------------------------------------------
 -- logging

@@ -4,7 +4,6 @@
 --   C.has_close                 true where `local x <close>` exists (5.4)
 --   C.to_be_closed(v, f)        f(v) with v bound as `local v <close>`
 --   C.has_integers              true where integers are a subtype (5.3+)
---   C.table_len_meta            true where # honours a table's __len (5.2+)
 --   C.lua51                     true on Lua 5.1 and LuaJIT (doubles only)
 --   C.is_integer(n)             math.type(n) == "integer", or on 5.1 an
 --                               integral number within 2^53
@@ -28,7 +27,6 @@ local close_block = (loadstring or load)([[
 M.has_close = close_block ~= nil
 M.has_integers = math.type ~= nil
 M.lua51 = _VERSION == "Lua 5.1"
-M.table_len_meta = #setmetatable({}, { __len = function() return 1 end }) == 1
 -- The integer extremes a spec may send: math.maxinteger/mininteger on 5.3+,
 -- +-2^53 (the largest a double holds exactly) on 5.1 and LuaJIT.
 M.maxinteger = math.maxinteger or 2 ^ 53

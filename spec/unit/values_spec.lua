@@ -68,10 +68,14 @@ describe("values", function()
       assert.is_true(signalr.is_binary(b))
       assert.equals("a\0b", b.data)
       assert.equals("a\0b", tostring(b))
-      -- # honours __len on tables from 5.2 on (not on 5.1 nor LuaJIT)
-      if C.table_len_meta then assert.equals(3, #b) end
+      -- a userdata: # honours its __len on every Lua, 5.1 and LuaJIT too
+      assert.equals(3, #b)
+      assert.equals(0, #signalr.binary(""))
       assert.equals(signalr.binary("a\0b"), b)
       assert.are_not.equal(signalr.binary("x"), b)
+      assert.is_nil(b.other)
+      assert.is_false(signalr.is_binary("a\0b"))
+      assert.is_false(signalr.is_binary({ data = "a\0b" }))
     end)
 
     it("refuses non-strings with kind usage", function()
