@@ -5,7 +5,7 @@
 set -e
 pkgs="build-essential pkg-config lua5.4 liblua5.4-dev lua5.3 liblua5.3-dev lua5.1 liblua5.1-0-dev luajit libluajit-5.1-dev libwebsockets-dev libcurl4-openssl-dev
 libmsgpack-dev libjansson-dev libssl-dev lua-busted lua-cjson luarocks valgrind openssl curl clang-format
-lua-luv lua-cqueues lua-socket"
+lua-luv lua-cqueues lua-socket lua-copas"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
