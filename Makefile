@@ -50,7 +50,7 @@ FUZZ_BIN = $(FUZZ_SRC:csrc/test/%.c=$(BUILD)/fuzz/%)
 EXAMPLE_SRC = $(sort $(wildcard examples/*.c))
 EXAMPLE_BIN = $(EXAMPLE_SRC:examples/%.c=$(BUILD)/examples/%)
 
-.PHONY: all lib lua tests examples fuzz fuzz-asan test specs check-c asan deps demo bench install install-lua clean format lint bench-churn bench-reconnect bench-values bench-large bench-wire
+.PHONY: FORCE all lib lua tests examples fuzz fuzz-asan test specs check-c asan deps demo bench install install-lua clean format lint bench-churn bench-reconnect bench-values bench-large bench-wire
 
 all: lib lua tests examples
 
@@ -63,9 +63,18 @@ $(BUILD)/core/%.o: csrc/%.c $(wildcard csrc/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Icsrc -c $< -o $@
 
-$(BUILD)/binding/%.o: binding/%.c $(wildcard csrc/*.h binding/*.h)
+$(BUILD)/binding/%.o: binding/%.c $(wildcard csrc/*.h binding/*.h) $(BUILD)/binding/lua-incdir
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Icsrc -I$(LUA_INCDIR) -c $< -o $@
+
+# The Lua headers the binding was compiled with, rewritten only when they change: a build dir
+# that serves several Luas (the rock's build-rock: luarocks passes each Lua's LUA_INCDIR)
+# recompiles the binding for the Lua at hand, and keeps the core's objects.
+$(BUILD)/binding/lua-incdir: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(LUA_INCDIR)' | cmp -s - $@ || echo '$(LUA_INCDIR)' >$@
+
+FORCE:
 
 $(BUILD)/libsignalr.a: $(CORE_OBJ)
 	@rm -f $@

@@ -7,7 +7,7 @@ source = {
    branch = "main",
 }
 description = {
-   summary = "ASP.NET Core SignalR client: C core, Lua 5.4 module",
+   summary = "ASP.NET Core SignalR client: C core, module for Lua 5.1 to 5.4 and LuaJIT",
    detailed = [[
 A SignalR client that never blocks the host's thread: the network runs on the
 core's own threads and events are dispatched from signalr.poll/run, or from
@@ -16,7 +16,7 @@ one file descriptor any event loop can watch.
    license = "MIT",
 }
 dependencies = {
-   "lua >= 5.4, < 5.5",
+   "lua >= 5.1",
 }
 -- Libraries, not headers: luarocks 3.8 looks for headers in <dir>/include only,
 -- and Debian keeps curl's under /usr/include/x86_64-linux-gnu; its library
@@ -33,19 +33,25 @@ external_dependencies = {
 -- core linked in statically). The C library, signalr.h and signalr.pc are
 -- `make install`'s. build-rock keeps the rock's objects apart from a
 -- development build.
+-- The Lua is the one luarocks builds for (--lua-version, or its default):
+-- its headers (LUA_INCDIR) and its module dirs (LUADIR, LIBDIR) come from
+-- luarocks, so nothing here names a version. The Makefile recompiles the
+-- binding in build-rock when LUA_INCDIR changes (one Lua after another).
 build = {
    type = "make",
    build_target = "lua",
    build_variables = {
       BUILD = "build-rock",
-      LUA_VERSION = "5.4",
       LUA_INCDIR = "$(LUA_INCDIR)",
       CFLAGS = "$(CFLAGS)",
    },
    install_target = "install-lua",
+   -- the same headers and flags: install-lua depends on the build, which
+   -- must be up to date for this Lua, not rebuilt for the Makefile's default
    install_variables = {
       BUILD = "build-rock",
-      LUA_VERSION = "5.4",
+      LUA_INCDIR = "$(LUA_INCDIR)",
+      CFLAGS = "$(CFLAGS)",
       LUADIR = "$(LUADIR)",
       LUA_LIBDIR = "$(LIBDIR)",
    },

@@ -150,8 +150,8 @@ for other_lua in lua5.3 lua5.1 luajit; do
     run_lua_stage "$other_lua" $(stage_specs "$other_lua")
 done
 
-echo "== luarocks make into a scratch tree, require from it (scripts/rock_check.sh)"
-if sh scripts/rock_check.sh >/tmp/sr-rock.$$ 2>&1; then add 1 0; else tail -n 30 /tmp/sr-rock.$$; stage_failed "luarocks make / require"; fi
+echo "== installs: the rock for 5.4, 5.3, 5.1 and LuaJIT; make install and the C example from it (scripts/rock_check.sh)"
+if sh scripts/rock_check.sh >/tmp/sr-rock.$$ 2>&1; then add 1 0; else tail -n 30 /tmp/sr-rock.$$; stage_failed "luarocks make / require, make install / c_client"; fi
 rm -f /tmp/sr-rock.$$
 
 echo "== ASan+UBSan build"
