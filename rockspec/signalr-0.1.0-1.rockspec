@@ -16,7 +16,7 @@ one file descriptor any event loop can watch.
    license = "MIT",
 }
 dependencies = {
-   "lua >= 5.1",
+   "lua >= 5.1, < 5.5",
 }
 -- Libraries, not headers: luarocks 3.8 looks for headers in <dir>/include only,
 -- and Debian keeps curl's under /usr/include/x86_64-linux-gnu; its library
