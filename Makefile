@@ -89,7 +89,8 @@ $(BUILD)/lua/signalr/core.so: $(BIND_OBJ) $(CORE_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) -shared $(LDFLAGS_ALL) -Wl,--version-script=binding/exports.map -o $@ $^ $(LIBS_CORE)
 
-$(BUILD)/test/%: csrc/test/%.c $(BUILD)/libsignalr.a csrc/test/harness.h csrc/test/value_equal.h csrc/test/mem_transport.h
+$(BUILD)/test/%: csrc/test/%.c $(BUILD)/libsignalr.a csrc/test/harness.h csrc/test/value_equal.h csrc/test/mem_transport.h \
+	  csrc/test/http_server.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Icsrc -o $@ $< $(BUILD)/libsignalr.a $(LIBS_CORE) $(LDFLAGS_ALL)
 

@@ -1,18 +1,14 @@
-/* test_http.c - http.h requests against a tiny HTTP server inside the test. */
-#include <arpa/inet.h>
+/* test_http.c - http.h requests against the loopback server of http_server.h,
+ * with the endpoints below. */
 #include <curl/curl.h> /* CURL_MAX_WRITE_SIZE: the largest piece a write callback gets */
-#include <errno.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
-#include <stdint.h>
 #include <stdlib.h>
-#include <sys/socket.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "harness.h"
 #include "http.h"
+#include "http_server.h"
 #include "loop.h"
 
 static double now_ms(void)
@@ -24,22 +20,7 @@ static double now_ms(void)
 
 /* ------------------------------------------------------------- the server */
 
-#define MAX_CONNS 256
-
-static int srv_fd, srv_port, srv_stop;
-static pthread_t srv_thread, conn_threads[MAX_CONNS];
-static int nconn;
 static char big[2 << 20];
-
-static void send_all(int fd, const char *p, size_t n)
-{
-    while (n) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-        if (w <= 0) return;
-        p += w;
-        n -= (size_t)w;
-    }
-}
 
 static void respond(int fd, const char *status, const char *extra, const char *body, size_t len)
 {
@@ -68,52 +49,21 @@ static int hang(int fd)
 /* What a streaming endpoint and the test tell each other; one stream test
  * runs at a time. */
 static struct {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
     int step;         /* test -> server: pieces the server may go past */
     int peer_closed;  /* server -> test: the client closed the stream's socket */
     int blocked;      /* server -> test: a send made no progress for 300 ms */
     size_t sent;      /* bytes of body the server has sent */
     size_t sent_then; /* ... when it first blocked */
-} ctl = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0, 0};
+} ctl;
 
 #define BIG_STREAM ((size_t)48 << 20)
 
 static void ctl_reset(void)
 {
-    pthread_mutex_lock(&ctl.mu);
+    pthread_mutex_lock(&srv_mu);
     ctl.step = ctl.peer_closed = ctl.blocked = 0;
     ctl.sent = ctl.sent_then = 0;
-    pthread_mutex_unlock(&ctl.mu);
-}
-
-static void ctl_set(int *field, int v)
-{
-    pthread_mutex_lock(&ctl.mu);
-    *field = v;
-    if (field == &ctl.blocked) ctl.sent_then = ctl.sent;
-    pthread_cond_broadcast(&ctl.cv);
-    pthread_mutex_unlock(&ctl.mu);
-}
-
-/* Wait until *field >= v (or ms pass); 1 when it got there. */
-static int ctl_wait(const int *field, int v, int ms)
-{
-    struct timespec end;
-    int ok;
-    clock_gettime(CLOCK_REALTIME, &end);
-    end.tv_sec += ms / 1000;
-    end.tv_nsec += (ms % 1000) * 1000000L;
-    if (end.tv_nsec >= 1000000000L) {
-        end.tv_sec++;
-        end.tv_nsec -= 1000000000L;
-    }
-    pthread_mutex_lock(&ctl.mu);
-    while (*field < v && pthread_cond_timedwait(&ctl.cv, &ctl.mu, &end) == 0)
-        ;
-    ok = *field >= v;
-    pthread_mutex_unlock(&ctl.mu);
-    return ok;
+    pthread_mutex_unlock(&srv_mu);
 }
 
 static unsigned char pattern(size_t i)
@@ -134,28 +84,6 @@ static const char *chunked_head =
     "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n"
     "Content-Type: text/event-stream\r\n\r\n";
 
-/* Like send_all, but notes in ctl when the client stops reading. */
-static int send_watched(int fd, const char *p, size_t n)
-{
-    int stuck = 0;
-    while (n) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
-        struct pollfd q = {fd, POLLOUT, 0};
-        if (w > 0) {
-            p += w;
-            n -= (size_t)w;
-            stuck = 0;
-            continue;
-        }
-        if (w < 0 && errno != EAGAIN && errno != EINTR) return -1;
-        if (poll(&q, 1, 300) == 0) {
-            if (!ctl.blocked) ctl_set(&ctl.blocked, 1);
-            if (++stuck > 100) return -1; /* 30 s: the test is broken */
-        }
-    }
-    return 0;
-}
-
 /* BIG_STREAM bytes of pattern in chunks of varied sizes. */
 static void stream_big(int fd)
 {
@@ -170,11 +98,12 @@ static void stream_big(int fd)
         for (i = 0; i < n; i++)
             buf[h + i] = (char)pattern(off + i);
         memcpy(buf + h + n, "\r\n", 2);
-        if (send_watched(fd, buf, (size_t)h + n + 2) != 0) return;
+        if (send_watched(fd, buf, (size_t)h + n + 2, &ctl.blocked) != 0) return;
         off += n;
-        pthread_mutex_lock(&ctl.mu);
+        pthread_mutex_lock(&srv_mu);
         ctl.sent = off;
-        pthread_mutex_unlock(&ctl.mu);
+        if (!ctl.blocked) ctl.sent_then = off; /* what went before the first stall */
+        pthread_mutex_unlock(&srv_mu);
     }
     send_all(fd, "0\r\n\r\n", 5);
 }
@@ -189,13 +118,13 @@ static void stream_respond(int fd, const char *path)
         send_all(fd, chunked_head, strlen(chunked_head));
         for (k = 0; k < 3; k++) {
             send_chunk(fd, pieces[k], strlen(pieces[k]));
-            if (k < 2 && !ctl_wait(&ctl.step, k + 1, 5000)) return;
+            if (k < 2 && !srv_wait(&ctl.step, k + 1, 5000)) return;
         }
         send_all(fd, "0\r\n\r\n", 5);
     } else if (strcmp(path, "/stream-hold") == 0) {
         send_all(fd, chunked_head, strlen(chunked_head));
         send_chunk(fd, "first", 5);
-        if (!ctl_wait(&ctl.step, 1, 5000)) return;
+        if (!srv_wait(&ctl.step, 1, 5000)) return;
         send_chunk(fd, "second", 6);
         hang(fd); /* never ends: until the client goes */
     } else if (strcmp(path, "/stream-flood") == 0) {
@@ -217,30 +146,10 @@ static void stream_respond(int fd, const char *path)
     }
 }
 
-static void *conn_main(void *arg)
+static void serve(int fd, const srv_req *req)
 {
-    int fd = (int)(intptr_t)arg;
-    char req[8192], path[256] = "", method[16] = "";
-    size_t len = 0;
-    char *end = NULL, *body, *cl;
-    long clen = 0;
-    while (len < sizeof req - 1) {
-        ssize_t r = recv(fd, req + len, sizeof req - 1 - len, 0);
-        if (r <= 0) break;
-        len += (size_t)r;
-        req[len] = '\0';
-        if ((end = strstr(req, "\r\n\r\n")) != NULL) {
-            cl = strcasestr(req, "\r\nContent-Length:");
-            clen = cl && cl < end ? strtol(cl + 17, NULL, 10) : 0;
-            if ((size_t)(end + 4 - req) + (size_t)clen <= len) break;
-        }
-    }
-    if (!end) {
-        close(fd);
-        return NULL;
-    }
-    sscanf(req, "%15s %255s", method, path);
-    body = end + 4;
+    char path[256] = "", method[16] = "";
+    sscanf(req->head, "%15s %255s", method, path);
     if (strcmp(path, "/hello") == 0) {
         respond(fd, "200 OK", "Content-Type: text/plain\r\n", "hello world", 11);
     } else if (strcmp(path, "/echo") == 0) {
@@ -248,10 +157,10 @@ static void *conn_main(void *arg)
         size_t ml = strlen(method);
         memcpy(out, method, ml);
         out[ml] = ':';
-        memcpy(out + ml + 1, body, (size_t)clen); /* may hold NUL bytes */
-        respond(fd, "200 OK", NULL, out, ml + 1 + (size_t)clen);
+        memcpy(out + ml + 1, req->body, req->body_len); /* may hold NUL bytes */
+        respond(fd, "200 OK", NULL, out, ml + 1 + req->body_len);
     } else if (strcmp(path, "/headers") == 0) {
-        respond(fd, "200 OK", NULL, req, (size_t)(end - req));
+        respond(fd, "200 OK", NULL, req->head, req->head_len);
     } else if (strcmp(path, "/missing") == 0) {
         respond(fd, "404 Not Found", NULL, "no such thing", 13);
     } else if (strcmp(path, "/redirect") == 0) {
@@ -274,76 +183,7 @@ static void *conn_main(void *arg)
     }
     shutdown(fd, SHUT_WR);
     /* Until the client closes, so it reads everything. */
-    if (hang(fd) && strncmp(path, "/stream-", 8) == 0) ctl_set(&ctl.peer_closed, 1);
-    close(fd);
-    return NULL;
-}
-
-static void *srv_main(void *arg)
-{
-    (void)arg;
-    for (;;) {
-        int fd = accept(srv_fd, NULL, NULL);
-        if (fd < 0) continue;
-        if (__atomic_load_n(&srv_stop, __ATOMIC_ACQUIRE) || nconn == MAX_CONNS) {
-            close(fd);
-            break;
-        }
-        pthread_create(&conn_threads[nconn++], NULL, conn_main, (void *)(intptr_t)fd);
-    }
-    return NULL;
-}
-
-static void srv_start(void)
-{
-    struct sockaddr_in a;
-    socklen_t alen = sizeof a;
-    int one = 1;
-    memset(big, 'x', sizeof big);
-    srv_fd = socket(AF_INET, SOCK_STREAM, 0);
-    setsockopt(srv_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(srv_fd, (struct sockaddr *)&a, sizeof a);
-    listen(srv_fd, 64);
-    getsockname(srv_fd, (struct sockaddr *)&a, &alen);
-    srv_port = ntohs(a.sin_port);
-    pthread_create(&srv_thread, NULL, srv_main, NULL);
-}
-
-static void srv_stop_all(void)
-{
-    struct sockaddr_in a;
-    int fd, i;
-    __atomic_store_n(&srv_stop, 1, __ATOMIC_RELEASE);
-    fd = socket(AF_INET, SOCK_STREAM, 0);
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons((uint16_t)srv_port);
-    connect(fd, (struct sockaddr *)&a, sizeof a);
-    pthread_join(srv_thread, NULL);
-    close(fd);
-    close(srv_fd);
-    for (i = 0; i < nconn; i++)
-        pthread_join(conn_threads[i], NULL);
-}
-
-/* A port nothing listens on. */
-static int closed_port(void)
-{
-    struct sockaddr_in a;
-    socklen_t alen = sizeof a;
-    int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(fd, (struct sockaddr *)&a, sizeof a);
-    getsockname(fd, (struct sockaddr *)&a, &alen);
-    port = ntohs(a.sin_port);
-    close(fd);
-    return port;
+    if (hang(fd) && strncmp(path, "/stream-", 8) == 0) srv_set(&ctl.peer_closed, 1);
 }
 
 /* --------------------------------------------------------------- helpers */
@@ -706,7 +546,7 @@ static void st_data(void *ud, long status, const char *p, size_t len)
     for (i = 0; st->check_pattern && !st->bad && i < len; i++)
         if ((unsigned char)p[i] != pattern(st->total + i)) st->bad = st->total + i + 1;
     st->total += len;
-    if (st->step_on_data) ctl_set(&ctl.step, st->data);
+    if (st->step_on_data) srv_set(&ctl.step, st->data);
     if (st->cancel_at == st->data) sr__http_cancel(st->req);
 }
 
@@ -780,10 +620,10 @@ TEST(stream_backpressure)
     memset(&st, 0, sizeof st);
     st.check_pattern = 1;
     CHECK(open_stream(loop, url("/stream-big"), &st, 0) != NULL);
-    CHECK(ctl_wait(&ctl.blocked, 1, 30000));
-    pthread_mutex_lock(&ctl.mu);
+    CHECK(srv_wait(&ctl.blocked, 1, 30000));
+    pthread_mutex_lock(&srv_mu);
     sent_then = ctl.sent_then;
-    pthread_mutex_unlock(&ctl.mu);
+    pthread_mutex_unlock(&srv_mu);
     /* One dispatch(0) runs exactly what was queued when it started. */
     sr_loop_dispatch(loop, 0);
     queued = st.total;
@@ -814,10 +654,10 @@ TEST(stream_cancel_midway)
     sr_loop_dispatch(loop, 300); /* longer than timeout_ms; nothing may happen */
     CHECK(st.done == 0 && st.data == 1);
     /* "second" is posted but not dispatched when the host cancels. */
-    ctl_set(&ctl.step, 1);
+    srv_set(&ctl.step, 1);
     CHECK(readable(loop, 5000));
     sr__http_cancel(st.req);
-    CHECK(ctl_wait(&ctl.peer_closed, 1, 3000)); /* the transfer stopped at once */
+    CHECK(srv_wait(&ctl.peer_closed, 1, 3000)); /* the transfer stopped at once */
     sr_loop_dispatch(loop, 0);
     CHECK(!readable(loop, 0));
     CHECK(st.data == 1 && st.done == 0);
@@ -834,7 +674,7 @@ TEST(stream_cancel_inside_on_data)
     CHECK(open_stream(loop, url("/stream-flood"), &st, 0) != NULL);
     /* The whole body (many pieces) and the end are queued before the host
      * dispatches: the server saw the client close after the last chunk. */
-    CHECK(ctl_wait(&ctl.peer_closed, 1, 5000));
+    CHECK(srv_wait(&ctl.peer_closed, 1, 5000));
     CHECK(readable(loop, 0));
     sr_loop_dispatch(loop, 0);
     CHECK(st.data == 1 && st.done == 0);
@@ -893,17 +733,18 @@ TEST(stream_cancel_then_free_loop)
     CHECK(open_stream(loop, url("/stream-hold"), &st, 0) != NULL);
     wait_for(loop, &st.data, 5000);
     CHECK(st.data == 1);
-    ctl_set(&ctl.step, 1);
+    srv_set(&ctl.step, 1);
     CHECK(readable(loop, 5000)); /* "second" waits in the queue */
     sr__http_cancel(st.req);
     sr_loop_free(loop);
-    CHECK(ctl_wait(&ctl.peer_closed, 1, 3000));
+    CHECK(srv_wait(&ctl.peer_closed, 1, 3000));
     CHECK(st.done == 0 && st.data == 1);
 }
 
 int main(void)
 {
-    srv_start();
+    memset(big, 'x', sizeof big);
+    srv_start(serve);
     RUN(get_ok);
     RUN(post_body_and_headers);
     RUN(not_found_is_a_response);

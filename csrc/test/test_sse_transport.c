@@ -1,23 +1,19 @@
 /*
- * test_sse_transport.c - the Server-Sent Events transport against a small
- * HTTP server on threads of this process (127.0.0.1, port 0). The server
+ * test_sse_transport.c - the Server-Sent Events transport against the
+ * loopback HTTP server of http_server.h, with these endpoints. The server
  * answers GET with an event stream the test feeds piece by piece (or a
  * status), and POST with a status, optionally holding each answer until the
  * test lets it go; it records every request and POST body.
  */
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
-#include <stdint.h>
 #include <stdlib.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
+#define SRV_MAX_CONNS 512
 #include "harness.h"
+#include "http_server.h"
 #include "liveness.h"
 #include "loop.h"
 #include "transport.h"
@@ -34,18 +30,11 @@ static double now_ms(void)
 
 /* ============================================================ the server */
 
-#define MAX_CONNS 512
 #define MAX_PIECES 64
 #define MAX_POSTS 64
 
-static int srv_fd, srv_port, srv_stop;
-static pthread_t srv_thread, conn_threads[MAX_CONNS];
-static int nconn;
-
-/* What the server does and saw; S.mu guards it all, S.cv signals changes. */
+/* What the server does and saw; srv_mu guards it all, srv_cv signals changes. */
 static struct {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
     /* Behaviour, set by the test. */
     int get_status;  /* the GET's answer: 200 (an event stream) or an error */
     int post_status; /* every POST's answer */
@@ -67,18 +56,16 @@ static struct {
     size_t post_len[MAX_POSTS];
     char post_req[4096];
     int inflight, max_inflight;
-} S = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+} S;
 
 /* Between tests: the streams of the last one end first (their clients are
  * gone), so nothing they do lands in the next test's record. */
 static void srv_reset(void)
 {
     int i;
-    struct timespec end;
-    clock_gettime(CLOCK_REALTIME, &end);
-    end.tv_sec += 5;
-    pthread_mutex_lock(&S.mu);
-    while (S.streams > 0 && pthread_cond_timedwait(&S.cv, &S.mu, &end) == 0)
+    struct timespec end = srv_deadline(5000);
+    pthread_mutex_lock(&srv_mu);
+    while (S.streams > 0 && pthread_cond_timedwait(&srv_cv, &srv_mu, &end) == 0)
         ;
     for (i = 0; i < S.npieces; i++)
         free(S.pieces[i]);
@@ -91,46 +78,18 @@ static void srv_reset(void)
     S.gets = S.get_closed = S.blocked = 0;
     S.nposts = S.inflight = S.max_inflight = 0;
     S.get_req[0] = S.post_req[0] = '\0';
-    pthread_mutex_unlock(&S.mu);
-}
-
-static void srv_set(int *field, int v)
-{
-    pthread_mutex_lock(&S.mu);
-    *field = v;
-    pthread_cond_broadcast(&S.cv);
-    pthread_mutex_unlock(&S.mu);
-}
-
-/* Wait until *field >= v (or ms pass); 1 when it got there. */
-static int srv_wait(const int *field, int v, int ms)
-{
-    struct timespec end;
-    int ok;
-    clock_gettime(CLOCK_REALTIME, &end);
-    end.tv_sec += ms / 1000;
-    end.tv_nsec += (ms % 1000) * 1000000L;
-    if (end.tv_nsec >= 1000000000L) {
-        end.tv_sec++;
-        end.tv_nsec -= 1000000000L;
-    }
-    pthread_mutex_lock(&S.mu);
-    while (*field < v && pthread_cond_timedwait(&S.cv, &S.mu, &end) == 0)
-        ;
-    ok = *field >= v;
-    pthread_mutex_unlock(&S.mu);
-    return ok;
+    pthread_mutex_unlock(&srv_mu);
 }
 
 /* The event stream gets these bytes as one send of their own. */
 static void srv_push(const char *p, size_t n)
 {
-    pthread_mutex_lock(&S.mu);
+    pthread_mutex_lock(&srv_mu);
     S.pieces[S.npieces] = malloc(n);
     memcpy(S.pieces[S.npieces], p, n);
     S.piece_len[S.npieces++] = n;
-    pthread_cond_broadcast(&S.cv);
-    pthread_mutex_unlock(&S.mu);
+    pthread_cond_broadcast(&srv_cv);
+    pthread_mutex_unlock(&srv_mu);
 }
 
 static void srv_push_str(const char *s)
@@ -143,63 +102,23 @@ static int posts_are(const char *want, size_t want_len)
 {
     size_t off = 0;
     int i, ok = 1;
-    pthread_mutex_lock(&S.mu);
+    pthread_mutex_lock(&srv_mu);
     for (i = 0; i < S.nposts && ok; i++) {
         ok = off + S.post_len[i] <= want_len && memcmp(want + off, S.posts[i], S.post_len[i]) == 0;
         off += S.post_len[i];
     }
-    pthread_mutex_unlock(&S.mu);
+    pthread_mutex_unlock(&srv_mu);
     return ok && off == want_len;
 }
 
 static int post_is(int i, const char *want)
 {
     int ok;
-    pthread_mutex_lock(&S.mu);
+    pthread_mutex_lock(&srv_mu);
     ok = i < S.nposts && S.post_len[i] == strlen(want) &&
          memcmp(S.posts[i], want, S.post_len[i]) == 0;
-    pthread_mutex_unlock(&S.mu);
+    pthread_mutex_unlock(&srv_mu);
     return ok;
-}
-
-static void send_all(int fd, const char *p, size_t n)
-{
-    while (n) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-        if (w <= 0) return;
-        p += w;
-        n -= (size_t)w;
-    }
-}
-
-static int peer_gone(int fd)
-{
-    struct pollfd p = {fd, POLLIN, 0};
-    char c;
-    return poll(&p, 1, 0) == 1 && recv(fd, &c, 1, MSG_DONTWAIT) <= 0;
-}
-
-/* Like send_all, but notes in S when the client stops reading. -1 when the
- * client went away. */
-static int send_watched(int fd, const char *p, size_t n)
-{
-    int stuck = 0;
-    while (n) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
-        struct pollfd q = {fd, POLLOUT, 0};
-        if (w > 0) {
-            p += w;
-            n -= (size_t)w;
-            stuck = 0;
-            continue;
-        }
-        if (w < 0 && errno != EAGAIN && errno != EINTR) return -1;
-        if (poll(&q, 1, 300) == 0) {
-            if (!S.blocked) srv_set(&S.blocked, 1);
-            if (++stuck > 100) return -1; /* 30 s: the test is broken */
-        }
-    }
-    return 0;
 }
 
 /* Events of 16 KiB until S.flood bytes went. */
@@ -212,7 +131,7 @@ static void flood(int fd, size_t total)
         int n = snprintf(ev, sizeof ev, "data: %08zu", k++);
         memset(ev + n, 'x', FLOOD_X);
         memcpy(ev + n + FLOOD_X, "\x1e\n\n", 3);
-        if (send_watched(fd, ev, (size_t)n + FLOOD_X + 3) != 0) return;
+        if (send_watched(fd, ev, (size_t)n + FLOOD_X + 3, &S.blocked) != 0) return;
         off += (size_t)n + FLOOD_X + 3;
     }
 }
@@ -224,33 +143,27 @@ static void stream(int fd)
     int sent = 0;
     size_t fl;
     send_all(fd, head, sizeof head - 1);
-    pthread_mutex_lock(&S.mu);
+    pthread_mutex_lock(&srv_mu);
     fl = S.flood;
-    pthread_mutex_unlock(&S.mu);
+    pthread_mutex_unlock(&srv_mu);
     if (fl) flood(fd, fl);
     for (;;) {
-        struct timespec t;
-        pthread_mutex_lock(&S.mu);
+        struct timespec t = srv_deadline(20);
+        pthread_mutex_lock(&srv_mu);
         if (sent < S.npieces) {
             char *p = S.pieces[sent];
             size_t n = S.piece_len[sent++];
-            pthread_mutex_unlock(&S.mu);
+            pthread_mutex_unlock(&srv_mu);
             send_all(fd, p, n);
             usleep(2000); /* so the client reads the pieces apart */
             continue;
         }
-        if (S.end_stream || __atomic_load_n(&srv_stop, __ATOMIC_ACQUIRE)) {
-            pthread_mutex_unlock(&S.mu);
+        if (S.end_stream || srv_stopping()) {
+            pthread_mutex_unlock(&srv_mu);
             return;
         }
-        clock_gettime(CLOCK_REALTIME, &t);
-        t.tv_nsec += 20000000L;
-        if (t.tv_nsec >= 1000000000L) {
-            t.tv_sec++;
-            t.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&S.cv, &S.mu, &t);
-        pthread_mutex_unlock(&S.mu);
+        pthread_cond_timedwait(&srv_cv, &srv_mu, &t);
+        pthread_mutex_unlock(&srv_mu);
         if (fl) send_all(fd, ":\n", 2); /* after a flood: a comment every 20 ms keeps it alive */
         if (peer_gone(fd)) {
             srv_set(&S.get_closed, 1);
@@ -267,143 +180,56 @@ static void respond(int fd, int status)
     send_all(fd, head, (size_t)n);
 }
 
-static void post(int fd, const char *req, size_t head_len, const char *body, size_t n)
+static void post(int fd, const srv_req *req)
 {
     int me, status;
     struct timespec end;
-    pthread_mutex_lock(&S.mu);
+    pthread_mutex_lock(&srv_mu);
     me = S.nposts;
     if (me < MAX_POSTS) {
-        S.posts[me] = malloc(n ? n : 1);
-        memcpy(S.posts[me], body, n);
-        S.post_len[me] = n;
+        S.posts[me] = malloc(req->body_len ? req->body_len : 1);
+        memcpy(S.posts[me], req->body, req->body_len);
+        S.post_len[me] = req->body_len;
         S.nposts++;
     }
-    snprintf(S.post_req, sizeof S.post_req, "%.*s", (int)head_len, req);
+    snprintf(S.post_req, sizeof S.post_req, "%.*s", (int)req->head_len, req->head);
     if (++S.inflight > S.max_inflight) S.max_inflight = S.inflight;
     status = S.post_status; /* as it was when the POST arrived */
-    pthread_cond_broadcast(&S.cv);
-    clock_gettime(CLOCK_REALTIME, &end);
-    end.tv_sec += 10;
-    while (S.post_hold && S.released <= me && !__atomic_load_n(&srv_stop, __ATOMIC_ACQUIRE) &&
-           pthread_cond_timedwait(&S.cv, &S.mu, &end) == 0)
+    pthread_cond_broadcast(&srv_cv);
+    end = srv_deadline(10000);
+    while (S.post_hold && S.released <= me && !srv_stopping() &&
+           pthread_cond_timedwait(&srv_cv, &srv_mu, &end) == 0)
         ;
     /* Before the answer: the client may start the next POST at once. */
     S.inflight--;
-    pthread_mutex_unlock(&S.mu);
+    pthread_mutex_unlock(&srv_mu);
     respond(fd, status);
 }
 
-static void *conn_main(void *arg)
+static void serve(int fd, const srv_req *req)
 {
-    int fd = (int)(intptr_t)arg, one = 1;
-    char req[1 << 16];
-    size_t len = 0;
-    char *end = NULL, *cl;
-    long clen = 0;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    while (len < sizeof req - 1) {
-        ssize_t r = recv(fd, req + len, sizeof req - 1 - len, 0);
-        if (r <= 0) break;
-        len += (size_t)r;
-        req[len] = '\0';
-        if ((end = strstr(req, "\r\n\r\n")) != NULL) {
-            cl = strcasestr(req, "\r\nContent-Length:");
-            clen = cl && cl < end ? strtol(cl + 17, NULL, 10) : 0;
-            if ((size_t)(end + 4 - req) + (size_t)clen <= len) break;
-        }
-    }
-    if (end && strncmp(req, "GET ", 4) == 0) {
+    if (strncmp(req->head, "GET ", 4) == 0) {
         int status;
-        pthread_mutex_lock(&S.mu);
+        pthread_mutex_lock(&srv_mu);
         S.gets++;
-        snprintf(S.get_req, sizeof S.get_req, "%.*s", (int)(end - req), req);
+        snprintf(S.get_req, sizeof S.get_req, "%.*s", (int)req->head_len, req->head);
         status = S.get_status;
-        pthread_cond_broadcast(&S.cv);
-        pthread_mutex_unlock(&S.mu);
+        pthread_cond_broadcast(&srv_cv);
+        pthread_mutex_unlock(&srv_mu);
         if (status == 200) {
-            pthread_mutex_lock(&S.mu);
+            pthread_mutex_lock(&srv_mu);
             S.streams++;
-            pthread_mutex_unlock(&S.mu);
+            pthread_mutex_unlock(&srv_mu);
             stream(fd);
-            pthread_mutex_lock(&S.mu);
+            pthread_mutex_lock(&srv_mu);
             S.streams--;
-            pthread_cond_broadcast(&S.cv);
-            pthread_mutex_unlock(&S.mu);
+            pthread_cond_broadcast(&srv_cv);
+            pthread_mutex_unlock(&srv_mu);
         } else
             respond(fd, status);
-    } else if (end && strncmp(req, "POST ", 5) == 0) {
-        post(fd, req, (size_t)(end - req), end + 4, (size_t)clen);
+    } else if (strncmp(req->head, "POST ", 5) == 0) {
+        post(fd, req);
     }
-    close(fd);
-    return NULL;
-}
-
-static void *srv_main(void *arg)
-{
-    (void)arg;
-    for (;;) {
-        int fd = accept(srv_fd, NULL, NULL);
-        if (fd < 0) continue;
-        if (__atomic_load_n(&srv_stop, __ATOMIC_ACQUIRE) || nconn == MAX_CONNS) {
-            close(fd);
-            break;
-        }
-        pthread_create(&conn_threads[nconn++], NULL, conn_main, (void *)(intptr_t)fd);
-    }
-    return NULL;
-}
-
-static void srv_start(void)
-{
-    struct sockaddr_in a;
-    socklen_t alen = sizeof a;
-    int one = 1;
-    srv_fd = socket(AF_INET, SOCK_STREAM, 0);
-    setsockopt(srv_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(srv_fd, (struct sockaddr *)&a, sizeof a);
-    listen(srv_fd, 64);
-    getsockname(srv_fd, (struct sockaddr *)&a, &alen);
-    srv_port = ntohs(a.sin_port);
-    pthread_create(&srv_thread, NULL, srv_main, NULL);
-}
-
-static void srv_stop_all(void)
-{
-    struct sockaddr_in a;
-    int fd, i;
-    srv_set(&srv_stop, 1);
-    fd = socket(AF_INET, SOCK_STREAM, 0);
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons((uint16_t)srv_port);
-    connect(fd, (struct sockaddr *)&a, sizeof a);
-    pthread_join(srv_thread, NULL);
-    close(fd);
-    close(srv_fd);
-    for (i = 0; i < nconn; i++)
-        pthread_join(conn_threads[i], NULL);
-    srv_reset();
-}
-
-/* A port nothing listens on. */
-static int closed_port(void)
-{
-    struct sockaddr_in a;
-    socklen_t alen = sizeof a;
-    int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(fd, (struct sockaddr *)&a, sizeof a);
-    getsockname(fd, (struct sockaddr *)&a, &alen);
-    port = ntohs(a.sin_port);
-    close(fd);
-    return port;
 }
 
 /* ============================================================ the client */
@@ -923,7 +749,7 @@ TEST(t_backpressure)
 int main(void)
 {
     setvbuf(stdout, NULL, _IONBF, 0); /* a sanitizer's report ends the process unflushed */
-    srv_start();
+    srv_start(serve);
     RUN(t_open_receive_json);
     RUN(t_raw_events);
     RUN(t_send_batching);
@@ -940,5 +766,6 @@ int main(void)
     RUN(t_bad_args);
     RUN(t_backpressure);
     srv_stop_all();
+    srv_reset();
     DONE();
 }
