@@ -5,6 +5,8 @@
  * Content-Length says) and hands it to the test's handler, which answers on
  * the socket; the server closes the socket after. What the handlers and the
  * test tell each other is guarded by srv_mu and signalled on srv_cv.
+ * srv_post is the endpoint both HTTP transports send to: it records each
+ * POST and holds it as the test says.
  * Header-only: each test program includes it once.
  */
 #ifndef SR_TEST_HTTP_SERVER_H
@@ -29,6 +31,8 @@
 #define SRV_MAX_CONNS 256
 #endif
 
+#define SRV_MAX_POSTS 64
+
 typedef struct srv_req {
     const char *head; /* the request line and headers, NUL-terminated after the body */
     size_t head_len;  /* up to the blank line */
@@ -44,6 +48,20 @@ static int srv_nconn;
 static srv_handler_fn srv_handler;
 static pthread_mutex_t srv_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t srv_cv = PTHREAD_COND_INITIALIZER;
+
+/* What srv_post does and saw; srv_mu guards it. */
+static struct {
+    /* Behaviour, set by the test. */
+    int status;   /* every POST's answer */
+    int hold;     /* hold POST n until released > n */
+    int released; /* POSTs the test let go */
+    /* What it saw. */
+    int n; /* POSTs recorded */
+    char *body[SRV_MAX_POSTS];
+    size_t len[SRV_MAX_POSTS];
+    char req[4096]; /* the last one's head */
+    int inflight, max_inflight;
+} srv_posts = {.status = 200};
 
 /* CLOCK_REALTIME ms from now, for pthread_cond_timedwait. */
 static inline struct timespec srv_deadline(int ms)
@@ -125,6 +143,76 @@ static inline int send_watched(int fd, const char *p, size_t n, int *blocked)
     }
     return 0;
 }
+
+/* ------------------------------------------------------------ POSTs */
+
+/* Records the POST and holds it while the test says; the status to answer
+ * with, as it was when the POST arrived. Unlocked on return: the client may
+ * start the next POST before this one is answered. */
+static inline int srv_post(const srv_req *req)
+{
+    int me, status;
+    struct timespec end;
+    pthread_mutex_lock(&srv_mu);
+    me = srv_posts.n;
+    if (me < SRV_MAX_POSTS) {
+        srv_posts.body[me] = malloc(req->body_len ? req->body_len : 1);
+        memcpy(srv_posts.body[me], req->body, req->body_len);
+        srv_posts.len[me] = req->body_len;
+        srv_posts.n++;
+    }
+    snprintf(srv_posts.req, sizeof srv_posts.req, "%.*s", (int)req->head_len, req->head);
+    if (++srv_posts.inflight > srv_posts.max_inflight) srv_posts.max_inflight = srv_posts.inflight;
+    status = srv_posts.status;
+    pthread_cond_broadcast(&srv_cv);
+    end = srv_deadline(10000);
+    while (srv_posts.hold && srv_posts.released <= me && !srv_stopping() &&
+           pthread_cond_timedwait(&srv_cv, &srv_mu, &end) == 0)
+        ;
+    srv_posts.inflight--;
+    pthread_mutex_unlock(&srv_mu);
+    return status;
+}
+
+/* Between tests, with srv_mu held. */
+static inline void srv_posts_reset(void)
+{
+    int i;
+    for (i = 0; i < srv_posts.n; i++)
+        free(srv_posts.body[i]);
+    srv_posts.status = 200;
+    srv_posts.hold = srv_posts.released = 0;
+    srv_posts.n = srv_posts.inflight = srv_posts.max_inflight = 0;
+    srv_posts.req[0] = '\0';
+}
+
+/* 1 when the POST bodies, one after another, are exactly want. */
+static inline int posts_are(const char *want, size_t want_len)
+{
+    size_t off = 0;
+    int i, ok = 1;
+    pthread_mutex_lock(&srv_mu);
+    for (i = 0; i < srv_posts.n && ok; i++) {
+        ok = off + srv_posts.len[i] <= want_len &&
+             memcmp(want + off, srv_posts.body[i], srv_posts.len[i]) == 0;
+        off += srv_posts.len[i];
+    }
+    pthread_mutex_unlock(&srv_mu);
+    return ok && off == want_len;
+}
+
+/* 1 when POST i's body is want. */
+static inline int post_is(int i, const char *want)
+{
+    int ok;
+    pthread_mutex_lock(&srv_mu);
+    ok = i < srv_posts.n && srv_posts.len[i] == strlen(want) &&
+         memcmp(srv_posts.body[i], want, srv_posts.len[i]) == 0;
+    pthread_mutex_unlock(&srv_mu);
+    return ok;
+}
+
+/* ------------------------------------------------------------ the server */
 
 static inline void *srv_conn_main(void *arg)
 {

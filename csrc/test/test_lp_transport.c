@@ -33,14 +33,10 @@ static double now_ms(void)
 /* ============================================================ the server */
 
 #define MAX_ANSWERS 64
-#define MAX_POSTS 64
 
 /* What the server does and saw; srv_mu guards it all, srv_cv signals changes. */
 static struct {
     /* Behaviour, set by the test. */
-    int post_status; /* every POST's answer */
-    int post_hold;   /* hold POST n until released > n */
-    int released;    /* POSTs the test let go */
     /* The polls' answers in order; body NULL with len > 0: a flood of len
      * bytes ('a' + i % 26). */
     int ans_status[MAX_ANSWERS];
@@ -55,16 +51,12 @@ static struct {
     int got_204;   /* polls answered 204 after a DELETE */
     int deleted;   /* DELETEs received: later polls get 204 */
     int blocked;   /* a flood made no progress for 300 ms */
-    char get_req[4096], post_req[4096], del_req[4096];
+    char get_req[4096], del_req[4096];
     char order[512]; /* G(et) P(ost) D(elete), in arrival order */
     /* The test's number, in its URLs (g=): a request of an earlier test
      * that the server accepts late (its client is gone) is answered 410
      * and not recorded, so it cannot take this test's scripted answers. */
     int gen;
-    int nposts;
-    char *posts[MAX_POSTS];
-    size_t post_len[MAX_POSTS];
-    int inflight, max_inflight;
 } S;
 
 static void note(char c)
@@ -87,14 +79,10 @@ static void srv_reset(void)
         ;
     for (i = 0; i < S.nans; i++)
         free(S.ans_body[i]);
-    for (i = 0; i < S.nposts; i++)
-        free(S.posts[i]);
-    S.post_status = 200;
-    S.post_hold = S.released = 0;
+    srv_posts_reset();
     S.nans = S.next_ans = 0;
     S.polls = S.poll_gone = S.answered = S.got_204 = S.deleted = S.blocked = 0;
-    S.nposts = S.inflight = S.max_inflight = 0;
-    S.get_req[0] = S.post_req[0] = S.del_req[0] = S.order[0] = '\0';
+    S.get_req[0] = S.del_req[0] = S.order[0] = '\0';
     S.gen++;
     pthread_mutex_unlock(&srv_mu);
 }
@@ -114,30 +102,6 @@ static void srv_answer(int status, const char *body, size_t len)
 static void srv_answer_str(const char *s)
 {
     srv_answer(200, s, strlen(s));
-}
-
-/* The concatenated POST bodies, and 1 when they are exactly want. */
-static int posts_are(const char *want, size_t want_len)
-{
-    size_t off = 0;
-    int i, ok = 1;
-    pthread_mutex_lock(&srv_mu);
-    for (i = 0; i < S.nposts && ok; i++) {
-        ok = off + S.post_len[i] <= want_len && memcmp(want + off, S.posts[i], S.post_len[i]) == 0;
-        off += S.post_len[i];
-    }
-    pthread_mutex_unlock(&srv_mu);
-    return ok && off == want_len;
-}
-
-static int post_is(int i, const char *want)
-{
-    int ok;
-    pthread_mutex_lock(&srv_mu);
-    ok = i < S.nposts && S.post_len[i] == strlen(want) &&
-         memcmp(S.posts[i], want, S.post_len[i]) == 0;
-    pthread_mutex_unlock(&srv_mu);
-    return ok;
 }
 
 static void flood(int fd, size_t total)
@@ -218,29 +182,10 @@ static void poll_req(int fd, const srv_req *req)
 
 static void post_req(int fd, const srv_req *req)
 {
-    int me, status;
-    struct timespec end;
     pthread_mutex_lock(&srv_mu);
-    me = S.nposts;
     note('P');
-    if (me < MAX_POSTS) {
-        S.posts[me] = malloc(req->body_len ? req->body_len : 1);
-        memcpy(S.posts[me], req->body, req->body_len);
-        S.post_len[me] = req->body_len;
-        S.nposts++;
-    }
-    snprintf(S.post_req, sizeof S.post_req, "%.*s", (int)req->head_len, req->head);
-    if (++S.inflight > S.max_inflight) S.max_inflight = S.inflight;
-    status = S.post_status; /* as it was when the POST arrived */
-    pthread_cond_broadcast(&srv_cv);
-    end = srv_deadline(10000);
-    while (S.post_hold && S.released <= me && !srv_stopping() &&
-           pthread_cond_timedwait(&srv_cv, &srv_mu, &end) == 0)
-        ;
-    /* Before the answer: the client may start the next POST at once. */
-    S.inflight--;
     pthread_mutex_unlock(&srv_mu);
-    respond(fd, status, "ok", 2);
+    respond(fd, srv_post(req), "ok", 2);
 }
 
 static void del_req(int fd, const srv_req *req)
@@ -401,7 +346,7 @@ static sr_transport *open_json(sr_loop *loop, sr_transport_cfg *c, rec *r)
     tp = open_tp(loop, c, r);
     if (!tp) return NULL;
     wait_for(loop, &r->opened, 1, 5000);
-    srv_wait(&S.nposts, 1, 5000);
+    srv_wait(&srv_posts.n, 1, 5000);
     return tp;
 }
 
@@ -424,18 +369,18 @@ TEST(t_open_receive_json)
     CHECK_STR(sr__transport_name(tp), "LongPolling");
     CHECK(srv_wait(&S.polls, 1, 5000));
     sr_loop_dispatch(loop, 30);
-    CHECK(r.opened == 0 && S.nposts == 0); /* no answer to the first poll yet */
+    CHECK(r.opened == 0 && srv_posts.n == 0); /* no answer to the first poll yet */
     srv_answer_str("");
     wait_for(loop, &r.opened, 1, 5000);
     CHECK(r.opened == 1 && r.closed == 0);
-    CHECK(srv_wait(&S.nposts, 1, 5000));
+    CHECK(srv_wait(&srv_posts.n, 1, 5000));
     CHECK(post_is(0, HANDSHAKE));
     CHECK(strstr(S.get_req, "GET /hub?id=tok&g=") == S.get_req);
     CHECK(strstr(S.get_req, "\r\nAuthorization: Bearer abc") != NULL);
     CHECK(strstr(S.get_req, "\r\nX-Test: yes") != NULL);
-    CHECK(strstr(S.post_req, "POST /hub?id=tok&g=") == S.post_req);
-    CHECK(strstr(S.post_req, "\r\nContent-Type: text/plain;charset=UTF-8") != NULL);
-    CHECK(strstr(S.post_req, "\r\nAuthorization: Bearer abc") != NULL);
+    CHECK(strstr(srv_posts.req, "POST /hub?id=tok&g=") == srv_posts.req);
+    CHECK(strstr(srv_posts.req, "\r\nContent-Type: text/plain;charset=UTF-8") != NULL);
+    CHECK(strstr(srv_posts.req, "\r\nAuthorization: Bearer abc") != NULL);
 
     srv_answer_str("{}\x1e" INV("a") "{\"type\":1,\"tar");
     srv_answer_str("");
@@ -446,7 +391,7 @@ TEST(t_open_receive_json)
     CHECK(r.data_len == 3 && memcmp(r.data, "{}\x1e", 3) == 0); /* the reply, raw */
     CHECK(srv_wait(&S.polls, 5, 5000));                         /* and the next poll is waiting */
     CHECK(r.closed == 0 && r.after_close == 0);
-    CHECK(S.nposts == 1);
+    CHECK(srv_posts.n == 1);
     sr__transport_release(tp);
     sr_loop_free(loop);
     CHECK(srv_wait(&S.poll_gone, 1, 5000)); /* the held poll was ended */
@@ -475,7 +420,7 @@ TEST(t_raw_polls)
     CHECK_STR(r.data, "onetwo\x1ethree");
     CHECK(r.msg_calls == 0);
     CHECK(srv_wait(&S.polls, 5, 5000));
-    CHECK(S.nposts == 0);
+    CHECK(srv_posts.n == 0);
     sr__transport_release(tp);
     sr_loop_free(loop);
 }
@@ -489,26 +434,26 @@ TEST(t_send_batching)
     rec r;
     srv_reset();
     c = json_cfg();
-    S.post_hold = 1;
+    srv_posts.hold = 1;
     tp = open_json(loop, &c, &r);
     CHECK(tp != NULL && r.opened == 1);
-    CHECK(S.nposts == 1); /* the handshake, held */
+    CHECK(srv_posts.n == 1); /* the handshake, held */
     CHECK(sr__transport_send(tp, "m1\x1e", 3) == SR_OK);
     CHECK(sr__transport_send(tp, "m2\x1e", 3) == SR_OK);
     CHECK(sr__transport_send(tp, "m3\x1e", 3) == SR_OK);
-    srv_set(&S.released, 1);
-    CHECK(srv_wait(&S.nposts, 2, 5000));
+    srv_set(&srv_posts.released, 1);
+    CHECK(srv_wait(&srv_posts.n, 2, 5000));
     CHECK(post_is(1, "m1\x1em2\x1em3\x1e"));
     CHECK(sr__transport_send(tp, "m4\x1e", 3) == SR_OK);
     CHECK(sr__transport_send(tp, "m5\x1e", 3) == SR_OK);
-    srv_set(&S.released, 2);
-    CHECK(srv_wait(&S.nposts, 3, 5000));
+    srv_set(&srv_posts.released, 2);
+    CHECK(srv_wait(&srv_posts.n, 3, 5000));
     CHECK(post_is(2, "m4\x1em5\x1e"));
-    srv_set(&S.released, 100);
+    srv_set(&srv_posts.released, 100);
     CHECK(sr__transport_send(tp, "m6\x1e", 3) == SR_OK);
-    CHECK(srv_wait(&S.nposts, 4, 5000));
+    CHECK(srv_wait(&srv_posts.n, 4, 5000));
     CHECK(posts_are(HANDSHAKE "m1\x1em2\x1em3\x1em4\x1em5\x1em6\x1e", strlen(HANDSHAKE) + 18));
-    CHECK(S.max_inflight == 1);
+    CHECK(srv_posts.max_inflight == 1);
     sr_loop_dispatch(loop, 0);
     CHECK(r.closed == 0);
     sr__transport_release(tp);
@@ -578,7 +523,7 @@ TEST(t_first_poll_404)
     wait_for(loop, &r.closed, 1, 5000);
     CHECK(r.opened == 0 && r.closed == 1);
     CHECK(r.close_code == SR_ETRANSPORT && r.close_status == 404);
-    CHECK(S.nposts == 0);
+    CHECK(srv_posts.n == 0);
     sr__transport_release(tp);
     sr_loop_free(loop);
 }
@@ -593,7 +538,7 @@ TEST(t_post_404)
     c = json_cfg();
     tp = open_json(loop, &c, &r);
     CHECK(tp != NULL && r.opened == 1);
-    srv_set(&S.post_status, 404); /* the handshake got its 200 */
+    srv_set(&srv_posts.status, 404); /* the handshake got its 200 */
     CHECK(sr__transport_send(tp, "x\x1e", 2) == SR_OK);
     wait_for(loop, &r.closed, 1, 5000);
     CHECK(r.closed == 1 && r.close_code == SR_ETRANSPORT && r.close_status == 404);
@@ -640,7 +585,7 @@ TEST(t_close_after_sends)
     const char *d, *p;
     srv_reset();
     c = json_cfg();
-    S.post_hold = 1;
+    srv_posts.hold = 1;
     tp = open_json(loop, &c, &r);
     CHECK(tp != NULL && r.opened == 1);
     CHECK(sr__transport_send(tp, "m1\x1e", 3) == SR_OK);
@@ -649,7 +594,7 @@ TEST(t_close_after_sends)
     CHECK(sr__transport_send(tp, "late", 4) == SR_ECLOSED);
     sr_loop_dispatch(loop, 30);
     CHECK(r.closed == 0 && S.deleted == 0); /* the queue is not out yet */
-    srv_set(&S.released, 100);
+    srv_set(&srv_posts.released, 100);
     wait_for(loop, &r.closed, 1, 5000);
     CHECK(r.closed == 1 && r.close_code == SR_OK);
     CHECK(posts_are(HANDSHAKE "m1\x1em2\x1e", strlen(HANDSHAKE) + 6));
@@ -682,11 +627,11 @@ TEST(t_keepalive)
     t0 = now_ms();
     tp = open_json(loop, &c, &r);
     CHECK(tp != NULL && r.opened == 1);
-    CHECK(srv_wait(&S.nposts, 3, 5000));
+    CHECK(srv_wait(&srv_posts.n, 3, 5000));
     printf("     two pings after %.0f ms\n", now_ms() - t0);
     CHECK(now_ms() - t0 >= 100);
     CHECK(post_is(0, HANDSHAKE) && post_is(1, PING) && post_is(2, PING));
-    CHECK(S.max_inflight == 1);
+    CHECK(srv_posts.max_inflight == 1);
     sr_loop_dispatch(loop, 0);
     CHECK(r.closed == 0);
     sr__transport_release(tp);
@@ -761,11 +706,11 @@ TEST(t_release_in_flight)
     rec r, r2;
     srv_reset();
     c = json_cfg();
-    S.post_hold = 1;
+    srv_posts.hold = 1;
     srv_answer_str("{}\x1e" INV("x"));
     tp = open_tp(loop, &c, &r);
     CHECK(tp != NULL);
-    CHECK(srv_wait(&S.nposts, 1, 5000));
+    CHECK(srv_wait(&srv_posts.n, 1, 5000));
     CHECK(srv_wait(&S.polls, 2, 5000));
     CHECK(sr__transport_send(tp, "m1\x1e", 3) == SR_OK);
     CHECK(readable(loop, 5000));
@@ -778,7 +723,7 @@ TEST(t_release_in_flight)
     sr_loop_free(loop);
     CHECK(r.opened == 0 && r.closed == 0 && r.data_calls == 0 && r.nmsgs == 0);
     CHECK(r2.opened == 0 && r2.closed == 0);
-    srv_set(&S.released, 100);
+    srv_set(&srv_posts.released, 100);
 }
 
 /* Closed at once, while the first poll is out: a clean end. */
@@ -798,7 +743,7 @@ TEST(t_close_connecting)
     /* The first poll may answer before the close reaches the HTTP thread:
      * then the transport opened and its queue (the handshake) goes out
      * before the clean close; otherwise nothing is sent. */
-    CHECK(S.nposts == 0 || (r.opened == 1 && S.nposts == 1 && post_is(0, HANDSHAKE)));
+    CHECK(srv_posts.n == 0 || (r.opened == 1 && srv_posts.n == 1 && post_is(0, HANDSHAKE)));
     sr__transport_release(tp);
     sr_loop_free(loop);
 }
@@ -825,14 +770,14 @@ TEST(t_binary)
     tp = open_tp(loop, &c, &r);
     CHECK(tp != NULL);
     wait_for(loop, &r.opened, 1, 5000);
-    CHECK(srv_wait(&S.nposts, 1, 5000));
+    CHECK(srv_wait(&srv_posts.n, 1, 5000));
     CHECK(sr__transport_send(tp, out, sizeof out) == SR_OK);
-    CHECK(srv_wait(&S.nposts, 2, 5000));
+    CHECK(srv_wait(&srv_posts.n, 2, 5000));
     CHECK(post_is(0, hs));
     pthread_mutex_lock(&srv_mu);
-    CHECK(S.post_len[1] == sizeof out && memcmp(S.posts[1], out, sizeof out) == 0);
+    CHECK(srv_posts.len[1] == sizeof out && memcmp(srv_posts.body[1], out, sizeof out) == 0);
     pthread_mutex_unlock(&srv_mu);
-    CHECK(strstr(S.post_req, "\r\nContent-Type: application/octet-stream") != NULL);
+    CHECK(strstr(srv_posts.req, "\r\nContent-Type: application/octet-stream") != NULL);
     wait_for(loop, &r.data_calls, 1, 5000);
     CHECK(r.data_len == sizeof in && memcmp(r.data, in, sizeof in) == 0);
     sr__transport_release(tp);

@@ -31,16 +31,12 @@ static double now_ms(void)
 /* ============================================================ the server */
 
 #define MAX_PIECES 64
-#define MAX_POSTS 64
 
 /* What the server does and saw; srv_mu guards it all, srv_cv signals changes. */
 static struct {
     /* Behaviour, set by the test. */
-    int get_status;  /* the GET's answer: 200 (an event stream) or an error */
-    int post_status; /* every POST's answer */
-    int post_hold;   /* hold POST n until released > n */
-    int released;    /* POSTs the test let go */
-    size_t flood;    /* > 0: after the headers send this many bytes of events */
+    int get_status; /* the GET's answer: 200 (an event stream) or an error */
+    size_t flood;   /* > 0: after the headers send this many bytes of events */
     char *pieces[MAX_PIECES];
     size_t piece_len[MAX_PIECES];
     int npieces;
@@ -51,11 +47,7 @@ static struct {
     char get_req[4096];
     int get_closed; /* the client closed an event stream */
     int blocked;    /* the flood made no progress for 300 ms */
-    int nposts;
-    char *posts[MAX_POSTS];
-    size_t post_len[MAX_POSTS];
     char post_req[4096];
-    int inflight, max_inflight;
 } S;
 
 /* Between tests: the streams of the last one end first (their clients are
@@ -69,15 +61,12 @@ static void srv_reset(void)
         ;
     for (i = 0; i < S.npieces; i++)
         free(S.pieces[i]);
-    for (i = 0; i < S.nposts; i++)
-        free(S.posts[i]);
-    S.get_status = S.post_status = 200;
-    S.post_hold = S.released = 0;
+    srv_posts_reset();
+    S.get_status = 200;
     S.flood = 0;
     S.npieces = S.end_stream = 0;
     S.gets = S.get_closed = S.blocked = 0;
-    S.nposts = S.inflight = S.max_inflight = 0;
-    S.get_req[0] = S.post_req[0] = '\0';
+    S.get_req[0] = '\0';
     pthread_mutex_unlock(&srv_mu);
 }
 
@@ -95,30 +84,6 @@ static void srv_push(const char *p, size_t n)
 static void srv_push_str(const char *s)
 {
     srv_push(s, strlen(s));
-}
-
-/* The concatenated POST bodies, and 1 when they are exactly want. */
-static int posts_are(const char *want, size_t want_len)
-{
-    size_t off = 0;
-    int i, ok = 1;
-    pthread_mutex_lock(&srv_mu);
-    for (i = 0; i < S.nposts && ok; i++) {
-        ok = off + S.post_len[i] <= want_len && memcmp(want + off, S.posts[i], S.post_len[i]) == 0;
-        off += S.post_len[i];
-    }
-    pthread_mutex_unlock(&srv_mu);
-    return ok && off == want_len;
-}
-
-static int post_is(int i, const char *want)
-{
-    int ok;
-    pthread_mutex_lock(&srv_mu);
-    ok = i < S.nposts && S.post_len[i] == strlen(want) &&
-         memcmp(S.posts[i], want, S.post_len[i]) == 0;
-    pthread_mutex_unlock(&srv_mu);
-    return ok;
 }
 
 /* Events of 16 KiB until S.flood bytes went. */
@@ -180,32 +145,6 @@ static void respond(int fd, int status)
     send_all(fd, head, (size_t)n);
 }
 
-static void post(int fd, const srv_req *req)
-{
-    int me, status;
-    struct timespec end;
-    pthread_mutex_lock(&srv_mu);
-    me = S.nposts;
-    if (me < MAX_POSTS) {
-        S.posts[me] = malloc(req->body_len ? req->body_len : 1);
-        memcpy(S.posts[me], req->body, req->body_len);
-        S.post_len[me] = req->body_len;
-        S.nposts++;
-    }
-    snprintf(S.post_req, sizeof S.post_req, "%.*s", (int)req->head_len, req->head);
-    if (++S.inflight > S.max_inflight) S.max_inflight = S.inflight;
-    status = S.post_status; /* as it was when the POST arrived */
-    pthread_cond_broadcast(&srv_cv);
-    end = srv_deadline(10000);
-    while (S.post_hold && S.released <= me && !srv_stopping() &&
-           pthread_cond_timedwait(&srv_cv, &srv_mu, &end) == 0)
-        ;
-    /* Before the answer: the client may start the next POST at once. */
-    S.inflight--;
-    pthread_mutex_unlock(&srv_mu);
-    respond(fd, status);
-}
-
 static void serve(int fd, const srv_req *req)
 {
     if (strncmp(req->head, "GET ", 4) == 0) {
@@ -228,7 +167,7 @@ static void serve(int fd, const srv_req *req)
         } else
             respond(fd, status);
     } else if (strncmp(req->head, "POST ", 5) == 0) {
-        post(fd, req);
+        respond(fd, srv_post(req));
     }
 }
 
@@ -360,15 +299,15 @@ TEST(t_open_receive_json)
     CHECK_STR(sr__transport_name(tp), "ServerSentEvents");
     wait_for(loop, &r.opened, 1, 5000);
     CHECK(r.opened == 1 && r.closed == 0);
-    CHECK(srv_wait(&S.nposts, 1, 5000));
+    CHECK(srv_wait(&srv_posts.n, 1, 5000));
     CHECK(post_is(0, HANDSHAKE));
     CHECK(strstr(S.get_req, "GET /hub?id=tok HTTP/1.1\r\n") == S.get_req);
     CHECK(strstr(S.get_req, "\r\nAccept: text/event-stream") != NULL);
     CHECK(strstr(S.get_req, "\r\nAuthorization: Bearer abc") != NULL);
     CHECK(strstr(S.get_req, "\r\nX-Test: yes") != NULL);
-    CHECK(strstr(S.post_req, "POST /hub?id=tok HTTP/1.1\r\n") == S.post_req);
-    CHECK(strstr(S.post_req, "\r\nContent-Type: text/plain;charset=UTF-8") != NULL);
-    CHECK(strstr(S.post_req, "\r\nAuthorization: Bearer abc") != NULL);
+    CHECK(strstr(srv_posts.req, "POST /hub?id=tok HTTP/1.1\r\n") == srv_posts.req);
+    CHECK(strstr(srv_posts.req, "\r\nContent-Type: text/plain;charset=UTF-8") != NULL);
+    CHECK(strstr(srv_posts.req, "\r\nAuthorization: Bearer abc") != NULL);
 
     srv_push_str("data: {}\x1e\r\n\r\ndata: " INV("a") "{\"type\":1,\"tar");
     srv_push_str("\r\n\r\n:comment\r\nda");
@@ -379,7 +318,7 @@ TEST(t_open_receive_json)
     CHECK_STR(r.targets, "a,b,c,d,");
     CHECK(r.data_len == 3 && memcmp(r.data, "{}\x1e", 3) == 0); /* the reply, raw */
     CHECK(r.closed == 0 && r.after_close == 0);
-    CHECK(S.nposts == 1);
+    CHECK(srv_posts.n == 1);
     sr__transport_release(tp);
     sr_loop_free(loop);
     CHECK(srv_wait(&S.get_closed, 1, 5000));
@@ -410,7 +349,7 @@ TEST(t_raw_events)
     }
     CHECK_STR(r.data, "onetwo\nthreefourend");
     CHECK(r.msg_calls == 0);
-    CHECK(S.nposts == 0);
+    CHECK(srv_posts.n == 0);
     sr__transport_close(tp);
     wait_for(loop, &r.closed, 1, 5000);
     CHECK(r.closed == 1 && r.close_code == SR_OK);
@@ -427,27 +366,27 @@ TEST(t_send_batching)
     sr_transport *tp;
     rec r;
     srv_reset();
-    S.post_hold = 1;
+    srv_posts.hold = 1;
     tp = open_tp(loop, &c, &r);
     CHECK(tp != NULL);
     wait_for(loop, &r.opened, 1, 5000);
-    CHECK(srv_wait(&S.nposts, 1, 5000)); /* the handshake, held */
+    CHECK(srv_wait(&srv_posts.n, 1, 5000)); /* the handshake, held */
     CHECK(sr__transport_send(tp, "m1\x1e", 3) == SR_OK);
     CHECK(sr__transport_send(tp, "m2\x1e", 3) == SR_OK);
     CHECK(sr__transport_send(tp, "m3\x1e", 3) == SR_OK);
-    srv_set(&S.released, 1);
-    CHECK(srv_wait(&S.nposts, 2, 5000));
+    srv_set(&srv_posts.released, 1);
+    CHECK(srv_wait(&srv_posts.n, 2, 5000));
     CHECK(post_is(1, "m1\x1em2\x1em3\x1e"));
     CHECK(sr__transport_send(tp, "m4\x1e", 3) == SR_OK);
     CHECK(sr__transport_send(tp, "m5\x1e", 3) == SR_OK);
-    srv_set(&S.released, 2);
-    CHECK(srv_wait(&S.nposts, 3, 5000));
+    srv_set(&srv_posts.released, 2);
+    CHECK(srv_wait(&srv_posts.n, 3, 5000));
     CHECK(post_is(2, "m4\x1em5\x1e"));
-    srv_set(&S.released, 100);
+    srv_set(&srv_posts.released, 100);
     CHECK(sr__transport_send(tp, "m6\x1e", 3) == SR_OK);
-    CHECK(srv_wait(&S.nposts, 4, 5000));
+    CHECK(srv_wait(&srv_posts.n, 4, 5000));
     CHECK(posts_are(HANDSHAKE "m1\x1em2\x1em3\x1em4\x1em5\x1em6\x1e", strlen(HANDSHAKE) + 18));
-    CHECK(S.max_inflight == 1);
+    CHECK(srv_posts.max_inflight == 1);
     sr_loop_dispatch(loop, 0);
     CHECK(r.closed == 0);
     sr__transport_release(tp);
@@ -464,8 +403,8 @@ TEST(t_post_404)
     tp = open_tp(loop, &c, &r);
     CHECK(tp != NULL);
     wait_for(loop, &r.opened, 1, 5000);
-    CHECK(srv_wait(&S.nposts, 1, 5000));
-    srv_set(&S.post_status, 404); /* the handshake got its 200 */
+    CHECK(srv_wait(&srv_posts.n, 1, 5000));
+    srv_set(&srv_posts.status, 404); /* the handshake got its 200 */
     CHECK(sr__transport_send(tp, "x\x1e", 2) == SR_OK);
     wait_for(loop, &r.closed, 1, 5000);
     CHECK(r.closed == 1 && r.close_code == SR_ETRANSPORT && r.close_status == 404);
@@ -494,7 +433,7 @@ TEST(t_get_404)
     printf("     message: %s\n", r.close_msg);
     CHECK(strstr(r.close_msg, "HTTP 404") != NULL);
     CHECK(strstr(r.close_msg, "tok") == NULL);
-    CHECK(S.nposts == 0);
+    CHECK(srv_posts.n == 0);
     sr__transport_release(tp);
     sr_loop_free(loop);
 }
@@ -549,18 +488,18 @@ TEST(t_close_after_sends)
     sr_transport *tp;
     rec r;
     srv_reset();
-    S.post_hold = 1;
+    srv_posts.hold = 1;
     tp = open_tp(loop, &c, &r);
     CHECK(tp != NULL);
     wait_for(loop, &r.opened, 1, 5000);
-    CHECK(srv_wait(&S.nposts, 1, 5000));
+    CHECK(srv_wait(&srv_posts.n, 1, 5000));
     CHECK(sr__transport_send(tp, "m1\x1e", 3) == SR_OK);
     CHECK(sr__transport_send(tp, "m2\x1e", 3) == SR_OK);
     sr__transport_close(tp);
     CHECK(sr__transport_send(tp, "late", 4) == SR_ECLOSED);
     sr_loop_dispatch(loop, 30);
     CHECK(r.closed == 0 && S.get_closed == 0); /* the queue is not out yet */
-    srv_set(&S.released, 100);
+    srv_set(&srv_posts.released, 100);
     wait_for(loop, &r.closed, 1, 5000);
     CHECK(r.closed == 1 && r.close_code == SR_OK);
     CHECK(posts_are(HANDSHAKE "m1\x1em2\x1e", strlen(HANDSHAKE) + 6));
@@ -584,11 +523,11 @@ TEST(t_keepalive)
     CHECK(tp != NULL);
     wait_for(loop, &r.opened, 1, 5000);
     t0 = now_ms();
-    CHECK(srv_wait(&S.nposts, 3, 5000));
+    CHECK(srv_wait(&srv_posts.n, 3, 5000));
     printf("     two pings after %.0f ms\n", now_ms() - t0);
     CHECK(now_ms() - t0 >= 100);
     CHECK(post_is(0, HANDSHAKE) && post_is(1, PING) && post_is(2, PING));
-    CHECK(S.max_inflight == 1);
+    CHECK(srv_posts.max_inflight == 1);
     sr_loop_dispatch(loop, 0);
     CHECK(r.closed == 0);
     sr__transport_release(tp);
@@ -649,11 +588,11 @@ TEST(t_release_in_flight)
     sr_transport *tp, *tp2;
     rec r, r2;
     srv_reset();
-    S.post_hold = 1;
+    srv_posts.hold = 1;
     srv_push_str("data: {}\x1e" INV("x") "\n\n");
     tp = open_tp(loop, &c, &r);
     CHECK(tp != NULL);
-    CHECK(srv_wait(&S.nposts, 1, 5000));
+    CHECK(srv_wait(&srv_posts.n, 1, 5000));
     CHECK(sr__transport_send(tp, "m1\x1e", 3) == SR_OK);
     CHECK(readable(loop, 5000));
     /* A second one released before its open job even ran. */
@@ -665,7 +604,7 @@ TEST(t_release_in_flight)
     sr_loop_free(loop);
     CHECK(r.opened == 0 && r.closed == 0 && r.data_calls == 0 && r.nmsgs == 0);
     CHECK(r2.opened == 0 && r2.closed == 0);
-    srv_set(&S.released, 100);
+    srv_set(&srv_posts.released, 100);
 }
 
 /* Closed at once, while connecting: a clean end. */
@@ -684,7 +623,7 @@ TEST(t_close_connecting)
     /* The GET may answer before the close reaches the HTTP thread: then the
      * transport opened, and its queue (the handshake) goes out before the
      * clean close; otherwise nothing is sent. */
-    CHECK(S.nposts == 0 || (r.opened == 1 && S.nposts == 1 && post_is(0, HANDSHAKE)));
+    CHECK(srv_posts.n == 0 || (r.opened == 1 && srv_posts.n == 1 && post_is(0, HANDSHAKE)));
     sr__transport_release(tp);
     sr_loop_free(loop);
 }
