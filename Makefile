@@ -90,7 +90,7 @@ $(BUILD)/lua/signalr/core.so: $(BIND_OBJ) $(CORE_OBJ)
 	$(CC) -shared $(LDFLAGS_ALL) -Wl,--version-script=binding/exports.map -o $@ $^ $(LIBS_CORE)
 
 $(BUILD)/test/%: csrc/test/%.c $(BUILD)/libsignalr.a csrc/test/harness.h csrc/test/value_equal.h csrc/test/mem_transport.h \
-	  csrc/test/http_server.h
+	  csrc/test/http_server.h csrc/test/http_tp_client.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Icsrc -o $@ $< $(BUILD)/libsignalr.a $(LIBS_CORE) $(LDFLAGS_ALL)
 

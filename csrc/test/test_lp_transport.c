@@ -16,19 +16,10 @@
 #define SRV_MAX_CONNS 1024
 #include "harness.h"
 #include "http_server.h"
+#include "http_tp_client.h"
 #include "liveness.h"
 #include "loop.h"
 #include "transport.h"
-
-#define HANDSHAKE "{\"protocol\":\"json\",\"version\":1}\x1e"
-#define PING "{\"type\":6}\x1e"
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 /* ============================================================ the server */
 
@@ -225,92 +216,11 @@ static void serve(int fd, const srv_req *req)
 
 /* ============================================================ the client */
 
-typedef struct rec {
-    int opened, closed, data_calls, msg_calls, nmsgs;
-    int after_close; /* upcalls after on_close */
-    int full;        /* data holds the first bytes only */
-    int close_code;  /* SR_OK when err was NULL */
-    long close_status;
-    char close_msg[512];
-    char data[1 << 16]; /* more than one piece libcurl hands over */
-    size_t data_len, total;
-    char targets[256]; /* the targets of the messages, in order */
-} rec;
-
-static void r_open(void *ud, sr_transport *tp)
-{
-    rec *r = ud;
-    (void)tp;
-    r->opened++;
-    r->after_close += r->closed;
-}
-
-static void r_data(void *ud, sr_transport *tp, const char *d, size_t n)
-{
-    rec *r = ud;
-    (void)tp;
-    r->data_calls++;
-    r->after_close += r->closed;
-    if (!r->full && r->data_len + n >= sizeof r->data) r->full = 1;
-    if (!r->full) {
-        memcpy(r->data + r->data_len, d, n);
-        r->data_len += n;
-        r->data[r->data_len] = '\0';
-    }
-    r->total += n;
-}
-
-static void r_msgs(void *ud, sr_transport *tp, sr_rx_msg *m, size_t n)
-{
-    rec *r = ud;
-    size_t i;
-    (void)tp;
-    r->msg_calls++;
-    r->after_close += r->closed;
-    for (i = 0; i < n; i++) {
-        r->nmsgs++;
-        if (m[i].m.target && strlen(r->targets) + strlen(m[i].m.target) + 2 < sizeof r->targets) {
-            strcat(r->targets, m[i].m.target);
-            strcat(r->targets, ",");
-        }
-    }
-}
-
-static void r_close(void *ud, sr_transport *tp, const sr_error *err)
-{
-    rec *r = ud;
-    (void)tp;
-    r->closed++;
-    r->close_code = err ? err->code : SR_OK;
-    r->close_status = err ? err->status : 0;
-    snprintf(r->close_msg, sizeof r->close_msg, "%s", err ? err->message : "");
-}
-
-static const sr_transport_upcalls ups = {r_open, r_data, r_msgs, r_close, NULL};
-
 static char url_buf[128];
 static const char *hub_url(void)
 {
     snprintf(url_buf, sizeof url_buf, "http://127.0.0.1:%d/hub?id=tok&g=%d", srv_port, S.gen);
     return url_buf;
-}
-
-static const sr_header test_headers[2] = {{"Authorization", "Bearer abc"}, {"X-Test", "yes"}};
-
-/* JSON, with the handshake and the test headers; no timers. */
-static sr_transport_cfg json_cfg(void)
-{
-    sr_transport_cfg c;
-    memset(&c, 0, sizeof c);
-    c.url = hub_url();
-    c.headers = test_headers;
-    c.nheaders = 2;
-    c.handshake = HANDSHAKE;
-    c.handshake_len = strlen(HANDSHAKE);
-    c.ping = PING;
-    c.ping_len = strlen(PING);
-    c.protocol = &sr__json_protocol;
-    return c;
 }
 
 static sr_transport *open_tp(sr_loop *loop, const sr_transport_cfg *c, rec *r)
@@ -319,22 +229,6 @@ static sr_transport *open_tp(sr_loop *loop, const sr_transport_cfg *c, rec *r)
     memset(r, 0, sizeof *r);
     return sr__lp_transport_new(loop, c, &ups, r, &err);
 }
-
-/* Dispatch until *flag >= v or ms pass. */
-static void wait_for(sr_loop *loop, const int *flag, int v, int ms)
-{
-    double end = now_ms() + ms;
-    while (*flag < v && now_ms() < end)
-        sr_loop_dispatch(loop, (int)(end - now_ms()) + 1);
-}
-
-static int readable(sr_loop *loop, int ms)
-{
-    struct pollfd p = {sr_loop_fd(loop), POLLIN, 0};
-    return poll(&p, 1, ms) == 1;
-}
-
-#define INV(t) "{\"type\":1,\"target\":\"" t "\",\"arguments\":[]}\x1e"
 
 /* Open a JSON transport whose first poll is answered with an empty 200:
  * on_open has run and the handshake has been POSTed (and answered unless
@@ -363,7 +257,7 @@ TEST(t_open_receive_json)
     sr_transport *tp;
     rec r;
     srv_reset();
-    c = json_cfg();
+    c = json_cfg(hub_url());
     tp = open_tp(loop, &c, &r);
     CHECK(tp != NULL);
     CHECK_STR(sr__transport_name(tp), "LongPolling");
@@ -433,7 +327,7 @@ TEST(t_send_batching)
     sr_transport *tp;
     rec r;
     srv_reset();
-    c = json_cfg();
+    c = json_cfg(hub_url());
     srv_posts.hold = 1;
     tp = open_json(loop, &c, &r);
     CHECK(tp != NULL && r.opened == 1);
@@ -468,7 +362,7 @@ TEST(t_204_closes)
     sr_transport *tp;
     rec r;
     srv_reset();
-    c = json_cfg();
+    c = json_cfg(hub_url());
     tp = open_json(loop, &c, &r);
     CHECK(tp != NULL && r.opened == 1);
     srv_answer_str("{}\x1e" INV("last"));
@@ -494,7 +388,7 @@ TEST(t_poll_404)
     sr_transport *tp;
     rec r;
     srv_reset();
-    c = json_cfg();
+    c = json_cfg(hub_url());
     tp = open_json(loop, &c, &r);
     CHECK(tp != NULL && r.opened == 1);
     srv_answer(404, "gone", 4);
@@ -516,7 +410,7 @@ TEST(t_first_poll_404)
     sr_transport *tp;
     rec r;
     srv_reset();
-    c = json_cfg();
+    c = json_cfg(hub_url());
     srv_answer(404, "gone", 4);
     tp = open_tp(loop, &c, &r);
     CHECK(tp != NULL);
@@ -535,7 +429,7 @@ TEST(t_post_404)
     sr_transport *tp;
     rec r;
     srv_reset();
-    c = json_cfg();
+    c = json_cfg(hub_url());
     tp = open_json(loop, &c, &r);
     CHECK(tp != NULL && r.opened == 1);
     srv_set(&srv_posts.status, 404); /* the handshake got its 200 */
@@ -560,7 +454,7 @@ TEST(t_refused)
     rec r;
     char u[64];
     srv_reset();
-    c = json_cfg();
+    c = json_cfg(hub_url());
     snprintf(u, sizeof u, "http://127.0.0.1:%d/hub?id=tok", closed_port());
     c.url = u;
     tp = open_tp(loop, &c, &r);
@@ -584,7 +478,7 @@ TEST(t_close_after_sends)
     rec r;
     const char *d, *p;
     srv_reset();
-    c = json_cfg();
+    c = json_cfg(hub_url());
     srv_posts.hold = 1;
     tp = open_json(loop, &c, &r);
     CHECK(tp != NULL && r.opened == 1);
@@ -620,7 +514,7 @@ TEST(t_keepalive)
     rec r;
     double t0;
     srv_reset();
-    c = json_cfg();
+    c = json_cfg(hub_url());
     c.keepalive_ms = 60;
     /* Pings run from the open, which comes after this: a late open event on
      * a slow machine (valgrind) cannot make them look early. */
@@ -648,7 +542,7 @@ TEST(t_silent_poll_no_timeout)
     rec r;
     double end;
     srv_reset();
-    c = json_cfg();
+    c = json_cfg(hub_url());
     c.server_timeout_ms = 100;
     srv_answer_str("");
     tp = open_tp(loop, &c, &r);
@@ -677,7 +571,7 @@ TEST(t_handshake_timeout)
     rec r;
     double t0;
     srv_reset();
-    c = json_cfg();
+    c = json_cfg(hub_url());
     c.handshake_timeout_ms = 150;
     c.server_timeout_ms = 5000;
     srv_answer_str("");
@@ -705,7 +599,7 @@ TEST(t_release_in_flight)
     sr_transport *tp, *tp2;
     rec r, r2;
     srv_reset();
-    c = json_cfg();
+    c = json_cfg(hub_url());
     srv_posts.hold = 1;
     srv_answer_str("{}\x1e" INV("x"));
     tp = open_tp(loop, &c, &r);
@@ -734,7 +628,7 @@ TEST(t_close_connecting)
     sr_transport *tp;
     rec r;
     srv_reset();
-    c = json_cfg();
+    c = json_cfg(hub_url());
     tp = open_tp(loop, &c, &r);
     CHECK(tp != NULL);
     sr__transport_close(tp);
@@ -792,7 +686,7 @@ TEST(t_bad_args)
     sr_error err;
     rec r;
     srv_reset();
-    c = json_cfg();
+    c = json_cfg(hub_url());
     c.url = "ftp://127.0.0.1/hub";
     CHECK(sr__lp_transport_new(loop, &c, &ups, &r, &err) == NULL);
     CHECK(err.code == SR_EUSAGE && strstr(err.message, "Long Polling URL") != NULL);

@@ -14,19 +14,10 @@
 #define SRV_MAX_CONNS 512
 #include "harness.h"
 #include "http_server.h"
+#include "http_tp_client.h"
 #include "liveness.h"
 #include "loop.h"
 #include "transport.h"
-
-#define HANDSHAKE "{\"protocol\":\"json\",\"version\":1}\x1e"
-#define PING "{\"type\":6}\x1e"
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 /* ============================================================ the server */
 
@@ -47,7 +38,6 @@ static struct {
     char get_req[4096];
     int get_closed; /* the client closed an event stream */
     int blocked;    /* the flood made no progress for 300 ms */
-    char post_req[4096];
 } S;
 
 /* Between tests: the streams of the last one end first (their clients are
@@ -173,90 +163,11 @@ static void serve(int fd, const srv_req *req)
 
 /* ============================================================ the client */
 
-typedef struct rec {
-    int opened, closed, data_calls, msg_calls, nmsgs;
-    int after_close; /* upcalls after on_close */
-    int close_code;  /* SR_OK when err was NULL */
-    long close_status;
-    char close_msg[512];
-    char data[1 << 14];
-    size_t data_len, total;
-    char targets[256]; /* the targets of the messages, in order */
-} rec;
-
-static void r_open(void *ud, sr_transport *tp)
-{
-    rec *r = ud;
-    (void)tp;
-    r->opened++;
-    r->after_close += r->closed;
-}
-
-static void r_data(void *ud, sr_transport *tp, const char *d, size_t n)
-{
-    rec *r = ud;
-    (void)tp;
-    r->data_calls++;
-    r->after_close += r->closed;
-    if (r->data_len + n < sizeof r->data) {
-        memcpy(r->data + r->data_len, d, n);
-        r->data_len += n;
-        r->data[r->data_len] = '\0';
-    }
-    r->total += n;
-}
-
-static void r_msgs(void *ud, sr_transport *tp, sr_rx_msg *m, size_t n)
-{
-    rec *r = ud;
-    size_t i;
-    (void)tp;
-    r->msg_calls++;
-    r->after_close += r->closed;
-    for (i = 0; i < n; i++) {
-        r->nmsgs++;
-        if (m[i].m.target && strlen(r->targets) + strlen(m[i].m.target) + 2 < sizeof r->targets) {
-            strcat(r->targets, m[i].m.target);
-            strcat(r->targets, ",");
-        }
-    }
-}
-
-static void r_close(void *ud, sr_transport *tp, const sr_error *err)
-{
-    rec *r = ud;
-    (void)tp;
-    r->closed++;
-    r->close_code = err ? err->code : SR_OK;
-    r->close_status = err ? err->status : 0;
-    snprintf(r->close_msg, sizeof r->close_msg, "%s", err ? err->message : "");
-}
-
-static const sr_transport_upcalls ups = {r_open, r_data, r_msgs, r_close, NULL};
-
 static char url_buf[128];
 static const char *hub_url(void)
 {
     snprintf(url_buf, sizeof url_buf, "http://127.0.0.1:%d/hub?id=tok", srv_port);
     return url_buf;
-}
-
-static const sr_header test_headers[2] = {{"Authorization", "Bearer abc"}, {"X-Test", "yes"}};
-
-/* JSON, with the handshake and the test headers; no timers. */
-static sr_transport_cfg json_cfg(void)
-{
-    sr_transport_cfg c;
-    memset(&c, 0, sizeof c);
-    c.url = hub_url();
-    c.headers = test_headers;
-    c.nheaders = 2;
-    c.handshake = HANDSHAKE;
-    c.handshake_len = strlen(HANDSHAKE);
-    c.ping = PING;
-    c.ping_len = strlen(PING);
-    c.protocol = &sr__json_protocol;
-    return c;
 }
 
 static sr_transport *open_tp(sr_loop *loop, const sr_transport_cfg *c, rec *r)
@@ -266,22 +177,6 @@ static sr_transport *open_tp(sr_loop *loop, const sr_transport_cfg *c, rec *r)
     return sr__sse_transport_new(loop, c, &ups, r, &err);
 }
 
-/* Dispatch until *flag >= v or ms pass. */
-static void wait_for(sr_loop *loop, const int *flag, int v, int ms)
-{
-    double end = now_ms() + ms;
-    while (*flag < v && now_ms() < end)
-        sr_loop_dispatch(loop, (int)(end - now_ms()) + 1);
-}
-
-static int readable(sr_loop *loop, int ms)
-{
-    struct pollfd p = {sr_loop_fd(loop), POLLIN, 0};
-    return poll(&p, 1, ms) == 1;
-}
-
-#define INV(t) "{\"type\":1,\"target\":\"" t "\",\"arguments\":[]}\x1e"
-
 /* ================================================================= tests */
 
 /* The GET carries Accept and the headers; the handshake is the first POST;
@@ -290,7 +185,7 @@ static int readable(sr_loop *loop, int ms)
 TEST(t_open_receive_json)
 {
     sr_loop *loop = sr_loop_new(NULL);
-    sr_transport_cfg c = json_cfg();
+    sr_transport_cfg c = json_cfg(hub_url());
     sr_transport *tp;
     rec r;
     srv_reset();
@@ -362,7 +257,7 @@ TEST(t_raw_events)
 TEST(t_send_batching)
 {
     sr_loop *loop = sr_loop_new(NULL);
-    sr_transport_cfg c = json_cfg();
+    sr_transport_cfg c = json_cfg(hub_url());
     sr_transport *tp;
     rec r;
     srv_reset();
@@ -396,7 +291,7 @@ TEST(t_send_batching)
 TEST(t_post_404)
 {
     sr_loop *loop = sr_loop_new(NULL);
-    sr_transport_cfg c = json_cfg();
+    sr_transport_cfg c = json_cfg(hub_url());
     sr_transport *tp;
     rec r;
     srv_reset();
@@ -420,7 +315,7 @@ TEST(t_post_404)
 TEST(t_get_404)
 {
     sr_loop *loop = sr_loop_new(NULL);
-    sr_transport_cfg c = json_cfg();
+    sr_transport_cfg c = json_cfg(hub_url());
     sr_transport *tp;
     rec r;
     srv_reset();
@@ -441,7 +336,7 @@ TEST(t_get_404)
 TEST(t_refused)
 {
     sr_loop *loop = sr_loop_new(NULL);
-    sr_transport_cfg c = json_cfg();
+    sr_transport_cfg c = json_cfg(hub_url());
     sr_transport *tp;
     rec r;
     char u[64];
@@ -460,7 +355,7 @@ TEST(t_refused)
 TEST(t_server_ends_stream)
 {
     sr_loop *loop = sr_loop_new(NULL);
-    sr_transport_cfg c = json_cfg();
+    sr_transport_cfg c = json_cfg(hub_url());
     sr_transport *tp;
     rec r;
     srv_reset();
@@ -484,7 +379,7 @@ TEST(t_server_ends_stream)
 TEST(t_close_after_sends)
 {
     sr_loop *loop = sr_loop_new(NULL);
-    sr_transport_cfg c = json_cfg();
+    sr_transport_cfg c = json_cfg(hub_url());
     sr_transport *tp;
     rec r;
     srv_reset();
@@ -513,7 +408,7 @@ TEST(t_close_after_sends)
 TEST(t_keepalive)
 {
     sr_loop *loop = sr_loop_new(NULL);
-    sr_transport_cfg c = json_cfg();
+    sr_transport_cfg c = json_cfg(hub_url());
     sr_transport *tp;
     rec r;
     double t0;
@@ -537,7 +432,7 @@ TEST(t_keepalive)
 TEST(t_server_timeout)
 {
     sr_loop *loop = sr_loop_new(NULL);
-    sr_transport_cfg c = json_cfg();
+    sr_transport_cfg c = json_cfg(hub_url());
     sr_transport *tp;
     rec r;
     double t0;
@@ -563,7 +458,7 @@ TEST(t_server_timeout)
 TEST(t_handshake_timeout)
 {
     sr_loop *loop = sr_loop_new(NULL);
-    sr_transport_cfg c = json_cfg();
+    sr_transport_cfg c = json_cfg(hub_url());
     sr_transport *tp;
     rec r;
     srv_reset();
@@ -584,7 +479,7 @@ TEST(t_handshake_timeout)
 TEST(t_release_in_flight)
 {
     sr_loop *loop = sr_loop_new(NULL);
-    sr_transport_cfg c = json_cfg();
+    sr_transport_cfg c = json_cfg(hub_url());
     sr_transport *tp, *tp2;
     rec r, r2;
     srv_reset();
@@ -611,7 +506,7 @@ TEST(t_release_in_flight)
 TEST(t_close_connecting)
 {
     sr_loop *loop = sr_loop_new(NULL);
-    sr_transport_cfg c = json_cfg();
+    sr_transport_cfg c = json_cfg(hub_url());
     sr_transport *tp;
     rec r;
     srv_reset();
@@ -631,7 +526,7 @@ TEST(t_close_connecting)
 TEST(t_bad_args)
 {
     sr_loop *loop = sr_loop_new(NULL);
-    sr_transport_cfg c = json_cfg();
+    sr_transport_cfg c = json_cfg(hub_url());
     sr_header bad = {"X-Evil", "a\r\nInjected: 1"};
     sr_error err;
     rec r;
