@@ -120,163 +120,39 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 }
 
 #ifdef SR_FUZZ_MAIN
-/* Replay files; with "-m N", also feed N mutations of them (byte flips,
- * inserts of MessagePack headers, truncation, splicing two inputs). */
-static unsigned char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    unsigned char *buf = NULL;
-    long n;
-
-    if (!f) return NULL;
-    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0) {
-        buf = malloc((size_t)n + 1);
-        if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-            free(buf);
-            buf = NULL;
-        }
-        *len = (size_t)n;
-    }
-    fclose(f);
-    return buf;
-}
-
-static uint64_t rng = 0x853c49e6748fea9bULL;
-
-static uint32_t rnd(uint32_t n)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return n ? (uint32_t)(rng % n) : 0;
-}
-
-typedef struct token {
-    const char *b;
-    size_t n;
-} token;
-
-#define TOK(s)                                                                                     \
-    {                                                                                              \
-        s, sizeof(s) - 1                                                                           \
-    }
-
-static size_t mutate(unsigned char *out, size_t cap, const unsigned char *in, size_t len,
-                     const unsigned char *other, size_t olen)
-{
-    static const token tokens[] = {TOK("\xc0"),
-                                   TOK("\xc1"),
-                                   TOK("\xc2"),
-                                   TOK("\xc3"),
-                                   TOK("\x80"),
-                                   TOK("\x90"),
-                                   TOK("\x91"),
-                                   TOK("\x81\x01"),
-                                   TOK("\xa1"),
-                                   TOK("\xca"),
-                                   TOK("\xcb"),
-                                   TOK("\xcc\xff"),
-                                   TOK("\xcf\x80\x00\x00\x00\x00\x00\x00\x00"),
-                                   TOK("\xd3\x80\x00\x00\x00\x00\x00\x00\x00"),
-                                   TOK("\xdc\x00\x03"),
-                                   TOK("\xdd\xff\xff\xff\xff"),
-                                   TOK("\xdf\x00\x01\x00\x00"),
-                                   TOK("\xd6\xff\x00\x00\x00\x00"),
-                                   TOK("\xd7\xff"),
-                                   TOK("\xc7\x0c\xff"),
-                                   TOK("\xd4\x05\x00"),
-                                   TOK("\xc4\x02"),
-                                   TOK("\xff\xff\xff\xff\x07"),
-                                   TOK("\x80\x80\x80\x80\x80"),
-                                   TOK("\x96\x01\x80\xc0\xa1T\x90\x90"),
-                                   TOK("\x95\x03\x80\xa1\x31\x03"),
-                                   TOK("\x02\x91\x06")};
-    size_t n = len < cap ? len : cap, i, k, steps = 1 + rnd(8);
-
-    memcpy(out, in, n);
-    for (k = 0; k < steps; k++) {
-        switch (rnd(6)) {
-        case 0: /* flip a byte */
-            if (n) out[rnd((uint32_t)n)] = (unsigned char)rnd(256);
-            break;
-        case 1: { /* insert a token */
-            const token *t = &tokens[rnd(sizeof tokens / sizeof *tokens)];
-            size_t at = n ? rnd((uint32_t)n + 1) : 0;
-            if (n + t->n <= cap) {
-                memmove(out + at + t->n, out + at, n - at);
-                memcpy(out + at, t->b, t->n);
-                n += t->n;
-            }
-            break;
-        }
-        case 2: /* truncate */
-            n = n ? rnd((uint32_t)n + 1) : 0;
-            break;
-        case 3: /* delete a range */
-            if (n) {
-                size_t at = rnd((uint32_t)n), dl = rnd((uint32_t)(n - at) + 1);
-                memmove(out + at, out + at + dl, n - at - dl);
-                n -= dl;
-            }
-            break;
-        case 4: /* nudge a byte: lengths and counts off by one */
-            if (n) out[rnd((uint32_t)n)] += (unsigned char)(rnd(2) ? 1 : 255);
-            break;
-        default: /* splice in part of another input */
-            if (olen) {
-                size_t from = rnd((uint32_t)olen), cl = rnd((uint32_t)(olen - from) + 1);
-                if (n + cl <= cap) {
-                    i = n ? rnd((uint32_t)n + 1) : 0;
-                    memmove(out + i + cl, out + i, n - i);
-                    memcpy(out + i, other + from, cl);
-                    n += cl;
-                }
-            }
-        }
-    }
-    return n;
-}
+#include "fuzz_main.h"
 
 int main(int argc, char **argv)
 {
-    unsigned char **in, *buf;
-    size_t *len, cap = 1 << 16;
-    long mutations = 0, i;
-    int first = 1, nin = 0, a;
-
-    if (argc > 2 && strcmp(argv[1], "-m") == 0) {
-        mutations = atol(argv[2]);
-        first = 3;
-    }
-    if (getenv("SR_FUZZ_SEED") && *getenv("SR_FUZZ_SEED")) {
-        rng ^= strtoull(getenv("SR_FUZZ_SEED"), NULL, 10) * 0x9e3779b97f4a7c15ULL;
-        if (!rng) rng = 1;
-        printf("SR_FUZZ_SEED=%s\n", getenv("SR_FUZZ_SEED"));
-    }
-    in = calloc((size_t)argc, sizeof *in);
-    len = calloc((size_t)argc, sizeof *len);
-    buf = malloc(cap);
-    if (!in || !len || !buf) return 1;
-    for (a = first; a < argc; a++) {
-        in[nin] = slurp(argv[a], &len[nin]);
-        if (!in[nin]) {
-            fprintf(stderr, "cannot read %s\n", argv[a]);
-            return 1;
-        }
-        LLVMFuzzerTestOneInput(in[nin], len[nin]);
-        nin++;
-    }
-    for (i = 0; i < mutations && nin > 0; i++) {
-        int x = (int)rnd((uint32_t)nin), y = (int)rnd((uint32_t)nin);
-        size_t n = mutate(buf, cap, in[x], len[x], in[y], len[y]);
-        LLVMFuzzerTestOneInput(buf, n);
-    }
-    printf("%d inputs, %ld mutations: ok\n", nin, mutations);
-    for (a = 0; a < nin; a++)
-        free(in[a]);
-    free(in);
-    free(len);
-    free(buf);
-    return 0;
+    /* Inserted by the mutator: MessagePack headers and frames. */
+    static const fuzz_token tokens[] = {TOK("\xc0"),
+                                        TOK("\xc1"),
+                                        TOK("\xc2"),
+                                        TOK("\xc3"),
+                                        TOK("\x80"),
+                                        TOK("\x90"),
+                                        TOK("\x91"),
+                                        TOK("\x81\x01"),
+                                        TOK("\xa1"),
+                                        TOK("\xca"),
+                                        TOK("\xcb"),
+                                        TOK("\xcc\xff"),
+                                        TOK("\xcf\x80\x00\x00\x00\x00\x00\x00\x00"),
+                                        TOK("\xd3\x80\x00\x00\x00\x00\x00\x00\x00"),
+                                        TOK("\xdc\x00\x03"),
+                                        TOK("\xdd\xff\xff\xff\xff"),
+                                        TOK("\xdf\x00\x01\x00\x00"),
+                                        TOK("\xd6\xff\x00\x00\x00\x00"),
+                                        TOK("\xd7\xff"),
+                                        TOK("\xc7\x0c\xff"),
+                                        TOK("\xd4\x05\x00"),
+                                        TOK("\xc4\x02"),
+                                        TOK("\xff\xff\xff\xff\x07"),
+                                        TOK("\x80\x80\x80\x80\x80"),
+                                        TOK("\x96\x01\x80\xc0\xa1T\x90\x90"),
+                                        TOK("\x95\x03\x80\xa1\x31\x03"),
+                                        TOK("\x02\x91\x06")};
+    static const fuzz_mutator mu = {tokens, sizeof tokens / sizeof *tokens, 1};
+    return fuzz_main(argc, argv, &mu);
 }
 #endif
