@@ -1,5 +1,6 @@
 /*
- * error.c - names for error codes and connection states.
+ * error.c - names for error codes and connection states, and filling an
+ * sr_error (error.h).
  *
  * sr_strerror returns the error "kind" of the Lua API (API.md, Errors), so the
  * binding can use it as is. That list has no kind for resource exhaustion:
@@ -7,7 +8,9 @@
  * "transport", the kind a caller already handles for "the message could not
  * be sent/received"; the message text says what actually happened.
  */
-#include "signalr.h"
+#include <stdio.h>
+
+#include "error.h"
 
 const char *sr_strerror(int code)
 {
@@ -54,4 +57,23 @@ const char *sr_state_name(sr_state s)
         return "disconnecting";
     }
     return "unknown";
+}
+
+int sr__error_vset(sr_error *err, int code, const char *fmt, va_list ap)
+{
+    if (err) {
+        err->code = code;
+        err->status = 0;
+        vsnprintf(err->message, sizeof err->message, fmt, ap);
+    }
+    return code;
+}
+
+int sr__error_set(sr_error *err, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    sr__error_vset(err, code, fmt, ap);
+    va_end(ap);
+    return code;
 }

@@ -10,18 +10,11 @@
 #include <string.h>
 #include <strings.h>
 
+#include "error.h"
 #include "http_send.h"
 
 /* POST batch buffers larger than this are freed after use. */
 #define BUF_KEEP (256 * 1024)
-
-static void set_err(sr_error *err, int code, const char *msg)
-{
-    if (!err) return;
-    err->code = code;
-    err->status = 0;
-    snprintf(err->message, sizeof err->message, "%s", msg);
-}
 
 static size_t discard_body(char *p, size_t size, size_t n, void *ud)
 {
@@ -160,7 +153,7 @@ int sr__http_url_dup(const char *url, const char *label, char **url_out, char **
     else {
         char msg[300];
         snprintf(msg, sizeof msg, "invalid %s URL (http or https expected): %.200s", label, url);
-        set_err(err, SR_EUSAGE, msg);
+        sr__error_set(err, SR_EUSAGE, "%s", msg);
         return -1;
     }
     rest = strstr(url, "://") + 3;
@@ -180,6 +173,6 @@ int sr__http_url_dup(const char *url, const char *label, char **url_out, char **
     *where_out = w;
     return 0;
 nomem:
-    set_err(err, SR_ENOMEM, "out of memory");
+    sr__error_set(err, SR_ENOMEM, "out of memory");
     return -1;
 }

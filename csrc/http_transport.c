@@ -10,15 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "error.h"
 #include "http_transport.h"
-
-static void set_err(sr_error *err, int code, const char *msg)
-{
-    if (!err) return;
-    err->code = code;
-    err->status = 0;
-    snprintf(err->message, sizeof err->message, "%s", msg);
-}
 
 /* ------------------------------------------------------ I/O-side lifetime */
 
@@ -167,24 +160,22 @@ sr_http_tp *sr__http_tp_new(size_t size, const sr_http_tp_kind *kind, sr_loop *l
                             sr_error *err)
 {
     sr_http_tp *t;
-    char msg[128];
     if (!loop || !cfg || !cfg->url) {
-        snprintf(msg, sizeof msg, "%s transport: loop and url are required", kind->label);
-        set_err(err, SR_EUSAGE, msg);
+        sr__error_set(err, SR_EUSAGE, "%s transport: loop and url are required", kind->label);
         return NULL;
     }
     if (cfg->binary && kind->text_only) {
-        set_err(err, SR_EUSAGE, kind->text_only);
+        sr__error_set(err, SR_EUSAGE, "%s", kind->text_only);
         return NULL;
     }
     t = calloc(1, size);
     if (!t) {
-        set_err(err, SR_ENOMEM, "out of memory");
+        sr__error_set(err, SR_ENOMEM, "out of memory");
         return NULL;
     }
     if (sr__transport_init(&t->base, &kind->ops, loop, up, ud, 0) != 0) {
         free(t);
-        set_err(err, SR_ENOMEM, "out of memory");
+        sr__error_set(err, SR_ENOMEM, "out of memory");
         return NULL;
     }
     t->kind = kind;
@@ -225,14 +216,14 @@ sr_transport *sr__http_tp_open(sr_http_tp *t, const sr_transport_cfg *cfg, sr_er
     t->ping_len = cfg->ping ? cfg->ping_len : 0;
     if (!(t->hs = sr__http_dup_bytes(cfg->handshake, t->hs_len)) ||
         !(t->ping = sr__http_dup_bytes(cfg->ping, t->ping_len))) {
-        set_err(err, SR_ENOMEM, "out of memory");
+        sr__error_set(err, SR_ENOMEM, "out of memory");
         goto fail;
     }
     t->io = sr__http_io_get(t->base.loop, err);
     if (!t->io) goto fail;
     msg = setup_handles(t, cfg);
     if (msg) {
-        set_err(err, strcmp(msg, "out of memory") == 0 ? SR_ENOMEM : SR_EUSAGE, msg);
+        sr__error_set(err, strcmp(msg, "out of memory") == 0 ? SR_ENOMEM : SR_EUSAGE, "%s", msg);
         goto fail;
     }
     sr__transport_ref(&t->base); /* the I/O side's, until detach */

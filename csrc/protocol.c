@@ -3,7 +3,6 @@
  * name, freeing a parsed message, reporting a fault, naming a type.
  */
 #include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,14 +33,9 @@ void sr__msg_clear(sr_msg *m)
 int sr__proto_fail(sr_error *err, int code, const char *fmt, ...)
 {
     va_list ap;
-
-    if (err) {
-        err->code = code;
-        err->status = 0;
-        va_start(ap, fmt);
-        vsnprintf(err->message, sizeof err->message, fmt, ap);
-        va_end(ap);
-    }
+    va_start(ap, fmt);
+    sr__error_vset(err, code, fmt, ap);
+    va_end(ap);
     return code;
 }
 

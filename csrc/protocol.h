@@ -10,6 +10,7 @@
 #define SR_PROTOCOL_H
 
 #include "buf.h"
+#include "error.h"
 #include "signalr.h"
 #include <stdint.h>
 
@@ -43,12 +44,6 @@ typedef struct sr_msg {
 } sr_msg;
 
 void sr__msg_clear(sr_msg *m); /* frees the fields, zeroes the struct */
-
-#if defined(__GNUC__)
-#define SR_PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
-#else
-#define SR_PRINTF_LIKE(f, a)
-#endif
 
 /* What both codecs report faults with: fill err (code, the formatted
  * message, no status) when it is not NULL and return code. */

@@ -5,8 +5,9 @@
  */
 #include "sse.h"
 
-#include <stdio.h>
 #include <string.h>
+
+#include "error.h"
 
 void sr__sse_init(sr_sse *p, size_t max)
 {
@@ -30,16 +31,6 @@ void sr__sse_init_stream(sr_sse *p, size_t max)
 int sr__sse_pending(const sr_sse *p)
 {
     return p->line.len > 0 || p->has_data || p->lstate != 0;
-}
-
-static int fail(sr_error *err, int code, const char *msg)
-{
-    if (err) {
-        memset(err, 0, sizeof *err);
-        err->code = code;
-        snprintf(err->message, sizeof err->message, "%s", msg);
-    }
-    return code;
 }
 
 static int too_large(const sr_sse *p, size_t more)
@@ -102,7 +93,7 @@ static int take_line(sr_sse *p, const char *s, size_t n, sr_sse_event_fn on_even
         n = 0;
     }
     if (sr__buf_append(&p->data, s, n) != 0 || sr__buf_append_byte(&p->data, '\n') != 0)
-        return fail(err, SR_ENOMEM, "out of memory reading an event stream");
+        return sr__error_set(err, SR_ENOMEM, "out of memory reading an event stream");
     p->has_data = 1;
     return 0;
 }
@@ -113,7 +104,7 @@ static int emit(sr_sse *p, const char *s, size_t n, sr_sse_event_fn on_event, vo
 {
     if (!n) return 0;
     if (p->max && p->ev_len + n > p->max)
-        return fail(err, SR_EPROTOCOL, "event too large in the event stream");
+        return sr__error_set(err, SR_EPROTOCOL, "event too large in the event stream");
     p->ev_len += n;
     return on_event(ud, s, n);
 }
@@ -174,14 +165,14 @@ static int feed_stream(sr_sse *p, const char *in, size_t len, sr_sse_event_fn on
             rc = emit(p, in + start, i - start, on_event, ud, err);
         } else if (p->lstate == 0) {
             if (sr__buf_append(&p->line, in + start, i - start) != 0)
-                return fail(err, SR_ENOMEM, "out of memory reading an event stream");
+                return sr__error_set(err, SR_ENOMEM, "out of memory reading an event stream");
             rc = decide(p, eol, on_event, ud, err);
             if (rc == 1) {
                 p->line.len = 0;
                 rc = 0;
             }
             if (rc == 0 && p->max && p->line.len > p->max)
-                return fail(err, SR_EPROTOCOL, "event too large in the event stream");
+                return sr__error_set(err, SR_EPROTOCOL, "event too large in the event stream");
         }
         if (rc) return rc;
         if (eol) {
@@ -212,11 +203,11 @@ int sr__sse_feed(sr_sse *p, const char *in, size_t len, sr_sse_event_fn on_event
         while (i < len && in[i] != '\n' && in[i] != '\r')
             i++;
         if (too_large(p, i - start))
-            return fail(err, SR_EPROTOCOL, "event too large in the event stream");
+            return sr__error_set(err, SR_EPROTOCOL, "event too large in the event stream");
         if (i == len) {
             /* No line end yet: keep the piece. */
             if (sr__buf_append(&p->line, in + start, i - start) != 0)
-                return fail(err, SR_ENOMEM, "out of memory reading an event stream");
+                return sr__error_set(err, SR_ENOMEM, "out of memory reading an event stream");
             break;
         }
         p->after_cr = in[i] == '\r';
@@ -224,7 +215,7 @@ int sr__sse_feed(sr_sse *p, const char *in, size_t len, sr_sse_event_fn on_event
             int stolen = 0;
             if (sr__buf_append(&p->line, in + start, i - start) != 0 ||
                 (!p->has_data && (stolen = steal_line(p)) < 0))
-                return fail(err, SR_ENOMEM, "out of memory reading an event stream");
+                return sr__error_set(err, SR_ENOMEM, "out of memory reading an event stream");
             rc = stolen ? 0 : take_line(p, p->line.data, p->line.len, on_event, ud, err);
             p->line.len = 0;
             if (p->line.cap > KEEP_MAX) sr__buf_free(&p->line);
