@@ -95,7 +95,8 @@ $(BUILD)/test/%: csrc/test/%.c $(BUILD)/libsignalr.a csrc/test/harness.h csrc/te
 	$(CC) $(CFLAGS_ALL) -Icsrc -o $@ $< $(BUILD)/libsignalr.a $(LIBS_CORE) $(LDFLAGS_ALL)
 
 # Fuzz targets with their replay/mutation main (no clang needed); scripts/fuzz.sh runs them.
-$(BUILD)/fuzz/%: csrc/test/%.c $(BUILD)/libsignalr.a csrc/test/value_equal.h csrc/test/fuzz_main.h
+$(BUILD)/fuzz/%: csrc/test/%.c $(BUILD)/libsignalr.a csrc/test/value_equal.h csrc/test/fuzz_main.h \
+	  csrc/test/fuzz_props.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -DSR_FUZZ_MAIN -Icsrc -o $@ $< $(BUILD)/libsignalr.a $(LIBS_CORE) $(LDFLAGS_ALL)
 

@@ -20,36 +20,11 @@
 #include <string.h>
 
 #include "framing.h"
+#include "fuzz_props.h"
 #include "negotiate.h"
 #include "protocol.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void must(int cond, const char *what)
-{
-    if (!cond) {
-        fprintf(stderr, "property violated: %s\n", what);
-        abort();
-    }
-}
-
-/* Anything read must write back, and re-read to the same text. */
-static void rewrite(const sr_msg *m)
-{
-    sr_buf a = SR_BUF_INIT, b = SR_BUF_INIT;
-    sr_msg back;
-    sr_error err;
-    int n;
-
-    must(sr__json_protocol.write(m, &a, &err) == SR_OK, "a parsed message writes back");
-    n = sr__json_protocol.parse(a.data, a.len, 0, &back, &err);
-    must(n == (int)a.len, "written message parses whole");
-    must(sr__json_protocol.write(&back, &b, &err) == SR_OK, "re-read message writes");
-    must(a.len == b.len && memcmp(a.data, b.data, a.len) == 0, "write/parse/write is stable");
-    sr__msg_clear(&back);
-    sr__buf_free(&a);
-    sr__buf_free(&b);
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -70,7 +45,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (n <= 0) break;
         must((size_t)n <= size - off && p[off + (size_t)n - 1] == SR_RECORD_SEPARATOR,
              "a record ends at its separator");
-        rewrite(&m);
+        rewrite(&sr__json_protocol, &m);
         sr__msg_clear(&m);
         off += (size_t)n;
     }

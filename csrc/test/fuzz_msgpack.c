@@ -23,39 +23,13 @@
 #include <string.h>
 
 #include "framing.h"
+#include "fuzz_props.h"
 #include "protocol.h"
 #include "value_equal.h"
 
 #define P (&sr__msgpack_protocol)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void must(int cond, const char *what)
-{
-    if (!cond) {
-        fprintf(stderr, "property violated: %s\n", what);
-        abort();
-    }
-}
-
-/* Anything read must write back, and re-read to the same bytes. */
-static void rewrite(const sr_msg *m)
-{
-    sr_buf a = SR_BUF_INIT, b = SR_BUF_INIT;
-    sr_msg back;
-    sr_error err;
-    int n;
-
-    must(P->write(m, &a, &err) == SR_OK, "a parsed message writes back");
-    n = P->parse(a.data, a.len, 0, &back, &err);
-    must(n == (int)a.len, "written message parses whole");
-    must(back.type == m->type, "the type survives");
-    must(P->write(&back, &b, &err) == SR_OK, "re-read message writes");
-    must(a.len == b.len && memcmp(a.data, b.data, a.len) == 0, "write/parse/write is stable");
-    sr__msg_clear(&back);
-    sr__buf_free(&a);
-    sr__buf_free(&b);
-}
 
 /* The receive loop, as conn.c runs it. */
 static void receive(const char *p, size_t size)
@@ -72,7 +46,7 @@ static void receive(const char *p, size_t size)
             break;
         }
         must((size_t)n <= size - off, "a frame is inside the input");
-        rewrite(&m);
+        rewrite(P, &m);
         sr__msg_clear(&m);
         /* A frame cut short anywhere is incomplete, whatever it holds. */
         must(P->parse(p + off, (size_t)n - 1, 1 << 20, &m, &err) == 0, "a cut frame waits");
