@@ -50,6 +50,37 @@ void sr__http_tp_pump(sr_http_tp *t)
         t->kind->sent(t);
 }
 
+/* ------------------------------------------------------------ receiving */
+
+int sr__http_tp_opened(sr_http_tp *t)
+{
+    uint64_t now = sr__liveness_clock();
+    t->state = SR_HTTP_TP_OPEN;
+    sr__liveness_opened(&t->live, now);
+    if (sr__transport_post(&t->base, SR_EV_TP_OPEN, NULL, 0) != 0) return -1;
+    sr__http_send_open(&t->send);
+    sr__http_tp_arm(t, now);
+    return 0;
+}
+
+void sr__http_tp_pause(sr_http_tp *t, sr_http_xfer *x)
+{
+    if (!t->paused) {
+        t->paused = 1;
+        sr__liveness_pause(&t->live, sr__liveness_clock());
+    }
+    x->paused = 1;
+}
+
+void sr__http_tp_resume(sr_http_tp *t)
+{
+    uint64_t now = sr__liveness_clock();
+    if (!t->paused) return;
+    t->paused = 0;
+    sr__liveness_resume(&t->live, now);
+    sr__http_tp_arm(t, now);
+}
+
 /* ----------------------------------------------------------------- timer */
 
 /* Thread: what is due (the connect limit, close grace, the handshake POST,

@@ -95,6 +95,7 @@ struct sr_http_tp {
     sr_http_timer timer;
     uint64_t connect_deadline, close_deadline;
     int closing; /* the host asked to close: the queue is being sent */
+    int paused;  /* the receiving request is paused under backpressure */
     sr_liveness live;
 };
 
@@ -126,6 +127,23 @@ void sr__http_tp_arm(sr_http_tp *t, uint64_t due);
 /* Thread: post the one SR_EV_TP_CLOSED (clean after the host asked to
  * close) and detach. t may be freed on return. */
 void sr__http_tp_fail(sr_http_tp *t, int code, long status, const char *text);
+
+/* Thread, the receiving request's header callback, its first 200: the
+ * transport is open. SR_EV_TP_OPEN is posted and the timer armed due now,
+ * to send the handshake POST (no handle is added from a libcurl callback).
+ * -1 when the event could not be posted (out of memory). */
+int sr__http_tp_opened(sr_http_tp *t);
+
+/* Thread, a receiving request's write callback when
+ * sr__transport_backpressure says so: nothing of the piece is consumed
+ * (libcurl hands it over again once x is unpaused), x is marked paused and
+ * the silence is ours (the liveness pauses). The callback then returns
+ * CURL_WRITEFUNC_PAUSE. */
+void sr__http_tp_pause(sr_http_tp *t, sr_http_xfer *x);
+
+/* Thread, the paused request's resumed hook: the liveness resumes and is
+ * checked again from now (the server timeout runs again). */
+void sr__http_tp_resume(sr_http_tp *t);
 
 /* Thread, any state: start the next POST when none is outstanding and
  * something is queued; when nothing is, the kind's sent hook. t may be

@@ -58,7 +58,6 @@ typedef struct lp_tp {
     sr_http_xfer poll, del;
     int poll_active, del_active;
     int del_started;  /* the DELETE went (or was not needed) */
-    int paused;       /* the poll is paused under backpressure */
     long poll_status; /* the final status of the poll in flight, or 0 */
     int saw_location; /* the poll's header block being read has one */
     int rx_code;      /* a receive failure (SR_E*) that ended the poll, or 0 */
@@ -150,13 +149,7 @@ static size_t poll_write(char *p, size_t size, size_t n, void *ud)
     if (tp->h.state != SR_HTTP_TP_OPEN || tp->poll_status != 200)
         return 0; /* the completion says why */
     if (sr__transport_backpressure(&tp->h.base)) {
-        /* Backpressure: nothing of this piece is consumed (libcurl hands it
-         * over again when unpaused). */
-        if (!tp->paused) {
-            tp->paused = 1;
-            sr__liveness_pause(&tp->h.live, sr__liveness_clock());
-        }
-        tp->poll.paused = 1;
+        sr__http_tp_pause(&tp->h, &tp->poll);
         return CURL_WRITEFUNC_PAUSE;
     }
     sr__liveness_rx(&tp->h.live, sr__liveness_clock(),
@@ -173,12 +166,8 @@ static size_t poll_write(char *p, size_t size, size_t n, void *ud)
 static void poll_resumed(sr_http_io *io, sr_http_xfer *x)
 {
     lp_tp *tp = (lp_tp *)(void *)((char *)x - offsetof(lp_tp, poll));
-    uint64_t now = sr__liveness_clock();
     (void)io;
-    if (!tp->paused) return;
-    tp->paused = 0;
-    sr__liveness_resume(&tp->h.live, now);
-    sr__http_tp_arm(&tp->h, now); /* re-run the liveness check, as liveness.h asks */
+    sr__http_tp_resume(&tp->h);
 }
 
 /* Thread, libcurl: one header line of a poll. Only the final response's
@@ -188,7 +177,6 @@ static size_t poll_header(char *p, size_t size, size_t n, void *ud)
     lp_tp *tp = ud;
     size_t len = size * n;
     long status;
-    uint64_t now;
     if (tp->poll_status) return len;
     status = sr__http_final_status(&tp->poll, p, len, &tp->saw_location);
     if (!status) return len; /* not the end of the final response's headers */
@@ -196,17 +184,11 @@ static size_t poll_header(char *p, size_t size, size_t n, void *ud)
     if (status == 204) return len;
     if (status != 200) return 0; /* ended; the completion names the status */
     if (tp->h.state != SR_HTTP_TP_CONNECTING) return len;
-    tp->h.state = SR_HTTP_TP_OPEN;
-    now = sr__liveness_clock();
-    sr__liveness_opened(&tp->h.live, now);
-    if (sr__transport_post(&tp->h.base, SR_EV_TP_OPEN, NULL, 0) != 0) {
+    if (sr__http_tp_opened(&tp->h) != 0) {
         tp->rx_code = SR_ENOMEM;
         snprintf(tp->rx_err, sizeof tp->rx_err, "out of memory opening the transport");
         return 0;
     }
-    /* The handshake POST goes from the timer: no handle is added here. */
-    sr__http_send_open(&tp->h.send);
-    sr__http_tp_arm(&tp->h, now);
     return len;
 }
 

@@ -37,7 +37,6 @@ typedef struct sse_tp {
     /* Thread only. */
     sr_http_xfer get;
     int get_active;
-    int paused; /* the GET is paused under backpressure */
     long get_status;
     int saw_location; /* the GET's header block being read has one */
     int rx_code;      /* a receive failure (SR_E*) that ended the GET, or 0 */
@@ -87,13 +86,7 @@ static size_t get_write(char *p, size_t size, size_t n, void *ud)
     int rc;
     if (tp->h.state != SR_HTTP_TP_OPEN) return 0; /* not a 200: ended in the completion */
     if (sr__transport_backpressure(&tp->h.base)) {
-        /* Backpressure: nothing of this piece is consumed (libcurl hands it
-         * over again when unpaused), and the silence is ours. */
-        if (!tp->paused) {
-            tp->paused = 1;
-            sr__liveness_pause(&tp->h.live, sr__liveness_clock());
-        }
-        tp->get.paused = 1;
+        sr__http_tp_pause(&tp->h, &tp->get);
         return CURL_WRITEFUNC_PAUSE;
     }
     sr__liveness_rx(&tp->h.live, sr__liveness_clock(),
@@ -113,12 +106,8 @@ static size_t get_write(char *p, size_t size, size_t n, void *ud)
 static void get_resumed(sr_http_io *io, sr_http_xfer *x)
 {
     sse_tp *tp = (sse_tp *)(void *)((char *)x - offsetof(sse_tp, get));
-    uint64_t now = sr__liveness_clock();
     (void)io;
-    if (!tp->paused) return;
-    tp->paused = 0;
-    sr__liveness_resume(&tp->h.live, now);
-    sr__http_tp_arm(&tp->h, now); /* the server timeout runs again, from now */
+    sr__http_tp_resume(&tp->h);
 }
 
 /* Thread, libcurl: one header line of the GET. Only the final response's
@@ -128,23 +117,16 @@ static size_t get_header(char *p, size_t size, size_t n, void *ud)
     sse_tp *tp = ud;
     size_t len = size * n;
     long status;
-    uint64_t now;
     if (tp->h.state != SR_HTTP_TP_CONNECTING) return len;
     status = sr__http_final_status(&tp->get, p, len, &tp->saw_location);
     if (!status) return len; /* not the end of the final response's headers */
     tp->get_status = status;
     if (status != 200) return 0; /* ended; the completion names the status */
-    tp->h.state = SR_HTTP_TP_OPEN;
-    now = sr__liveness_clock();
-    sr__liveness_opened(&tp->h.live, now);
-    if (sr__transport_post(&tp->h.base, SR_EV_TP_OPEN, NULL, 0) != 0) {
+    if (sr__http_tp_opened(&tp->h) != 0) {
         tp->rx_code = SR_ENOMEM;
         snprintf(tp->rx_err, sizeof tp->rx_err, "out of memory opening the SSE transport");
         return 0;
     }
-    /* The handshake POST goes from the timer: no handle is added here. */
-    sr__http_send_open(&tp->h.send);
-    sr__http_tp_arm(&tp->h, now);
     return len;
 }
 
