@@ -1360,7 +1360,13 @@ static void io_wait_turn(struct sr_ws_io *io)
             io->host_owns = 1;
             io->host_left = sr__liveness_clock(); /* its grace starts now */
             io->deferred = io->woken;             /* a pipe write, if any, is the host's now */
+            /* Not under io->mu: the loop's lock comes first, and a host
+             * already in its drive gets this wake through io_wake, which
+             * takes io->mu (that inversion hung a receive benchmark). */
+            pthread_mutex_unlock(&io->mu);
             sr__loop_wake(io->loop);
+            pthread_mutex_lock(&io->mu);
+            continue; /* anything may have changed meanwhile */
         }
         if (!io->host_owns) return;
         now = sr__liveness_clock();
