@@ -1023,26 +1023,7 @@ static void resume_all(struct sr_ws_io *io)
     }
 }
 
-static int on_writeable(ws_tp *tp, struct lws *wsi);
-
-/* Outside lws_service, on the owner: write what the host queued now rather
- * than on the POLLOUT of the next pass, which saves that pass and its poll
- * per round trip. Only between whole messages (nothing of an earlier one
- * left in lws) and while the socket is plainly open; a short write is kept
- * and finished by lws itself. A failed write kills the wsi at its next
- * pass, which reports the loss as from inside a callback. */
-static void write_now(ws_tp *tp)
-{
-    if (tp->closing || tp->peer_code || lws_partial_buffered(tp->wsi)) {
-        lws_callback_on_writable(tp->wsi);
-        return;
-    }
-    if (on_writeable(tp, tp->wsi) < 0)
-        lws_set_timeout(tp->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-}
-
-/* direct: the owner runs this outside lws_service, so it may write. */
-static void handle_cmds(ws_tp *tp, unsigned bits, int direct)
+static void handle_cmds(ws_tp *tp, unsigned bits)
 {
     if (bits & CMD_RELEASE) {
         /* No upcall runs after release; just make sure the socket goes. */
@@ -1053,15 +1034,10 @@ static void handle_cmds(ws_tp *tp, unsigned bits, int direct)
     if ((bits & CMD_RESOLVED) && tp->state != ST_DONE) resolved(tp);
     if ((bits & CMD_PROBED) && tp->state != ST_DONE) probed(tp);
     if ((bits & CMD_CLOSE) && tp->state != ST_DONE) do_close(tp);
-    if ((bits & CMD_WRITE) && tp->state == ST_OPEN && tp->wsi) {
-        if (direct)
-            write_now(tp);
-        else
-            lws_callback_on_writable(tp->wsi);
-    }
+    if ((bits & CMD_WRITE) && tp->state == ST_OPEN && tp->wsi) lws_callback_on_writable(tp->wsi);
 }
 
-static void drain_cmds(struct sr_ws_io *io, int direct)
+static void drain_cmds(struct sr_ws_io *io)
 {
     int resume;
     pthread_mutex_lock(&io->mu);
@@ -1084,7 +1060,7 @@ static void drain_cmds(struct sr_ws_io *io, int direct)
         }
         pthread_mutex_unlock(&io->mu);
         if (!tp) break;
-        handle_cmds(tp, bits, direct);
+        handle_cmds(tp, bits);
         sr__transport_unref(&tp->base); /* the list's */
     }
     if (resume) resume_all(io);
@@ -1269,7 +1245,7 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
 
     if (reason == LWS_CALLBACK_EVENT_WAIT_CANCELLED) {
         struct sr_ws_io *io = lws_context_user(lws_get_context(wsi));
-        if (io) drain_cmds(io, 0);
+        if (io) drain_cmds(io);
         return 0;
     }
     tp = lws_get_opaque_user_data(wsi);
@@ -1404,7 +1380,7 @@ static void *io_main(void *arg)
         io->deferred = 0;
         pthread_mutex_unlock(&io->mu);
         if (stop) break;
-        if (deferred) drain_cmds(io, 1);
+        if (deferred) drain_cmds(io);
         if (lws_service(io->ctx, 0) < 0) break;
     }
 
@@ -1486,7 +1462,7 @@ static int io_drive(void *self, int timeout_ms)
     deferred = io->deferred;
     io->deferred = 0;
     pthread_mutex_unlock(&io->mu);
-    if (deferred) drain_cmds(io, 1);
+    if (deferred) drain_cmds(io);
     if (timeout_ms > 0)
         lws_sul_schedule(io->ctx, 0, &io->sul_drive, drive_timeout_cb,
                          (lws_usec_t)timeout_ms * LWS_US_PER_MS);
