@@ -39,6 +39,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "error.h"
 #include "http.h"
 #include "http_io.h"
 #include "liveness.h"
@@ -99,14 +100,6 @@ int sr__http_curl_init(void)
 {
     pthread_once(&curl_once, curl_init);
     return curl_init_rc == CURLE_OK ? 0 : -1;
-}
-
-static void set_err(sr_error *err, int code, const char *msg)
-{
-    if (!err) return;
-    err->code = code;
-    err->status = 0;
-    snprintf(err->message, sizeof err->message, "%s", msg);
 }
 
 void sr__http_io_submit(sr_http_io *io, job *j)
@@ -267,12 +260,12 @@ static int io_new(sr_loop *loop, sr_loop_service *svc, sr_error *err)
     sr_http_io *io;
     pthread_once(&curl_once, curl_init);
     if (curl_init_rc != CURLE_OK) {
-        set_err(err, SR_ETRANSPORT, curl_easy_strerror(curl_init_rc));
+        sr__error_set(err, SR_ETRANSPORT, "%s", curl_easy_strerror(curl_init_rc));
         return -1;
     }
     io = calloc(1, sizeof *io);
     if (!io) {
-        set_err(err, SR_ENOMEM, "out of memory");
+        sr__error_set(err, SR_ENOMEM, "%s", "out of memory");
         return -1;
     }
     io->loop = loop;
@@ -284,7 +277,7 @@ static int io_new(sr_loop *loop, sr_loop_service *svc, sr_error *err)
     io->multi = curl_multi_init();
     if (!io->multi) {
         free(io);
-        set_err(err, SR_ENOMEM, "curl_multi_init failed");
+        sr__error_set(err, SR_ENOMEM, "%s", "curl_multi_init failed");
         return -1;
     }
     pthread_mutex_init(&io->mu, NULL);
@@ -292,7 +285,7 @@ static int io_new(sr_loop *loop, sr_loop_service *svc, sr_error *err)
         pthread_mutex_destroy(&io->mu);
         curl_multi_cleanup(io->multi);
         free(io);
-        set_err(err, SR_ENOMEM, "cannot start the HTTP thread");
+        sr__error_set(err, SR_ENOMEM, "%s", "cannot start the HTTP thread");
         return -1;
     }
     svc->self = io;
@@ -317,7 +310,7 @@ static void io_free(void *self)
 sr_http_io *sr__http_io_get(sr_loop *loop, sr_error *err)
 {
     if (!loop) {
-        set_err(err, SR_EUSAGE, "no loop");
+        sr__error_set(err, SR_EUSAGE, "%s", "no loop");
         return NULL;
     }
     return sr__loop_service(loop, &io_key, io_new, err);
@@ -734,7 +727,7 @@ sr_http_req *sr__http_request(sr_loop *loop, const sr_http_opts *opts, sr_http_d
     sr_http_req *req;
     const char *method, *msg;
     if (!loop || !opts || !opts->url || !done) {
-        set_err(err, SR_EUSAGE, "http request: missing loop, URL or callback");
+        sr__error_set(err, SR_EUSAGE, "%s", "http request: missing loop, URL or callback");
         return NULL;
     }
     io = sr__http_io_get(loop, err);
@@ -742,7 +735,7 @@ sr_http_req *sr__http_request(sr_loop *loop, const sr_http_opts *opts, sr_http_d
     method = opts->method && opts->method[0] ? opts->method : "GET";
     req = calloc(1, sizeof *req);
     if (!req) {
-        set_err(err, SR_ENOMEM, "out of memory");
+        sr__error_set(err, SR_ENOMEM, "%s", "out of memory");
         return NULL;
     }
     req->refs = 2; /* host + thread */
@@ -759,12 +752,12 @@ sr_http_req *sr__http_request(sr_loop *loop, const sr_http_opts *opts, sr_http_d
     req->oom_ev = sr__event_new(req_dispatch, req_discard, req, EV_DONE, NULL, 0);
     req->x.easy = curl_easy_init();
     if (!req->what || !req->oom_ev || !req->x.easy) {
-        set_err(err, SR_ENOMEM, "out of memory");
+        sr__error_set(err, SR_ENOMEM, "%s", "out of memory");
         goto fail;
     }
     msg = req_setup(req, opts, method);
     if (msg) {
-        set_err(err, strcmp(msg, "out of memory") == 0 ? SR_ENOMEM : SR_EUSAGE, msg);
+        sr__error_set(err, strcmp(msg, "out of memory") == 0 ? SR_ENOMEM : SR_EUSAGE, "%s", msg);
         goto fail;
     }
     sr__http_io_submit(io, &req->add_job);

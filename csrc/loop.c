@@ -40,6 +40,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "error.h"
 #include "loop.h"
 
 /* Events handled per sr_loop_dispatch call, so a host that calls it from a
@@ -93,14 +94,6 @@ struct sr_loop {
     int drive_woken;         /* mu */
     pthread_t host;          /* mu: the driving thread while driving */
 };
-
-static void set_err(sr_error *err, int code, const char *fmt, const char *detail)
-{
-    if (!err) return;
-    err->code = code;
-    err->status = 0;
-    snprintf(err->message, sizeof err->message, fmt, detail);
-}
 
 static uint64_t now_ns(void)
 {
@@ -498,7 +491,7 @@ sr_loop *sr_loop_new(sr_error *err)
     struct epoll_event e;
     sr_loop *loop = calloc(1, sizeof *loop);
     if (!loop) {
-        set_err(err, SR_ENOMEM, "%s", "out of memory");
+        sr__error_set(err, SR_ENOMEM, "%s", "out of memory");
         return NULL;
     }
     loop->epfd = loop->efd = loop->tfd = -1;
@@ -506,7 +499,7 @@ sr_loop *sr_loop_new(sr_error *err)
     loop->seq = 1; /* id 0 means "no timer" */
     if (pthread_mutex_init(&loop->mu, NULL) != 0) {
         free(loop);
-        set_err(err, SR_ENOMEM, "%s", "pthread_mutex_init failed");
+        sr__error_set(err, SR_ENOMEM, "%s", "pthread_mutex_init failed");
         return NULL;
     }
     loop->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -521,7 +514,7 @@ sr_loop *sr_loop_new(sr_error *err)
     if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, loop->tfd, &e) < 0) goto fail;
     return loop;
 fail:
-    set_err(err, SR_ENOMEM, "event loop descriptors: %s", strerror(errno));
+    sr__error_set(err, SR_ENOMEM, "event loop descriptors: %s", strerror(errno));
     sr_loop_free(loop);
     return NULL;
 }
@@ -566,7 +559,7 @@ void *sr__loop_service(sr_loop *loop, const void *key, sr_loop_service_new_fn cr
         if (loop->svcs[i].key == key) return loop->svcs[i].svc.self;
     grown = realloc(loop->svcs, (loop->nsvcs + 1) * sizeof *grown);
     if (!grown) {
-        set_err(err, SR_ENOMEM, "%s", "out of memory");
+        sr__error_set(err, SR_ENOMEM, "%s", "out of memory");
         return NULL;
     }
     loop->svcs = grown;

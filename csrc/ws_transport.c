@@ -61,6 +61,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "error.h"
 #include "framing.h"
 #include "liveness.h"
 #include "proxy.h"
@@ -293,14 +294,6 @@ static char *dup_or_null(const char *s)
 static int same_str(const char *a, const char *b)
 {
     return (!a && !b) || (a && b && strcmp(a, b) == 0);
-}
-
-static void set_err(sr_error *err, int code, const char *fmt, const char *detail)
-{
-    if (!err) return;
-    err->code = code;
-    err->status = 0;
-    snprintf(err->message, sizeof err->message, fmt, detail ? detail : "");
 }
 
 /* ------------------------------------------------------------ lws logging */
@@ -1575,26 +1568,26 @@ static int io_new(sr_loop *loop, sr_loop_service *svc, sr_error *err)
     struct sr_ws_io *io = calloc(1, sizeof *io);
 
     if (!io) {
-        set_err(err, SR_ENOMEM, "%s", "out of memory");
+        sr__error_set(err, SR_ENOMEM, "%s", "out of memory");
         return -1;
     }
     io->loop = loop;
     if (pthread_mutex_init(&io->mu, NULL) != 0) {
         free(io);
-        set_err(err, SR_ENOMEM, "%s", "pthread_mutex_init failed");
+        sr__error_set(err, SR_ENOMEM, "%s", "pthread_mutex_init failed");
         return -1;
     }
     if (resolver_init(io) != 0) {
         pthread_mutex_destroy(&io->mu);
         free(io);
-        set_err(err, SR_ENOMEM, "%s", "pthread_cond_init failed");
+        sr__error_set(err, SR_ENOMEM, "%s", "pthread_cond_init failed");
         return -1;
     }
     if (cond_init_monotonic(&io->io_cv) != 0) {
         resolver_destroy(io);
         pthread_mutex_destroy(&io->mu);
         free(io);
-        set_err(err, SR_ENOMEM, "%s", "pthread_cond_init failed");
+        sr__error_set(err, SR_ENOMEM, "%s", "pthread_cond_init failed");
         return -1;
     }
     pthread_once(&once, log_setup);
@@ -1604,7 +1597,7 @@ static int io_new(sr_loop *loop, sr_loop_service *svc, sr_error *err)
     }
 
     if (pthread_create(&io->thread, NULL, io_main, io) != 0) {
-        set_err(err, SR_ETRANSPORT, "%s", "cannot start the WebSocket thread");
+        sr__error_set(err, SR_ETRANSPORT, "%s", "cannot start the WebSocket thread");
         goto fail;
     }
     svc->self = io;
@@ -1759,10 +1752,10 @@ static int parse_url(ws_tp *tp, const char *url, sr_error *err)
     }
     return 0;
 bad:
-    set_err(err, SR_EUSAGE, "invalid WebSocket URL: %s", url);
+    sr__error_set(err, SR_EUSAGE, "invalid WebSocket URL: %s", url);
     return -1;
 nomem:
-    set_err(err, SR_ENOMEM, "%s", "out of memory");
+    sr__error_set(err, SR_ENOMEM, "%s", "out of memory");
     return -1;
 }
 
@@ -1775,7 +1768,7 @@ static int pick_proxy(ws_tp *tp, const sr_transport_cfg *cfg, sr_error *err)
     int rc;
     size_t n;
     if (sr__proxy_pick(cfg->url, cfg->proxy, &url) != 0) {
-        set_err(err, SR_ENOMEM, "%s", "out of memory");
+        sr__error_set(err, SR_ENOMEM, "%s", "out of memory");
         return -1;
     }
     if (!url) return 0;
@@ -1795,7 +1788,7 @@ static int pick_proxy(ws_tp *tp, const sr_transport_cfg *cfg, sr_error *err)
     }
     if (rc != 0) {
         if (err) {
-            set_err(err, SR_ETRANSPORT, "%s", "");
+            sr__error_set(err, SR_ETRANSPORT, "%s", "");
             snprintf(err->message, sizeof err->message, "WebSocket connection to %s failed: %s",
                      tp->where, why);
         }
@@ -1803,7 +1796,7 @@ static int pick_proxy(ws_tp *tp, const sr_transport_cfg *cfg, sr_error *err)
     }
     n = strlen(tp->host) + 3;
     if (!(tp->connect_host = malloc(n))) {
-        set_err(err, SR_ENOMEM, "%s", "out of memory");
+        sr__error_set(err, SR_ENOMEM, "%s", "out of memory");
         return -1;
     }
     snprintf(tp->connect_host, n, strchr(tp->host, ':') ? "[%s]" : "%s", tp->host);
@@ -1858,17 +1851,17 @@ sr_transport *sr__ws_transport_new(sr_loop *loop, const sr_transport_cfg *cfg,
     ws_tp *tp;
 
     if (!loop || !cfg || !cfg->url) {
-        set_err(err, SR_EUSAGE, "%s", "WebSocket transport: loop and url are required");
+        sr__error_set(err, SR_EUSAGE, "%s", "WebSocket transport: loop and url are required");
         return NULL;
     }
     tp = calloc(1, sizeof *tp);
     if (!tp) {
-        set_err(err, SR_ENOMEM, "%s", "out of memory");
+        sr__error_set(err, SR_ENOMEM, "%s", "out of memory");
         return NULL;
     }
     if (sr__transport_init(&tp->base, &ws_ops, loop, up, ud, LWS_PRE) != 0) {
         free(tp);
-        set_err(err, SR_ENOMEM, "%s", "out of memory");
+        sr__error_set(err, SR_ENOMEM, "%s", "out of memory");
         return NULL;
     }
     tp->state = ST_IDLE;
@@ -1883,15 +1876,15 @@ sr_transport *sr__ws_transport_new(sr_loop *loop, const sr_transport_cfg *cfg,
                  "%zu bytes (a long connection token); libwebsockets 4.1 sends at "
                  "most %d",
                  strlen(tp->path), MAX_PATH_LEN);
-        set_err(err, SR_ETRANSPORT,
-                "the WebSocket URL's path and query are %s, so this server needs Server-Sent "
-                "Events or Long Polling",
-                why);
+        sr__error_set(err, SR_ETRANSPORT,
+                      "the WebSocket URL's path and query are %s, so this server needs Server-Sent "
+                      "Events or Long Polling",
+                      why);
         goto fail;
     }
     if (pick_proxy(tp, cfg, err) != 0) goto fail;
     if (copy_cfg(tp, cfg) != 0) {
-        set_err(err, SR_ENOMEM, "%s", "out of memory");
+        sr__error_set(err, SR_ENOMEM, "%s", "out of memory");
         goto fail;
     }
     io = sr__loop_service(loop, &io_key, io_new, err);
@@ -1900,7 +1893,7 @@ sr_transport *sr__ws_transport_new(sr_loop *loop, const sr_transport_cfg *cfg,
     sr__transport_ref(&tp->base); /* the I/O side's */
     if (cmd(io, tp, CMD_OPEN) != 0) {
         sr__transport_unref(&tp->base);
-        set_err(err, SR_ETRANSPORT, "%s", "the WebSocket thread has stopped");
+        sr__error_set(err, SR_ETRANSPORT, "%s", "the WebSocket thread has stopped");
         goto fail;
     }
     return &tp->base;
