@@ -439,31 +439,17 @@ static int field_value(sr_buf *b, const char *key, const sr_value *v, sr_error *
     return enc_value(v, b, 1, err);
 }
 
-static int need(const sr_msg *m, const void *field, const char *name, sr_error *err)
-{
-    if (field) return SR_OK;
-    return sr__proto_fail(err, SR_EUSAGE, "%s message needs %s", sr__msg_type_name(m->type), name);
-}
-
-static int all_strings(const sr_value *v, int map)
-{
-    size_t i, n = sr_value_len(v);
-
-    for (i = 0; i < n; i++)
-        if (sr_value_type(sr_value_at(v, i)) != SR_STRING) return 0;
-    return sr_value_type(v) == (map ? SR_MAP : SR_ARRAY);
-}
-
 static int write_invocation(const sr_msg *m, sr_buf *b, sr_error *err)
 {
     int rc;
 
-    if (m->type != SR_MSG_INVOCATION && (rc = need(m, m->invocation_id, "an invocationId", err)))
+    if (m->type != SR_MSG_INVOCATION &&
+        (rc = sr__proto_need(m, m->invocation_id, "an invocationId", err)))
         return rc;
-    if ((rc = need(m, m->target, "a target", err))) return rc;
+    if ((rc = sr__proto_need(m, m->target, "a target", err))) return rc;
     if (m->arguments && sr_value_type(m->arguments) != SR_ARRAY)
         return sr__proto_fail(err, SR_EUSAGE, "arguments must be an array");
-    if (m->stream_ids && !all_strings(m->stream_ids, 0))
+    if (m->stream_ids && !sr__proto_all_strings(m->stream_ids, 0))
         return sr__proto_fail(err, SR_EUSAGE, "streamIds must be an array of strings");
     if (m->invocation_id && (rc = field_cstr(b, ",\"invocationId\":", m->invocation_id, err)))
         return rc;
@@ -486,12 +472,12 @@ static int write_body(const sr_msg *m, sr_buf *b, sr_error *err)
     case SR_MSG_STREAM_INVOCATION:
         return write_invocation(m, b, err);
     case SR_MSG_STREAM_ITEM:
-        if ((rc = need(m, m->invocation_id, "an invocationId", err)) ||
+        if ((rc = sr__proto_need(m, m->invocation_id, "an invocationId", err)) ||
             (rc = field_cstr(b, ",\"invocationId\":", m->invocation_id, err)))
             return rc;
         return field_value(b, ",\"item\":", m->item, err);
     case SR_MSG_COMPLETION:
-        if ((rc = need(m, m->invocation_id, "an invocationId", err))) return rc;
+        if ((rc = sr__proto_need(m, m->invocation_id, "an invocationId", err))) return rc;
         if (m->has_result && m->error)
             return sr__proto_fail(err, SR_EUSAGE,
                                   "Completion message cannot have both result and error");
@@ -500,7 +486,7 @@ static int write_body(const sr_msg *m, sr_buf *b, sr_error *err)
         if (m->error) return field_cstr(b, ",\"error\":", m->error, err);
         return SR_OK;
     case SR_MSG_CANCEL_INVOCATION:
-        if ((rc = need(m, m->invocation_id, "an invocationId", err))) return rc;
+        if ((rc = sr__proto_need(m, m->invocation_id, "an invocationId", err))) return rc;
         return field_cstr(b, ",\"invocationId\":", m->invocation_id, err);
     case SR_MSG_PING:
         return SR_OK;
@@ -531,7 +517,7 @@ static int json_write(const sr_msg *m, sr_buf *out, sr_error *err)
         rc = write_body(m, out, err);
         /* Headers belong to the invocation-type messages (1..5). */
         if (rc == SR_OK && m->headers && m->type <= SR_MSG_CANCEL_INVOCATION) {
-            if (!all_strings(m->headers, 1))
+            if (!sr__proto_all_strings(m->headers, 1))
                 rc = sr__proto_fail(err, SR_EUSAGE, "headers must be a map of strings");
             else
                 rc = field_value(out, ",\"headers\":", m->headers, err);

@@ -712,45 +712,30 @@ static int put_cstr(msgpack_packer *pk, const char *s)
     return msgpack_pack_str_with_body(pk, s, strlen(s));
 }
 
-static int need(const sr_msg *m, const void *field, const char *name, sr_error *err)
-{
-    if (field) return SR_OK;
-    return sr__proto_fail(err, SR_EUSAGE, "%s message needs %s", sr__msg_type_name(m->type), name);
-}
-
-static int all_strings(const sr_value *v, int map)
-{
-    size_t i, n = sr_value_len(v);
-
-    for (i = 0; i < n; i++)
-        if (sr_value_type(sr_value_at(v, i)) != SR_STRING) return 0;
-    return sr_value_type(v) == (map ? SR_MAP : SR_ARRAY);
-}
-
 /* Refuse what cannot be written before writing anything. */
 static int check(const sr_msg *m, sr_error *err)
 {
     int rc;
 
-    if (m->type <= SR_MSG_CANCEL_INVOCATION && m->headers && !all_strings(m->headers, 1))
+    if (m->type <= SR_MSG_CANCEL_INVOCATION && m->headers && !sr__proto_all_strings(m->headers, 1))
         return sr__proto_fail(err, SR_EUSAGE, "headers must be a map of strings");
     switch (m->type) {
     case SR_MSG_INVOCATION:
     case SR_MSG_STREAM_INVOCATION:
         if (m->type != SR_MSG_INVOCATION &&
-            (rc = need(m, m->invocation_id, "an invocationId", err)))
+            (rc = sr__proto_need(m, m->invocation_id, "an invocationId", err)))
             return rc;
-        if ((rc = need(m, m->target, "a target", err))) return rc;
+        if ((rc = sr__proto_need(m, m->target, "a target", err))) return rc;
         if (m->arguments && sr_value_type(m->arguments) != SR_ARRAY)
             return sr__proto_fail(err, SR_EUSAGE, "arguments must be an array");
-        if (m->stream_ids && !all_strings(m->stream_ids, 0))
+        if (m->stream_ids && !sr__proto_all_strings(m->stream_ids, 0))
             return sr__proto_fail(err, SR_EUSAGE, "streamIds must be an array of strings");
         return SR_OK;
     case SR_MSG_STREAM_ITEM:
     case SR_MSG_CANCEL_INVOCATION:
-        return need(m, m->invocation_id, "an invocationId", err);
+        return sr__proto_need(m, m->invocation_id, "an invocationId", err);
     case SR_MSG_COMPLETION:
-        if ((rc = need(m, m->invocation_id, "an invocationId", err))) return rc;
+        if ((rc = sr__proto_need(m, m->invocation_id, "an invocationId", err))) return rc;
         if (m->has_result && m->error)
             return sr__proto_fail(err, SR_EUSAGE,
                                   "Completion message cannot have both result and error");

@@ -1,6 +1,7 @@
 /*
  * protocol.c - what the hub protocols share: finding one by its handshake
- * name, freeing a parsed message, reporting a fault, naming a type.
+ * name, freeing a parsed message, reporting a fault, naming a type, the
+ * checks before writing a message.
  */
 #include <stdarg.h>
 #include <stdlib.h>
@@ -50,4 +51,22 @@ const char *sr__msg_type_name(int t)
         "",     "Invocation", "StreamItem", "Completion", "StreamInvocation", "CancelInvocation",
         "Ping", "Close",      "Ack",        "Sequence"};
     return t >= 1 && t <= 9 ? names[t] : "unknown";
+}
+
+/* Writing: a field the message type requires (SR_EUSAGE naming it). */
+int sr__proto_need(const sr_msg *m, const void *field, const char *name, sr_error *err)
+{
+    if (field) return SR_OK;
+    return sr__proto_fail(err, SR_EUSAGE, "%s message needs %s", sr__msg_type_name(m->type), name);
+}
+
+/* Whether v is an array (or, with map, a map) of strings only: what stream
+ * ids and headers must be. */
+int sr__proto_all_strings(const sr_value *v, int map)
+{
+    size_t i, n = sr_value_len(v);
+
+    for (i = 0; i < n; i++)
+        if (sr_value_type(sr_value_at(v, i)) != SR_STRING) return 0;
+    return sr_value_type(v) == (map ? SR_MAP : SR_ARRAY);
 }

@@ -51,6 +51,8 @@ int sr__proto_fail(sr_error *err, int code, const char *fmt, ...) SR_PRINTF_LIKE
 int sr__proto_oom(sr_error *err); /* SR_ENOMEM, "out of memory" */
 /* "Invocation", "StreamItem", ... for types 1..9; "unknown" otherwise. */
 const char *sr__msg_type_name(int type);
+int sr__proto_need(const sr_msg *m, const void *field, const char *name, sr_error *err);
+int sr__proto_all_strings(const sr_value *v, int map);
 
 /* Copy up to size bytes of the input into buf; 0 at its end. */
 typedef size_t (*sr_read_fn)(void *ud, char *buf, size_t size);
