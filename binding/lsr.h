@@ -143,7 +143,6 @@ typedef struct lsr_channels {
 sr_value *lsr_check_args(lua_State *L, lsr_loop *lp, int first, int last, int json,
                          lsr_channels *ch);
 sr_value *lsr_check_value(lua_State *L, lsr_loop *lp, int idx, int json);
-void lsr_push_value(lua_State *L, const sr_value *v);     /* null is signalr.null */
 void lsr_push_top_value(lua_State *L, const sr_value *v); /* null and absent are nil */
 int lsr_push_converted(lua_State *L, const sr_value *v, int top, const char *what);
 void lsr_value_metatables(lua_State *L);
@@ -199,7 +198,6 @@ void lsr_loop_register(lua_State *L);
 extern const luaL_Reg lsr_loop_funcs[];
 
 /* --------------------------------------------------------------- lconn.c */
-lsr_conn *lsr_check_conn(lua_State *L);
 void lsr_pending_free(lsr_conn *c, lsr_pending *p);
 int lsr_push_conn(lua_State *L, lsr_conn *c);
 void lsr_conn_link(lua_State *L, lsr_loop *lp, lsr_conn *c, int ud);

@@ -436,12 +436,6 @@ void lsr_push_top_value(lua_State *L, const sr_value *v)
         push_value_at(L, v, 0);
 }
 
-/* A value inside a container or a stream item: null is signalr.null. */
-void lsr_push_value(lua_State *L, const sr_value *v)
-{
-    push_value_at(L, v, 0);
-}
-
 typedef struct convert_args {
     const sr_value *v;
     int top;
@@ -453,7 +447,7 @@ static int convert_f(lua_State *L)
     if (a->top)
         lsr_push_top_value(L, a->v);
     else
-        lsr_push_value(L, a->v);
+        push_value_at(L, a->v, 0); /* a stream item: null is signalr.null */
     return 1;
 }
 
