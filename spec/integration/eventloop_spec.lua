@@ -97,4 +97,33 @@ describe("event loop", function()
     assert.equals(10, conn:invoke("Add", 4, 6))
     conn:stop()
   end)
+
+  -- Callbacks run on the binding's own thread, never on the coroutine that
+  -- drove the loop: the access token function (called as such, not in a
+  -- handler coroutine) sees that thread whether main code or a plain
+  -- coroutine's blocking start pumped the events.
+  it("runs callbacks on its own thread, not on the coroutine that polls", function()
+    local seen = {}
+    local function connect()
+      local conn = signalr.builder():with_url(url, {
+        access_token = function()
+          seen[#seen + 1] = coroutine.running()
+          return "token"
+        end,
+      }):configure_logging("none"):build()
+      conn:start()
+      assert.equals(3, conn:invoke("Add", 1, 2))
+      conn:stop()
+    end
+    connect()
+    local co = coroutine.create(connect)
+    local ok, err = coroutine.resume(co)
+    assert(ok, tostring(err))
+    assert.equals("dead", coroutine.status(co))
+    -- called before the negotiate and before the connect, for each connection
+    assert.equals(4, #seen)
+    assert.is_not_nil(seen[1])
+    for i = 2, 4 do assert.equals(seen[1], seen[i]) end
+    assert.is_true(seen[1] ~= co)
+  end)
 end)
