@@ -23,6 +23,7 @@ LUADIR ?= $(PREFIX)/share/lua/$(LUA_VERSION)
 LUA_LIBDIR ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
 PKG_CONFIG ?= pkg-config
 CC ?= cc
+CXX ?= c++
 
 LUA_PC ?= lua$(LUA_VERSION)
 # The header directory from the -I of the Lua's pkg-config file
@@ -30,17 +31,21 @@ LUA_PC ?= lua$(LUA_VERSION)
 LUA_INCDIR ?= $(patsubst -I%,%,$(firstword $(filter -I%,$(shell $(PKG_CONFIG) --cflags $(LUA_PC)))))
 # libcrypto: the WebSocket certificate check of IPv6 literals and its
 # reasons (ws_transport.c); libwebsockets is built on the same OpenSSL.
-CORE_PKGS = libwebsockets libcurl jansson msgpack libcrypto
+# simdjson: the fast path for reading JSON (json_fast.cpp, the core's only C++).
+CORE_PKGS = libwebsockets libcurl jansson msgpack libcrypto simdjson
 
 OPT ?= -O2 -g
 WARN = -std=c99 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wwrite-strings
 CFLAGS_ALL = $(OPT) $(WARN) -fPIC -fvisibility=hidden -D_GNU_SOURCE $(SAN) \
              $(shell $(PKG_CONFIG) --cflags $(CORE_PKGS)) $(CFLAGS)
-LIBS_CORE = $(shell $(PKG_CONFIG) --libs $(CORE_PKGS)) -lpthread
+CXXFLAGS_ALL = $(OPT) -std=c++17 -Wall -Wextra -Wshadow -fPIC -fvisibility=hidden -fno-exceptions \
+               -fno-rtti -D_GNU_SOURCE $(SAN) $(shell $(PKG_CONFIG) --cflags $(CORE_PKGS)) $(CXXFLAGS)
+LIBS_CORE = $(shell $(PKG_CONFIG) --libs $(CORE_PKGS)) -lstdc++ -lpthread
 LDFLAGS_ALL = $(SAN) $(LDFLAGS)
 
 CORE_SRC = $(sort $(wildcard csrc/*.c))
-CORE_OBJ = $(CORE_SRC:csrc/%.c=$(BUILD)/core/%.o)
+CORE_CXX_SRC = $(sort $(wildcard csrc/*.cpp))
+CORE_OBJ = $(CORE_SRC:csrc/%.c=$(BUILD)/core/%.o) $(CORE_CXX_SRC:csrc/%.cpp=$(BUILD)/core/%.o)
 BIND_SRC = $(sort $(wildcard binding/*.c))
 BIND_OBJ = $(BIND_SRC:binding/%.c=$(BUILD)/binding/%.o)
 TEST_SRC = $(sort $(wildcard csrc/test/test_*.c))
@@ -62,6 +67,10 @@ examples: $(EXAMPLE_BIN)
 $(BUILD)/core/%.o: csrc/%.c $(wildcard csrc/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Icsrc -c $< -o $@
+
+$(BUILD)/core/%.o: csrc/%.cpp $(wildcard csrc/*.h)
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS_ALL) -Icsrc -c $< -o $@
 
 $(BUILD)/binding/%.o: binding/%.c $(wildcard csrc/*.h binding/*.h) $(BUILD)/binding/lua-incdir
 	@mkdir -p $(dir $@)
@@ -172,10 +181,10 @@ install-lua: lua
 	install -m 644 lua/signalr/*.lua $(DESTDIR)$(LUADIR)/signalr/
 
 format:
-	clang-format -i csrc/*.c csrc/*.h csrc/test/*.c csrc/test/*.h binding/*.c binding/*.h examples/*.c
+	clang-format -i csrc/*.c csrc/*.cpp csrc/*.h csrc/test/*.c csrc/test/*.h binding/*.c binding/*.h examples/*.c
 
 lint:
-	clang-format --dry-run --Werror csrc/*.c csrc/*.h csrc/test/*.c csrc/test/*.h binding/*.c binding/*.h examples/*.c
+	clang-format --dry-run --Werror csrc/*.c csrc/*.cpp csrc/*.h csrc/test/*.c csrc/test/*.h binding/*.c binding/*.h examples/*.c
 
 clean:
 	rm -rf build build-asan build-rock build-lua5.* build-luajit

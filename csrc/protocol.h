@@ -88,6 +88,11 @@ const sr_protocol *sr__protocol_find(const char *name); /* NULL if unknown */
  * they read back as floats), SR_BINARY is written as base64. */
 int sr__json_encode_value(const sr_value *v, sr_buf *out, sr_error *err);
 int sr__json_decode_value(const char *text, size_t len, sr_value **out, sr_error *err);
+/* The same with jansson alone, never the fast path: what decides the
+ * records the fast path leaves undecided, and what the tests compare the
+ * fast path with. what names the text in errors ("value", "message"). */
+int sr__json_read_jansson(const char *text, size_t len, const char *what, sr_value **out,
+                          sr_error *err);
 
 /* A single MessagePack value to bytes and back (no framing), as the
  * MessagePack protocol maps them: decoding takes exactly one complete value

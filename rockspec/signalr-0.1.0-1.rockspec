@@ -26,6 +26,7 @@ external_dependencies = {
    LIBWEBSOCKETS = { library = "websockets" },
    CURL = { library = "curl" },
    JANSSON = { library = "jansson" },
+   SIMDJSON = { library = "simdjson" },
    MSGPACK = { library = "msgpackc" },
    OPENSSL = { library = "crypto" },
 }

@@ -4,7 +4,7 @@
 # on the machine (it runs the test hub only).
 set -e
 pkgs="build-essential pkg-config lua5.4 liblua5.4-dev lua5.3 liblua5.3-dev lua5.1 liblua5.1-0-dev luajit libluajit-5.1-dev libwebsockets-dev libcurl4-openssl-dev
-libmsgpack-dev libjansson-dev libssl-dev lua-busted lua-cjson luarocks valgrind openssl curl clang-format
+libmsgpack-dev libjansson-dev libsimdjson-dev libssl-dev lua-busted lua-cjson luarocks valgrind openssl curl clang-format
 lua-luv lua-cqueues lua-socket lua-copas"
 missing=""
 for p in $pkgs; do

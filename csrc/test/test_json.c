@@ -7,6 +7,7 @@
 
 #include "framing.h"
 #include "harness.h"
+#include "json_fast.h"
 #include "protocol.h"
 #include "value.h"
 #include "value_equal.h"
@@ -835,6 +836,158 @@ TEST(deep_record_is_an_error_not_a_crash)
     CHECK(n == SR_EPROTOCOL && strstr(err.message, "depth"));
 }
 
+/* ------------------------------------------------- the two readers agree */
+
+/* What the fast path (simdjson) decides, jansson reads to the same value;
+ * what jansson refuses, the fast path leaves undecided. Returns what the
+ * fast path did (SR_OK or SR_JSON_UNDECIDED), so a test also checks that it
+ * decided, or DISAGREE. */
+#define DISAGREE (-1000)
+static int fast_agrees(const char *text, size_t len)
+{
+    sr_value *fast = (sr_value *)1, *slow = NULL;
+    sr_error err;
+    int rf = sr__json_fast_read(text, len, &fast);
+    int rs = sr__json_read_jansson(text, len, "value", &slow, &err);
+    int ok =
+        rf == SR_OK ? rs == SR_OK && equal(fast, slow) : rf == SR_JSON_UNDECIDED && fast == NULL;
+
+    if (!ok) fprintf(stderr, "     readers disagree on %.*s\n", (int)(len > 60 ? 60 : len), text);
+    sr_value_free(rf == SR_OK ? fast : NULL);
+    sr_value_free(slow);
+    return ok ? rf : DISAGREE;
+}
+
+#define FAST(lit) fast_agrees((lit), sizeof(lit) - 1)
+
+TEST(fast_reader_agrees_with_jansson)
+{
+    static const char *decided[] = {
+        "{\"type\":1,\"target\":\"Tick\",\"arguments\":[123456]}",
+        "{\"type\":3,\"invocationId\":\"7\",\"result\":{\"a\":[1,2.5,\"x\",null,true,false]}}",
+        "[]",
+        "{}",
+        "[[],{},[{}],{\"\":[]}]",
+        "9223372036854775807",
+        "-9223372036854775808",
+        "-0",
+        "-0.0",
+        "0.1",
+        "1.0",
+        "1E2",
+        "1e-400",
+        "-1e-400",
+        "2.2250738585072011e-308",
+        "1.7976931348623157e308",
+        "4.9e-324",
+        "123456789012345678901234567890.5",
+        "\"\\u0000\"",
+        "\"a\\u0000b\"",
+        "\"\\ud83d\\ude00 \\u00e9 \\\" \\\\ \\/ \\b\\f\\n\\r\\t\"",
+        "\"\xf0\x9f\x98\x80\"",
+        "  {\"a\" : 1 }  ",
+        "{\"a\":1,\"b\":2,\"c\":3,\"d\":4,\"e\":5,\"f\":6,\"g\":7,\"h\":8,\"i\":9,\"j\":10}",
+    };
+    /* Valid, but for jansson to decide: past int64, a NUL in a key,
+     * repeated keys (first position, last value), in small and large
+     * objects and nested deep in the record. */
+    static const char *valid_undecided[] = {
+        "9223372036854775808",
+        "18446744073709551615",
+        "{\"a\\u0000b\":1}",
+        "{\"a\":1,\"a\":2}",
+        "{\"type\":6,\"type\":42}",
+        "[1,{\"x\":{\"a\":1,\"b\":2,\"a\":3}}]",
+        "{\"a\":1,\"b\":2,\"c\":3,\"d\":4,\"e\":5,\"f\":6,\"g\":7,\"h\":8,\"i\":9,\"c\":10}",
+    };
+    static const char *invalid[] = {
+        "",
+        " ",
+        "[1,]",
+        "{\"a\":1,}",
+        "'x'",
+        "NaN",
+        "Infinity",
+        "\"\\x\"",
+        "\"\\ud800\"",
+        "\"\\udc00\"",
+        "\"\xff\"",
+        "\"\xed\xa0\x80\"",
+        "\"a\nb\"",
+        "-9223372036854775809",
+        "18446744073709551616",
+        "99999999999999999999",
+        "1e400",
+        "-1e400",
+        "00",
+        "01",
+        "1.",
+        "-",
+        ".5",
+        "+1",
+        "tru",
+        "nul",
+        "truex",
+        "[1 2]",
+        "[]]",
+        "[\"x\"",
+        "{\"type\":6} {}",
+        "{\"a\"}",
+        "{1:2}",
+        "\"\\u12\"",
+    };
+    size_t i;
+    char *deep;
+
+    for (i = 0; i < sizeof decided / sizeof *decided; i++)
+        CHECK(fast_agrees(decided[i], strlen(decided[i])) == SR_OK);
+    for (i = 0; i < sizeof valid_undecided / sizeof *valid_undecided; i++)
+        CHECK(fast_agrees(valid_undecided[i], strlen(valid_undecided[i])) == SR_JSON_UNDECIDED);
+    for (i = 0; i < sizeof invalid / sizeof *invalid; i++)
+        CHECK(fast_agrees(invalid[i], strlen(invalid[i])) == SR_JSON_UNDECIDED);
+    CHECK(FAST("\"\0\"") == SR_JSON_UNDECIDED); /* a raw NUL must be escaped */
+
+    /* the same depth limit: 2048 nested arrays decide, 2049 do not */
+    deep = malloc(2 * 2049);
+    CHECK(deep);
+    memset(deep, '[', 2049);
+    memset(deep + 2049, ']', 2049);
+    CHECK(fast_agrees(deep + 1, 2 * 2048) == SR_OK);
+    CHECK(fast_agrees(deep, 2 * 2049) == SR_JSON_UNDECIDED);
+    free(deep);
+}
+
+/* The fast path reuses its buffers from record to record: a shorter record
+ * after a longer one, and records past its size, still read right. */
+TEST(fast_reader_sizes)
+{
+    size_t n = SR_JSON_FAST_MAX + 10, i;
+    char *big = malloc(n + 1);
+    sr_value *v = NULL;
+    sr_error err;
+
+    CHECK(big);
+    for (i = 1; i <= 64; i++) { /* growing records */
+        memset(big, ' ', i * 200);
+        memcpy(big, "[1,2]", 5);
+        CHECK(fast_agrees(big, i * 200) == SR_OK);
+    }
+    CHECK(FAST("[3]") == SR_OK); /* shorter again: no trace of the long one */
+    CHECK(FAST("[3") == SR_JSON_UNDECIDED);
+    /* past SR_JSON_FAST_MAX: jansson reads it */
+    big[0] = '"';
+    memset(big + 1, 'a', n - 2);
+    big[n - 1] = '"';
+    CHECK(sr__json_fast_read(big, n, &v) == SR_JSON_UNDECIDED && v == NULL);
+    CHECK(sr__json_decode_value(big, n, &v, &err) == SR_OK);
+    CHECK(sr_value_type(v) == SR_STRING && sr_value_get_string(v, &i) && i == n - 2);
+    sr_value_free(v);
+    /* exactly SR_JSON_FAST_MAX: still the fast path */
+    big[SR_JSON_FAST_MAX - 1] = '"';
+    CHECK(fast_agrees(big, SR_JSON_FAST_MAX) == SR_OK);
+    free(big);
+}
+
 /* -------------------------------------------------------------- handshake */
 
 TEST(handshake_write)
@@ -926,6 +1079,8 @@ int main(void)
     RUN(malformed_records);
     RUN(size_limit);
     RUN(deep_record_is_an_error_not_a_crash);
+    RUN(fast_reader_agrees_with_jansson);
+    RUN(fast_reader_sizes);
     RUN(handshake_write);
     RUN(handshake_parse);
     RUN(handshake_garbage_without_separator);

@@ -1,0 +1,208 @@
+/*
+ * json_fast.cpp - the fast path for reading JSON records (json_fast.h):
+ * simdjson's DOM parser on a padded copy of the record, then one walk of
+ * its document that builds the sr_value tree. The core's only C++; it
+ * exports C and throws nothing.
+ *
+ * jansson spends about 800 ns on a 46-byte hub message and allocates every
+ * node twice (its tree, then ours); simdjson parses it in about 65 ns into
+ * memory it reuses, so the only allocations left are our tree's.
+ *
+ * Each thread that parses keeps its own parser and buffer (thread_local):
+ * the parser reuses its memory between records, which is most of its speed
+ * on small ones. Both are freed when the thread ends; the core's I/O
+ * threads end in sr_loop_free.
+ */
+#define SIMDJSON_EXCEPTIONS 0
+#include <simdjson.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <string_view>
+
+#include "json_fast.h"
+#include "value.h"
+
+namespace
+{
+
+using simdjson::SUCCESS;
+using simdjson::dom::element;
+using simdjson::dom::element_type;
+
+/* The capacity a parser starts with, and jansson's nesting limit, which
+ * simdjson counts the same way (2048 nested arrays parse, 2049 do not). */
+constexpr size_t START_CAPACITY = 1024;
+constexpr size_t MAX_DEPTH = SR_VALUE_MAX_DEPTH;
+
+struct reader {
+    simdjson::dom::parser parser{SR_JSON_FAST_MAX};
+    char *buf = nullptr; /* the record, then SIMDJSON_PADDING zero bytes */
+    size_t cap = 0;      /* of buf, padding excluded */
+    bool ready = false;
+
+    reader() = default;
+    reader(const reader &) = delete;
+    reader &operator=(const reader &) = delete;
+    ~reader()
+    {
+        std::free(buf);
+    }
+
+    /* Room for a record of len bytes, in the buffer and in the parser;
+     * grows by doubling so a run of growing records does not reallocate
+     * each time. */
+    bool reserve(size_t len)
+    {
+        if (len > cap) {
+            size_t want = std::max(cap ? cap * 2 : START_CAPACITY, len);
+            want = std::min<size_t>(want, SR_JSON_FAST_MAX);
+            /* zeroed: simdjson reads the padding, and valgrind must see it
+             * defined */
+            char *nb = static_cast<char *>(std::calloc(1, want + simdjson::SIMDJSON_PADDING));
+            if (!nb) return false;
+            std::free(buf);
+            buf = nb;
+            cap = want;
+        }
+        if (!ready || parser.capacity() < cap) {
+            if (parser.allocate(cap, MAX_DEPTH) != SUCCESS) return false;
+            ready = true;
+        }
+        return true;
+    }
+};
+
+thread_local reader tl_reader;
+
+/* Repeated keys: jansson keeps the first position with the last value,
+ * which the caller gets by reading the record with jansson. Finding them
+ * costs a few compares for the small objects of hub messages; large ones
+ * are sorted so a hostile object stays O(n log n). */
+bool has_repeated_key(const sr_value *map)
+{
+    size_t n = sr_value_len(map), i, j, la, lb;
+
+    if (n <= 8) {
+        for (i = 0; i < n; i++) {
+            const char *a = sr_value_key_at(map, i, &la);
+            for (j = i + 1; j < n; j++) {
+                const char *b = sr_value_key_at(map, j, &lb);
+                if (la == lb && std::memcmp(a, b, la) == 0) return true;
+            }
+        }
+        return false;
+    }
+    std::string_view *keys = static_cast<std::string_view *>(std::malloc(n * sizeof *keys));
+    if (!keys) return true; /* let jansson decide, with its own memory */
+    for (i = 0; i < n; i++) {
+        const char *k = sr_value_key_at(map, i, &la);
+        new (&keys[i]) std::string_view(k, la);
+    }
+    std::sort(keys, keys + n);
+    bool rep = std::adjacent_find(keys, keys + n) != keys + n;
+    std::free(keys);
+    return rep;
+}
+
+/* SR_OK, SR_ENOMEM or SR_JSON_UNDECIDED. Recursion is bounded by the
+ * parser's depth limit. */
+int build(element e, sr_value **out)
+{
+    sr_value *v = nullptr;
+    int rc = SR_OK;
+
+    *out = nullptr;
+    switch (e.type()) {
+    case element_type::ARRAY: {
+        simdjson::dom::array a = e.get_array().value_unsafe();
+        v = sr_value_array();
+        if (!v || sr__value_reserve(v, a.size()) != SR_OK) {
+            rc = SR_ENOMEM;
+            break;
+        }
+        for (element item : a) {
+            sr_value *iv;
+            if ((rc = build(item, &iv)) != SR_OK) break;
+            if (sr_value_array_push(v, iv) != SR_OK) {
+                rc = SR_ENOMEM;
+                break;
+            }
+        }
+        break;
+    }
+    case element_type::OBJECT: {
+        simdjson::dom::object o = e.get_object().value_unsafe();
+        v = sr_value_map();
+        if (!v || sr__value_reserve(v, o.size()) != SR_OK) {
+            rc = SR_ENOMEM;
+            break;
+        }
+        for (simdjson::dom::key_value_pair kv : o) {
+            sr_value *iv;
+            /* jansson refuses a NUL in a key, with its own message */
+            if (std::memchr(kv.key.data(), '\0', kv.key.size())) {
+                rc = SR_JSON_UNDECIDED;
+                break;
+            }
+            if ((rc = build(kv.value, &iv)) != SR_OK) break;
+            if (sr__value_map_append(v, kv.key.data(), kv.key.size(), iv) != SR_OK) {
+                rc = SR_ENOMEM;
+                break;
+            }
+        }
+        if (rc == SR_OK && has_repeated_key(v)) rc = SR_JSON_UNDECIDED;
+        break;
+    }
+    case element_type::INT64:
+        v = sr_value_int(e.get_int64().value_unsafe());
+        if (!v) rc = SR_ENOMEM;
+        break;
+    case element_type::UINT64:
+        /* past int64: jansson refuses it ("too big integer") */
+        rc = SR_JSON_UNDECIDED;
+        break;
+    case element_type::DOUBLE:
+        v = sr_value_float(e.get_double().value_unsafe());
+        if (!v) rc = SR_ENOMEM;
+        break;
+    case element_type::STRING: {
+        std::string_view s = e.get_string().value_unsafe();
+        v = sr_value_string(s.data(), s.size());
+        if (!v) rc = SR_ENOMEM;
+        break;
+    }
+    case element_type::BOOL:
+        v = sr_value_bool(e.get_bool().value_unsafe());
+        if (!v) rc = SR_ENOMEM;
+        break;
+    case element_type::NULL_VALUE:
+        v = sr_value_null();
+        if (!v) rc = SR_ENOMEM;
+        break;
+    }
+    if (rc != SR_OK) {
+        sr_value_free(v);
+        return rc;
+    }
+    *out = v;
+    return SR_OK;
+}
+
+} // namespace
+
+extern "C" int sr__json_fast_read(const char *text, size_t len, sr_value **out)
+{
+    reader &r = tl_reader;
+    element root;
+
+    *out = nullptr;
+    if (len > SR_JSON_FAST_MAX || !r.reserve(len)) return SR_JSON_UNDECIDED;
+    std::memcpy(r.buf, text, len);
+    /* the padding simdjson may read must not hold the end of a longer
+     * record from before */
+    std::memset(r.buf + len, 0, simdjson::SIMDJSON_PADDING);
+    if (r.parser.parse(r.buf, len, false).get(root) != SUCCESS) return SR_JSON_UNDECIDED;
+    return build(root, out);
+}

@@ -1,0 +1,38 @@
+/*
+ * json_fast.h - the fast way in for JSON records: simdjson parses, and its
+ * document becomes an sr_value tree directly (json_fast.cpp).
+ *
+ * It is a fast path only. Whatever it cannot decide exactly as jansson
+ * would (any error, an integer past int64, a NUL in a key, a repeated key,
+ * a record past SR_JSON_FAST_MAX) it hands back undecided, and the caller
+ * reads the record with jansson, which gives the value or the error text.
+ * So both readers accept the same records with the same values, and every
+ * error reads the same whichever reader met the record first.
+ */
+#ifndef SR_JSON_FAST_H
+#define SR_JSON_FAST_H
+
+#include "signalr.h"
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Records up to this size take the fast path. simdjson's parser keeps
+ * about 14 bytes per byte of its largest record, once per thread that
+ * parses; past this, jansson's tree costs less memory than that does. */
+#define SR_JSON_FAST_MAX (16u << 10)
+
+/* The record was not decided: read it with jansson. */
+#define SR_JSON_UNDECIDED 1
+
+/* One JSON text (len bytes, no separator) into *out: SR_OK, SR_ENOMEM or
+ * SR_JSON_UNDECIDED (then *out is NULL). */
+int sr__json_fast_read(const char *text, size_t len, sr_value **out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
