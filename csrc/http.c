@@ -42,6 +42,7 @@
 #include "error.h"
 #include "http.h"
 #include "http_io.h"
+#include "json_fast.h"
 #include "liveness.h"
 #include "loop.h"
 #include "transport_kind.h"
@@ -249,6 +250,7 @@ static void *io_main(void *arg)
     }
     while (io->timers)
         sr__http_timer_cancel(io, io->timers);
+    sr__json_fast_thread_done(); /* its JSON reader, if it parsed */
     return NULL;
 }
 

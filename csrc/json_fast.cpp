@@ -8,13 +8,20 @@
  * node twice (its tree, then ours); simdjson parses it in about 65 ns into
  * memory it reuses, so the only allocations left are our tree's.
  *
- * Each thread that parses keeps its own parser and buffer (thread_local):
- * the parser reuses its memory between records, which is most of its speed
- * on small ones. Both are freed when the thread ends; the core's I/O
- * threads end in sr_loop_free.
+ * Each thread that parses keeps its own reader (parser and buffer): the
+ * parser reuses its memory between records, which is most of its speed on
+ * small ones. The thread finds it through a thread_local pointer, never a
+ * thread_local object: a C++ destructor of thread storage in a module that
+ * is dlclose'd (the Lua module, at lua_close) keeps glibc from unloading it
+ * and loses memory. So every reader is also on one list: the core's I/O
+ * threads free their own as they end, and when the last loop is freed
+ * (when no thread of ours can be parsing) every reader still on the list
+ * goes, the host threads' included.
  */
 #define SIMDJSON_EXCEPTIONS 0
 #include <simdjson.h>
+
+#include <pthread.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -37,6 +44,7 @@ constexpr size_t START_CAPACITY = 1024;
 constexpr size_t MAX_DEPTH = SR_VALUE_MAX_DEPTH;
 
 struct reader {
+    reader *prev = nullptr, *next = nullptr; /* on all_readers */
     simdjson::dom::parser parser{SR_JSON_FAST_MAX};
     char *buf = nullptr; /* the record, then SIMDJSON_PADDING zero bytes */
     size_t cap = 0;      /* of buf, padding excluded */
@@ -74,7 +82,33 @@ struct reader {
     }
 };
 
-thread_local reader tl_reader;
+pthread_mutex_t readers_mu = PTHREAD_MUTEX_INITIALIZER;
+reader *all_readers;       /* under readers_mu */
+unsigned long generation;  /* under readers_mu: bumped when all are freed */
+unsigned long loops_alive; /* under readers_mu */
+
+/* This thread's reader, valid while tl_generation is the current one. */
+thread_local reader *tl_reader;
+thread_local unsigned long tl_generation;
+
+reader *this_threads_reader()
+{
+    reader *r = tl_reader;
+
+    /* No lock: readers are freed all at once only when no loop is left,
+     * so none can be freed under a parse. */
+    if (r && tl_generation == __atomic_load_n(&generation, __ATOMIC_ACQUIRE)) return r;
+    r = new (std::nothrow) reader;
+    if (!r) return nullptr;
+    pthread_mutex_lock(&readers_mu);
+    r->next = all_readers;
+    if (all_readers) all_readers->prev = r;
+    all_readers = r;
+    tl_generation = generation;
+    pthread_mutex_unlock(&readers_mu);
+    tl_reader = r;
+    return r;
+}
 
 /* Repeated keys: jansson keeps the first position with the last value,
  * which the caller gets by reading the record with jansson. Finding them
@@ -194,15 +228,63 @@ int build(element e, sr_value **out)
 
 extern "C" int sr__json_fast_read(const char *text, size_t len, sr_value **out)
 {
-    reader &r = tl_reader;
+    reader *r;
     element root;
 
     *out = nullptr;
-    if (len > SR_JSON_FAST_MAX || !r.reserve(len)) return SR_JSON_UNDECIDED;
-    std::memcpy(r.buf, text, len);
+    if (len > SR_JSON_FAST_MAX || !(r = this_threads_reader()) || !r->reserve(len))
+        return SR_JSON_UNDECIDED;
+    std::memcpy(r->buf, text, len);
     /* the padding simdjson may read must not hold the end of a longer
      * record from before */
-    std::memset(r.buf + len, 0, simdjson::SIMDJSON_PADDING);
-    if (r.parser.parse(r.buf, len, false).get(root) != SUCCESS) return SR_JSON_UNDECIDED;
+    std::memset(r->buf + len, 0, simdjson::SIMDJSON_PADDING);
+    if (r->parser.parse(r->buf, len, false).get(root) != SUCCESS) return SR_JSON_UNDECIDED;
     return build(root, out);
+}
+
+extern "C" void sr__json_fast_thread_done(void)
+{
+    reader *r = tl_reader;
+
+    tl_reader = nullptr;
+    if (!r) return;
+    pthread_mutex_lock(&readers_mu);
+    if (tl_generation == generation) {
+        if (r->prev)
+            r->prev->next = r->next;
+        else
+            all_readers = r->next;
+        if (r->next) r->next->prev = r->prev;
+    } else {
+        r = nullptr; /* already freed with all the others */
+    }
+    pthread_mutex_unlock(&readers_mu);
+    delete r;
+}
+
+extern "C" void sr__json_fast_loop_born(void)
+{
+    pthread_mutex_lock(&readers_mu);
+    loops_alive++;
+    pthread_mutex_unlock(&readers_mu);
+}
+
+extern "C" void sr__json_fast_loop_gone(void)
+{
+    reader *r = nullptr;
+
+    /* Freed under the lock: a loop made meanwhile on another thread cannot
+     * parse before its sr_loop_new has counted it, after this. */
+    pthread_mutex_lock(&readers_mu);
+    if (loops_alive > 0 && --loops_alive == 0) {
+        r = all_readers;
+        all_readers = nullptr;
+        __atomic_store_n(&generation, generation + 1, __ATOMIC_RELEASE);
+    }
+    while (r) {
+        reader *next = r->next;
+        delete r;
+        r = next;
+    }
+    pthread_mutex_unlock(&readers_mu);
 }

@@ -31,6 +31,14 @@ extern "C" {
  * SR_JSON_UNDECIDED (then *out is NULL). */
 int sr__json_fast_read(const char *text, size_t len, sr_value **out);
 
+/* Readers are kept per thread and freed by these, never by thread storage
+ * destructors (json_fast.cpp says why): a thread of the core frees its own
+ * as it ends; loops are counted, and when the last one is freed every
+ * reader goes. */
+void sr__json_fast_thread_done(void);
+void sr__json_fast_loop_born(void);
+void sr__json_fast_loop_gone(void);
+
 #ifdef __cplusplus
 }
 #endif

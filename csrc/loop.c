@@ -41,6 +41,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "json_fast.h"
 #include "loop.h"
 
 /* Events handled per sr_loop_dispatch call, so a host that calls it from a
@@ -494,11 +495,13 @@ sr_loop *sr_loop_new(sr_error *err)
         sr__error_set(err, SR_ENOMEM, "%s", "out of memory");
         return NULL;
     }
+    sr__json_fast_loop_born(); /* sr_loop_free counts it gone, whatever fails next */
     loop->epfd = loop->efd = loop->tfd = -1;
     loop->free_slot = UINT32_MAX;
     loop->seq = 1; /* id 0 means "no timer" */
     if (pthread_mutex_init(&loop->mu, NULL) != 0) {
         free(loop);
+        sr__json_fast_loop_gone();
         sr__error_set(err, SR_ENOMEM, "%s", "pthread_mutex_init failed");
         return NULL;
     }
@@ -548,6 +551,7 @@ void sr_loop_free(sr_loop *loop)
     free(loop->slots);
     free(loop->heap);
     free(loop);
+    sr__json_fast_loop_gone(); /* the last loop frees the threads' JSON readers */
 }
 
 void *sr__loop_service(sr_loop *loop, const void *key, sr_loop_service_new_fn create, sr_error *err)

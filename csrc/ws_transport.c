@@ -63,6 +63,7 @@
 
 #include "error.h"
 #include "framing.h"
+#include "json_fast.h"
 #include "liveness.h"
 #include "proxy.h"
 #include "transport_kind.h"
@@ -1421,6 +1422,7 @@ static void *io_main(void *arg)
         io->vhosts = v->next;
         vhost_free(v);
     }
+    sr__json_fast_thread_done(); /* its JSON reader, if it parsed */
     return NULL;
 }
 
