@@ -224,22 +224,61 @@ int build(element e, sr_value **out)
     return SR_OK;
 }
 
-} // namespace
-
-extern "C" int sr__json_fast_read(const char *text, size_t len, sr_value **out)
+/* The record parsed by this thread's reader: false when simdjson could
+ * not (then jansson decides). */
+bool parse(const char *text, size_t len, element *root)
 {
     reader *r;
-    element root;
 
-    *out = nullptr;
-    if (len > SR_JSON_FAST_MAX || !(r = this_threads_reader()) || !r->reserve(len))
-        return SR_JSON_UNDECIDED;
+    if (len > SR_JSON_FAST_MAX || !(r = this_threads_reader()) || !r->reserve(len)) return false;
     std::memcpy(r->buf, text, len);
     /* the padding simdjson may read must not hold the end of a longer
      * record from before */
     std::memset(r->buf + len, 0, simdjson::SIMDJSON_PADDING);
-    if (r->parser.parse(r->buf, len, false).get(root) != SUCCESS) return SR_JSON_UNDECIDED;
+    return r->parser.parse(r->buf, len, false).get(*root) == SUCCESS;
+}
+
+} // namespace
+
+extern "C" int sr__json_fast_read(const char *text, size_t len, sr_value **out)
+{
+    element root;
+
+    *out = nullptr;
+    if (!parse(text, len, &root)) return SR_JSON_UNDECIDED;
     return build(root, out);
+}
+
+extern "C" int sr__json_fast_read_fields(const char *text, size_t len, sr_json_field *fields,
+                                         size_t max, size_t *n)
+{
+    element root;
+    simdjson::dom::object o;
+    int rc = SR_OK;
+
+    *n = 0;
+    if (!parse(text, len, &root) || root.get_object().get(o) != SUCCESS) return SR_JSON_UNDECIDED;
+    for (simdjson::dom::key_value_pair kv : o) {
+        sr_value *v;
+        if (*n == max || std::memchr(kv.key.data(), '\0', kv.key.size())) {
+            rc = SR_JSON_UNDECIDED;
+            break;
+        }
+        for (size_t i = 0; i < *n; i++)
+            if (fields[i].keylen == kv.key.size() &&
+                std::memcmp(fields[i].key, kv.key.data(), kv.key.size()) == 0)
+                rc = SR_JSON_UNDECIDED; /* repeated: jansson's rule */
+        if (rc != SR_OK || (rc = build(kv.value, &v)) != SR_OK) break;
+        fields[*n].key = kv.key.data();
+        fields[*n].keylen = kv.key.size();
+        fields[*n].val = v;
+        ++*n;
+    }
+    if (rc != SR_OK) {
+        while (*n > 0)
+            sr_value_free(fields[--*n].val);
+    }
+    return rc;
 }
 
 extern "C" void sr__json_fast_thread_done(void)

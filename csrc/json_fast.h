@@ -31,6 +31,22 @@ extern "C" {
  * SR_JSON_UNDECIDED (then *out is NULL). */
 int sr__json_fast_read(const char *text, size_t len, sr_value **out);
 
+/* A field of a record's top-level object: the key borrowed, the value
+ * built (owned by whoever holds the field). */
+typedef struct sr_json_field {
+    const char *key;
+    size_t keylen;
+    sr_value *val;
+} sr_json_field;
+
+/* A record's top-level object into fields[0..*n): SR_OK, SR_ENOMEM or
+ * SR_JSON_UNDECIDED (also when the record is not an object or has more
+ * than max fields). The keys point into this thread's parser: they are
+ * valid until its next read. Saves the map and key copies of a whole
+ * tree for the envelope of each message. */
+int sr__json_fast_read_fields(const char *text, size_t len, sr_json_field *fields, size_t max,
+                              size_t *n);
+
 /* Readers are kept per thread and freed by these, never by thread storage
  * destructors (json_fast.cpp says why): a thread of the core frees its own
  * as it ends; loops are counted, and when the last one is freed every

@@ -5,10 +5,10 @@
  * Writing produces the text directly instead of building a jansson tree:
  * it is several times faster and lets us control the two things jansson gets
  * in the way of, number formatting (shortest text that reads back bit-exact)
- * and the error for text that is not UTF-8. Reading builds an sr_value
- * tree of the whole record, with simdjson where it can decide the record
- * and jansson where it cannot (json_fast.h), then moves the message's
- * fields out of that tree.
+ * and the error for text that is not UTF-8. Reading takes a record's
+ * top-level fields with their values built as sr_value trees (simdjson
+ * where it can decide the record, jansson where it cannot: json_fast.h),
+ * then moves the values the message keeps out of them.
  *
  * Wire rules kept here:
  * - integers stay integers (int64), floats always carry '.' or an exponent,
@@ -620,23 +620,115 @@ int sr__json_decode_value(const char *text, size_t len, sr_value **out, sr_error
     return read_json(text, len, "value", out, err);
 }
 
-/* Optional fields treat JSON null as absent, as the .NET reader does. */
-static const sr_value *field(const sr_value *o, const char *name)
+/* A record's top-level object: its fields, values built, keys borrowed
+ * (from simdjson's parser or jansson's tree, alive until the message is
+ * made). The values the message keeps are moved out, the rest freed. */
+#define ENV_STACK 16
+typedef struct envelope {
+    sr_json_field *f;
+    size_t n;
+    sr_json_field stack[ENV_STACK];
+    json_t *tree; /* when jansson read it: the keys live here */
+} envelope;
+
+static void env_free(envelope *env)
 {
-    const sr_value *f = sr_value_get(o, name);
+    size_t i;
+
+    for (i = 0; i < env->n; i++)
+        sr_value_free(env->f[i].val);
+    if (env->f != env->stack) free(env->f);
+    if (env->tree) json_decref(env->tree);
+    env->n = 0;
+}
+
+/* From jansson's tree (owned by env from here on). */
+static int env_from_tree(envelope *env, json_t *o, sr_error *err)
+{
+    const char *key;
+    size_t keylen;
+    json_t *item;
+
+    env->tree = o;
+    env->f = env->stack;
+    env->n = 0;
+    if (!json_is_object(o))
+        return sr__proto_fail(err, SR_EPROTOCOL, "message is not a JSON object");
+    if (json_object_size(o) > ENV_STACK &&
+        !(env->f = malloc(json_object_size(o) * sizeof *env->f))) {
+        env->f = env->stack;
+        return sr__proto_oom(err);
+    }
+    json_object_keylen_foreach(o, key, keylen, item)
+    {
+        sr_json_field *f = &env->f[env->n];
+        if (!(f->val = from_json(item))) return sr__proto_oom(err);
+        f->key = key;
+        f->keylen = keylen;
+        env->n++;
+    }
+    return SR_OK;
+}
+
+/* One record's envelope: simdjson when it decides, else jansson, which
+ * also says what is wrong with a record that is not a hub message. */
+static int env_read(envelope *env, const char *text, size_t len, sr_error *err)
+{
+    json_t *o;
+    int rc;
+
+    env->tree = NULL;
+    env->f = env->stack;
+    rc = sr__json_fast_read_fields(text, len, env->stack, ENV_STACK, &env->n);
+    if (rc != SR_JSON_UNDECIDED) return rc == SR_OK ? SR_OK : sr__proto_oom(err);
+    if ((rc = load(text, len, "message", &o, err)) != SR_OK) return rc;
+    return env_from_tree(env, o, err);
+}
+
+static sr_json_field *env_find(const envelope *env, const char *name)
+{
+    size_t i, len = strlen(name);
+
+    for (i = 0; i < env->n; i++)
+        if (env->f[i].keylen == len && memcmp(env->f[i].key, name, len) == 0 && env->f[i].val)
+            return &env->f[i];
+    return NULL;
+}
+
+/* A field's value, or NULL when absent. */
+static const sr_value *env_get(const envelope *env, const char *name)
+{
+    sr_json_field *f = env_find(env, name);
+    return f ? f->val : NULL;
+}
+
+/* A field's value moved out (the caller owns it), or NULL when absent. */
+static sr_value *env_take(envelope *env, const char *name)
+{
+    sr_json_field *f = env_find(env, name);
+    sr_value *v = f ? f->val : NULL;
+
+    if (f) f->val = NULL;
+    return v;
+}
+
+/* Optional fields treat JSON null as absent, as the .NET reader does. */
+static const sr_value *field(const envelope *env, const char *name)
+{
+    const sr_value *f = env_get(env, name);
     return f && sr_value_type(f) != SR_NULL ? f : NULL;
 }
 
-static int get_str(const sr_value *o, const char *name, int required, const sr_msg *m, char **out,
+static int get_str(const envelope *env, const char *name, int required, const sr_msg *m, char **out,
                    sr_error *err)
 {
-    const sr_value *f = field(o, name);
+    const sr_value *f = field(env, name);
     const char *s;
     size_t len;
 
     if (!f) {
         if (!required) return SR_OK;
-        if (sr_value_get(o, name))
+        if (env_get(env, name))
             return sr__proto_fail(err, SR_EPROTOCOL, "%s message has a null '%s'",
                                   sr__msg_type_name(m->type), name);
         return sr__proto_fail(err, SR_EPROTOCOL, "%s message is missing '%s'",
@@ -656,11 +748,11 @@ static int get_str(const sr_value *o, const char *name, int required, const sr_m
     return SR_OK;
 }
 
-/* streamIds (array) or headers (object): strings only; moved out of o. */
-static int get_strings(sr_value *o, const char *name, int object, const sr_msg *m, sr_value **out,
+/* streamIds (array) or headers (object): strings only; moved out. */
+static int get_strings(envelope *env, const char *name, int object, const sr_msg *m, sr_value **out,
                        sr_error *err)
 {
-    const sr_value *f = field(o, name);
+    const sr_value *f = field(env, name);
     size_t i, n;
 
     if (!f) return SR_OK;
@@ -668,7 +760,7 @@ static int get_strings(sr_value *o, const char *name, int object, const sr_msg *
     n = sr_value_len(f);
     for (i = 0; i < n; i++)
         if (sr_value_type(sr_value_at(f, i)) != SR_STRING) goto bad;
-    *out = sr__value_map_remove(o, name);
+    *out = env_take(env, name);
     return SR_OK;
 bad:
     return sr__proto_fail(err, SR_EPROTOCOL,
@@ -676,27 +768,27 @@ bad:
                           sr__msg_type_name(m->type), name, object ? "an object" : "an array");
 }
 
-static int read_invocation(sr_value *o, sr_msg *m, sr_error *err)
+static int read_invocation(envelope *env, sr_msg *m, sr_error *err)
 {
     const sr_value *args;
     int rc;
 
-    if ((rc =
-             get_str(o, "invocationId", m->type != SR_MSG_INVOCATION, m, &m->invocation_id, err)) ||
-        (rc = get_str(o, "target", 1, m, &m->target, err)))
+    if ((rc = get_str(env, "invocationId", m->type != SR_MSG_INVOCATION, m, &m->invocation_id,
+                      err)) ||
+        (rc = get_str(env, "target", 1, m, &m->target, err)))
         return rc;
-    args = sr_value_get(o, "arguments");
+    args = env_get(env, "arguments");
     if (!args)
         return sr__proto_fail(err, SR_EPROTOCOL, "%s message is missing 'arguments'",
                               sr__msg_type_name(m->type));
     if (sr_value_type(args) != SR_ARRAY)
         return sr__proto_fail(err, SR_EPROTOCOL, "%s message has a non-array 'arguments'",
                               sr__msg_type_name(m->type));
-    m->arguments = sr__value_map_remove(o, "arguments");
-    return get_strings(o, "streamIds", 0, m, &m->stream_ids, err);
+    m->arguments = env_take(env, "arguments");
+    return get_strings(env, "streamIds", 0, m, &m->stream_ids, err);
 }
 
-static int read_body(sr_value *o, sr_msg *m, sr_error *err)
+static int read_body(envelope *env, sr_msg *m, sr_error *err)
 {
     const sr_value *f;
     int rc;
@@ -704,30 +796,30 @@ static int read_body(sr_value *o, sr_msg *m, sr_error *err)
     switch (m->type) {
     case SR_MSG_INVOCATION:
     case SR_MSG_STREAM_INVOCATION:
-        return read_invocation(o, m, err);
+        return read_invocation(env, m, err);
     case SR_MSG_STREAM_ITEM:
-        if ((rc = get_str(o, "invocationId", 1, m, &m->invocation_id, err))) return rc;
-        if (!(m->item = sr__value_map_remove(o, "item")))
+        if ((rc = get_str(env, "invocationId", 1, m, &m->invocation_id, err))) return rc;
+        if (!(m->item = env_take(env, "item")))
             return sr__proto_fail(err, SR_EPROTOCOL, "StreamItem message is missing 'item'");
         return SR_OK;
     case SR_MSG_COMPLETION:
-        if ((rc = get_str(o, "invocationId", 1, m, &m->invocation_id, err)) ||
-            (rc = get_str(o, "error", 0, m, &m->error, err)))
+        if ((rc = get_str(env, "invocationId", 1, m, &m->invocation_id, err)) ||
+            (rc = get_str(env, "error", 0, m, &m->error, err)))
             return rc;
-        if (!sr_value_get(o, "result")) return SR_OK;
+        if (!env_get(env, "result")) return SR_OK;
         if (m->error)
             return sr__proto_fail(err, SR_EPROTOCOL,
                                   "Completion message has both 'result' and 'error'");
         m->has_result = 1;
-        m->result = sr__value_map_remove(o, "result");
+        m->result = env_take(env, "result");
         return SR_OK;
     case SR_MSG_CANCEL_INVOCATION:
-        return get_str(o, "invocationId", 1, m, &m->invocation_id, err);
+        return get_str(env, "invocationId", 1, m, &m->invocation_id, err);
     case SR_MSG_PING:
         return SR_OK;
     case SR_MSG_CLOSE:
-        if ((rc = get_str(o, "error", 0, m, &m->error, err))) return rc;
-        f = field(o, "allowReconnect");
+        if ((rc = get_str(env, "error", 0, m, &m->error, err))) return rc;
+        f = field(env, "allowReconnect");
         if (f && sr_value_type(f) != SR_BOOL)
             return sr__proto_fail(err, SR_EPROTOCOL,
                                   "Close message has a non-boolean 'allowReconnect'");
@@ -735,7 +827,7 @@ static int read_body(sr_value *o, sr_msg *m, sr_error *err)
         return SR_OK;
     case SR_MSG_ACK:
     case SR_MSG_SEQUENCE:
-        f = sr_value_get(o, "sequenceId");
+        f = env_get(env, "sequenceId");
         if (!f)
             return sr__proto_fail(err, SR_EPROTOCOL, "%s message is missing 'sequenceId'",
                                   sr__msg_type_name(m->type));
@@ -748,45 +840,15 @@ static int read_body(sr_value *o, sr_msg *m, sr_error *err)
     return sr__proto_fail(err, SR_EPROTOCOL, "unknown message type %d", (int)m->type);
 }
 
-static int message_from(sr_value *o, sr_msg *out, sr_error *err);
-
-static int json_parse(const char *data, size_t len, size_t max_size, sr_msg *out, sr_error *err)
-{
-    long n = sr__rs_find(data, len);
-    sr_value *o;
-    int rc;
-
-    /* 0 means no limit; INT_MAX keeps the consumed count representable. */
-    if (max_size == 0 || max_size > (size_t)INT_MAX - 1) max_size = (size_t)INT_MAX - 1;
-    if (n < 0) {
-        if (len > max_size)
-            return sr__proto_fail(err, SR_EPROTOCOL, "message too large (%zu bytes, limit %zu)",
-                                  len, max_size);
-        return 0;
-    }
-    if ((size_t)n > max_size)
-        return sr__proto_fail(err, SR_EPROTOCOL, "message too large (%ld bytes, limit %zu)", n,
-                              max_size);
-    if (n == 0) return sr__proto_fail(err, SR_EPROTOCOL, "empty message");
-    if ((rc = read_json(data, (size_t)n, "message", &o, err))) return rc;
-    rc = message_from(o, out, err);
-    return rc == SR_OK ? (int)n + 1 : rc;
-}
-
-/* One message from its value tree (consumed: freed here). The fields it
- * keeps as values are moved out of the tree, not copied. */
-static int message_from(sr_value *o, sr_msg *out, sr_error *err)
+/* One message from its envelope (freed here, whatever happens). */
+static int message_from(envelope *env, sr_msg *out, sr_error *err)
 {
     const sr_value *t;
     sr_msg m;
     int rc;
 
     memset(&m, 0, sizeof m);
-    if (sr_value_type(o) != SR_MAP) {
-        rc = sr__proto_fail(err, SR_EPROTOCOL, "message is not a JSON object");
-        goto done;
-    }
-    t = sr_value_get(o, "type");
+    t = env_get(env, "type");
     if (!t) {
         rc = sr__proto_fail(err, SR_EPROTOCOL, "message is missing 'type'");
         goto done;
@@ -801,18 +863,44 @@ static int message_from(sr_value *o, sr_msg *out, sr_error *err)
         goto done;
     }
     m.type = (sr_msg_type)sr_value_get_int(t);
-    rc = read_body(o, &m, err);
+    rc = read_body(env, &m, err);
     /* Headers belong to the invocation-type messages (1..5). */
     if (rc == SR_OK && m.type <= SR_MSG_CANCEL_INVOCATION)
-        rc = get_strings(o, "headers", 1, &m, &m.headers, err);
+        rc = get_strings(env, "headers", 1, &m, &m.headers, err);
 done:
-    sr_value_free(o);
+    env_free(env);
     if (rc != SR_OK) {
         sr__msg_clear(&m);
         return rc;
     }
     *out = m;
     return SR_OK;
+}
+
+static int json_parse(const char *data, size_t len, size_t max_size, sr_msg *out, sr_error *err)
+{
+    long n = sr__rs_find(data, len);
+    envelope env;
+    int rc;
+
+    /* 0 means no limit; INT_MAX keeps the consumed count representable. */
+    if (max_size == 0 || max_size > (size_t)INT_MAX - 1) max_size = (size_t)INT_MAX - 1;
+    if (n < 0) {
+        if (len > max_size)
+            return sr__proto_fail(err, SR_EPROTOCOL, "message too large (%zu bytes, limit %zu)",
+                                  len, max_size);
+        return 0;
+    }
+    if ((size_t)n > max_size)
+        return sr__proto_fail(err, SR_EPROTOCOL, "message too large (%ld bytes, limit %zu)", n,
+                              max_size);
+    if (n == 0) return sr__proto_fail(err, SR_EPROTOCOL, "empty message");
+    if ((rc = env_read(&env, data, (size_t)n, err)) != SR_OK) {
+        env_free(&env);
+        return rc;
+    }
+    rc = message_from(&env, out, err);
+    return rc == SR_OK ? (int)n + 1 : rc;
 }
 
 /* jansson pulls the record through this: the caller's reader hands it
@@ -833,21 +921,23 @@ static int json_parse_stream(sr_read_fn read, void *ud, sr_msg *out, sr_error *e
 {
     stream_src src;
     json_error_t je;
-    json_t *j;
-    sr_value *o;
+    envelope env;
+    json_t *o;
+    int rc;
 
     src.read = read;
     src.ud = ud;
-    j = json_load_callback(stream_read, &src, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
-    if (!j) {
+    o = json_load_callback(stream_read, &src, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
+    if (!o) {
         if (json_error_code(&je) == json_error_out_of_memory) return sr__proto_oom(err);
         return sr__proto_fail(err, SR_EPROTOCOL, "invalid JSON in message: %s (at byte %d)",
                               je.text, je.position);
     }
-    o = from_json(j);
-    json_decref(j);
-    if (!o) return sr__proto_oom(err);
-    return message_from(o, out, err);
+    if ((rc = env_from_tree(&env, o, err)) != SR_OK) {
+        env_free(&env);
+        return rc;
+    }
+    return message_from(&env, out, err);
 }
 
 const sr_protocol sr__json_protocol = {"json", 1, 0, json_write, json_parse, json_parse_stream};

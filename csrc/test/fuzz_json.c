@@ -76,6 +76,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             must(rs == SR_OK && equal(fast, slow), "jansson reads what simdjson read, the same");
         else
             must(rf == SR_JSON_UNDECIDED || rf == SR_ENOMEM, "the fast reader decides or defers");
+        {
+            sr_json_field f[16];
+            size_t nf, i;
+            if (sr__json_fast_read_fields(p, size, f, 16, &nf) == SR_OK) {
+                must(rs == SR_OK && sr_value_type(slow) == SR_MAP && sr_value_len(slow) == nf,
+                     "jansson reads the envelope simdjson read");
+                for (i = 0; i < nf; i++) {
+                    size_t kl;
+                    const char *k = sr_value_key_at(slow, i, &kl);
+                    must(kl == f[i].keylen && memcmp(k, f[i].key, kl) == 0 &&
+                             equal(f[i].val, sr_value_at(slow, i)),
+                         "the same fields in the same order");
+                    sr_value_free(f[i].val);
+                }
+            }
+        }
         sr_value_free(fast);
         sr_value_free(slow);
     }
