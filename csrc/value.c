@@ -194,23 +194,6 @@ static sr_entry *find(const sr_value *map, const char *key, size_t keylen)
     return NULL;
 }
 
-sr_value *sr__value_map_remove(sr_value *map, const char *key)
-{
-    sr_entry *e;
-    sr_value *v;
-    size_t i;
-
-    if (!map || map->type != SR_MAP || !key) return NULL;
-    e = find(map, key, strlen(key));
-    if (!e) return NULL;
-    v = e->val;
-    free(e->key);
-    i = (size_t)(e - (sr_entry *)map->u.a.items);
-    memmove(e, e + 1, (map->u.a.len - i - 1) * sizeof *e);
-    map->u.a.len--;
-    return v;
-}
-
 int sr_value_map_set(sr_value *map, const char *key, size_t keylen, sr_value *item)
 {
     sr_entry *e;

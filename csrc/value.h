@@ -16,10 +16,6 @@ extern "C" {
 /* Like sr_value_map_set, but never looks for an existing key: only for a
  * source whose keys are already unique (a parsed JSON object). */
 int sr__value_map_append(sr_value *map, const char *key, size_t keylen, sr_value *item);
-/* Takes key's value out of map (the caller owns it); NULL when absent.
- * Linear: decoders use it to move fields out of a message's small map
- * instead of copying them. */
-sr_value *sr__value_map_remove(sr_value *map, const char *key);
 /* Make room for n more items/entries in an array or map. */
 int sr__value_reserve(sr_value *arr_or_map, size_t n);
 
