@@ -33,7 +33,8 @@ _Static_assert(offsetof(sr_event, data) % _Alignof(sr_rx_msg) == 0, "sr_rx_msg a
 
 static void tp_dispatch(sr_event *ev);
 static void tp_discard(sr_event *ev);
-static void clear_msgs(sr_rx_msg *e, size_t n);
+static void batch_free(sr_buf *b);
+static void batches_free(sr_buf *list);
 
 int sr__transport_init(sr_transport *tp, const sr_transport_ops *ops, sr_loop *loop,
                        const sr_transport_upcalls *up, void *ud, size_t pre)
@@ -91,9 +92,8 @@ void sr__transport_unref(sr_transport *tp)
     sr__buf_free(&tp->out);
     sr__buf_free(&tp->rx_part);
     chunks_free(tp);
-    sr__buf_free(&tp->rx_msgs);
-    clear_msgs((sr_rx_msg *)(void *)tp->rx_done.data, tp->rx_done.len / sizeof(sr_rx_msg));
-    sr__buf_free(&tp->rx_done);
+    batch_free(&tp->rx_msgs);
+    batches_free(&tp->rx_done);
     sr__buf_free(&tp->rx_spare);
     pthread_mutex_destroy(&tp->mu);
     free(tp);
@@ -281,21 +281,45 @@ static void clear_msgs(sr_rx_msg *e, size_t n)
         sr__msg_clear(&e[i].m);
 }
 
-/* Post the batch in rx_msgs (wire: the bytes it took) and empty it. */
+/* A batch: an sr_buf of sr_rx_msg entries. Its messages are cleared. */
+static void batch_clear(sr_buf *b)
+{
+    clear_msgs((sr_rx_msg *)(void *)b->data, b->len / sizeof(sr_rx_msg));
+    b->len = 0;
+}
+
+static void batch_free(sr_buf *b)
+{
+    batch_clear(b);
+    sr__buf_free(b);
+}
+
+/* A list of batches (an sr_buf of sr_buf), each freed, and the list. */
+static void batches_free(sr_buf *list)
+{
+    size_t i;
+    for (i = 0; i < list->len / sizeof(sr_buf); i++)
+        batch_free((sr_buf *)(void *)list->data + i);
+    sr__buf_free(list);
+}
+
+/* Post the batch in rx_msgs (wire: the bytes it took): the buffer itself
+ * goes in the event, not a copy, and comes back to be reused (free_done);
+ * the next batch starts in a returned buffer or a new one. */
 static int post_msgs(sr_transport *tp, size_t wire)
 {
-    size_t len = tp->rx_msgs.len;
+    sr_buf batch = tp->rx_msgs;
     sr_event *ev = NULL;
-    if (len == 0) return 0;
-    tp->rx_msgs.len = 0;
+    if (batch.len == 0) return 0;
     if (!sr__transport_released(tp))
-        ev = sr__event_new(tp_dispatch, tp_discard, tp, SR_EV_TP_MSGS, tp->rx_msgs.data, len);
+        ev = sr__event_new(tp_dispatch, tp_discard, tp, SR_EV_TP_MSGS, &batch, sizeof batch);
     if (!ev) {
-        clear_msgs((sr_rx_msg *)(void *)tp->rx_msgs.data, len / sizeof(sr_rx_msg));
+        batch_clear(&tp->rx_msgs);
         return sr__transport_released(tp) ? 0 : -1;
     }
+    memset(&tp->rx_msgs, 0, sizeof tp->rx_msgs);
     /* The values own allocations of their own, a few times the wire size. */
-    ev->weight = len + 2 * wire;
+    ev->weight = batch.len + 2 * wire;
     sr__transport_ref(tp);
     sr__loop_post(tp->loop, ev);
     return 0;
@@ -351,19 +375,28 @@ static int parse_into(sr_transport *tp, const char *data, size_t len, size_t *us
 }
 
 /* Free what the host handed back: on this thread, whose allocator made it,
- * the frees are cheap and the memory is reused here at once. */
+ * the frees are cheap and the memory is reused here at once. One batch
+ * buffer of a usual size is kept for the next batch. */
 static void free_done(sr_transport *tp)
 {
-    sr_buf b;
+    sr_buf list;
+    size_t i;
     pthread_mutex_lock(&tp->mu);
-    b = tp->rx_done;
+    list = tp->rx_done;
     tp->rx_done = tp->rx_spare;
+    tp->rx_done_bytes = 0;
     __atomic_store_n(&tp->rx_returned, 0, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&tp->mu);
-    clear_msgs((sr_rx_msg *)(void *)b.data, b.len / sizeof(sr_rx_msg));
-    b.len = 0;
-    if (b.cap > (256u << 10)) sr__buf_free(&b);
-    tp->rx_spare = b;
+    for (i = 0; i < list.len / sizeof(sr_buf); i++) {
+        sr_buf *b = (sr_buf *)(void *)list.data + i;
+        batch_clear(b);
+        if (tp->rx_msgs.cap == 0 && b->cap <= (256u << 10))
+            tp->rx_msgs = *b;
+        else
+            sr__buf_free(b);
+    }
+    list.len = 0;
+    tp->rx_spare = list;
 }
 
 /* A large text record goes to pieces past this size (see rx_chunks). */
@@ -605,15 +638,17 @@ void sr__transport_post_closed(sr_transport *tp, int code, long status, const ch
 #define RX_DONE_MAX (256u << 10)
 static void give_back(sr_transport *tp, sr_event *ev)
 {
+    sr_buf *batch = (sr_buf *)(void *)ev->data;
     int kept = 0;
     pthread_mutex_lock(&tp->mu);
-    if (!tp->dead && !sr__transport_released(tp) && tp->rx_done.len + ev->len <= RX_DONE_MAX &&
-        sr__buf_append(&tp->rx_done, ev->data, ev->len) == 0) {
+    if (!tp->dead && !sr__transport_released(tp) && tp->rx_done_bytes + batch->len <= RX_DONE_MAX &&
+        sr__buf_append(&tp->rx_done, batch, sizeof *batch) == 0) {
         kept = 1;
+        tp->rx_done_bytes += batch->len;
         __atomic_store_n(&tp->rx_returned, 1, __ATOMIC_RELAXED);
     }
     pthread_mutex_unlock(&tp->mu);
-    if (!kept) clear_msgs((sr_rx_msg *)(void *)ev->data, ev->len / sizeof(sr_rx_msg));
+    if (!kept) batch_free(batch);
 }
 
 static void tp_dispatch(sr_event *ev)
@@ -627,11 +662,13 @@ static void tp_dispatch(sr_event *ev)
         case SR_EV_TP_DATA:
             if (tp->up.on_data) tp->up.on_data(tp->ud, tp, ev->data, ev->len);
             break;
-        case SR_EV_TP_MSGS:
+        case SR_EV_TP_MSGS: {
+            sr_buf *batch = (sr_buf *)(void *)ev->data;
             if (tp->up.on_msgs)
-                tp->up.on_msgs(tp->ud, tp, (sr_rx_msg *)(void *)ev->data,
-                               ev->len / sizeof(sr_rx_msg));
+                tp->up.on_msgs(tp->ud, tp, (sr_rx_msg *)(void *)batch->data,
+                               batch->len / sizeof(sr_rx_msg));
             break;
+        }
         case SR_EV_TP_CLOSED: {
             sr_error err;
             tp->closed_seen = 1;
@@ -663,7 +700,6 @@ static void tp_dispatch(sr_event *ev)
 
 static void tp_discard(sr_event *ev)
 {
-    if (ev->type == SR_EV_TP_MSGS)
-        clear_msgs((sr_rx_msg *)(void *)ev->data, ev->len / sizeof(sr_rx_msg));
+    if (ev->type == SR_EV_TP_MSGS) batch_free((sr_buf *)(void *)ev->data);
     sr__transport_unref(ev->target);
 }

@@ -26,7 +26,7 @@
 typedef enum sr_tp_event {
     SR_EV_TP_OPEN = 1, /* transport connected (handshake bytes sent) */
     SR_EV_TP_DATA,     /* bytes received */
-    SR_EV_TP_MSGS,     /* messages parsed on the I/O side: data is sr_rx_msg[] */
+    SR_EV_TP_MSGS,     /* messages parsed on the I/O side: data is an sr_buf of sr_rx_msg */
     SR_EV_TP_CLOSED,   /* transport ended; code/status/text say why (code 0 = clean) */
     SR_EV_TP_DRAIN     /* the send queue went under SR_SEND_LOW after an SR_EFULL */
 } sr_tp_event;
@@ -76,11 +76,13 @@ struct sr_transport {
     sr_buf *rx_chunks;
     size_t rx_nchunks, rx_chunks_cap, rx_chunks_len;
     sr_buf rx_msgs; /* sr_rx_msg entries of the batch being parsed */
-    /* mu: messages the host dispatched, handed back to be freed where they
-     * were allocated (see sr__transport_post_data). */
+    /* mu: the batches (an sr_buf each) the host dispatched, handed back so
+     * that their messages are freed where they were allocated and their
+     * buffers reused (see sr__transport_post_data). */
     sr_buf rx_done;
-    int rx_returned; /* __atomic: rx_done is not empty */
-    sr_buf rx_spare; /* I/O side: rx_done swapped out, being cleared */
+    size_t rx_done_bytes; /* mu: the entries' bytes in rx_done's batches */
+    int rx_returned;      /* __atomic: rx_done is not empty */
+    sr_buf rx_spare;      /* I/O side: rx_done's list swapped out, being cleared */
 
     /* __atomic: the host holds what this transport delivered (a paused
      * connection with much held): stop reading, as under congestion. */
