@@ -181,6 +181,24 @@ void sr__loop_post(sr_loop *loop, sr_event *ev)
     pthread_mutex_unlock(&loop->mu);
 }
 
+int sr__loop_merge_tail(sr_loop *loop, sr_event_fn dispatch, void *target, int type,
+                        int (*merge)(sr_event *tail, void *arg), void *arg, size_t weight)
+{
+    sr_event *t;
+    int merged = 0;
+    pthread_mutex_lock(&loop->mu);
+    t = loop->qtail;
+    if (t && t->dispatch == dispatch && t->target == target && t->type == type &&
+        merge(t, arg) == 0) {
+        merged = 1;
+        t->weight += weight;
+        if (weight && __atomic_add_fetch(&loop->bytes, weight, __ATOMIC_SEQ_CST) > SR_QUEUE_HIGH)
+            __atomic_store_n(&loop->congested, 1, __ATOMIC_SEQ_CST);
+    }
+    pthread_mutex_unlock(&loop->mu);
+    return merged;
+}
+
 void sr__loop_wake(sr_loop *loop)
 {
     pthread_mutex_lock(&loop->mu);

@@ -56,6 +56,13 @@ void sr__event_free(sr_event *ev);
 
 /* Thread-safe: append ev to the queue and wake the host. Takes ownership. */
 void sr__loop_post(sr_loop *loop, sr_event *ev);
+/* Thread-safe: when the queue's last event is the caller's (the same
+ * dispatch, target and type) and the host has not taken it yet, let merge
+ * add to it under the queue's lock (merge returns 0 when it did) and count
+ * weight more for it. 1 when merged; 0 when the caller must post its own
+ * event. The host was woken for that event already. */
+int sr__loop_merge_tail(sr_loop *loop, sr_event_fn dispatch, void *target, int type,
+                        int (*merge)(sr_event *tail, void *arg), void *arg, size_t weight);
 /* Thread-safe: make the host's wait return (it re-checks what it waits
  * for), e.g. after a service handed its sockets to the host. */
 void sr__loop_wake(sr_loop *loop);

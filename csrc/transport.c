@@ -306,11 +306,30 @@ static void batches_free(sr_buf *list)
 /* Post the batch in rx_msgs (wire: the bytes it took): the buffer itself
  * goes in the event, not a copy, and comes back to be reused (free_done);
  * the next batch starts in a returned buffer or a new one. */
+/* Under the loop's lock: the batch in rx_msgs added to the queue's last
+ * event, this transport's batch the host has not taken yet. Then the host
+ * gets one event, one hand-back and one dispatch for what came in several
+ * reads, and the batch buffer here is reused at once. Bounded, so that one
+ * event stays a small piece of work. */
+#define MERGE_MAX 64
+static int merge_batch(sr_event *tail, void *arg)
+{
+    sr_buf *into = (sr_buf *)(void *)tail->data, *from = arg;
+    if ((into->len + from->len) / sizeof(sr_rx_msg) > MERGE_MAX) return -1;
+    return sr__buf_append(into, from->data, from->len);
+}
+
 static int post_msgs(sr_transport *tp, size_t wire)
 {
     sr_buf batch = tp->rx_msgs;
     sr_event *ev = NULL;
     if (batch.len == 0) return 0;
+    if (!sr__transport_released(tp) &&
+        sr__loop_merge_tail(tp->loop, tp_dispatch, tp, SR_EV_TP_MSGS, merge_batch, &tp->rx_msgs,
+                            batch.len + 2 * wire)) {
+        tp->rx_msgs.len = 0; /* the entries moved */
+        return 0;
+    }
     if (!sr__transport_released(tp))
         ev = sr__event_new(tp_dispatch, tp_discard, tp, SR_EV_TP_MSGS, &batch, sizeof batch);
     if (!ev) {

@@ -523,6 +523,48 @@ TEST(backpressure)
     sr_loop_free(loop);
 }
 
+/* Merging into the queue's last event: only while the host has not taken
+ * it, only for the same dispatch, target and type, only when the merge
+ * agrees; the weight it adds counts towards congestion like a post's. */
+static int merge_calls;
+static int merge_ok(sr_event *tail, void *arg)
+{
+    (void)tail;
+    merge_calls++;
+    return *(int *)arg;
+}
+
+TEST(merge_into_tail)
+{
+    sr_loop *loop = sr_loop_new(NULL);
+    int yes = 0, no = -1, other;
+    call *c;
+    counted = 0;
+    CHECK(!sr__loop_merge_tail(loop, call_dispatch, NULL, 0, merge_ok, &yes, 1)); /* empty */
+    CHECK(merge_calls == 0);
+    c = malloc(sizeof *c);
+    c->fn = count_cb;
+    c->arg = NULL;
+    sr__loop_post(loop, sr__event_new(call_dispatch, call_discard, c, 7, NULL, 0));
+    CHECK(!sr__loop_merge_tail(loop, call_dispatch, c, 8, merge_ok, &yes, 1));      /* type */
+    CHECK(!sr__loop_merge_tail(loop, call_dispatch, &other, 7, merge_ok, &yes, 1)); /* target */
+    CHECK(!sr__loop_merge_tail(loop, count_dispatch, c, 7, merge_ok, &yes, 1));     /* dispatch */
+    CHECK(merge_calls == 0);
+    CHECK(!sr__loop_merge_tail(loop, call_dispatch, c, 7, merge_ok, &no, 1)); /* refused */
+    CHECK(merge_calls == 1);
+    CHECK(!sr__loop_congested(loop));
+    CHECK(sr__loop_merge_tail(loop, call_dispatch, c, 7, merge_ok, &yes, SR_QUEUE_HIGH + 1));
+    CHECK(merge_calls == 2);
+    CHECK(sr__loop_congested(loop)); /* the merged weight counts */
+    CHECK(readable(loop));           /* woken once, for the event itself */
+    CHECK(sr_loop_dispatch(loop, 0) == 1);
+    CHECK(counted == 1);
+    CHECK(!sr__loop_congested(loop)); /* and is taken off with the event */
+    CHECK(!sr__loop_merge_tail(loop, call_dispatch, c, 7, merge_ok, &yes, 1)); /* taken */
+    CHECK(merge_calls == 2);
+    sr_loop_free(loop);
+}
+
 TEST(free_with_pending_events)
 {
     sr_loop *loop = sr_loop_new(NULL);
@@ -551,6 +593,7 @@ int main(void)
     RUN(wakeup_latency);
     RUN(services);
     RUN(backpressure);
+    RUN(merge_into_tail);
     RUN(free_with_pending_events);
     DONE();
 }
