@@ -8,7 +8,9 @@
  *    batch (bhead..btail) is host-only: dispatch moves the whole queue into
  *    it in one swap and pops events from it one at a time, so a nested
  *    sr_loop_dispatch (a blocking wait inside a callback) continues with the
- *    next event of the same batch and order is kept.
+ *    next event of the same batch and order is kept. Only events still in
+ *    the queue may grow (sr__loop_merge_tail, under mu): once swapped into
+ *    the batch, an event is the host's alone.
  *  - The eventfd is signalled (value > 0) exactly when `signalled` is set.
  *    Posters only write it when `signalled` is clear, i.e. at most once
  *    between two host drains. Dispatch clears it only when the queue and the
