@@ -246,10 +246,12 @@ local function resumed(co, ok, tok)
     if type(on_error) ~= "function" then on_error = report_spawn_error end
     on_error(tok, co)
   elseif tok == IDLE then
-    managed[co] = nil
     if npool < POOL_MAX then
+      managed[co] = true -- see take_pooled
       npool = npool + 1
       pool[npool] = co
+    else
+      managed[co] = nil
     end
   elseif co_status(co) == "dead" then
     managed[co] = nil
@@ -283,7 +285,9 @@ local function pooled_body()
   end
 end
 
--- An idle pooled coroutine, or a new one.
+-- An idle pooled coroutine, or a new one. Idle ones stay in managed (as
+-- true: they pin no job's error handler), so a job that neither fails nor
+-- waits costs no write to that weak table (invocation_dispatcher).
 local function take_pooled()
   local co
   if npool > 0 then
@@ -293,6 +297,7 @@ local function take_pooled()
   else
     co = co_create(pooled_body)
     co_resume(co) -- runs to its first yield: IDLE
+    managed[co] = true
   end
   return co
 end
@@ -579,22 +584,41 @@ local function list_failed(self, list, target)
   return f
 end
 
--- The hot path of receiving: most methods have one handler, which then
--- runs straight in the pooled coroutine (its error ends the coroutine and
--- is reported from there), sparing an xpcall and two calls per message.
-local function dispatch_invocation(self, target, ...)
-  local list = self._handlers[lower_cache[target] or lower_name(target)]
-  if list == nil then
-    log(self._logger, "warning", ("no handler registered for the server's call to '%s'"):format(target))
-    return
-  end
-  local co = take_pooled()
-  if list[2] == nil then
-    managed[co] = list.failed or list_failed(self, list, target)
-    resumed(co, co_resume(co, list[1], ...))
-  else
-    managed[co] = self._on_coroutine_error
-    resumed(co, co_resume(co, run_handlers, self, list, target, ...))
+-- The hot path of receiving, one closure per connection (the core calls it
+-- straight: no vararg layer between). Most methods have one handler, which
+-- then runs straight in the pooled coroutine (its error ends the coroutine
+-- and is reported from there), sparing an xpcall and two calls per message.
+-- Its error handler is set only once it fails or waits: until then the
+-- coroutine's `true` in managed is all that is read (waiter, yxpcall).
+local function invocation_dispatcher(self)
+  local handlers = self._handlers
+  return function(target, ...)
+    local list = handlers[lower_cache[target] or lower_name(target)]
+    if list == nil then
+      log(self._logger, "warning", ("no handler registered for the server's call to '%s'"):format(target))
+      return
+    end
+    local co
+    if npool > 0 then -- take_pooled, inline
+      co = pool[npool]
+      pool[npool] = nil
+      npool = npool - 1
+    else
+      co = take_pooled()
+    end
+    if list[2] == nil then
+      local ok, tok = co_resume(co, list[1], ...)
+      if ok and tok == IDLE and npool < POOL_MAX then -- resumed, inline
+        npool = npool + 1
+        pool[npool] = co
+      else
+        managed[co] = list.failed or list_failed(self, list, target)
+        resumed(co, ok, tok)
+      end
+    else
+      managed[co] = self._on_coroutine_error
+      resumed(co, co_resume(co, run_handlers, self, list, target, ...))
+    end
   end
 end
 
@@ -1012,7 +1036,7 @@ local function new_connection(opts, logger, stream_buffer)
   self._c = c
   -- These closures capture self and live in the userdata's user value, so
   -- the pair is collectable once the user drops it.
-  c:on_invocation(function(target, ...) return dispatch_invocation(self, target, ...) end)
+  c:on_invocation(invocation_dispatcher(self))
   c:on_result(function(id, target, ...) return dispatch_result(self, id, target, ...) end)
   c:on_close(function(err) dispatch_close(self, err) end)
   c:on_state(function(old, new) dispatch_state(self, old, new) end)
