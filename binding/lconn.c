@@ -26,19 +26,6 @@ static lsr_conn *open_conn(lua_State *L)
     return c;
 }
 
-/* Push the userdata of c (from the weak table); 0 if it is gone. */
-int lsr_push_conn(lua_State *L, lsr_conn *c)
-{
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &lsr_weak_key);
-    lua_rawgetp(L, -1, c);
-    lua_remove(L, -2);
-    if (lua_type(L, -1) != LUA_TUSERDATA) {
-        lua_pop(L, 1);
-        return 0;
-    }
-    return 1;
-}
-
 /* Make the new connection c (userdata at ud) reachable from callbacks and
  * from its loop. */
 void lsr_conn_link(lua_State *L, lsr_loop *lp, lsr_conn *c, int ud)

@@ -98,6 +98,7 @@ struct lsr_loop {
     lua_State *T;    /* the callback thread: every callback runs on it */
     int calls;       /* sr_* calls and polls in progress: callbacks only then */
     int depth;       /* nested polls */
+    int running;     /* callbacks in progress on T (nested through polls) */
     lsr_conn *conns; /* open connections */
     lsr_timer *timers;
 };
@@ -199,7 +200,6 @@ extern const luaL_Reg lsr_loop_funcs[];
 
 /* --------------------------------------------------------------- lconn.c */
 void lsr_pending_free(lsr_conn *c, lsr_pending *p);
-int lsr_push_conn(lua_State *L, lsr_conn *c);
 void lsr_conn_link(lua_State *L, lsr_loop *lp, lsr_conn *c, int ud);
 void lsr_conn_release(lua_State *L, lsr_conn *c, int from_gc);
 void lsr_conn_register(lua_State *L);
