@@ -594,23 +594,24 @@ local function invocation_dispatcher(self)
   local handlers = self._handlers
   return function(target, ...)
     local list = handlers[lower_cache[target] or lower_name(target)]
-    if list == nil then
+    if not list then -- TEST is inline; == nil calls luaV_equalobj (also below)
       log(self._logger, "warning", ("no handler registered for the server's call to '%s'"):format(target))
       return
     end
-    local co
-    if npool > 0 then -- take_pooled, inline
-      co = pool[npool]
-      pool[npool] = nil
-      npool = npool - 1
+    local n, co = npool, nil
+    if n > 0 then -- take_pooled, inline
+      co = pool[n]
+      pool[n] = nil
+      npool = n - 1
     else
       co = take_pooled()
     end
-    if list[2] == nil then
+    if not list[2] then
       local ok, tok = co_resume(co, list[1], ...)
-      if ok and tok == IDLE and npool < POOL_MAX then -- resumed, inline
-        npool = npool + 1
-        pool[npool] = co
+      n = npool + 1
+      if tok == IDLE and ok and n <= POOL_MAX then -- resumed, inline
+        npool = n
+        pool[n] = co
       else
         managed[co] = list.failed or list_failed(self, list, target)
         resumed(co, ok, tok)
