@@ -226,6 +226,11 @@ local IDLE = setmetatable({}, { __name = "signalr.idle" })
 -- and creating a coroutine per server call cost more than the rest of its
 -- dispatch, so a job that ran to its end returns its coroutine here.
 local pool, npool, POOL_MAX = {}, 0, 32
+-- One more idle coroutine beside the pool, for the dispatch of server
+-- calls alone: taking and giving it back is an upvalue write each way,
+-- where the pool costs a counter and a table slot (nil while in use: a
+-- handler that polls dispatches the next call in another coroutine).
+local spare = nil
 
 -- A plain coroutine.yield() inside a managed coroutine: go on at the next
 -- turn of the loop.
@@ -598,20 +603,16 @@ local function invocation_dispatcher(self)
       log(self._logger, "warning", ("no handler registered for the server's call to '%s'"):format(target))
       return
     end
-    local n, co = npool, nil
-    if n > 0 then -- take_pooled, inline
-      co = pool[n]
-      pool[n] = nil
-      npool = n - 1
+    local co = spare
+    if co then
+      spare = nil
     else
       co = take_pooled()
     end
     if not list[2] then
       local ok, tok = co_resume(co, list[1], ...)
-      n = npool + 1
-      if tok == IDLE and ok and n <= POOL_MAX then -- resumed, inline
-        npool = n
-        pool[n] = co
+      if tok == IDLE and ok and not spare then -- resumed, inline
+        spare = co -- its managed entry is still true (take_pooled)
       else
         managed[co] = list.failed or list_failed(self, list, target)
         resumed(co, ok, tok)
