@@ -54,7 +54,7 @@ static int push_function(lua_State *T, const lsr_cb *cb)
         switch (cb->slot) {
         case LSR_CB_NAMED:
             lua_getiuservalue(T, ud, UV_CALLBACKS);
-            lua_getfield(T, -1, cb->name);
+            lua_rawgeti(T, -1, cb->fn);
             break;
         case LSR_CB_ITEM:
             lua_getiuservalue(T, ud, UV_ITEMS);
@@ -196,7 +196,7 @@ void lsr_log(lsr_conn *c, sr_log_level level, const char *message)
     l.message = message;
     cb.c = c;
     cb.slot = LSR_CB_NAMED;
-    cb.name = "log";
+    cb.fn = LSR_FN_LOG;
     cb.push = push_log;
     cb.in_log = 1;
     cb.data = &l;
