@@ -29,6 +29,13 @@ static int msgh(lua_State *L)
     return 1;
 }
 
+/* Slots at the bottom of the callback thread's stack, made once with the
+ * thread: a callback run while T is at rest copies them instead of pushing
+ * two C functions and looking the weak table up in the registry. A nested
+ * one (a callback that polls) cannot reach them: stack indices count from
+ * the running frame. */
+enum { T_MSGH = 1, T_TRAMP = 2 };
+
 /* Push the function of cb; 0 when it is gone (its connection collected,
  * the call forgotten, no such callback set). */
 static int push_function(lua_State *T, const lsr_cb *cb)
@@ -41,12 +48,13 @@ static int push_function(lua_State *T, const lsr_cb *cb)
         lua_pushnil(T);
         lua_rawseti(T, -3, cb->key);
     } else {
-        if (!lsr_push_conn(T, cb->c)) return 0;
+        /* the connection, from the weak table (the trampoline's upvalue) */
+        if (lua_rawgetp(T, lua_upvalueindex(1), cb->c) != LUA_TUSERDATA) return 0;
         ud = lua_gettop(T);
         switch (cb->slot) {
         case LSR_CB_NAMED:
             lua_getiuservalue(T, ud, UV_CALLBACKS);
-            lua_getfield(T, -1, cb->name);
+            lua_rawgeti(T, -1, cb->fn);
             break;
         case LSR_CB_ITEM:
             lua_getiuservalue(T, ud, UV_ITEMS);
@@ -67,7 +75,8 @@ static int push_function(lua_State *T, const lsr_cb *cb)
 }
 
 /* Runs under lua_pcall on the callback thread: argument 1 is the lsr_cb,
- * argument 2 the function of an orphaned call. */
+ * argument 2 the function of an orphaned call; upvalue 1 the weak table
+ * of connections (lsr_weak_key). */
 static int callback_tramp(lua_State *T)
 {
     lsr_cb *cb = lua_touserdata(T, 1);
@@ -94,6 +103,13 @@ static int callback_tramp(lua_State *T)
     return 0;
 }
 
+/* Push the trampoline, a closure over the weak table of connections. */
+static void push_tramp(lua_State *T)
+{
+    lua_rawgetp(T, LUA_REGISTRYINDEX, &lsr_weak_key);
+    lua_pushcclosure(T, callback_tramp, 1);
+}
+
 /* The error message is on top of T. */
 static void report_error(lsr_conn *c, lua_State *T, int in_log)
 {
@@ -110,18 +126,25 @@ static void report_error(lsr_conn *c, lua_State *T, int in_log)
 static void run(lsr_loop *lp, lsr_cb *cb, lua_State *from, int fn)
 {
     lua_State *T = lp->T;
-    int base, nargs = 1;
+    int base, h = T_MSGH, nargs = 1;
     if (!lua_checkstack(T, 6)) return;
     base = lua_gettop(T);
-    lua_pushcfunction(T, msgh);
-    lua_pushcfunction(T, callback_tramp);
+    if (lp->running == 0) {
+        lua_pushvalue(T, T_TRAMP);
+    } else {
+        lua_pushcfunction(T, msgh);
+        h = base + 1;
+        push_tramp(T);
+    }
     lua_pushlightuserdata(T, cb);
     if (from) {
         lua_pushvalue(from, fn);
         lua_xmove(from, T, 1);
         nargs = 2;
     }
-    if (lua_pcall(T, nargs, 0, base + 1) != LUA_OK) report_error(cb->c, T, cb->in_log);
+    lp->running++;
+    if (lua_pcall(T, nargs, 0, h) != LUA_OK) report_error(cb->c, T, cb->in_log);
+    lp->running--;
     lua_settop(T, base);
 }
 
@@ -173,7 +196,7 @@ void lsr_log(lsr_conn *c, sr_log_level level, const char *message)
     l.message = message;
     cb.c = c;
     cb.slot = LSR_CB_NAMED;
-    cb.name = "log";
+    cb.fn = LSR_FN_LOG;
     cb.push = push_log;
     cb.in_log = 1;
     cb.data = &l;
@@ -184,7 +207,10 @@ void lsr_log(lsr_conn *c, sr_log_level level, const char *message)
  * loop_idx (so it lives exactly as long as the loop). */
 void lsr_callback_thread_new(lua_State *L, lsr_loop *lp, int loop_idx)
 {
+    lua_State *T;
     loop_idx = lua_absindex(L, loop_idx);
-    lp->T = lua_newthread(L);
+    T = lp->T = lua_newthread(L);
+    lua_pushcfunction(T, msgh); /* T_MSGH */
+    push_tramp(T);              /* T_TRAMP */
     lua_setiuservalue(L, loop_idx, LOOP_UV_THREAD);
 }

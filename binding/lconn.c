@@ -26,19 +26,6 @@ static lsr_conn *open_conn(lua_State *L)
     return c;
 }
 
-/* Push the userdata of c (from the weak table); 0 if it is gone. */
-int lsr_push_conn(lua_State *L, lsr_conn *c)
-{
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &lsr_weak_key);
-    lua_rawgetp(L, -1, c);
-    lua_remove(L, -2);
-    if (lua_type(L, -1) != LUA_TUSERDATA) {
-        lua_pop(L, 1);
-        return 0;
-    }
-    return 1;
-}
-
 /* Make the new connection c (userdata at ud) reachable from callbacks and
  * from its loop. */
 void lsr_conn_link(lua_State *L, lsr_loop *lp, lsr_conn *c, int ud)
@@ -533,52 +520,52 @@ static int lsr_conn_connection_id(lua_State *L)
     return 1;
 }
 
-static int set_callback(lua_State *L, const char *name)
+static int set_callback(lua_State *L, int fn)
 {
     check_conn(L);
     if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TFUNCTION);
     lua_settop(L, 2);
     lua_getiuservalue(L, 1, UV_CALLBACKS);
     lua_pushvalue(L, 2);
-    lua_setfield(L, -2, name);
+    lua_rawseti(L, -2, fn);
     return 0;
 }
 
 /* fn(target, args...): a call from the server; null arguments are nil */
 static int lsr_conn_on_invocation(lua_State *L)
 {
-    return set_callback(L, "invocation");
+    return set_callback(L, LSR_FN_INVOCATION);
 }
 
 /* fn(id, target, ...): a server's call that waits for a result; the
  * answer goes back with conn:complete(id, ...) */
 static int lsr_conn_on_result(lua_State *L)
 {
-    return set_callback(L, "result");
+    return set_callback(L, LSR_FN_RESULT);
 }
 
 /* fn(err): closed for good; err is nil after stop */
 static int lsr_conn_on_close(lua_State *L)
 {
-    return set_callback(L, "close");
+    return set_callback(L, LSR_FN_CLOSE);
 }
 
 /* fn(old_state, new_state) */
 static int lsr_conn_on_state(lua_State *L)
 {
-    return set_callback(L, "state");
+    return set_callback(L, LSR_FN_STATE);
 }
 
 /* fn(err): a connection loss started automatic reconnection */
 static int lsr_conn_on_reconnecting(lua_State *L)
 {
-    return set_callback(L, "reconnecting");
+    return set_callback(L, LSR_FN_RECONNECTING);
 }
 
 /* fn(connection_id): reconnected; the id is nil with skip_negotiation */
 static int lsr_conn_on_reconnected(lua_State *L)
 {
-    return set_callback(L, "reconnected");
+    return set_callback(L, LSR_FN_RECONNECTED);
 }
 
 static int lsr_conn_tostring(lua_State *L)

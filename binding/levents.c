@@ -125,7 +125,7 @@ static int on_invocation(void *ud, sr_conn *conn, const char *target, const sr_v
     a.taken = 0;
     cb.c = c;
     cb.slot = LSR_CB_NAMED;
-    cb.name = invocation_id ? "result" : "invocation";
+    cb.fn = invocation_id ? LSR_FN_RESULT : LSR_FN_INVOCATION;
     cb.push = push_invocation;
     cb.data = &a;
     lsr_callback(c->lp, &cb);
@@ -156,7 +156,7 @@ static int push_event(lua_State *T, lsr_cb *cb)
     return a->nargs;
 }
 
-static void event(lsr_conn *c, const char *name, int nargs, const sr_error *err, const char *s1,
+static void event(lsr_conn *c, int fn, int nargs, const sr_error *err, const char *s1,
                   const char *s2)
 {
     lsr_cb cb = {0};
@@ -167,7 +167,7 @@ static void event(lsr_conn *c, const char *name, int nargs, const sr_error *err,
     a.str[1] = s2;
     cb.c = c;
     cb.slot = LSR_CB_NAMED;
-    cb.name = name;
+    cb.fn = fn;
     cb.push = push_event;
     cb.data = &a;
     lsr_callback(c->lp, &cb);
@@ -177,28 +177,28 @@ static void event(lsr_conn *c, const char *name, int nargs, const sr_error *err,
 static void on_close(void *ud, sr_conn *conn, const sr_error *err)
 {
     (void)conn;
-    event(ud, "close", 1, err, NULL, NULL);
+    event(ud, LSR_FN_CLOSE, 1, err, NULL, NULL);
 }
 
 /* state(old_state, new_state) */
 static void on_state(void *ud, sr_conn *conn, sr_state from, sr_state to)
 {
     (void)conn;
-    event(ud, "state", 2, NULL, sr_state_name(from), sr_state_name(to));
+    event(ud, LSR_FN_STATE, 2, NULL, sr_state_name(from), sr_state_name(to));
 }
 
 /* reconnecting(err): a connection loss started automatic reconnection */
 static void on_reconnecting(void *ud, sr_conn *conn, const sr_error *err)
 {
     (void)conn;
-    event(ud, "reconnecting", 1, err, NULL, NULL);
+    event(ud, LSR_FN_RECONNECTING, 1, err, NULL, NULL);
 }
 
 /* reconnected(connection_id): the id is nil with skip_negotiation */
 static void on_reconnected(void *ud, sr_conn *conn, const char *connection_id)
 {
     (void)conn;
-    event(ud, "reconnected", 1, NULL, connection_id, NULL);
+    event(ud, LSR_FN_RECONNECTED, 1, NULL, connection_id, NULL);
 }
 
 void lsr_conn_subscribe(lsr_conn *c)
@@ -270,7 +270,7 @@ double lsr_retry_policy(void *ud, const sr_retry_context *ctx)
     a.delay_ms = -1;
     cb.c = c;
     cb.slot = LSR_CB_NAMED;
-    cb.name = "retry";
+    cb.fn = LSR_FN_RETRY;
     cb.push = push_retry;
     cb.nresults = 1;
     cb.take = take_retry;
@@ -314,7 +314,7 @@ char *lsr_access_token(void *ud)
     char *token = NULL;
     cb.c = c;
     cb.slot = LSR_CB_NAMED;
-    cb.name = "access_token";
+    cb.fn = LSR_FN_ACCESS_TOKEN;
     cb.nresults = 1;
     cb.take = take_token;
     cb.data = &token;

@@ -300,18 +300,18 @@ int lsr_connection(lua_State *L)
     c->json = !co.protocol || strcmp(co.protocol, "json") == 0;
     c->log_level = has_log ? co.log_level : SR_LOG_NONE;
     luaL_setmetatable(L, CONN_MT);
-    lua_createtable(L, 0, 8);
+    lua_createtable(L, LSR_FN_MAX, 0);
     if (has_token_fn) {
         lua_getfield(L, 1, "access_token");
-        lua_setfield(L, -2, "access_token");
+        lua_rawseti(L, -2, LSR_FN_ACCESS_TOKEN);
     }
     if (has_log) {
         lua_getfield(L, 1, "log");
-        lua_setfield(L, -2, "log");
+        lua_rawseti(L, -2, LSR_FN_LOG);
     }
     if (co.reconnect.mode == 2) {
         lua_getfield(L, 1, "reconnect");
-        lua_setfield(L, -2, "retry");
+        lua_rawseti(L, -2, LSR_FN_RETRY);
     }
     lua_setiuservalue(L, ud, UV_CALLBACKS);
     lua_newtable(L);

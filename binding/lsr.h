@@ -19,8 +19,8 @@
  *    loop. User value 1: the timer table (id -> function); 2: the callback
  *    thread (lcallback.c).
  *  - "signalr.Connection" userdata: user value 1 = callback table
- *    (invocation, result, close, state, reconnecting, reconnected, log,
- *    access_token, retry), 2 = pending table (key -> done function of
+ *    (LSR_FN_* -> invocation, result, close, state, reconnecting,
+ *    reconnected, log, access_token, retry), 2 = pending table (key -> done function of
  *    start/stop/invoke/stream/wait_writable), 3 = item table (key -> item
  *    function of a stream). No registry ref is keyed by the object, so
  *    handlers that capture it do not pin it. A weak table (registry,
@@ -56,6 +56,20 @@
 
 /* User values of a Connection. */
 enum { UV_CALLBACKS = 1, UV_PENDING = 2, UV_ITEMS = 3 };
+/* Keys of its callback table: integers, so a callback's look-up is a
+ * lua_rawgeti, not the interning of a name (once per server call). */
+enum {
+    LSR_FN_INVOCATION = 1,
+    LSR_FN_RESULT,
+    LSR_FN_CLOSE,
+    LSR_FN_STATE,
+    LSR_FN_RECONNECTING,
+    LSR_FN_RECONNECTED,
+    LSR_FN_LOG,
+    LSR_FN_ACCESS_TOKEN,
+    LSR_FN_RETRY,
+    LSR_FN_MAX = LSR_FN_RETRY
+};
 /* User values of the loop sentinel. */
 enum { LOOP_UV_TIMERS = 1, LOOP_UV_THREAD = 2 };
 
@@ -98,6 +112,7 @@ struct lsr_loop {
     lua_State *T;    /* the callback thread: every callback runs on it */
     int calls;       /* sr_* calls and polls in progress: callbacks only then */
     int depth;       /* nested polls */
+    int running;     /* callbacks in progress on T (nested through polls) */
     lsr_conn *conns; /* open connections */
     lsr_timer *timers;
 };
@@ -151,7 +166,7 @@ int lsr_binary_new(lua_State *L);
 /* ---------------------------------------------------------- lcallback.c */
 /* Where a callback's function is found when it runs. */
 typedef enum {
-    LSR_CB_NAMED,   /* the connection's callback table, under name */
+    LSR_CB_NAMED,   /* the connection's callback table, under fn */
     LSR_CB_DONE,    /* its pending table under key; taken out (runs once) */
     LSR_CB_ITEM,    /* its item table under key */
     LSR_CB_TIMER,   /* the loop's timer table under key; taken out */
@@ -165,7 +180,7 @@ typedef struct lsr_cb lsr_cb;
 struct lsr_cb {
     lsr_conn *c; /* NULL for a loop's own callback (a timer) */
     lsr_cb_slot slot;
-    const char *name;                      /* LSR_CB_NAMED */
+    int fn;                                /* LSR_CB_NAMED: an LSR_FN_* key */
     lua_Integer key;                       /* LSR_CB_DONE, LSR_CB_ITEM, LSR_CB_TIMER */
     int (*push)(lua_State *T, lsr_cb *cb); /* pushes the arguments; returns how many */
     int nresults;
@@ -199,7 +214,6 @@ extern const luaL_Reg lsr_loop_funcs[];
 
 /* --------------------------------------------------------------- lconn.c */
 void lsr_pending_free(lsr_conn *c, lsr_pending *p);
-int lsr_push_conn(lua_State *L, lsr_conn *c);
 void lsr_conn_link(lua_State *L, lsr_loop *lp, lsr_conn *c, int ud);
 void lsr_conn_release(lua_State *L, lsr_conn *c, int from_gc);
 void lsr_conn_register(lua_State *L);

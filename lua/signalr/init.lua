@@ -226,6 +226,11 @@ local IDLE = setmetatable({}, { __name = "signalr.idle" })
 -- and creating a coroutine per server call cost more than the rest of its
 -- dispatch, so a job that ran to its end returns its coroutine here.
 local pool, npool, POOL_MAX = {}, 0, 32
+-- One more idle coroutine beside the pool, for the dispatch of server
+-- calls alone: taking and giving it back is an upvalue write each way,
+-- where the pool costs a counter and a table slot (nil while in use: a
+-- handler that polls dispatches the next call in another coroutine).
+local spare = nil
 
 -- A plain coroutine.yield() inside a managed coroutine: go on at the next
 -- turn of the loop.
@@ -246,10 +251,12 @@ local function resumed(co, ok, tok)
     if type(on_error) ~= "function" then on_error = report_spawn_error end
     on_error(tok, co)
   elseif tok == IDLE then
-    managed[co] = nil
     if npool < POOL_MAX then
+      managed[co] = true -- see take_pooled
       npool = npool + 1
       pool[npool] = co
+    else
+      managed[co] = nil
     end
   elseif co_status(co) == "dead" then
     managed[co] = nil
@@ -283,7 +290,9 @@ local function pooled_body()
   end
 end
 
--- An idle pooled coroutine, or a new one.
+-- An idle pooled coroutine, or a new one. Idle ones stay in managed (as
+-- true: they pin no job's error handler), so a job that neither fails nor
+-- waits costs no write to that weak table (invocation_dispatcher).
 local function take_pooled()
   local co
   if npool > 0 then
@@ -293,6 +302,7 @@ local function take_pooled()
   else
     co = co_create(pooled_body)
     co_resume(co) -- runs to its first yield: IDLE
+    managed[co] = true
   end
   return co
 end
@@ -579,22 +589,38 @@ local function list_failed(self, list, target)
   return f
 end
 
--- The hot path of receiving: most methods have one handler, which then
--- runs straight in the pooled coroutine (its error ends the coroutine and
--- is reported from there), sparing an xpcall and two calls per message.
-local function dispatch_invocation(self, target, ...)
-  local list = self._handlers[lower_cache[target] or lower_name(target)]
-  if list == nil then
-    log(self._logger, "warning", ("no handler registered for the server's call to '%s'"):format(target))
-    return
-  end
-  local co = take_pooled()
-  if list[2] == nil then
-    managed[co] = list.failed or list_failed(self, list, target)
-    resumed(co, co_resume(co, list[1], ...))
-  else
-    managed[co] = self._on_coroutine_error
-    resumed(co, co_resume(co, run_handlers, self, list, target, ...))
+-- The hot path of receiving, one closure per connection (the core calls it
+-- straight: no vararg layer between). Most methods have one handler, which
+-- then runs straight in the pooled coroutine (its error ends the coroutine
+-- and is reported from there), sparing an xpcall and two calls per message.
+-- Its error handler is set only once it fails or waits: until then the
+-- coroutine's `true` in managed is all that is read (waiter, yxpcall).
+local function invocation_dispatcher(self)
+  local handlers = self._handlers
+  return function(target, ...)
+    local list = handlers[lower_cache[target] or lower_name(target)]
+    if not list then -- TEST is inline; == nil calls luaV_equalobj (also below)
+      log(self._logger, "warning", ("no handler registered for the server's call to '%s'"):format(target))
+      return
+    end
+    local co = spare
+    if co then
+      spare = nil
+    else
+      co = take_pooled()
+    end
+    if not list[2] then
+      local ok, tok = co_resume(co, list[1], ...)
+      if tok == IDLE and ok and not spare then -- resumed, inline
+        spare = co -- its managed entry is still true (take_pooled)
+      else
+        managed[co] = list.failed or list_failed(self, list, target)
+        resumed(co, ok, tok)
+      end
+    else
+      managed[co] = self._on_coroutine_error
+      resumed(co, co_resume(co, run_handlers, self, list, target, ...))
+    end
   end
 end
 
@@ -1012,7 +1038,7 @@ local function new_connection(opts, logger, stream_buffer)
   self._c = c
   -- These closures capture self and live in the userdata's user value, so
   -- the pair is collectable once the user drops it.
-  c:on_invocation(function(target, ...) return dispatch_invocation(self, target, ...) end)
+  c:on_invocation(invocation_dispatcher(self))
   c:on_result(function(id, target, ...) return dispatch_result(self, id, target, ...) end)
   c:on_close(function(err) dispatch_close(self, err) end)
   c:on_state(function(old, new) dispatch_state(self, old, new) end)
