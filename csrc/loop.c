@@ -467,6 +467,10 @@ static int drive(sr_loop *loop, int wait_ms)
     served = loop->driver->drive(loop->driver->self, wait_ms);
     pthread_mutex_lock(&loop->mu);
     loop->driving = 0;
+    /* A post while driving woke the driver, not the eventfd: go round for
+     * it even when the driver could not drive (it gave the sockets to its
+     * own thread meanwhile), or the wait on the descriptor never ends. */
+    if (loop->qhead) served = 1;
     pthread_mutex_unlock(&loop->mu);
     return served;
 }

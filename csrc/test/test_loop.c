@@ -565,6 +565,71 @@ TEST(merge_into_tail)
     sr_loop_free(loop);
 }
 
+/* A driver that cannot drive (its own thread holds the sockets) while
+ * another thread posts: the post woke the driver, not the eventfd, so the
+ * blocking dispatch must go round for the event instead of waiting on the
+ * descriptor. Before the fix this waited out the whole timeout (a stream
+ * read hung forever in bench-peers). */
+static sr_loop *nd_loop;
+static int nd_drives;
+
+static void *nd_poster(void *arg)
+{
+    (void)arg;
+    post_call(nd_loop, count_cb, NULL, 0);
+    return NULL;
+}
+
+static int nd_drive(void *self, int timeout_ms)
+{
+    pthread_t t;
+    (void)self;
+    (void)timeout_ms;
+    nd_drives++;
+    pthread_create(&t, NULL, nd_poster, NULL);
+    pthread_join(t, NULL);
+    return 0; /* cannot drive now */
+}
+
+static void nd_wake(void *self)
+{
+    (void)self;
+}
+
+static void nd_free(void *self)
+{
+    (void)self;
+}
+
+static int new_nd(sr_loop *loop, sr_loop_service *svc, sr_error *err)
+{
+    (void)loop;
+    (void)err;
+    memset(svc, 0, sizeof *svc);
+    svc->self = &nd_drives;
+    svc->free = nd_free;
+    svc->drive = nd_drive;
+    svc->wake = nd_wake;
+    return 0;
+}
+
+TEST(post_during_a_drive_that_cannot_drive)
+{
+    static int key_nd;
+    sr_loop *loop = sr_loop_new(NULL);
+    sr_error err;
+    double t0;
+    nd_loop = loop;
+    nd_drives = 0;
+    counted = 0;
+    CHECK(sr__loop_service(loop, &key_nd, new_nd, &err) == &nd_drives);
+    t0 = now_ms();
+    CHECK(sr_loop_dispatch(loop, 5000) == 1);
+    CHECK(counted == 1 && nd_drives == 1);
+    CHECK(now_ms() - t0 < 1000); /* not the timeout */
+    sr_loop_free(loop);
+}
+
 TEST(free_with_pending_events)
 {
     sr_loop *loop = sr_loop_new(NULL);
@@ -594,6 +659,7 @@ int main(void)
     RUN(services);
     RUN(backpressure);
     RUN(merge_into_tail);
+    RUN(post_during_a_drive_that_cannot_drive);
     RUN(free_with_pending_events);
     DONE();
 }
