@@ -205,6 +205,13 @@ bench-large: deps all
 
 bench-wire: deps all
 	@sh scripts/bench.sh wire $(BENCH_ARGS)
+# The JSON reader alone (no hub): ns per record for a few typical records.
+.PHONY: bench-parse
+bench-parse: $(BUILD)/bench/bench_parse
+	@$(BUILD)/bench/bench_parse $(BENCH_ARGS)
+$(BUILD)/bench/bench_parse: bench/bench_parse.c $(BUILD)/libsignalr.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Icsrc -o $@ $< $(BUILD)/libsignalr.a $(LIBS_CORE) $(LDFLAGS_ALL)
 
 # The official .NET client, the official TypeScript client on node and ours: the same workloads
 # against one hub, interleaved over rounds (bench/peers.lua, docs/PERFORMANCE.md). The driver
