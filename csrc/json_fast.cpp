@@ -191,7 +191,6 @@ int build(element e, sr_value **out)
     }
     case element_type::INT64:
         v = sr_value_int(e.get_int64().value_unsafe());
-        if (!v) rc = SR_ENOMEM;
         break;
     case element_type::UINT64:
         /* past int64: jansson refuses it ("too big integer") */
@@ -199,23 +198,20 @@ int build(element e, sr_value **out)
         break;
     case element_type::DOUBLE:
         v = sr_value_float(e.get_double().value_unsafe());
-        if (!v) rc = SR_ENOMEM;
         break;
     case element_type::STRING: {
         std::string_view s = e.get_string().value_unsafe();
         v = sr_value_string(s.data(), s.size());
-        if (!v) rc = SR_ENOMEM;
         break;
     }
     case element_type::BOOL:
         v = sr_value_bool(e.get_bool().value_unsafe());
-        if (!v) rc = SR_ENOMEM;
         break;
     case element_type::NULL_VALUE:
         v = sr_value_null();
-        if (!v) rc = SR_ENOMEM;
         break;
     }
+    if (rc == SR_OK && !v) rc = SR_ENOMEM;
     if (rc != SR_OK) {
         sr_value_free(v);
         return rc;

@@ -368,30 +368,32 @@ TEST(decode_values)
     sr_value_free(v);
 }
 
+/* Texts jansson refuses (and so the value decoder, whichever reader). */
+static const char *const bad_json[] = {
+    "",
+    " ",
+    "[1",
+    "{\"a\":}",
+    "nul",
+    "01",
+    "1 2",
+    "[1,]",
+    "{\"a\":1,}",
+    "'x'",
+    "NaN",
+    "Infinity",
+    "\"\\x\"",
+    "\"\\ud800\"",
+    "\"\xff\"",
+    "\"a\nb\"",
+    "9223372036854775808", /* past int64: jansson refuses, no silent rounding */
+    "-9223372036854775809",
+    "1e400",
+    "{\"a\\u0000b\":1}",
+};
+
 TEST(decode_rejects)
 {
-    static const char *const bad_json[] = {
-        "",
-        " ",
-        "[1",
-        "{\"a\":}",
-        "nul",
-        "01",
-        "1 2",
-        "[1,]",
-        "{\"a\":1,}",
-        "'x'",
-        "NaN",
-        "Infinity",
-        "\"\\x\"",
-        "\"\\ud800\"",
-        "\"\xff\"",
-        "\"a\nb\"",
-        "9223372036854775808", /* past int64: jansson refuses, no silent rounding */
-        "-9223372036854775809",
-        "1e400",
-        "{\"a\\u0000b\":1}",
-    };
     sr_value *v = (sr_value *)1;
     sr_error err;
     size_t i;
@@ -917,35 +919,18 @@ TEST(fast_reader_agrees_with_jansson)
         "[1,{\"x\":{\"a\":1,\"b\":2,\"a\":3}}]",
         "{\"a\":1,\"b\":2,\"c\":3,\"d\":4,\"e\":5,\"f\":6,\"g\":7,\"h\":8,\"i\":9,\"c\":10}",
     };
+    /* besides bad_json */
     static const char *invalid[] = {
-        "",
-        " ",
-        "[1,]",
-        "{\"a\":1,}",
-        "'x'",
-        "NaN",
-        "Infinity",
-        "\"\\x\"",
-        "\"\\ud800\"",
         "\"\\udc00\"",
-        "\"\xff\"",
         "\"\xed\xa0\x80\"",
-        "\"a\nb\"",
-        "-9223372036854775809",
         "18446744073709551616",
         "99999999999999999999",
-        "1e400",
         "-1e400",
         "00",
-        "01",
-        "1.",
-        "-",
         ".5",
         "+1",
         "tru",
-        "nul",
         "truex",
-        "[1 2]",
         "[]]",
         "[\"x\"",
         "{\"type\":6} {}",
@@ -960,6 +945,8 @@ TEST(fast_reader_agrees_with_jansson)
         CHECK(fast_agrees(decided[i], strlen(decided[i])) == SR_OK);
     for (i = 0; i < sizeof valid_undecided / sizeof *valid_undecided; i++)
         CHECK(fast_agrees(valid_undecided[i], strlen(valid_undecided[i])) == SR_JSON_UNDECIDED);
+    for (i = 0; i < sizeof bad_json / sizeof *bad_json; i++)
+        CHECK(fast_agrees(bad_json[i], strlen(bad_json[i])) == SR_JSON_UNDECIDED);
     for (i = 0; i < sizeof invalid / sizeof *invalid; i++)
         CHECK(fast_agrees(invalid[i], strlen(invalid[i])) == SR_JSON_UNDECIDED);
     CHECK(FAST("\"\0\"") == SR_JSON_UNDECIDED); /* a raw NUL must be escaped */
