@@ -115,7 +115,13 @@
  * the bytes are counted over a window, not per pass. */
 #define HOST_FLOOD_BYTES (16 * 1024)
 #define HOST_FLOOD_WINDOW_US 5000
+/* The while starts at HOST_BACKOFF_US and doubles, up to HOST_BACKOFF_MAX_US,
+ * each time the host meets the same flood on its first pass back: every
+ * take-back during a long flood is a pass of reading on the host (5-7% of
+ * its time at 50 ms). It starts over once a flood has not been seen for a
+ * while twice as long. */
 #define HOST_BACKOFF_US 50000
+#define HOST_BACKOFF_MAX_US 800000
 
 enum {
     CMD_OPEN = 1,
@@ -236,6 +242,7 @@ struct sr_ws_io {
     int deferred;                     /* mu: woken without the pipe; drain before serving */
     uint64_t host_left;               /* mu: sr__liveness_clock when the last drive ended */
     uint64_t host_backoff;            /* mu: the host asks again only after this time */
+    uint64_t backoff_us;              /* mu: the while host_backoff was set for, 0 before any */
     size_t rx_pass;                   /* owner: bytes received in the current pass */
     size_t rx_window;                 /* host: bytes its drive passes received ... */
     uint64_t rx_window_start;         /* host: ... since this time */
@@ -1475,9 +1482,14 @@ static int io_drive(void *self, int timeout_ms)
     }
     io->rx_window += io->rx_pass;
     if (io->rx_window >= HOST_FLOOD_BYTES) {
+        /* The same flood when it comes back within the last while again. */
+        int again = io->backoff_us && now < io->host_backoff + io->backoff_us;
+        io->backoff_us = !again                                     ? HOST_BACKOFF_US
+                         : io->backoff_us * 2 > HOST_BACKOFF_MAX_US ? HOST_BACKOFF_MAX_US
+                                                                    : io->backoff_us * 2;
         io->rx_window = 0;
         io->host_owns = 0;
-        io->host_backoff = now + HOST_BACKOFF_US;
+        io->host_backoff = now + io->backoff_us;
         pthread_cond_signal(&io->io_cv);
     }
     pthread_mutex_unlock(&io->mu);
