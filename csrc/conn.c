@@ -33,6 +33,7 @@
 
 #include "buf.h"
 #include "cookies.h"
+#include "error.h"
 #include "framing.h"
 #include "http.h"
 #include "log.h"
@@ -197,12 +198,12 @@ static char *dupstr(const char *s)
     return s ? strdup(s) : NULL;
 }
 
+/* sr__error_set with the HTTP status the failure carries; fmt takes one
+ * %s, arg (NULL for ""). */
 static void set_err(sr_error *err, int code, long status, const char *fmt, const char *arg)
 {
-    if (!err) return;
-    err->code = code;
-    err->status = status;
-    snprintf(err->message, sizeof err->message, fmt, arg ? arg : "");
+    sr__error_set(err, code, fmt, arg ? arg : "");
+    if (err) err->status = status;
 }
 
 static double now_ms(void)

@@ -5,6 +5,8 @@
  */
 #include "negotiate.h"
 
+#include "error.h"
+
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -12,26 +14,19 @@
 #include <string.h>
 #include <strings.h>
 
-#if defined(__GNUC__)
-#define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
-#else
-#define PRINTF_LIKE(f, a)
-#endif
+static int fail(sr_error *err, const char *fmt, ...) SR_PRINTF_LIKE(2, 3);
 
-static int fail(sr_error *err, const char *fmt, ...) PRINTF_LIKE(2, 3);
-
+/* SR_ENEGOTIATE; the status stays as the caller set it: it is the HTTP
+ * status of the response whose body was bad. */
 static int fail(sr_error *err, const char *fmt, ...)
 {
+    long status = err ? err->status : 0;
     va_list ap;
 
-    if (err) {
-        /* status stays as the caller set it: it is the HTTP status of the
-         * response whose body was bad. */
-        err->code = SR_ENEGOTIATE;
-        va_start(ap, fmt);
-        vsnprintf(err->message, sizeof err->message, fmt, ap);
-        va_end(ap);
-    }
+    va_start(ap, fmt);
+    sr__error_vset(err, SR_ENEGOTIATE, fmt, ap);
+    va_end(ap);
+    if (err) err->status = status;
     return SR_ENEGOTIATE;
 }
 
