@@ -350,7 +350,7 @@ static int enc_str(sr_buf *b, const char *s, size_t len, const char *what, sr_er
 {
     int rc = put_str(b, s, len);
     if (rc < 0) return sr__proto_oom(err);
-    if (rc > 0) return sr__proto_fail(err, SR_EUSAGE, "%s is not valid UTF-8", what);
+    if (rc > 0) return sr__error_set(err, SR_EUSAGE, "%s is not valid UTF-8", what);
     return SR_OK;
 }
 
@@ -361,8 +361,8 @@ static int enc_value(const sr_value *v, sr_buf *b, int depth, sr_error *err)
     int rc;
 
     if (depth > SR_VALUE_MAX_DEPTH)
-        return sr__proto_fail(err, SR_EUSAGE, "value nested too deeply (more than %d levels)",
-                              SR_VALUE_MAX_DEPTH);
+        return sr__error_set(err, SR_EUSAGE, "value nested too deeply (more than %d levels)",
+                             SR_VALUE_MAX_DEPTH);
     switch (sr_value_type(v)) {
     case SR_NULL:
         rc = PUT_LIT(b, "null");
@@ -375,10 +375,10 @@ static int enc_value(const sr_value *v, sr_buf *b, int depth, sr_error *err)
         break;
     case SR_FLOAT: {
         double d = sr_value_get_float(v);
-        if (isnan(d)) return sr__proto_fail(err, SR_EUSAGE, "cannot encode NaN as JSON");
+        if (isnan(d)) return sr__error_set(err, SR_EUSAGE, "cannot encode NaN as JSON");
         if (isinf(d))
-            return sr__proto_fail(err, SR_EUSAGE, "cannot encode %s as JSON",
-                                  d > 0 ? "infinity" : "-infinity");
+            return sr__error_set(err, SR_EUSAGE, "cannot encode %s as JSON",
+                                 d > 0 ? "infinity" : "-infinity");
         rc = put_float(b, d);
         break;
     }
@@ -406,8 +406,8 @@ static int enc_value(const sr_value *v, sr_buf *b, int depth, sr_error *err)
             s = sr_value_key_at(v, i, &len);
             if (i && sr__buf_append_byte(b, ',') != 0) return sr__proto_oom(err);
             if (memchr(s, '\0', len))
-                return sr__proto_fail(err, SR_EUSAGE,
-                                      "map key contains a NUL byte (not supported in JSON)");
+                return sr__error_set(err, SR_EUSAGE,
+                                     "map key contains a NUL byte (not supported in JSON)");
             rc = enc_str(b, s, len, "map key", err);
             if (rc != SR_OK) return rc;
             if (sr__buf_append_byte(b, ':') != 0) return sr__proto_oom(err);
@@ -417,7 +417,7 @@ static int enc_value(const sr_value *v, sr_buf *b, int depth, sr_error *err)
         rc = sr__buf_append_byte(b, '}');
         break;
     default:
-        return sr__proto_fail(err, SR_EUSAGE, "unknown value type %d", (int)sr_value_type(v));
+        return sr__error_set(err, SR_EUSAGE, "unknown value type %d", (int)sr_value_type(v));
     }
     return rc == 0 ? SR_OK : sr__proto_oom(err);
 }
@@ -452,9 +452,9 @@ static int write_invocation(const sr_msg *m, sr_buf *b, sr_error *err)
         return rc;
     if ((rc = sr__proto_need(m, m->target, "a target", err))) return rc;
     if (m->arguments && sr_value_type(m->arguments) != SR_ARRAY)
-        return sr__proto_fail(err, SR_EUSAGE, "arguments must be an array");
+        return sr__error_set(err, SR_EUSAGE, "arguments must be an array");
     if (m->stream_ids && !sr__proto_all_strings(m->stream_ids, 0))
-        return sr__proto_fail(err, SR_EUSAGE, "streamIds must be an array of strings");
+        return sr__error_set(err, SR_EUSAGE, "streamIds must be an array of strings");
     if (m->invocation_id && (rc = field_cstr(b, ",\"invocationId\":", m->invocation_id, err)))
         return rc;
     if ((rc = field_cstr(b, ",\"target\":", m->target, err))) return rc;
@@ -483,8 +483,8 @@ static int write_body(const sr_msg *m, sr_buf *b, sr_error *err)
     case SR_MSG_COMPLETION:
         if ((rc = sr__proto_need(m, m->invocation_id, "an invocationId", err))) return rc;
         if (m->has_result && m->error)
-            return sr__proto_fail(err, SR_EUSAGE,
-                                  "Completion message cannot have both result and error");
+            return sr__error_set(err, SR_EUSAGE,
+                                 "Completion message cannot have both result and error");
         if ((rc = field_cstr(b, ",\"invocationId\":", m->invocation_id, err))) return rc;
         if (m->has_result) return field_value(b, ",\"result\":", m->result, err);
         if (m->error) return field_cstr(b, ",\"error\":", m->error, err);
@@ -505,7 +505,7 @@ static int write_body(const sr_msg *m, sr_buf *b, sr_error *err)
             return sr__proto_oom(err);
         return SR_OK;
     }
-    return sr__proto_fail(err, SR_EUSAGE, "cannot write message type %d", (int)m->type);
+    return sr__error_set(err, SR_EUSAGE, "cannot write message type %d", (int)m->type);
 }
 
 static int json_write(const sr_msg *m, sr_buf *out, sr_error *err)
@@ -514,7 +514,7 @@ static int json_write(const sr_msg *m, sr_buf *out, sr_error *err)
     int rc;
 
     if ((unsigned)m->type - 1u > 8u)
-        return sr__proto_fail(err, SR_EUSAGE, "cannot write message type %d", (int)m->type);
+        return sr__error_set(err, SR_EUSAGE, "cannot write message type %d", (int)m->type);
     if (PUT_LIT(out, "{\"type\":") != 0 || put_int(out, (int64_t)m->type) != 0) {
         rc = sr__proto_oom(err);
     } else {
@@ -522,7 +522,7 @@ static int json_write(const sr_msg *m, sr_buf *out, sr_error *err)
         /* Headers belong to the invocation-type messages (1..5). */
         if (rc == SR_OK && m->headers && m->type <= SR_MSG_CANCEL_INVOCATION) {
             if (!sr__proto_all_strings(m->headers, 1))
-                rc = sr__proto_fail(err, SR_EUSAGE, "headers must be a map of strings");
+                rc = sr__error_set(err, SR_EUSAGE, "headers must be a map of strings");
             else
                 rc = field_value(out, ",\"headers\":", m->headers, err);
         }
@@ -588,8 +588,8 @@ static int load(const char *text, size_t len, const char *what, json_t **out, sr
     *out = json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
     if (*out) return SR_OK;
     if (json_error_code(&je) == json_error_out_of_memory) return sr__proto_oom(err);
-    return sr__proto_fail(err, SR_EPROTOCOL, "invalid JSON in %s: %s (at byte %d)", what, je.text,
-                          je.position);
+    return sr__error_set(err, SR_EPROTOCOL, "invalid JSON in %s: %s (at byte %d)", what, je.text,
+                         je.position);
 }
 
 int sr__json_read_jansson(const char *text, size_t len, const char *what, sr_value **out,
@@ -652,8 +652,7 @@ static int env_from_tree(envelope *env, json_t *o, sr_error *err)
     env->tree = o;
     env->f = env->stack;
     env->n = 0;
-    if (!json_is_object(o))
-        return sr__proto_fail(err, SR_EPROTOCOL, "message is not a JSON object");
+    if (!json_is_object(o)) return sr__error_set(err, SR_EPROTOCOL, "message is not a JSON object");
     if (json_object_size(o) > ENV_STACK &&
         !(env->f = malloc(json_object_size(o) * sizeof *env->f))) {
         env->f = env->stack;
@@ -729,19 +728,19 @@ static int get_str(const envelope *env, const char *name, int required, const sr
     if (!f) {
         if (!required) return SR_OK;
         if (env_get(env, name))
-            return sr__proto_fail(err, SR_EPROTOCOL, "%s message has a null '%s'",
-                                  sr__msg_type_name(m->type), name);
-        return sr__proto_fail(err, SR_EPROTOCOL, "%s message is missing '%s'",
-                              sr__msg_type_name(m->type), name);
+            return sr__error_set(err, SR_EPROTOCOL, "%s message has a null '%s'",
+                                 sr__msg_type_name(m->type), name);
+        return sr__error_set(err, SR_EPROTOCOL, "%s message is missing '%s'",
+                             sr__msg_type_name(m->type), name);
     }
     if (sr_value_type(f) != SR_STRING)
-        return sr__proto_fail(err, SR_EPROTOCOL, "%s message has a non-string '%s'",
-                              sr__msg_type_name(m->type), name);
+        return sr__error_set(err, SR_EPROTOCOL, "%s message has a non-string '%s'",
+                             sr__msg_type_name(m->type), name);
     s = sr_value_get_string(f, &len);
     /* These become C strings; a NUL would silently cut an id or target. */
     if (memchr(s, '\0', len))
-        return sr__proto_fail(err, SR_EPROTOCOL, "%s message has a NUL byte in '%s'",
-                              sr__msg_type_name(m->type), name);
+        return sr__error_set(err, SR_EPROTOCOL, "%s message has a NUL byte in '%s'",
+                             sr__msg_type_name(m->type), name);
     *out = malloc(len + 1);
     if (!*out) return sr__proto_oom(err);
     memcpy(*out, s, len + 1);
@@ -763,9 +762,9 @@ static int get_strings(envelope *env, const char *name, int object, const sr_msg
     *out = env_take(env, name);
     return SR_OK;
 bad:
-    return sr__proto_fail(err, SR_EPROTOCOL,
-                          "%s message has an invalid '%s' (expected %s of strings)",
-                          sr__msg_type_name(m->type), name, object ? "an object" : "an array");
+    return sr__error_set(err, SR_EPROTOCOL,
+                         "%s message has an invalid '%s' (expected %s of strings)",
+                         sr__msg_type_name(m->type), name, object ? "an object" : "an array");
 }
 
 static int read_invocation(envelope *env, sr_msg *m, sr_error *err)
@@ -779,11 +778,11 @@ static int read_invocation(envelope *env, sr_msg *m, sr_error *err)
         return rc;
     args = env_get(env, "arguments");
     if (!args)
-        return sr__proto_fail(err, SR_EPROTOCOL, "%s message is missing 'arguments'",
-                              sr__msg_type_name(m->type));
+        return sr__error_set(err, SR_EPROTOCOL, "%s message is missing 'arguments'",
+                             sr__msg_type_name(m->type));
     if (sr_value_type(args) != SR_ARRAY)
-        return sr__proto_fail(err, SR_EPROTOCOL, "%s message has a non-array 'arguments'",
-                              sr__msg_type_name(m->type));
+        return sr__error_set(err, SR_EPROTOCOL, "%s message has a non-array 'arguments'",
+                             sr__msg_type_name(m->type));
     m->arguments = env_take(env, "arguments");
     return get_strings(env, "streamIds", 0, m, &m->stream_ids, err);
 }
@@ -800,7 +799,7 @@ static int read_body(envelope *env, sr_msg *m, sr_error *err)
     case SR_MSG_STREAM_ITEM:
         if ((rc = get_str(env, "invocationId", 1, m, &m->invocation_id, err))) return rc;
         if (!(m->item = env_take(env, "item")))
-            return sr__proto_fail(err, SR_EPROTOCOL, "StreamItem message is missing 'item'");
+            return sr__error_set(err, SR_EPROTOCOL, "StreamItem message is missing 'item'");
         return SR_OK;
     case SR_MSG_COMPLETION:
         if ((rc = get_str(env, "invocationId", 1, m, &m->invocation_id, err)) ||
@@ -808,8 +807,8 @@ static int read_body(envelope *env, sr_msg *m, sr_error *err)
             return rc;
         if (!env_get(env, "result")) return SR_OK;
         if (m->error)
-            return sr__proto_fail(err, SR_EPROTOCOL,
-                                  "Completion message has both 'result' and 'error'");
+            return sr__error_set(err, SR_EPROTOCOL,
+                                 "Completion message has both 'result' and 'error'");
         m->has_result = 1;
         m->result = env_take(env, "result");
         return SR_OK;
@@ -821,23 +820,23 @@ static int read_body(envelope *env, sr_msg *m, sr_error *err)
         if ((rc = get_str(env, "error", 0, m, &m->error, err))) return rc;
         f = field(env, "allowReconnect");
         if (f && sr_value_type(f) != SR_BOOL)
-            return sr__proto_fail(err, SR_EPROTOCOL,
-                                  "Close message has a non-boolean 'allowReconnect'");
+            return sr__error_set(err, SR_EPROTOCOL,
+                                 "Close message has a non-boolean 'allowReconnect'");
         m->allow_reconnect = f && sr_value_get_bool(f);
         return SR_OK;
     case SR_MSG_ACK:
     case SR_MSG_SEQUENCE:
         f = env_get(env, "sequenceId");
         if (!f)
-            return sr__proto_fail(err, SR_EPROTOCOL, "%s message is missing 'sequenceId'",
-                                  sr__msg_type_name(m->type));
+            return sr__error_set(err, SR_EPROTOCOL, "%s message is missing 'sequenceId'",
+                                 sr__msg_type_name(m->type));
         if (sr_value_type(f) != SR_INT)
-            return sr__proto_fail(err, SR_EPROTOCOL, "%s message has a non-integer 'sequenceId'",
-                                  sr__msg_type_name(m->type));
+            return sr__error_set(err, SR_EPROTOCOL, "%s message has a non-integer 'sequenceId'",
+                                 sr__msg_type_name(m->type));
         m->sequence_id = sr_value_get_int(f);
         return SR_OK;
     }
-    return sr__proto_fail(err, SR_EPROTOCOL, "unknown message type %d", (int)m->type);
+    return sr__error_set(err, SR_EPROTOCOL, "unknown message type %d", (int)m->type);
 }
 
 /* One message from its envelope (freed here, whatever happens). */
@@ -850,16 +849,15 @@ static int message_from(envelope *env, sr_msg *out, sr_error *err)
     memset(&m, 0, sizeof m);
     t = env_get(env, "type");
     if (!t) {
-        rc = sr__proto_fail(err, SR_EPROTOCOL, "message is missing 'type'");
+        rc = sr__error_set(err, SR_EPROTOCOL, "message is missing 'type'");
         goto done;
     }
     if (sr_value_type(t) != SR_INT) {
-        rc = sr__proto_fail(err, SR_EPROTOCOL, "message has a non-integer 'type'");
+        rc = sr__error_set(err, SR_EPROTOCOL, "message has a non-integer 'type'");
         goto done;
     }
     if (sr_value_get_int(t) < 1 || sr_value_get_int(t) > 9) {
-        rc =
-            sr__proto_fail(err, SR_EPROTOCOL, "unknown message type %" PRId64, sr_value_get_int(t));
+        rc = sr__error_set(err, SR_EPROTOCOL, "unknown message type %" PRId64, sr_value_get_int(t));
         goto done;
     }
     m.type = (sr_msg_type)sr_value_get_int(t);
@@ -887,14 +885,14 @@ static int json_parse(const char *data, size_t len, size_t max_size, sr_msg *out
     if (max_size == 0 || max_size > (size_t)INT_MAX - 1) max_size = (size_t)INT_MAX - 1;
     if (n < 0) {
         if (len > max_size)
-            return sr__proto_fail(err, SR_EPROTOCOL, "message too large (%zu bytes, limit %zu)",
-                                  len, max_size);
+            return sr__error_set(err, SR_EPROTOCOL, "message too large (%zu bytes, limit %zu)", len,
+                                 max_size);
         return 0;
     }
     if ((size_t)n > max_size)
-        return sr__proto_fail(err, SR_EPROTOCOL, "message too large (%ld bytes, limit %zu)", n,
-                              max_size);
-    if (n == 0) return sr__proto_fail(err, SR_EPROTOCOL, "empty message");
+        return sr__error_set(err, SR_EPROTOCOL, "message too large (%ld bytes, limit %zu)", n,
+                             max_size);
+    if (n == 0) return sr__error_set(err, SR_EPROTOCOL, "empty message");
     if ((rc = env_read(&env, data, (size_t)n, err)) != SR_OK) {
         env_free(&env);
         return rc;
@@ -930,8 +928,8 @@ static int json_parse_stream(sr_read_fn read, void *ud, sr_msg *out, sr_error *e
     o = json_load_callback(stream_read, &src, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
     if (!o) {
         if (json_error_code(&je) == json_error_out_of_memory) return sr__proto_oom(err);
-        return sr__proto_fail(err, SR_EPROTOCOL, "invalid JSON in message: %s (at byte %d)",
-                              je.text, je.position);
+        return sr__error_set(err, SR_EPROTOCOL, "invalid JSON in message: %s (at byte %d)", je.text,
+                             je.position);
     }
     if ((rc = env_from_tree(&env, o, err)) != SR_OK) {
         env_free(&env);
@@ -972,34 +970,34 @@ int sr__handshake_parse(const char *data, size_t len, sr_error *err)
 
     if (n < 0) {
         if (len > HANDSHAKE_MAX)
-            return sr__proto_fail(
+            return sr__error_set(
                 err, SR_EPROTOCOL,
                 "invalid handshake response: no record separator in the first %u bytes",
                 HANDSHAKE_MAX);
         return 0;
     }
-    if (n == 0) return sr__proto_fail(err, SR_EPROTOCOL, "invalid handshake response: empty");
+    if (n == 0) return sr__error_set(err, SR_EPROTOCOL, "invalid handshake response: empty");
     o = json_loadb(data, (size_t)n, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
     if (!o) {
         if (json_error_code(&je) == json_error_out_of_memory) return sr__proto_oom(err);
-        return sr__proto_fail(err, SR_EPROTOCOL, "invalid handshake response: %s (at byte %d)",
-                              je.text, je.position);
+        return sr__error_set(err, SR_EPROTOCOL, "invalid handshake response: %s (at byte %d)",
+                             je.text, je.position);
     }
     rc = (int)n + 1;
     if (!json_is_object(o)) {
-        rc = sr__proto_fail(err, SR_EPROTOCOL, "invalid handshake response: not a JSON object");
+        rc = sr__error_set(err, SR_EPROTOCOL, "invalid handshake response: not a JSON object");
     } else if (json_object_get(o, "type")) {
         /* A hub message where the handshake answer belongs (as the
          * TypeScript client checks): the peer skipped the handshake. */
-        rc = sr__proto_fail(
+        rc = sr__error_set(
             err, SR_EPROTOCOL,
             "invalid handshake response: expected a handshake response, got a hub message");
     } else if ((e = json_object_get(o, "error")) != NULL && !json_is_null(e)) {
         if (json_is_string(e))
-            rc = sr__proto_fail(err, SR_EHANDSHAKE, "%s", json_string_value(e));
+            rc = sr__error_set(err, SR_EHANDSHAKE, "%s", json_string_value(e));
         else
-            rc = sr__proto_fail(err, SR_EPROTOCOL,
-                                "invalid handshake response: 'error' is not a string");
+            rc = sr__error_set(err, SR_EPROTOCOL,
+                               "invalid handshake response: 'error' is not a string");
     }
     json_decref(o);
     return rc;

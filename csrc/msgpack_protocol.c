@@ -106,16 +106,16 @@ static int timestamp_text(const msgpack_object *o, char *out, sr_error *err)
     int n;
 
     if (!msgpack_object_to_timestamp(o, &ts))
-        return sr__proto_fail(err, SR_EPROTOCOL,
-                              "invalid MessagePack timestamp (%u bytes; expected 4, 8 or 12)",
-                              (unsigned)o->via.ext.size);
+        return sr__error_set(err, SR_EPROTOCOL,
+                             "invalid MessagePack timestamp (%u bytes; expected 4, 8 or 12)",
+                             (unsigned)o->via.ext.size);
     if (ts.tv_nsec > 999999999u)
-        return sr__proto_fail(err, SR_EPROTOCOL, "invalid MessagePack timestamp (%u nanoseconds)",
-                              (unsigned)ts.tv_nsec);
+        return sr__error_set(err, SR_EPROTOCOL, "invalid MessagePack timestamp (%u nanoseconds)",
+                             (unsigned)ts.tv_nsec);
     if (ts.tv_sec < TS_MIN_SEC || ts.tv_sec > TS_MAX_SEC)
-        return sr__proto_fail(err, SR_EPROTOCOL,
-                              "MessagePack timestamp %lld s from 1970 is outside years 0001..9999",
-                              (long long)ts.tv_sec);
+        return sr__error_set(err, SR_EPROTOCOL,
+                             "MessagePack timestamp %lld s from 1970 is outside years 0001..9999",
+                             (long long)ts.tv_sec);
     /* floor division: times before 1970 belong to the day before */
     days = ts.tv_sec >= 0 ? ts.tv_sec / 86400 : -((-ts.tv_sec + 86399) / 86400);
     secs = ts.tv_sec - days * 86400;
@@ -149,7 +149,7 @@ static int int_value(const msgpack_object *o, int64_t *v, sr_error *err)
         return SR_OK;
     }
     if (o->via.u64 > (uint64_t)INT64_MAX)
-        return sr__proto_fail(
+        return sr__error_set(
             err, SR_EPROTOCOL,
             "an unsigned integer above 2^63-1 (%llu) has no 64-bit signed (Lua) integer",
             (unsigned long long)o->via.u64);
@@ -222,13 +222,13 @@ static int key_text(const msgpack_object *k, sr_buf *b, sr_error *err)
         return float_key(k, b, err);
     case MSGPACK_OBJECT_EXT:
         if (k->via.ext.type != -1)
-            return sr__proto_fail(err, SR_EPROTOCOL, "unsupported MessagePack extension type %d",
-                                  (int)k->via.ext.type);
+            return sr__error_set(err, SR_EPROTOCOL, "unsupported MessagePack extension type %d",
+                                 (int)k->via.ext.type);
         n = timestamp_text(k, t, err);
         if (n < 0) return n;
         break;
     default:
-        return sr__proto_fail(err, SR_EPROTOCOL, "MessagePack map has %s as a key", kind_name(k));
+        return sr__error_set(err, SR_EPROTOCOL, "MessagePack map has %s as a key", kind_name(k));
     }
     return sr__buf_append(b, t, (size_t)n) ? sr__proto_oom(err) : SR_OK;
 }
@@ -332,8 +332,8 @@ static int to_value(const msgpack_object *o, int depth, sr_value **out, sr_error
 
     *out = NULL;
     if (depth > SR_VALUE_MAX_DEPTH)
-        return sr__proto_fail(err, SR_EPROTOCOL, "value nested too deeply (more than %d levels)",
-                              SR_VALUE_MAX_DEPTH);
+        return sr__error_set(err, SR_EPROTOCOL, "value nested too deeply (more than %d levels)",
+                             SR_VALUE_MAX_DEPTH);
     switch (o->type) {
     case MSGPACK_OBJECT_NIL:
         v = sr_value_null();
@@ -377,14 +377,14 @@ static int to_value(const msgpack_object *o, int depth, sr_value **out, sr_error
         char t[48];
         int n;
         if (o->via.ext.type != -1)
-            return sr__proto_fail(err, SR_EPROTOCOL, "unsupported MessagePack extension type %d",
-                                  (int)o->via.ext.type);
+            return sr__error_set(err, SR_EPROTOCOL, "unsupported MessagePack extension type %d",
+                                 (int)o->via.ext.type);
         if ((n = timestamp_text(o, t, err)) < 0) return n;
         v = sr_value_string(t, (size_t)n);
         break;
     }
     default:
-        return sr__proto_fail(err, SR_EPROTOCOL, "unknown MessagePack type %d", (int)o->type);
+        return sr__error_set(err, SR_EPROTOCOL, "unknown MessagePack type %d", (int)o->type);
     }
     if (!v) return sr__proto_oom(err);
     *out = v;
@@ -397,25 +397,25 @@ static int unpack(const char *data, size_t len, const char *what, msgpack_unpack
 {
     size_t off = 0;
 
-    if (len == 0) return sr__proto_fail(err, SR_EPROTOCOL, "empty %s", what);
+    if (len == 0) return sr__error_set(err, SR_EPROTOCOL, "empty %s", what);
     switch (msgpack_unpack_next(u, data, len, &off)) {
     case MSGPACK_UNPACK_SUCCESS:
     case MSGPACK_UNPACK_EXTRA_BYTES:
         if (off != len)
-            return sr__proto_fail(err, SR_EPROTOCOL, "%s has %zu bytes after its MessagePack value",
-                                  what, len - off);
+            return sr__error_set(err, SR_EPROTOCOL, "%s has %zu bytes after its MessagePack value",
+                                 what, len - off);
         return SR_OK;
     case MSGPACK_UNPACK_CONTINUE:
-        return sr__proto_fail(err, SR_EPROTOCOL, "%s ends inside a MessagePack value (%zu bytes)",
-                              what, len);
+        return sr__error_set(err, SR_EPROTOCOL, "%s ends inside a MessagePack value (%zu bytes)",
+                             what, len);
     case MSGPACK_UNPACK_NOMEM_ERROR:
-        return sr__proto_fail(
+        return sr__error_set(
             err, SR_EPROTOCOL,
             "%s nests more than %d MessagePack arrays/maps or announces more items than "
             "memory holds",
             what, MP_MAX_OPEN);
     default:
-        return sr__proto_fail(err, SR_EPROTOCOL, "invalid MessagePack data in %s", what);
+        return sr__error_set(err, SR_EPROTOCOL, "invalid MessagePack data in %s", what);
     }
 }
 
@@ -438,16 +438,16 @@ static int get_str(const msgpack_object *f, const char *name, int required, cons
 {
     if (f->type == MSGPACK_OBJECT_NIL) {
         if (!required) return SR_OK;
-        return sr__proto_fail(err, SR_EPROTOCOL, "%s message has a null '%s'",
-                              sr__msg_type_name(m->type), name);
+        return sr__error_set(err, SR_EPROTOCOL, "%s message has a null '%s'",
+                             sr__msg_type_name(m->type), name);
     }
     if (f->type != MSGPACK_OBJECT_STR)
-        return sr__proto_fail(err, SR_EPROTOCOL, "%s message has a non-string '%s' (%s)",
-                              sr__msg_type_name(m->type), name, kind_name(f));
+        return sr__error_set(err, SR_EPROTOCOL, "%s message has a non-string '%s' (%s)",
+                             sr__msg_type_name(m->type), name, kind_name(f));
     /* A NUL would silently cut an id or target. */
     if (f->via.str.size && memchr(f->via.str.ptr, '\0', f->via.str.size))
-        return sr__proto_fail(err, SR_EPROTOCOL, "%s message has a NUL byte in '%s'",
-                              sr__msg_type_name(m->type), name);
+        return sr__error_set(err, SR_EPROTOCOL, "%s message has a NUL byte in '%s'",
+                             sr__msg_type_name(m->type), name);
     *out = malloc((size_t)f->via.str.size + 1);
     if (!*out) return sr__proto_oom(err);
     if (f->via.str.size) memcpy(*out, f->via.str.ptr, f->via.str.size);
@@ -482,17 +482,17 @@ static int get_strings(const msgpack_object *f, const char *name, int map, const
     }
     return get_value(f, out, err);
 bad:
-    return sr__proto_fail(err, SR_EPROTOCOL,
-                          "%s message has an invalid '%s' (expected %s of strings)",
-                          sr__msg_type_name(m->type), name, map ? "a map" : "an array");
+    return sr__error_set(err, SR_EPROTOCOL,
+                         "%s message has an invalid '%s' (expected %s of strings)",
+                         sr__msg_type_name(m->type), name, map ? "a map" : "an array");
 }
 
 static int get_int(const msgpack_object *f, const char *name, const sr_msg *m, int64_t *v,
                    sr_error *err)
 {
     if (!is_int(f))
-        return sr__proto_fail(err, SR_EPROTOCOL, "%s message has a non-integer '%s' (%s)",
-                              sr__msg_type_name(m->type), name, kind_name(f));
+        return sr__error_set(err, SR_EPROTOCOL, "%s message has a non-integer '%s' (%s)",
+                             sr__msg_type_name(m->type), name, kind_name(f));
     return int_value(f, v, err);
 }
 
@@ -513,8 +513,8 @@ static int read_body(const msgpack_object *it, uint32_t n, sr_msg *m, sr_error *
             (rc = get_str(&it[3], "target", 1, m, &m->target, err)))
             return rc;
         if (it[4].type != MSGPACK_OBJECT_ARRAY)
-            return sr__proto_fail(err, SR_EPROTOCOL, "%s message has a non-array 'arguments' (%s)",
-                                  sr__msg_type_name(m->type), kind_name(&it[4]));
+            return sr__error_set(err, SR_EPROTOCOL, "%s message has a non-array 'arguments' (%s)",
+                                 sr__msg_type_name(m->type), kind_name(&it[4]));
         if ((rc = get_value(&it[4], &m->arguments, err))) return rc;
         /* Servers before ASP.NET Core 3.0 send no StreamIds. */
         return n > 5 ? get_strings(&it[5], "streamIds", 0, m, &m->stream_ids, err) : SR_OK;
@@ -526,13 +526,13 @@ static int read_body(const msgpack_object *it, uint32_t n, sr_msg *m, sr_error *
             (rc = get_int(&it[3], "resultKind", m, &kind, err)))
             return rc;
         if (kind < 1 || kind > 3)
-            return sr__proto_fail(
+            return sr__error_set(
                 err, SR_EPROTOCOL,
                 "Completion message has an invalid result kind %lld (expected 1 error, 2 "
                 "void or 3 result)",
                 (long long)kind);
         if (n != (kind == 2 ? 4u : 5u))
-            return sr__proto_fail(
+            return sr__error_set(
                 err, SR_EPROTOCOL,
                 "Completion message with result kind %lld has %u items (expected %u)",
                 (long long)kind, (unsigned)n, kind == 2 ? 4u : 5u);
@@ -550,8 +550,8 @@ static int read_body(const msgpack_object *it, uint32_t n, sr_msg *m, sr_error *
         if ((rc = get_str(&it[1], "error", 0, m, &m->error, err))) return rc;
         if (n > 2 && it[2].type != MSGPACK_OBJECT_NIL) {
             if (it[2].type != MSGPACK_OBJECT_BOOLEAN)
-                return sr__proto_fail(err, SR_EPROTOCOL,
-                                      "Close message has a non-boolean 'allowReconnect'");
+                return sr__error_set(err, SR_EPROTOCOL,
+                                     "Close message has a non-boolean 'allowReconnect'");
             m->allow_reconnect = it[2].via.boolean;
         }
         return SR_OK;
@@ -559,7 +559,7 @@ static int read_body(const msgpack_object *it, uint32_t n, sr_msg *m, sr_error *
     case SR_MSG_SEQUENCE:
         return get_int(&it[1], "sequenceId", m, &m->sequence_id, err);
     }
-    return sr__proto_fail(err, SR_EPROTOCOL, "unknown message type %d", (int)m->type);
+    return sr__error_set(err, SR_EPROTOCOL, "unknown message type %d", (int)m->type);
 }
 
 static int read_msg(const msgpack_object *o, sr_msg *m, sr_error *err)
@@ -570,27 +570,27 @@ static int read_msg(const msgpack_object *o, sr_msg *m, sr_error *err)
     int rc;
 
     if (o->type != MSGPACK_OBJECT_ARRAY)
-        return sr__proto_fail(err, SR_EPROTOCOL, "message is not a MessagePack array (%s)",
-                              kind_name(o));
+        return sr__error_set(err, SR_EPROTOCOL, "message is not a MessagePack array (%s)",
+                             kind_name(o));
     n = o->via.array.size;
     it = o->via.array.ptr;
-    if (n == 0) return sr__proto_fail(err, SR_EPROTOCOL, "message is an empty array (no type)");
+    if (n == 0) return sr__error_set(err, SR_EPROTOCOL, "message is an empty array (no type)");
     if (!is_int(&it[0]))
-        return sr__proto_fail(err, SR_EPROTOCOL, "message has a non-integer type (%s)",
-                              kind_name(&it[0]));
+        return sr__error_set(err, SR_EPROTOCOL, "message has a non-integer type (%s)",
+                             kind_name(&it[0]));
     if (it[0].type == MSGPACK_OBJECT_POSITIVE_INTEGER && it[0].via.u64 > 9)
-        return sr__proto_fail(err, SR_EPROTOCOL, "unknown message type %llu",
-                              (unsigned long long)it[0].via.u64);
+        return sr__error_set(err, SR_EPROTOCOL, "unknown message type %llu",
+                             (unsigned long long)it[0].via.u64);
     t = it[0].type == MSGPACK_OBJECT_POSITIVE_INTEGER ? (int64_t)it[0].via.u64 : it[0].via.i64;
-    if (t < 1) return sr__proto_fail(err, SR_EPROTOCOL, "unknown message type %lld", (long long)t);
+    if (t < 1) return sr__error_set(err, SR_EPROTOCOL, "unknown message type %lld", (long long)t);
     m->type = (sr_msg_type)t;
     if (n < arity[t][0] || n > arity[t][1]) {
         if (arity[t][0] == arity[t][1])
-            return sr__proto_fail(err, SR_EPROTOCOL, "%s message has %u items (expected %u)",
-                                  sr__msg_type_name((int)t), (unsigned)n, (unsigned)arity[t][0]);
-        return sr__proto_fail(err, SR_EPROTOCOL, "%s message has %u items (expected %u or %u)",
-                              sr__msg_type_name((int)t), (unsigned)n, (unsigned)arity[t][0],
-                              (unsigned)arity[t][1]);
+            return sr__error_set(err, SR_EPROTOCOL, "%s message has %u items (expected %u)",
+                                 sr__msg_type_name((int)t), (unsigned)n, (unsigned)arity[t][0]);
+        return sr__error_set(err, SR_EPROTOCOL, "%s message has %u items (expected %u or %u)",
+                             sr__msg_type_name((int)t), (unsigned)n, (unsigned)arity[t][0],
+                             (unsigned)arity[t][1]);
     }
     /* Headers follow the type in the invocation-type messages (1..5). */
     if (t <= SR_MSG_CANCEL_INVOCATION &&
@@ -612,13 +612,13 @@ static int mp_parse(const char *data, size_t len, size_t max_size, sr_msg *out, 
     if (k == 0) return 0;
     if (k < 0) {
         if ((unsigned char)data[4] & 0x80)
-            return sr__proto_fail(err, SR_EPROTOCOL,
-                                  "invalid message length prefix (more than 5 bytes)");
-        return sr__proto_fail(err, SR_EPROTOCOL, "invalid message length prefix (over 2^31-1)");
+            return sr__error_set(err, SR_EPROTOCOL,
+                                 "invalid message length prefix (more than 5 bytes)");
+        return sr__error_set(err, SR_EPROTOCOL, "invalid message length prefix (over 2^31-1)");
     }
     if (body > max_size)
-        return sr__proto_fail(err, SR_EPROTOCOL, "message too large (%lu bytes, limit %zu)",
-                              (unsigned long)body, max_size);
+        return sr__error_set(err, SR_EPROTOCOL, "message too large (%lu bytes, limit %zu)",
+                             (unsigned long)body, max_size);
     if (len - (size_t)k < body) return 0;
     memset(&m, 0, sizeof m);
     msgpack_unpacked_init(&u);
@@ -647,8 +647,8 @@ static int enc_value(msgpack_packer *pk, const sr_value *v, int depth, sr_error 
     int rc;
 
     if (depth > SR_VALUE_MAX_DEPTH)
-        return sr__proto_fail(err, SR_EUSAGE, "value nested too deeply (more than %d levels)",
-                              SR_VALUE_MAX_DEPTH);
+        return sr__error_set(err, SR_EUSAGE, "value nested too deeply (more than %d levels)",
+                             SR_VALUE_MAX_DEPTH);
     switch (sr_value_type(v)) {
     case SR_NULL:
         rc = msgpack_pack_nil(pk);
@@ -666,8 +666,8 @@ static int enc_value(msgpack_packer *pk, const sr_value *v, int depth, sr_error 
     case SR_BINARY:
         s = sr_value_get_string(v, &len);
         if (len > UINT32_MAX)
-            return sr__proto_fail(err, SR_EUSAGE, "%s too long for MessagePack (over 4 GiB)",
-                                  sr_value_type(v) == SR_STRING ? "string" : "binary");
+            return sr__error_set(err, SR_EUSAGE, "%s too long for MessagePack (over 4 GiB)",
+                                 sr_value_type(v) == SR_STRING ? "string" : "binary");
         rc = sr_value_type(v) == SR_STRING ? msgpack_pack_str_with_body(pk, s, len)
                                            : msgpack_pack_bin_with_body(pk, s, len);
         break;
@@ -683,13 +683,13 @@ static int enc_value(msgpack_packer *pk, const sr_value *v, int depth, sr_error 
         for (i = 0; i < n; i++) {
             s = sr_value_key_at(v, i, &len);
             if (len > UINT32_MAX)
-                return sr__proto_fail(err, SR_EUSAGE, "map key too long for MessagePack");
+                return sr__error_set(err, SR_EUSAGE, "map key too long for MessagePack");
             if (msgpack_pack_str_with_body(pk, s, len) != 0) return sr__proto_oom(err);
             if ((rc = enc_value(pk, sr_value_at(v, i), depth + 1, err)) != SR_OK) return rc;
         }
         return SR_OK;
     default:
-        return sr__proto_fail(err, SR_EUSAGE, "unknown value type %d", (int)sr_value_type(v));
+        return sr__error_set(err, SR_EUSAGE, "unknown value type %d", (int)sr_value_type(v));
     }
     return rc == 0 ? SR_OK : sr__proto_oom(err);
 }
@@ -718,7 +718,7 @@ static int check(const sr_msg *m, sr_error *err)
     int rc;
 
     if (m->type <= SR_MSG_CANCEL_INVOCATION && m->headers && !sr__proto_all_strings(m->headers, 1))
-        return sr__proto_fail(err, SR_EUSAGE, "headers must be a map of strings");
+        return sr__error_set(err, SR_EUSAGE, "headers must be a map of strings");
     switch (m->type) {
     case SR_MSG_INVOCATION:
     case SR_MSG_STREAM_INVOCATION:
@@ -727,9 +727,9 @@ static int check(const sr_msg *m, sr_error *err)
             return rc;
         if ((rc = sr__proto_need(m, m->target, "a target", err))) return rc;
         if (m->arguments && sr_value_type(m->arguments) != SR_ARRAY)
-            return sr__proto_fail(err, SR_EUSAGE, "arguments must be an array");
+            return sr__error_set(err, SR_EUSAGE, "arguments must be an array");
         if (m->stream_ids && !sr__proto_all_strings(m->stream_ids, 0))
-            return sr__proto_fail(err, SR_EUSAGE, "streamIds must be an array of strings");
+            return sr__error_set(err, SR_EUSAGE, "streamIds must be an array of strings");
         return SR_OK;
     case SR_MSG_STREAM_ITEM:
     case SR_MSG_CANCEL_INVOCATION:
@@ -737,8 +737,8 @@ static int check(const sr_msg *m, sr_error *err)
     case SR_MSG_COMPLETION:
         if ((rc = sr__proto_need(m, m->invocation_id, "an invocationId", err))) return rc;
         if (m->has_result && m->error)
-            return sr__proto_fail(err, SR_EUSAGE,
-                                  "Completion message cannot have both result and error");
+            return sr__error_set(err, SR_EUSAGE,
+                                 "Completion message cannot have both result and error");
         return SR_OK;
     default:
         return SR_OK;
@@ -796,7 +796,7 @@ static int write_body(const sr_msg *m, msgpack_packer *pk, sr_error *err)
     case SR_MSG_SEQUENCE:
         return msgpack_pack_int64(pk, m->sequence_id) ? sr__proto_oom(err) : SR_OK;
     }
-    return sr__proto_fail(err, SR_EUSAGE, "cannot write message type %d", (int)m->type);
+    return sr__error_set(err, SR_EUSAGE, "cannot write message type %d", (int)m->type);
 }
 
 static int mp_write(const sr_msg *m, sr_buf *out, sr_error *err)
@@ -807,14 +807,14 @@ static int mp_write(const sr_msg *m, sr_buf *out, sr_error *err)
     int rc;
 
     if ((unsigned)m->type - 1u > 8u)
-        return sr__proto_fail(err, SR_EUSAGE, "cannot write message type %d", (int)m->type);
+        return sr__error_set(err, SR_EUSAGE, "cannot write message type %d", (int)m->type);
     if ((rc = check(m, err))) return rc;
     msgpack_packer_init(&pk, out, sink);
     rc = write_body(m, &pk, err);
     body = out->len - start;
     if (rc == SR_OK && body > (size_t)INT32_MAX)
-        rc = sr__proto_fail(err, SR_EUSAGE, "message too large for its length prefix (%zu bytes)",
-                            body);
+        rc = sr__error_set(err, SR_EUSAGE, "message too large for its length prefix (%zu bytes)",
+                           body);
     /* The length is known once the body is written: append the prefix,
      * then rotate it in front of the body (no second buffer). */
     if (rc == SR_OK && sr__varint_write(out, (uint32_t)body) != 0) rc = sr__proto_oom(err);

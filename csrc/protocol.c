@@ -3,7 +3,6 @@
  * name, freeing a parsed message, reporting a fault, naming a type, the
  * checks before writing a message.
  */
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,18 +30,9 @@ void sr__msg_clear(sr_msg *m)
     memset(m, 0, sizeof *m);
 }
 
-int sr__proto_fail(sr_error *err, int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    sr__error_vset(err, code, fmt, ap);
-    va_end(ap);
-    return code;
-}
-
 int sr__proto_oom(sr_error *err)
 {
-    return sr__proto_fail(err, SR_ENOMEM, "out of memory");
+    return sr__error_set(err, SR_ENOMEM, "out of memory");
 }
 
 const char *sr__msg_type_name(int t)
@@ -57,7 +47,7 @@ const char *sr__msg_type_name(int t)
 int sr__proto_need(const sr_msg *m, const void *field, const char *name, sr_error *err)
 {
     if (field) return SR_OK;
-    return sr__proto_fail(err, SR_EUSAGE, "%s message needs %s", sr__msg_type_name(m->type), name);
+    return sr__error_set(err, SR_EUSAGE, "%s message needs %s", sr__msg_type_name(m->type), name);
 }
 
 /* Whether v is an array (or, with map, a map) of strings only: what stream

@@ -45,9 +45,8 @@ typedef struct sr_msg {
 
 void sr__msg_clear(sr_msg *m); /* frees the fields, zeroes the struct */
 
-/* What both codecs report faults with: fill err (code, the formatted
- * message, no status) when it is not NULL and return code. */
-int sr__proto_fail(sr_error *err, int code, const char *fmt, ...) SR_PRINTF_LIKE(3, 4);
+/* Both codecs report faults with sr__error_set (error.h); this is its
+ * out-of-memory case. */
 int sr__proto_oom(sr_error *err); /* SR_ENOMEM, "out of memory" */
 /* "Invocation", "StreamItem", ... for types 1..9; "unknown" otherwise. */
 const char *sr__msg_type_name(int type);
