@@ -28,8 +28,8 @@
 #include "framing.h"
 #include "transport_kind.h"
 
-/* Batches of parsed messages sit in sr_event.data. */
-_Static_assert(offsetof(sr_event, data) % _Alignof(sr_rx_msg) == 0, "sr_rx_msg alignment");
+/* A batch's buffer (an sr_buf of sr_rx_msg) sits in sr_event.data. */
+_Static_assert(offsetof(sr_event, data) % _Alignof(sr_buf) == 0, "sr_buf alignment");
 
 static void tp_dispatch(sr_event *ev);
 static void tp_discard(sr_event *ev);
@@ -303,9 +303,6 @@ static void batches_free(sr_buf *list)
     sr__buf_free(list);
 }
 
-/* Post the batch in rx_msgs (wire: the bytes it took): the buffer itself
- * goes in the event, not a copy, and comes back to be reused (free_done);
- * the next batch starts in a returned buffer or a new one. */
 /* Under the loop's lock: the batch in rx_msgs added to the queue's last
  * event, this transport's batch the host has not taken yet. Then the host
  * gets one event, one hand-back and one dispatch for what came in several
@@ -319,6 +316,10 @@ static int merge_batch(sr_event *tail, void *arg)
     return sr__buf_append(into, from->data, from->len);
 }
 
+/* Post the batch in rx_msgs (wire: the bytes it took): merged into the
+ * queue's tail, or the buffer itself goes in an event, not a copy, and comes
+ * back to be reused (free_done); the next batch starts in a returned buffer
+ * or a new one. */
 static int post_msgs(sr_transport *tp, size_t wire)
 {
     sr_buf batch = tp->rx_msgs;
