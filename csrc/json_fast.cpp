@@ -48,7 +48,6 @@ struct reader {
     simdjson::dom::parser parser{SR_JSON_FAST_MAX};
     char *buf = nullptr; /* the record, then SIMDJSON_PADDING zero bytes */
     size_t cap = 0;      /* of buf, padding excluded */
-    bool ready = false;
 
     reader() = default;
     reader(const reader &) = delete;
@@ -74,11 +73,8 @@ struct reader {
             buf = nb;
             cap = want;
         }
-        if (!ready || parser.capacity() < cap) {
-            if (parser.allocate(cap, MAX_DEPTH) != SUCCESS) return false;
-            ready = true;
-        }
-        return true;
+        /* a parser never allocated has capacity 0 */
+        return parser.capacity() >= cap || parser.allocate(cap, MAX_DEPTH) == SUCCESS;
     }
 };
 
