@@ -581,15 +581,20 @@ fail:
     return NULL;
 }
 
+/* What jansson said when it could not read the text (what names it). */
+static int load_failed(const json_error_t *je, const char *what, sr_error *err)
+{
+    if (json_error_code(je) == json_error_out_of_memory) return sr__proto_oom(err);
+    return sr__error_set(err, SR_EPROTOCOL, "invalid JSON in %s: %s (at byte %d)", what, je->text,
+                         je->position);
+}
+
 static int load(const char *text, size_t len, const char *what, json_t **out, sr_error *err)
 {
     json_error_t je;
 
     *out = json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
-    if (*out) return SR_OK;
-    if (json_error_code(&je) == json_error_out_of_memory) return sr__proto_oom(err);
-    return sr__error_set(err, SR_EPROTOCOL, "invalid JSON in %s: %s (at byte %d)", what, je.text,
-                         je.position);
+    return *out ? SR_OK : load_failed(&je, what, err);
 }
 
 int sr__json_read_jansson(const char *text, size_t len, const char *what, sr_value **out,
@@ -607,17 +612,12 @@ int sr__json_read_jansson(const char *text, size_t len, const char *what, sr_val
 
 /* simdjson when it can decide the text, jansson when it cannot (json_fast.h):
  * the same values and the same errors, the common case ten times faster. */
-static int read_json(const char *text, size_t len, const char *what, sr_value **out, sr_error *err)
+int sr__json_decode_value(const char *text, size_t len, sr_value **out, sr_error *err)
 {
     int rc = sr__json_fast_read(text, len, out);
 
-    if (rc == SR_JSON_UNDECIDED) return sr__json_read_jansson(text, len, what, out, err);
+    if (rc == SR_JSON_UNDECIDED) return sr__json_read_jansson(text, len, "value", out, err);
     return rc == SR_OK ? SR_OK : sr__proto_oom(err);
-}
-
-int sr__json_decode_value(const char *text, size_t len, sr_value **out, sr_error *err)
-{
-    return read_json(text, len, "value", out, err);
 }
 
 /* A record's top-level object: its fields, values built, keys borrowed
@@ -926,11 +926,7 @@ static int json_parse_stream(sr_read_fn read, void *ud, sr_msg *out, sr_error *e
     src.read = read;
     src.ud = ud;
     o = json_load_callback(stream_read, &src, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
-    if (!o) {
-        if (json_error_code(&je) == json_error_out_of_memory) return sr__proto_oom(err);
-        return sr__error_set(err, SR_EPROTOCOL, "invalid JSON in message: %s (at byte %d)", je.text,
-                             je.position);
-    }
+    if (!o) return load_failed(&je, "message", err);
     if ((rc = env_from_tree(&env, o, err)) != SR_OK) {
         env_free(&env);
         return rc;
