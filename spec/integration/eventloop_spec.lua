@@ -126,4 +126,38 @@ describe("event loop", function()
     for i = 2, 4 do assert.equals(seen[1], seen[i]) end
     assert.is_true(seen[1] ~= co)
   end)
+  -- A post from the WebSocket thread while the host was starting to serve the sockets itself, which
+  -- it then could not (that thread held them), woke nothing the host waited on: a blocking stream
+  -- read hung for ever (a362f53). It runs in a child process under `timeout`, because a timer in the
+  -- same loop would end the wait and hide the hang. The race is timing-dependent: the pattern here
+  -- (short streams for 1.5 s, then one of 200,000 items, as bench-peers' stream workload reads)
+  -- hung about one run in eight before the fix; test_loop's post_during_a_drive_that_cannot_drive
+  -- reproduces it every time.
+  it("a blocking reader of long streams is never left waiting (lost wake-up)", function()
+    local script = os.tmpname()
+    local f = assert(io.open(script, "w"))
+    f:write([[
+local signalr = require("signalr")
+local conn = signalr.builder():with_url(arg[1]):configure_logging("error"):build()
+conn:start()
+local function read(n)
+  local got = 0
+  for _ in conn:stream("Counter", n, 0):items() do got = got + 1 end
+  assert(got == n, ("streamed %d of %d"):format(got, n))
+end
+local reads, stop = 0, os.clock() + 1.5
+repeat read(20000); reads = reads + 1 until os.clock() >= stop
+read(200000)
+conn:stop()
+print(("read %d streams"):format(reads + 1))
+]])
+    f:close()
+    local lua = os.getenv("LUA") or "lua5.4"
+    local p = assert(io.popen("timeout -k 5 60 " .. helper.shell_quote(lua) .. " " .. helper.shell_quote(script)
+      .. " " .. helper.shell_quote(url) .. " 2>&1; echo EXIT=$?"))
+    local out = p:read("*a")
+    p:close()
+    os.remove(script)
+    assert.matches("read %d+ streams\nEXIT=0", out)
+  end)
 end)
