@@ -172,6 +172,7 @@ typedef struct ws_tp {
     ws_header *headers;
     size_t nheaders;
     unsigned char *hs; /* LWS_PRE headroom, then the handshake bytes */
+    int write_failed;  /* a write outside lws_service failed: end at the next pass */
     size_t hs_len;
     char *ping;
     size_t ping_len;
@@ -1026,7 +1027,30 @@ static void resume_all(struct sr_ws_io *io)
     }
 }
 
-static void handle_cmds(ws_tp *tp, unsigned bits)
+static int on_writeable(ws_tp *tp, struct lws *wsi);
+
+/* Outside lws_service, on the owner: write what the host queued now rather
+ * than on the POLLOUT of the next pass, which saves that pass and its poll
+ * per round trip. Only between whole messages (nothing of an earlier one
+ * left in lws) and while the socket is plainly open; a short write is kept
+ * and finished by lws itself. A failed write is left for the next pass to
+ * end from inside a callback, as if it had failed there: lws closes a wsi
+ * for a failed write only when a callback returns -1, and ending the
+ * transport here, before the server could see the loss, made a stateful
+ * reattach arrive first and be refused (404). */
+static void write_now(ws_tp *tp)
+{
+    if (tp->closing || tp->peer_code || tp->write_failed || lws_partial_buffered(tp->wsi)) {
+        lws_callback_on_writable(tp->wsi);
+        return;
+    }
+    if (on_writeable(tp, tp->wsi) >= 0) return;
+    tp->write_failed = 1;
+    lws_callback_on_writable(tp->wsi);
+}
+
+/* direct: the owner runs this outside lws_service, so it may write. */
+static void handle_cmds(ws_tp *tp, unsigned bits, int direct)
 {
     if (bits & CMD_RELEASE) {
         /* No upcall runs after release; just make sure the socket goes. */
@@ -1037,10 +1061,15 @@ static void handle_cmds(ws_tp *tp, unsigned bits)
     if ((bits & CMD_RESOLVED) && tp->state != ST_DONE) resolved(tp);
     if ((bits & CMD_PROBED) && tp->state != ST_DONE) probed(tp);
     if ((bits & CMD_CLOSE) && tp->state != ST_DONE) do_close(tp);
-    if ((bits & CMD_WRITE) && tp->state == ST_OPEN && tp->wsi) lws_callback_on_writable(tp->wsi);
+    if ((bits & CMD_WRITE) && tp->state == ST_OPEN && tp->wsi) {
+        if (direct)
+            write_now(tp);
+        else
+            lws_callback_on_writable(tp->wsi);
+    }
 }
 
-static void drain_cmds(struct sr_ws_io *io)
+static void drain_cmds(struct sr_ws_io *io, int direct)
 {
     int resume;
     pthread_mutex_lock(&io->mu);
@@ -1063,7 +1092,7 @@ static void drain_cmds(struct sr_ws_io *io)
         }
         pthread_mutex_unlock(&io->mu);
         if (!tp) break;
-        handle_cmds(tp, bits);
+        handle_cmds(tp, bits, direct);
         sr__transport_unref(&tp->base); /* the list's */
     }
     if (resume) resume_all(io);
@@ -1172,7 +1201,9 @@ nomem:
 
 static int on_writeable(ws_tp *tp, struct lws *wsi)
 {
-    size_t n = sr__transport_take(&tp->base, &tp->wbuf);
+    size_t n;
+    if (tp->write_failed) return -1; /* a direct write failed (write_now) */
+    n = sr__transport_take(&tp->base, &tp->wbuf);
     if (n) {
         /* Everything queued goes as one message: SignalR records delimit
          * themselves, so one write carries any number of them. */
@@ -1248,7 +1279,7 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
 
     if (reason == LWS_CALLBACK_EVENT_WAIT_CANCELLED) {
         struct sr_ws_io *io = lws_context_user(lws_get_context(wsi));
-        if (io) drain_cmds(io);
+        if (io) drain_cmds(io, 0);
         return 0;
     }
     tp = lws_get_opaque_user_data(wsi);
@@ -1383,7 +1414,7 @@ static void *io_main(void *arg)
         io->deferred = 0;
         pthread_mutex_unlock(&io->mu);
         if (stop) break;
-        if (deferred) drain_cmds(io);
+        if (deferred) drain_cmds(io, 1);
         if (lws_service(io->ctx, 0) < 0) break;
     }
 
@@ -1466,7 +1497,7 @@ static int io_drive(void *self, int timeout_ms)
     deferred = io->deferred;
     io->deferred = 0;
     pthread_mutex_unlock(&io->mu);
-    if (deferred) drain_cmds(io);
+    if (deferred) drain_cmds(io, 1);
     if (timeout_ms > 0)
         lws_sul_schedule(io->ctx, 0, &io->sul_drive, drive_timeout_cb,
                          (lws_usec_t)timeout_ms * LWS_US_PER_MS);
