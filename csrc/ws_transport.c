@@ -110,6 +110,12 @@
 /* The I/O thread takes the sockets back from a host that has been out of
  * its waits this long: the most a busy host delays a ping or a read. */
 #define HOST_GRACE_US 2000
+/* While the host is inside a wait the I/O thread only looks this often
+ * whether it has left (a host blocked for long made it wake 500 times a
+ * second). A host that leaves and keeps calling poll(0) hands the sockets
+ * back itself once its grace is over (io_drive); one that calls nothing is
+ * found by this look, HOST_GRACE_US late at most plus this. */
+#define HOST_LOOK_US 20000
 /* Drive passes that receive this much within HOST_FLOOD_WINDOW_US mean a
  * flood, not replies: the I/O thread reads (and parses) it better, in
  * parallel with the host's dispatching, so the host hands the sockets back
@@ -1385,7 +1391,7 @@ static void io_wait_turn(struct sr_ws_io *io)
             return;
         }
         /* Both on CLOCK_MONOTONIC (io_cv is initialised with it). */
-        until = (io->host_in_wait ? now : io->host_left) + HOST_GRACE_US;
+        until = io->host_in_wait ? now + HOST_LOOK_US : io->host_left + HOST_GRACE_US;
         ts.tv_sec = (time_t)(until / 1000000u);
         ts.tv_nsec = (long)(until % 1000000u) * 1000;
         pthread_cond_timedwait(&io->io_cv, &io->mu, &ts);
@@ -1490,6 +1496,12 @@ static int io_drive(void *self, int timeout_ms)
         return 0;
     }
     if (timeout_ms == 0 && !io->deferred) {
+        /* A host polling without waiting past its grace gives the sockets
+         * back now, rather than when the I/O thread next looks. */
+        if (sr__liveness_clock() >= io->host_left + HOST_GRACE_US) {
+            io->host_owns = 0;
+            pthread_cond_signal(&io->io_cv);
+        }
         pthread_mutex_unlock(&io->mu);
         return 0; /* nothing to flush */
     }
