@@ -101,7 +101,8 @@ struct sr_conn {
     sr_options *opt; /* effective options, owned */
     /* The cookie jar of every request, for the connection's whole life
      * (reconnects included), as the official clients' per-connection
-     * cookie container. */
+     * cookie container. NULL after WebSockets opened with it empty
+     * (open_transport); the next request makes a new one (need_jar). */
     sr_cookie_jar *jar;
     const sr_protocol *protocol;
     sr_logger log;
@@ -309,13 +310,30 @@ static const char *user_cookie(const sr_conn *c)
     return NULL;
 }
 
+/* The jar for a request of libcurl's: the connection's, or a new one when
+ * WebSockets dropped it. NULL when out of memory. */
+static sr_cookie_jar *need_jar(sr_conn *c)
+{
+    if (!c->jar) c->jar = sr__cookie_jar_new();
+    return c->jar;
+}
+
 /* The WebSocket upgrade's Cookie header: the user's cookies and the jar's
  * for url in one header (RFC 6265 allows one), as libcurl sends them on
  * the other requests (http.c). malloc'd, or NULL for none. */
 static char *upgrade_cookie(sr_conn *c, const char *url)
 {
-    char *jar = sr__cookie_header(c->jar, url), *both;
+    int empty;
+    char *jar = sr__cookie_header(c->jar, url, &empty), *both;
     const char *mine = user_cookie(c);
+    if (empty) {
+        /* The jar holds nothing, and nothing adds to it while WebSockets
+         * carry the connection (negotiate is over, lws stores no cookie):
+         * an idle connection need not keep libcurl's cookie engine (about
+         * 900 bytes). A later request gets a new, equally empty one. */
+        sr__cookie_jar_unref(c->jar);
+        c->jar = NULL;
+    }
     if (!jar || !mine || !*mine) return jar;
     both = malloc(strlen(mine) + 2 + strlen(jar) + 1);
     if (both) sprintf(both, "%s; %s", mine, jar);
@@ -1095,7 +1113,7 @@ static void open_transport(sr_conn *c, int reattach)
     if (url && kinds[c->kind].ws_url) cookie = upgrade_cookie(c, url);
     h = request_headers(c, &auth, cookie, &nh); /* may run the user's token function */
     if (stale(c, g)) goto out;
-    if (!url || !h ||
+    if (!url || !h || (!kinds[c->kind].ws_url && !need_jar(c)) ||
         (!reattach && sr__handshake_write(c->protocol->name, hub_protocol_version(c), &hs) < 0) ||
         c->protocol->write(&pm, &ping, NULL) != SR_OK) {
         set_err(&err, SR_ENOMEM, 0, "%sout of memory opening the transport", "");
@@ -1402,7 +1420,7 @@ static void start_negotiate(sr_conn *c)
         free(auth);
         return;
     }
-    if (!h || !url) {
+    if (!h || !url || !need_jar(c)) {
         set_err(&err, SR_ENOMEM, 0, "%sout of memory", "");
     } else {
         memset(&o, 0, sizeof o);

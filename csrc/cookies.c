@@ -196,7 +196,7 @@ static int split_url(const char *url, char **host, char **path, int *secure)
     return ok ? 0 : -1;
 }
 
-char *sr__cookie_header(sr_cookie_jar *j, const char *url)
+char *sr__cookie_header(sr_cookie_jar *j, const char *url, int *empty)
 {
     struct curl_slist *list = NULL, *l;
     cookie *v = NULL;
@@ -205,12 +205,16 @@ char *sr__cookie_header(sr_cookie_jar *j, const char *url)
     int secure = 0;
     time_t now = time(NULL);
     CURL *e;
+    int listed = 0;
 
+    if (empty) *empty = 0;
     if (!j || !url || split_url(url, &host, &path, &secure) != 0) goto done;
     e = curl_easy_init();
     if (!e) goto done;
-    if (sr__cookie_jar_attach(j, e) == 0) curl_easy_getinfo(e, CURLINFO_COOKIELIST, &list);
+    if (sr__cookie_jar_attach(j, e) == 0)
+        listed = curl_easy_getinfo(e, CURLINFO_COOKIELIST, &list) == CURLE_OK;
     curl_easy_cleanup(e);
+    if (empty) *empty = listed && !list;
     for (l = list; l; l = l->next) {
         cookie c;
         if (!cookie_fits(l->data, host, path[0] ? path : "/", secure, now, &c)) continue;
