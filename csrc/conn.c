@@ -73,6 +73,7 @@ static const tp_kind kinds[SR_NKINDS] = {
 #define ACK_INTERVAL_MS 1000.0
 #define ACK_EAGER_BYTES (32u * 1024)
 #define CANCELED_TEXT "Invocation canceled due to the underlying connection being closed."
+#define TP_ERRORS_SIZE 512 /* the reasons of the kinds that failed in one attempt */
 
 typedef struct waiter {
     sr_done_fn fn;
@@ -100,7 +101,8 @@ struct sr_conn {
     sr_options *opt; /* effective options, owned */
     /* The cookie jar of every request, for the connection's whole life
      * (reconnects included), as the official clients' per-connection
-     * cookie container. */
+     * cookie container. NULL after WebSockets opened with it empty
+     * (open_transport); the next request makes a new one (need_jar). */
     sr_cookie_jar *jar;
     const sr_protocol *protocol;
     sr_logger log;
@@ -120,18 +122,18 @@ struct sr_conn {
     int redirects;
     sr_http_req *negotiate_req;
     sr_transport *tp;
-    int kind;            /* kinds[] index of tp (or of the one being opened) */
-    int offered;         /* SR_TRANSPORT_* the last negotiate offered for our format */
-    int failed_kinds;    /* SR_TRANSPORT_* that failed to start in this attempt */
-    char tp_errors[512]; /* why each of them failed, for the final error */
-    int tp_opened;       /* tp reported on_open */
-    int handshake_done;  /* the hub handshake of this connection was answered */
-    int attached;        /* tp carries hub messages (handshake done or reattached) */
-    int reattaching;     /* tp is a stateful reattach, not open yet */
-    int tp_full;         /* the transport refused a send with SR_EFULL */
-    sr_buf in;           /* received bytes not yet parsed */
-    size_t scanned;      /* text protocols: leading bytes of `in` without a separator */
-    sr_buf enc;          /* scratch for encoding */
+    int kind;           /* kinds[] index of tp (or of the one being opened) */
+    int offered;        /* SR_TRANSPORT_* the last negotiate offered for our format */
+    int failed_kinds;   /* SR_TRANSPORT_* that failed to start in this attempt */
+    char *tp_errors;    /* why each of them failed, for the final error (lazy) */
+    int tp_opened;      /* tp reported on_open */
+    int handshake_done; /* the hub handshake of this connection was answered */
+    int attached;       /* tp carries hub messages (handshake done or reattached) */
+    int reattaching;    /* tp is a stateful reattach, not open yet */
+    int tp_full;        /* the transport refused a send with SR_EFULL */
+    sr_buf in;          /* received bytes not yet parsed */
+    size_t scanned;     /* text protocols: leading bytes of `in` without a separator */
+    sr_buf enc;         /* scratch for encoding */
     uint64_t next_id;
     sr_pending pending;
     sr_pending uploads;    /* open client-to-server streams (ids only) */
@@ -149,7 +151,6 @@ struct sr_conn {
     uint64_t retry_timer;
     uint64_t retries;   /* previous_retry_count */
     double retry_start; /* monotonic ms when reconnecting began */
-    sr_error retry_reason;
 
     /* stateful reconnect (negotiated for this lifetime) */
     int stateful;
@@ -232,6 +233,15 @@ static int stale(const sr_conn *c, uint64_t g)
     return c->dead || c->gen != g;
 }
 
+/* tp_errors (TP_ERRORS_SIZE bytes) is malloc'd at an attempt's first
+ * failed kind and freed here when the attempt ends, so that an idle
+ * connection does not carry 512 bytes it reads only on a failure. */
+static void clear_tp_errors(sr_conn *c)
+{
+    free(c->tp_errors);
+    c->tp_errors = NULL;
+}
+
 /* Returns 1 when the caller may go on (nothing changed in the callback). */
 static int set_state(sr_conn *c, sr_state to)
 {
@@ -300,13 +310,30 @@ static const char *user_cookie(const sr_conn *c)
     return NULL;
 }
 
+/* The jar for a request of libcurl's: the connection's, or a new one when
+ * WebSockets dropped it. NULL when out of memory. */
+static sr_cookie_jar *need_jar(sr_conn *c)
+{
+    if (!c->jar) c->jar = sr__cookie_jar_new();
+    return c->jar;
+}
+
 /* The WebSocket upgrade's Cookie header: the user's cookies and the jar's
  * for url in one header (RFC 6265 allows one), as libcurl sends them on
  * the other requests (http.c). malloc'd, or NULL for none. */
 static char *upgrade_cookie(sr_conn *c, const char *url)
 {
-    char *jar = sr__cookie_header(c->jar, url), *both;
+    int empty;
+    char *jar = sr__cookie_header(c->jar, url, &empty), *both;
     const char *mine = user_cookie(c);
+    if (empty) {
+        /* The jar holds nothing, and nothing adds to it while WebSockets
+         * carry the connection (negotiate is over, lws stores no cookie):
+         * an idle connection need not keep libcurl's cookie engine (about
+         * 900 bytes). A later request gets a new, equally empty one. */
+        sr__cookie_jar_unref(c->jar);
+        c->jar = NULL;
+    }
     if (!jar || !mine || !*mine) return jar;
     both = malloc(strlen(mine) + 2 + strlen(jar) + 1);
     if (both) sprintf(both, "%s; %s", mine, jar);
@@ -754,6 +781,7 @@ static int attempt_connected(sr_conn *c)
     c->handshake_done = 1;
     c->attached = 1;
     c->was_connected = 1;
+    clear_tp_errors(c);
     if (reconnected) {
         sr__logf(&c->log, SR_LOG_INFORMATION,
                  "reconnected to %s after %llu failed attempts and %.0f ms", c->url,
@@ -1085,7 +1113,7 @@ static void open_transport(sr_conn *c, int reattach)
     if (url && kinds[c->kind].ws_url) cookie = upgrade_cookie(c, url);
     h = request_headers(c, &auth, cookie, &nh); /* may run the user's token function */
     if (stale(c, g)) goto out;
-    if (!url || !h ||
+    if (!url || !h || (!kinds[c->kind].ws_url && !need_jar(c)) ||
         (!reattach && sr__handshake_write(c->protocol->name, hub_protocol_version(c), &hs) < 0) ||
         c->protocol->write(&pm, &ping, NULL) != SR_OK) {
         set_err(&err, SR_ENOMEM, 0, "%sout of memory opening the transport", "");
@@ -1235,7 +1263,7 @@ static void no_transport_left(sr_conn *c)
     sr_error err;
     set_err(&err, SR_ETRANSPORT, 0,
             "unable to connect to the server with any of the available transports: %.420s",
-            c->tp_errors);
+            c->tp_errors ? c->tp_errors : "(out of memory for the reasons)");
     attempt_failed(c, &err);
 }
 
@@ -1244,11 +1272,15 @@ static void no_transport_left(sr_conn *c)
  * as the official clients do), or fail the attempt. */
 static void transport_failed(sr_conn *c, const sr_error *err)
 {
-    size_t n = strlen(c->tp_errors);
+    size_t n;
     int single = c->failed_kinds == 0;
     c->failed_kinds |= kinds[c->kind].mask;
-    snprintf(c->tp_errors + n, sizeof c->tp_errors - n, "%s%s failed: %s", n ? "; " : "",
-             kinds[c->kind].name, err->message);
+    if (!c->tp_errors && (c->tp_errors = malloc(TP_ERRORS_SIZE)) != NULL) c->tp_errors[0] = '\0';
+    if (c->tp_errors) {
+        n = strlen(c->tp_errors);
+        snprintf(c->tp_errors + n, TP_ERRORS_SIZE - n, "%s%s failed: %s", n ? "; " : "",
+                 kinds[c->kind].name, err->message);
+    }
     if (c->opt->skip_negotiation || next_kind(c) < 0) {
         if (single)
             attempt_failed(c, err);
@@ -1388,7 +1420,7 @@ static void start_negotiate(sr_conn *c)
         free(auth);
         return;
     }
-    if (!h || !url) {
+    if (!h || !url || !need_jar(c)) {
         set_err(&err, SR_ENOMEM, 0, "%sout of memory", "");
     } else {
         memset(&o, 0, sizeof o);
@@ -1488,7 +1520,7 @@ static void begin_attempt(sr_conn *c)
     c->kind = 0; /* skip_negotiation: WebSockets */
     c->offered = 0;
     c->failed_kinds = 0;
-    c->tp_errors[0] = '\0';
+    clear_tp_errors(c);
     if (c->test_token) {
         c->connection_token = dupstr(c->test_token);
         c->stateful = c->opt->stateful;
@@ -1575,15 +1607,17 @@ static void closed(sr_conn *c, const sr_error *err)
     waiters_run(c, &stops, NULL);
 }
 
-/* The retry policy: delay in ms, or < 0 to give up. It is a user callback:
- * the caller checks the generation afterwards. */
-static double next_delay(sr_conn *c)
+/* The retry policy: delay in ms, or < 0 to give up. reason is the loss or
+ * the last attempt's failure, the caller's copy: the policy reads it during
+ * the call only, so the connection keeps no copy (528 bytes each). It is a
+ * user callback: the caller checks the generation afterwards. */
+static double next_delay(sr_conn *c, const sr_error *reason)
 {
     sr_retry_context ctx;
     if (c->opt->retry_fn) {
         ctx.previous_retry_count = c->retries;
         ctx.elapsed_ms = now_ms() - c->retry_start;
-        ctx.retry_reason = &c->retry_reason;
+        ctx.retry_reason = reason;
         return c->opt->retry_fn(c->opt->retry_ud, &ctx);
     }
     return c->retries < c->opt->ndelays ? c->opt->delays_ms[c->retries] : -1.0;
@@ -1640,9 +1674,8 @@ static void connection_lost(sr_conn *c, const sr_error *err, int may_reattach)
     }
     c->retries = 0;
     c->retry_start = now_ms();
-    c->retry_reason = reason;
     g = ++c->gen;
-    delay = next_delay(c);
+    delay = next_delay(c, &reason);
     if (stale(c, g)) return;
     if (delay < 0) {
         sr__logf(&c->log, SR_LOG_INFORMATION,
@@ -1683,9 +1716,8 @@ static void attempt_failed(sr_conn *c, const sr_error *err)
     sr__logf(&c->log, SR_LOG_WARNING, "reconnect attempt %llu failed: %s",
              (unsigned long long)c->retries + 1, reason.message);
     c->retries++;
-    c->retry_reason = reason;
     g = ++c->gen;
-    delay = next_delay(c);
+    delay = next_delay(c, &reason);
     if (stale(c, g)) return;
     if (delay < 0) {
         sr_error fin = reason;
@@ -1764,6 +1796,7 @@ static void destroy(sr_conn *c)
     drop_network(c);
     cancel_timers(c);
     replay_clear(c);
+    clear_tp_errors(c);
     sr__cookie_jar_unref(c->jar); /* freed once the last request let go of it */
     sr_options_free(c->opt);
     free(c->url);

@@ -19,27 +19,34 @@
 #include "cookies.h"
 #include "http.h"
 
+#define JAR_LOCKS 3
+
 struct sr_cookie_jar {
     CURLSH *share;
     int refs; /* __atomic */
     /* One lock per kind of shared data (libcurl may hold several kinds at
-     * once); only CURL_LOCK_DATA_COOKIE and CURL_LOCK_DATA_SHARE are used. */
-    pthread_mutex_t mu[CURL_LOCK_DATA_LAST];
+     * once). libcurl asks only for the kinds the share shares, cookies, and
+     * the share itself: a lock each, and one for any other kind, rather
+     * than one per kind it knows (40 bytes each, in every connection). */
+    pthread_mutex_t mu[JAR_LOCKS];
 };
+
+static pthread_mutex_t *jar_mutex(sr_cookie_jar *j, curl_lock_data data)
+{
+    return &j->mu[data == CURL_LOCK_DATA_SHARE ? 0 : data == CURL_LOCK_DATA_COOKIE ? 1 : 2];
+}
 
 static void jar_lock(CURL *h, curl_lock_data data, curl_lock_access access, void *ud)
 {
-    sr_cookie_jar *j = ud;
     (void)h;
     (void)access;
-    if ((int)data >= 0 && data < CURL_LOCK_DATA_LAST) pthread_mutex_lock(&j->mu[data]);
+    pthread_mutex_lock(jar_mutex(ud, data));
 }
 
 static void jar_unlock(CURL *h, curl_lock_data data, void *ud)
 {
-    sr_cookie_jar *j = ud;
     (void)h;
-    if ((int)data >= 0 && data < CURL_LOCK_DATA_LAST) pthread_mutex_unlock(&j->mu[data]);
+    pthread_mutex_unlock(jar_mutex(ud, data));
 }
 
 sr_cookie_jar *sr__cookie_jar_new(void)
@@ -51,7 +58,7 @@ sr_cookie_jar *sr__cookie_jar_new(void)
     if (sr__http_curl_init() != 0) return NULL;
     j = calloc(1, sizeof *j);
     if (!j) return NULL;
-    for (n = 0; n < CURL_LOCK_DATA_LAST; n++)
+    for (n = 0; n < JAR_LOCKS; n++)
         if (pthread_mutex_init(&j->mu[n], NULL) != 0) goto fail;
     j->share = curl_share_init();
     if (!j->share || curl_share_setopt(j->share, CURLSHOPT_LOCKFUNC, jar_lock) != CURLSHE_OK ||
@@ -79,7 +86,7 @@ void sr__cookie_jar_unref(sr_cookie_jar *j)
     int i;
     if (!j || __atomic_sub_fetch(&j->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
     curl_share_cleanup(j->share);
-    for (i = 0; i < CURL_LOCK_DATA_LAST; i++)
+    for (i = 0; i < JAR_LOCKS; i++)
         pthread_mutex_destroy(&j->mu[i]);
     free(j);
 }
@@ -189,7 +196,7 @@ static int split_url(const char *url, char **host, char **path, int *secure)
     return ok ? 0 : -1;
 }
 
-char *sr__cookie_header(sr_cookie_jar *j, const char *url)
+char *sr__cookie_header(sr_cookie_jar *j, const char *url, int *empty)
 {
     struct curl_slist *list = NULL, *l;
     cookie *v = NULL;
@@ -198,12 +205,16 @@ char *sr__cookie_header(sr_cookie_jar *j, const char *url)
     int secure = 0;
     time_t now = time(NULL);
     CURL *e;
+    int listed = 0;
 
+    if (empty) *empty = 0;
     if (!j || !url || split_url(url, &host, &path, &secure) != 0) goto done;
     e = curl_easy_init();
     if (!e) goto done;
-    if (sr__cookie_jar_attach(j, e) == 0) curl_easy_getinfo(e, CURLINFO_COOKIELIST, &list);
+    if (sr__cookie_jar_attach(j, e) == 0)
+        listed = curl_easy_getinfo(e, CURLINFO_COOKIELIST, &list) == CURLE_OK;
     curl_easy_cleanup(e);
+    if (empty) *empty = listed && !list;
     for (l = list; l; l = l->next) {
         cookie c;
         if (!cookie_fits(l->data, host, path[0] ? path : "/", secure, now, &c)) continue;

@@ -34,7 +34,8 @@ int sr__cookie_jar_attach(sr_cookie_jar *j, CURL *e);
 /* The value of the Cookie header for a request to url (ws, wss, http or
  * https): the jar's cookies whose domain, path and secure flag match it and
  * that have not expired, longest path first, as "a=1; b=2". malloc'd; NULL
- * when none match (or out of memory). No network. */
-char *sr__cookie_header(sr_cookie_jar *j, const char *url);
+ * when none match (or out of memory). *empty (when not NULL) is set to 1
+ * when the jar was listed and holds no cookie at all, else 0. No network. */
+char *sr__cookie_header(sr_cookie_jar *j, const char *url, int *empty);
 
 #endif

@@ -99,6 +99,9 @@
 /* Write and batch buffers larger than this are freed after use. */
 #define BUF_KEEP (256 * 1024)
 #define MAX_ADDRS 8
+/* The server's close reason is kept up to this many bytes (a close frame
+ * carries at most 123). */
+#define MAX_PEER_REASON 123
 /* After a graceful close is asked for, lws gets this long to flush the
  * queue and finish the close handshake before the socket is dropped. */
 #define CLOSE_GRACE_SECS 5
@@ -154,6 +157,24 @@ typedef struct ws_header {
     char *value;
 } ws_header;
 
+/* What only connecting reads: the addresses to try and the reasons a
+ * failure is told with. Allocated when the I/O thread starts the
+ * transport and freed once the upgrade is answered (drop_dial), so an open
+ * connection does not carry these 800 bytes; a failed transport keeps it
+ * until it is destroyed, since a resolver job may still write to it. */
+typedef struct ws_dial {
+    /* Filled by the resolver before it queues CMD_RESOLVED; read by the
+     * I/O thread after it takes the command (both under io->mu). */
+    char addrs[MAX_ADDRS][INET6_ADDRSTRLEN];
+    int naddr;
+    char resolve_err[160];
+    /* Likewise for a probe (CMD_PROBED): the errno of one more connect to
+     * the address that failed (0: it connected). */
+    int probe_errno;
+    /* I/O thread: why the upgrade failed, when lws does not say. */
+    char err_hint[256];
+} ws_dial;
+
 typedef struct ws_tp {
     sr_transport base; /* first: sr_transport* and ws_tp* convert */
     struct sr_ws_io *io;
@@ -183,15 +204,8 @@ typedef struct ws_tp {
     char *ping;
     size_t ping_len;
 
-    /* Filled by the resolver before it queues CMD_RESOLVED; read by the
-     * I/O thread after it takes the command (both under io->mu). */
-    char addrs[MAX_ADDRS][INET6_ADDRSTRLEN];
-    int naddr;
-    char resolve_err[160];
-    /* Likewise for a probe (CMD_PROBED): the errno of one more connect to
-     * the address that failed (0: it connected). */
-    int probe_errno;
-    int probe; /* set before it is queued: the resolver's job is a probe */
+    ws_dial *dial; /* until the upgrade is answered (see ws_dial) */
+    int probe;     /* set before it is queued: the resolver's job is a probe */
 
     /* I/O thread only. */
     int state;
@@ -204,8 +218,7 @@ typedef struct ws_tp {
     int paused;        /* reading paused for backpressure */
     int closing;       /* graceful close under way */
     int peer_code;
-    char peer_reason[124];
-    char err_hint[256];
+    char *peer_reason; /* the server's close reason (malloc'd when one came) */
     sr_liveness live;
     lws_sorted_usec_list_t sul_live, sul_retry;
     lws_sorted_usec_list_t sul_connect; /* the handshake timeout, until the upgrade is answered */
@@ -482,7 +495,7 @@ static struct lws_vhost *vhost_for(struct sr_ws_io *io, ws_tp *tp)
     const char *ca = tp->tls ? tp->ca_file : NULL, *cert = tp->tls ? tp->cert_file : NULL,
                *key = tp->tls ? tp->key_file : NULL;
     if (tp->proxy.host) {
-        const char *a = tp->addrs[tp->iaddr], *up = tp->proxy.userpass;
+        const char *a = tp->dial->addrs[tp->iaddr], *up = tp->proxy.userpass;
         size_t n = strlen(a) + (up ? strlen(up) : 0) + 4;
         if (!(proxy = malloc(n))) return NULL;
         snprintf(proxy, n, strchr(a, ':') ? "%s%s[%s]" : "%s%s%s", up ? up : "", up ? "@" : "", a);
@@ -546,11 +559,12 @@ static int peer_port(const ws_tp *tp)
 /* What the TCP connect went to, for messages. */
 static void peer_text(const ws_tp *tp, char *out, size_t size)
 {
+    /* Connected, the addresses are gone: the name says where. */
+    const char *a = tp->dial ? tp->dial->addrs[tp->iaddr] : tp->host;
     if (tp->proxy.host)
-        snprintf(out, size, "the proxy %s (%s port %d)", tp->proxy.shown, tp->addrs[tp->iaddr],
-                 tp->proxy.port);
+        snprintf(out, size, "the proxy %s (%s port %d)", tp->proxy.shown, a, tp->proxy.port);
     else
-        snprintf(out, size, "%s port %d", tp->addrs[tp->iaddr], tp->port);
+        snprintf(out, size, "%s port %d", a, tp->port);
 }
 
 /* The wsi of tp ended (error, close or destroy): unbind it, then either try
@@ -562,8 +576,9 @@ static void wsi_ended(ws_tp *tp, struct lws *wsi, int code, long status, const c
     if (tp->wsi == wsi) tp->wsi = NULL;
     tp->attempt_ended = 1;
     if (tp->state == ST_DONE) return;
-    if (tp->state == ST_CONNECTING && !tp->request_sent && tp->iaddr + 1 < tp->naddr &&
-        !close_requested(tp) && !sr__transport_released(&tp->base)) {
+    if (tp->state == ST_CONNECTING && !tp->request_sent && tp->dial &&
+        tp->iaddr + 1 < tp->dial->naddr && !close_requested(tp) &&
+        !sr__transport_released(&tp->base)) {
         tp->iaddr++;
         lws_sul_schedule(lws_get_context(wsi), 0, &tp->sul_retry, retry_cb, 1);
         return;
@@ -613,7 +628,7 @@ static void connect_next(ws_tp *tp)
     ci.context = tp->io->ctx;
     ci.vhost = vh;
     /* Proxied, lws connects to its vhost's proxy and asks for address:port. */
-    ci.address = tp->proxy.host ? tp->connect_host : tp->addrs[tp->iaddr];
+    ci.address = tp->proxy.host ? tp->connect_host : tp->dial->addrs[tp->iaddr];
     ci.port = tp->port;
     ci.path = tp->path;
     ci.host = tp->host_hdr;
@@ -631,7 +646,7 @@ static void connect_next(ws_tp *tp)
     }
     tp->state = ST_CONNECTING;
     tp->request_sent = 0;
-    tp->err_hint[0] = '\0';
+    tp->dial->err_hint[0] = '\0';
     /* A failure inside the call runs wsi_ended, which may drop the I/O
      * reference; keep tp alive until we have looked at the result. */
     sr__transport_ref(&tp->base);
@@ -678,10 +693,10 @@ static void lookup(struct sr_ws_io *io, ws_tp *tp)
     if (sr__transport_released(&tp->base)) return; /* nobody waits for it */
 
     pthread_mutex_lock(&io->mu);
-    memcpy(tp->addrs, addrs, sizeof addrs);
-    tp->naddr = n;
+    memcpy(tp->dial->addrs, addrs, sizeof addrs);
+    tp->dial->naddr = n;
     if (n == 0)
-        snprintf(tp->resolve_err, sizeof tp->resolve_err, "%s",
+        snprintf(tp->dial->resolve_err, sizeof tp->dial->resolve_err, "%s",
                  rc ? gai_strerror(rc) : "no usable address");
     cmd_locked(io, tp, CMD_RESOLVED); /* dropped when the I/O thread is gone */
     pthread_mutex_unlock(&io->mu);
@@ -699,7 +714,7 @@ static void probe(struct sr_ws_io *io, ws_tp *tp)
     struct sockaddr_in a4;
     struct sockaddr *sa;
     socklen_t salen;
-    const char *addr = tp->addrs[tp->iaddr];
+    const char *addr = tp->dial->addrs[tp->iaddr];
     int fd, e = 0, waited = 0, stop = 0;
 
     memset(&a6, 0, sizeof a6);
@@ -744,7 +759,7 @@ static void probe(struct sr_ws_io *io, ws_tp *tp)
     if (fd >= 0) close(fd);
     if (stop || sr__transport_released(&tp->base)) return;
     pthread_mutex_lock(&io->mu);
-    tp->probe_errno = e;
+    tp->dial->probe_errno = e;
     cmd_locked(io, tp, CMD_PROBED); /* dropped when the I/O thread is gone */
     pthread_mutex_unlock(&io->mu);
 }
@@ -902,14 +917,18 @@ static void start(ws_tp *tp)
 
     if (tp->state != ST_IDLE) return;
     link_tp(io, tp);
+    if (!(tp->dial = calloc(1, sizeof *tp->dial))) {
+        fail(tp, SR_ENOMEM, 0, "out of memory");
+        return;
+    }
     if (tp->live.handshake_timeout)
         lws_sul_schedule(io->ctx, 0, &tp->sul_connect, connect_timeout_cb,
                          (lws_usec_t)tp->live.handshake_timeout);
     if (tp->tls && !tls_files_ok(tp)) return;
     if (is_numeric(tp->proxy.host ? tp->proxy.host : tp->host)) {
-        snprintf(tp->addrs[0], sizeof tp->addrs[0], "%s",
+        snprintf(tp->dial->addrs[0], sizeof tp->dial->addrs[0], "%s",
                  tp->proxy.host ? tp->proxy.host : tp->host);
-        tp->naddr = 1;
+        tp->dial->naddr = 1;
         tp->iaddr = 0;
         connect_next(tp);
         return;
@@ -926,16 +945,16 @@ static void resolved(ws_tp *tp)
 {
     char msg[512];
     if (tp->state != ST_RESOLVING) return;
-    if (tp->naddr == 0 && tp->proxy.host) {
+    if (tp->dial->naddr == 0 && tp->proxy.host) {
         snprintf(msg, sizeof msg,
                  "WebSocket connection to %s failed: cannot resolve the proxy's host %s: %s",
-                 tp->where, tp->proxy.host, tp->resolve_err);
+                 tp->where, tp->proxy.host, tp->dial->resolve_err);
         fail(tp, SR_ETRANSPORT, 0, msg);
         return;
     }
-    if (tp->naddr == 0) {
+    if (tp->dial->naddr == 0) {
         snprintf(msg, sizeof msg, "WebSocket connection to %s failed: cannot resolve %s: %s",
-                 tp->where, tp->host, tp->resolve_err);
+                 tp->where, tp->host, tp->dial->resolve_err);
         fail(tp, SR_ETRANSPORT, 0, msg);
         return;
     }
@@ -947,7 +966,7 @@ static void resolved(ws_tp *tp)
 static void probed(ws_tp *tp)
 {
     char msg[640], what[300];
-    int e = tp->probe_errno;
+    int e = tp->dial->probe_errno;
     if (tp->state != ST_PROBING) return;
     peer_text(tp, what, sizeof what);
     if (e)
@@ -1130,8 +1149,8 @@ static int conn_error_text(ws_tp *tp, struct lws *wsi, const char *in, char *msg
         snprintf(msg, size, "WebSocket connection to %s failed: HTTP %ld from the server%s%s",
                  tp->where, st, in ? " (" : "", in ? in : "");
         if (in) strncat(msg, ")", size - strlen(msg) - 1);
-    } else if (tp->err_hint[0]) {
-        snprintf(msg, size, "WebSocket connection to %s failed: %s", tp->where, tp->err_hint);
+    } else if (tp->dial && tp->dial->err_hint[0]) {
+        snprintf(msg, size, "WebSocket connection to %s failed: %s", tp->where, tp->dial->err_hint);
     } else if (!tp->request_sent && in && strcmp(in, "Unable to connect") == 0) {
         return 1;
     } else {
@@ -1141,10 +1160,23 @@ static int conn_error_text(ws_tp *tp, struct lws *wsi, const char *in, char *msg
     return 0;
 }
 
+/* Connected: what only connecting reads goes (no resolver job can be out
+ * for tp now; lws keeps its own copies of the request's path and Host). */
+static void drop_dial(ws_tp *tp)
+{
+    free(tp->dial);
+    tp->dial = NULL;
+    free(tp->path);
+    tp->path = NULL;
+    free(tp->host_hdr);
+    tp->host_hdr = NULL;
+}
+
 static int on_established(ws_tp *tp, struct lws *wsi)
 {
     lws_sul_cancel(&tp->sul_connect); /* the hub handshake's own timeout takes over */
     tp->state = ST_OPEN;
+    drop_dial(tp);
     tp->wsi = wsi;
     sr__liveness_opened(&tp->live, sr__liveness_clock());
     /* The handshake goes first, from here rather than from WRITEABLE, so
@@ -1239,8 +1271,9 @@ static int add_headers(ws_tp *tp, struct lws *wsi, void *in, size_t len)
         if (lws_add_http_header_by_name(wsi, (const unsigned char *)h->name,
                                         (const unsigned char *)h->value, (int)strlen(h->value), p,
                                         end)) {
-            snprintf(tp->err_hint, sizeof tp->err_hint, "request headers too large (at %.40s)",
-                     h->name);
+            if (tp->dial)
+                snprintf(tp->dial->err_hint, sizeof tp->dial->err_hint,
+                         "request headers too large (at %.40s)", h->name);
             return -1;
         }
     }
@@ -1261,15 +1294,17 @@ static int verify_cb(ws_tp *tp, void *x509, int ok)
         err = X509_V_ERR_IP_ADDRESS_MISMATCH;
         ok = 0;
     }
-    if (!ok && !tp->err_hint[0]) {
+    /* No dial once connected (a renegotiation): the failure is then a
+     * lost connection, told as such. */
+    if (!ok && tp->dial && !tp->dial->err_hint[0]) {
         const char *why = X509_verify_cert_error_string(err);
         if (err == X509_V_ERR_HOSTNAME_MISMATCH || err == X509_V_ERR_IP_ADDRESS_MISMATCH)
-            snprintf(tp->err_hint, sizeof tp->err_hint,
+            snprintf(tp->dial->err_hint, sizeof tp->dial->err_hint,
                      "TLS certificate verification failed: %s (the certificate is not issued for "
                      "%s)",
                      why, tp->host);
         else
-            snprintf(tp->err_hint, sizeof tp->err_hint,
+            snprintf(tp->dial->err_hint, sizeof tp->dial->err_hint,
                      "TLS certificate verification failed: %s (%s)", why,
                      tp->ca_file ? "not trusted by ca_file" : "not trusted by the system's CAs");
     }
@@ -1281,6 +1316,7 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
 {
     ws_tp *tp;
     char msg[600];
+    const char *reason_text;
     (void)user;
 
     if (reason == LWS_CALLBACK_EVENT_WAIT_CANCELLED) {
@@ -1314,9 +1350,13 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
             const unsigned char *b = in;
             size_t r = len - 2;
             tp->peer_code = (b[0] << 8) | b[1];
-            if (r >= sizeof tp->peer_reason) r = sizeof tp->peer_reason - 1;
-            memcpy(tp->peer_reason, b + 2, r);
-            tp->peer_reason[r] = '\0';
+            if (r > MAX_PEER_REASON) r = MAX_PEER_REASON;
+            /* Out of memory, the close is told without its reason. */
+            free(tp->peer_reason);
+            if ((tp->peer_reason = malloc(r + 1)) != NULL) {
+                memcpy(tp->peer_reason, b + 2, r);
+                tp->peer_reason[r] = '\0';
+            }
         } else if (tp) {
             tp->peer_code = 1005; /* no status received */
         }
@@ -1335,6 +1375,7 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
     case LWS_CALLBACK_CLIENT_CLOSED:
     case LWS_CALLBACK_WSI_DESTROY:
         if (!tp) return 0;
+        reason_text = tp->peer_reason ? tp->peer_reason : "";
         if (tp->peer_code == 1002)
             /* lws 4.1 writes 1002 over a close code that is not valid on
              * the wire before we see it: either way the server broke the
@@ -1342,10 +1383,10 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
             snprintf(msg, sizeof msg,
                      "WebSocket closed by the server (%s): status 1002 (protocol error), or a "
                      "close status that is not valid on the wire%s%s",
-                     tp->where, tp->peer_reason[0] ? "; reason: " : "", tp->peer_reason);
+                     tp->where, reason_text[0] ? "; reason: " : "", reason_text);
         else if (tp->peer_code)
             snprintf(msg, sizeof msg, "WebSocket closed by the server (%s): status %d%s%s",
-                     tp->where, tp->peer_code, tp->peer_reason[0] ? ", " : "", tp->peer_reason);
+                     tp->where, tp->peer_code, reason_text[0] ? ", " : "", reason_text);
         else if (tp->state == ST_OPEN)
             snprintf(msg, sizeof msg, "WebSocket connection to %s lost", tp->where);
         else
@@ -1737,6 +1778,8 @@ static void ws_destroy(sr_transport *base)
     free(tp->headers);
     free(tp->hs);
     free(tp->ping);
+    free(tp->dial);
+    free(tp->peer_reason);
     sr__buf_free(&tp->wbuf);
     sr__buf_free(&tp->rx);
 }

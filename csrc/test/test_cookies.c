@@ -28,7 +28,7 @@ static int put(sr_cookie_jar *j, const char *domain, int tail, const char *path,
 
 static int header_is(sr_cookie_jar *j, const char *url, const char *want)
 {
-    char *h = sr__cookie_header(j, url);
+    char *h = sr__cookie_header(j, url, NULL);
     int ok = want ? h && strcmp(h, want) == 0 : h == NULL;
     if (!ok)
         printf("  %s: got \"%s\", want \"%s\"\n", url, h ? h : "(none)", want ? want : "(none)");
@@ -87,12 +87,31 @@ TEST(a_handle_keeps_the_jar)
     sr__cookie_jar_unref(j); /* the last: frees it (valgrind checks) */
 }
 
+/* conn.c drops a jar the upgrade's listing found empty: "empty" is the
+ * whole jar, not the cookies that match the URL. */
+TEST(empty_is_the_whole_jar)
+{
+    sr_cookie_jar *j = sr__cookie_jar_new();
+    int empty = -1;
+    char *h;
+    CHECK(j);
+    h = sr__cookie_header(j, "ws://example.com/hub", &empty);
+    CHECK(h == NULL && empty == 1);
+    CHECK(put(j, "other.org", 0, "/", 0, 0, "o", "1"));
+    h = sr__cookie_header(j, "ws://example.com/hub", &empty);
+    CHECK(h == NULL && empty == 0);
+    h = sr__cookie_header(NULL, "ws://example.com/hub", &empty);
+    CHECK(h == NULL && empty == 0);
+    sr__cookie_jar_unref(j);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     RUN(matching);
     RUN(loopback_is_a_secure_context);
     RUN(a_handle_keeps_the_jar);
+    RUN(empty_is_the_whole_jar);
     curl_global_cleanup();
     DONE();
 }

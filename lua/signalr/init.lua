@@ -1024,13 +1024,18 @@ end
 
 Connection.__close = methods.close
 
+-- The callback lists are replaced, never changed in place (add_callback,
+-- remove_from), so every connection starts with this one empty list rather
+-- than three of its own: an idle connection with no callbacks keeps none.
+local NO_CALLBACKS = {}
+
 local function new_connection(opts, logger, stream_buffer)
   local self = setmetatable({
     _stream_buffer = stream_buffer,
     _handlers = {},
-    _close = {},
-    _reconnecting = {},
-    _reconnected = {},
+    _close = NO_CALLBACKS,
+    _reconnecting = NO_CALLBACKS,
+    _reconnected = NO_CALLBACKS,
     _logger = logger,
   }, Connection)
   self._on_coroutine_error = coroutine_failed(self)
