@@ -371,14 +371,16 @@ end
 --- across, a wait under a plain pcall pumps events instead (docs/API.md).
 M.pcall = ypcall
 
--- A waiter for the running code: w.k(...) completes it (once), await(w)
--- returns the values given to k.
+-- A waiter for the running code: w.k(a, b) completes it (once), await(w)
+-- returns a, b. Every completion passes two values at most (err, result),
+-- so they are kept as two fields rather than packed into a table.
 local function waiter()
   local co, main = co_running()
-  local w = { co = false, done = false, parked = false }
+  -- every field it will have, so that setting them never grows it
+  local w = { co = false, done = false, parked = false, k = false, a = nil, b = nil }
   if nested[co] then co = managed_root(co) end
   if not main and managed[co] and co_isyieldable() then w.co = co end
-  w.k = function(...)
+  w.k = function(a, b)
     if w.done then return end
     w.done = true
     if w.parked then
@@ -387,9 +389,9 @@ local function waiter()
       -- 5.1: a yield from a metamethod fails and ends the coroutine (its
       -- error is reported then); nothing is left to resume
       if not PCALL_YIELDS and co_status(w.co) == "dead" then return end
-      resume(w.co, ...)
+      resume(w.co, a, b)
     else
-      w.res = pack(...)
+      w.a, w.b = a, b
     end
   end
   return w
@@ -404,7 +406,7 @@ local function await(w)
     end
     repeat core.poll(HUGE) until w.done
   end
-  return unpack(w.res, 1, w.res.n)
+  return w.a, w.b
 end
 
 -- Wait until the core has room to send again (raises kind "closed").
