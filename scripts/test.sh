@@ -71,11 +71,13 @@ run_lua_stage() { # run_lua_stage <lua> <specs...>: build into build-<lua>, run 
 }
 
 # What the other Luas' stage runs: the unit specs, the regressions and the
-# core integration specs.
+# core integration specs, the event loop's (blocking waits, poll(0), foreign
+# loops) among them.
 # numbers51_spec checks the number mapping of 5.1 and LuaJIT (it has no
 # tests on 5.3+).
 LUA_STAGE_SPECS="spec/unit spec/regress spec/integration/connection_spec.lua spec/integration/streams_spec.lua
-spec/integration/transports_spec.lua spec/integration/values_spec.lua spec/integration/numbers51_spec.lua"
+spec/integration/transports_spec.lua spec/integration/values_spec.lua spec/integration/numbers51_spec.lua
+spec/integration/eventloop_spec.lua"
 # Lua 5.1 runs the recipes too: the copas one needs Debian's lua-copas, which
 # is for 5.1 (the spec defines that test only on 5.1 and LuaJIT).
 stage_specs() { # stage_specs <lua>: the specs of that Lua's stage
