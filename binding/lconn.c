@@ -333,6 +333,91 @@ static int lsr_conn_stream(lua_State *L)
     return call_with_answer(L, SR_CALL_STREAM);
 }
 
+/* The completion of a blocking invoke, kept in the C frame that waits for
+ * it: copied out of the callback (its values live only that long) and made
+ * Lua values once the wait is over, on the caller's own thread. */
+typedef struct sync_call {
+    int done;
+    int failed; /* err holds the reason */
+    sr_error err;
+    sr_value *result;
+} sync_call;
+
+static void on_sync_done(void *ud, const sr_error *err, const sr_value *result)
+{
+    sync_call *w = ud;
+    w->done = 1;
+    if (err) {
+        w->failed = 1;
+        w->err = *err;
+    } else if (!(w->result = sr_value_copy(result))) {
+        w->failed = 1;
+        w->err.code = SR_ENOMEM;
+        w->err.status = 0;
+        snprintf(w->err.message, sizeof w->err.message, "out of memory taking the result");
+    }
+}
+
+/* conn:invoke_wait(method, ...) -> true, err, result once the call ended;
+ * false when the send buffer is full (nothing sent: the caller waits for
+ * room its own way). For a caller that blocks anyway (the main thread): it
+ * pumps events here until its own completion came, as conn:invoke with a
+ * done function and core.poll would, without a Lua function, a pending
+ * slot and a callback for the answer (about a sixth of a round trip's
+ * user-space work). A conn:close() meanwhile, which frees the core's call
+ * without an answer, ends the wait with kind closed, as it fails a done
+ * function. */
+static int lsr_conn_invoke_wait(lua_State *L)
+{
+    lsr_conn *c = open_conn(L);
+    lsr_loop *lp = c->lp;
+    const char *target = luaL_checkstring(L, 2);
+    sr_value *args;
+    lsr_channels ch;
+    sync_call w;
+    uint64_t id = 0;
+    int rc;
+    args = lsr_check_args(L, lp, 3, lua_gettop(L), c->json, &ch);
+    memset(&w, 0, sizeof w);
+    {
+        LSR_ENTER(lp);
+        rc = sr_conn_call(c->conn, SR_CALL_INVOKE, target, args, (size_t)ch.n, ch.ids, NULL,
+                          on_sync_done, &w, &id);
+        LSR_LEAVE(lp);
+    }
+    sr_value_free(args);
+    if (rc == SR_EFULL) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    if (rc != SR_OK) return raise_call(L, c, rc, "invoke", target);
+    attach_channels(L, c, &ch);
+    while (!w.done && c->conn) {
+        LSR_ENTER(lp);
+        lp->depth++;
+        sr_loop_dispatch(lp->loop, -1);
+        lp->depth--;
+        LSR_LEAVE(lp);
+    }
+    if (lp->depth == 0) lsr_sync_refs(L, lp);
+    lua_pushboolean(L, 1);
+    if (!w.done) {
+        lsr_push_error_obj(L, "closed", "the connection was closed", 0);
+        return 2;
+    }
+    if (w.failed) {
+        lsr_push_sr_error(L, &w.err);
+        return 2;
+    }
+    /* true, nil, result; or true, err when the result cannot be converted */
+    lua_pushnil(L);
+    rc = lsr_push_converted(L, w.result, 1, "the result");
+    sr_value_free(w.result);
+    if (rc) return 3;
+    lua_remove(L, -2);
+    return 2;
+}
+
 /* conn:send(method, ...) -> true once queued for the transport; false when
  * the send buffer is full (SR_EFULL): wait_writable, then call again. */
 static int lsr_conn_send(lua_State *L)
@@ -578,6 +663,7 @@ static int lsr_conn_tostring(lua_State *L)
 static const luaL_Reg conn_methods[] = {{"start", lsr_conn_start},
                                         {"stop", lsr_conn_stop},
                                         {"invoke", lsr_conn_invoke},
+                                        {"invoke_wait", lsr_conn_invoke_wait},
                                         {"send", lsr_conn_send},
                                         {"stream", lsr_conn_stream},
                                         {"upload_write", lsr_conn_upload_write},

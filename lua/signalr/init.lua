@@ -731,6 +731,16 @@ end
 --- Call a hub method and return its result (nil for void methods).
 function methods:invoke(method, ...)
   if type(method) ~= "string" then usage("invoke: the method name must be a string, got %s", type(method)) end
+  local co, main = co_running()
+  if main or co == nil then
+    -- the main thread blocks anyway: the core waits for the answer itself
+    -- (no waiter, no done function); false: no room to send, so wait below
+    local sent, err, result = self._c:invoke_wait(method, ...)
+    if sent then
+      if err ~= nil then raise(err, 1) end
+      return result
+    end
+  end
   local w = waiter()
   while self._c:invoke(method, w.k, ...) == false do wait_writable(self) end
   local err, result = await(w)

@@ -360,6 +360,41 @@ describe("connection", function()
       assert.is_nil(closed_with)
     end)
 
+    -- A blocking invoke on the main thread waits in the core for its own
+    -- answer (invoke_wait); what ends a call must end that wait too.
+    it("ends a blocking invoke of the main thread with kind closed when the connection is stopped meanwhile", function()
+      local conn = connect()
+      signalr.spawn(function() signalr.sleep(0.1); conn:stop() end)
+      local t0 = helper.mono()
+      local err = errors_of(conn.invoke, conn, "Delay", 5000)
+      assert.equals("closed", err.kind)
+      assert.is_true(helper.mono() - t0 < 4, "ended by the stop, not by the server")
+      assert.equals("disconnected", conn.state)
+    end)
+
+    it("ends a blocking invoke of the main thread with kind closed when the connection is closed meanwhile", function()
+      local conn = connect()
+      signalr.spawn(function() signalr.sleep(0.1); conn:close() end)
+      local t0 = helper.mono()
+      local err = errors_of(conn.invoke, conn, "Delay", 5000)
+      assert.equals("closed", err.kind)
+      assert.equals("the connection was closed", err.message)
+      assert.is_true(helper.mono() - t0 < 4, "ended by the close, not by the server")
+    end)
+
+    it("runs handlers and other coroutines while the main thread waits for an answer", function()
+      local conn = connect()
+      local got, ticks = {}, 0
+      conn:on("note", function(x) got[#got + 1] = x end)
+      signalr.spawn(function()
+        for _ = 1, 3 do signalr.sleep(0.05); ticks = ticks + 1 end
+      end)
+      conn:send("CallMeBack", "note", "hello")
+      assert.equals(300, conn:invoke("Delay", 300))
+      assert.same({ "hello" }, got)
+      assert.equals(3, ticks)
+    end)
+
     it("reports a server-side abort to on_close and fails pending calls", function()
       -- The server answers Abort with a Close message without error (as the
       -- official clients, on_close then gets nil) and never completes the call.
