@@ -358,6 +358,28 @@ static void on_sync_done(void *ud, const sr_error *err, const sr_value *result)
     }
 }
 
+/* Convert the arguments (slot 3 on), make the call and tell its channels
+ * their streams: 1 once sent, 0 when the send buffer is full (nothing was
+ * sent); any other refusal raises. */
+static int call_now(lua_State *L, lsr_conn *c, sr_call_kind kind, sr_done_fn done, void *ud)
+{
+    lsr_loop *lp = c->lp;
+    const char *target = luaL_checkstring(L, 2);
+    lsr_channels ch;
+    sr_value *args = lsr_check_args(L, lp, 3, lua_gettop(L), c->json, &ch);
+    int rc;
+    {
+        LSR_ENTER(lp);
+        rc = sr_conn_call(c->conn, kind, target, args, (size_t)ch.n, ch.ids, NULL, done, ud, NULL);
+        LSR_LEAVE(lp);
+    }
+    sr_value_free(args);
+    if (rc == SR_EFULL) return 0;
+    if (rc != SR_OK) return raise_call(L, c, rc, kind == SR_CALL_SEND ? "send" : "invoke", target);
+    attach_channels(L, c, &ch);
+    return 1;
+}
+
 /* conn:invoke_wait(method, ...) -> true, err, result once the call ended;
  * false when the send buffer is full (nothing sent: the caller waits for
  * room its own way). For a caller that blocks anyway (the main thread): it
@@ -371,77 +393,30 @@ static int lsr_conn_invoke_wait(lua_State *L)
 {
     lsr_conn *c = open_conn(L);
     lsr_loop *lp = c->lp;
-    const char *target = luaL_checkstring(L, 2);
-    sr_value *args;
-    lsr_channels ch;
     sync_call w;
-    uint64_t id = 0;
-    int rc;
-    args = lsr_check_args(L, lp, 3, lua_gettop(L), c->json, &ch);
+    int n;
     memset(&w, 0, sizeof w);
-    {
-        LSR_ENTER(lp);
-        rc = sr_conn_call(c->conn, SR_CALL_INVOKE, target, args, (size_t)ch.n, ch.ids, NULL,
-                          on_sync_done, &w, &id);
-        LSR_LEAVE(lp);
-    }
-    sr_value_free(args);
-    if (rc == SR_EFULL) {
+    if (!call_now(L, c, SR_CALL_INVOKE, on_sync_done, &w)) {
         lua_pushboolean(L, 0);
         return 1;
     }
-    if (rc != SR_OK) return raise_call(L, c, rc, "invoke", target);
-    attach_channels(L, c, &ch);
-    while (!w.done && c->conn) {
-        LSR_ENTER(lp);
-        lp->depth++;
-        sr_loop_dispatch(lp->loop, -1);
-        lp->depth--;
-        LSR_LEAVE(lp);
-    }
-    if (lp->depth == 0) lsr_sync_refs(L, lp);
+    while (!w.done && c->conn)
+        lsr_pump(L, lp, -1);
     lua_pushboolean(L, 1);
     if (!w.done) {
         lsr_push_error_obj(L, "closed", "the connection was closed", 0);
         return 2;
     }
-    if (w.failed) {
-        lsr_push_sr_error(L, &w.err);
-        return 2;
-    }
-    /* true, nil, result; or true, err when the result cannot be converted */
-    lua_pushnil(L);
-    rc = lsr_push_converted(L, w.result, 1, "the result");
+    n = lsr_push_answer(L, w.failed ? &w.err : NULL, w.result);
     sr_value_free(w.result);
-    if (rc) return 3;
-    lua_remove(L, -2);
-    return 2;
+    return 1 + n;
 }
 
 /* conn:send(method, ...) -> true once queued for the transport; false when
  * the send buffer is full (SR_EFULL): wait_writable, then call again. */
 static int lsr_conn_send(lua_State *L)
 {
-    lsr_conn *c = open_conn(L);
-    lsr_loop *lp = c->lp;
-    const char *target = luaL_checkstring(L, 2);
-    lsr_channels ch;
-    sr_value *args = lsr_check_args(L, lp, 3, lua_gettop(L), c->json, &ch);
-    int rc;
-    {
-        LSR_ENTER(lp);
-        rc = sr_conn_call(c->conn, SR_CALL_SEND, target, args, (size_t)ch.n, ch.ids, NULL, NULL,
-                          NULL, NULL);
-        LSR_LEAVE(lp);
-    }
-    sr_value_free(args);
-    if (rc == SR_EFULL) {
-        lua_pushboolean(L, 0);
-        return 1;
-    }
-    if (rc != SR_OK) return raise_call(L, c, rc, "send", target);
-    attach_channels(L, c, &ch);
-    lua_pushboolean(L, 1);
+    lua_pushboolean(L, call_now(L, open_conn(L), SR_CALL_SEND, NULL, NULL));
     return 1;
 }
 

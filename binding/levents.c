@@ -17,19 +17,25 @@ typedef struct done_args {
     const sr_value *result;
 } done_args;
 
-/* done(err) or done(nil, result). A result that cannot be converted still
- * ends the call: done gets a protocol error instead. */
+/* A result that cannot be converted still ends the call: its answer is
+ * a protocol error instead. */
+int lsr_push_answer(lua_State *L, const sr_error *err, const sr_value *result)
+{
+    if (err) {
+        lsr_push_sr_error(L, err);
+        return 1;
+    }
+    lua_pushnil(L);
+    if (lsr_push_converted(L, result, 1, "the result")) return 2;
+    lua_remove(L, -2);
+    return 1;
+}
+
+/* done(err) or done(nil, result) */
 static int push_done(lua_State *T, lsr_cb *cb)
 {
     const done_args *a = cb->data;
-    if (a->err) {
-        lsr_push_sr_error(T, a->err);
-        return 1;
-    }
-    lua_pushnil(T);
-    if (lsr_push_converted(T, a->result, 1, "the result")) return 2;
-    lua_remove(T, -2);
-    return 1;
+    return lsr_push_answer(T, a->err, a->result);
 }
 
 void lsr_on_done(void *ud, const sr_error *err, const sr_value *result)

@@ -68,20 +68,26 @@ static int seconds_to_ms(lua_State *L, int idx)
     return ms >= (double)INT_MAX ? INT_MAX : (int)ms;
 }
 
+/* Dispatch events for up to ms (-1: until some came), callbacks allowed;
+ * the outermost pump then brings the references up to date. Returns the
+ * number dispatched. */
+int lsr_pump(lua_State *L, lsr_loop *lp, int ms)
+{
+    int n;
+    LSR_ENTER(lp);
+    lp->depth++;
+    n = sr_loop_dispatch(lp->loop, ms);
+    lp->depth--;
+    LSR_LEAVE(lp);
+    if (lp->depth == 0) lsr_sync_refs(L, lp);
+    return n;
+}
+
 /* core.poll([seconds]) -> number of events dispatched */
 static int lsr_poll(lua_State *L)
 {
     lsr_loop *lp = lsr_live_loop(L);
-    int ms = seconds_to_ms(L, 1), n;
-    {
-        LSR_ENTER(lp);
-        lp->depth++;
-        n = sr_loop_dispatch(lp->loop, ms);
-        lp->depth--;
-        LSR_LEAVE(lp);
-    }
-    if (lp->depth == 0) lsr_sync_refs(L, lp);
-    lua_pushinteger(L, n);
+    lua_pushinteger(L, lsr_pump(L, lp, seconds_to_ms(L, 1)));
     return 1;
 }
 

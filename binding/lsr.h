@@ -197,6 +197,9 @@ void lsr_callback_thread_new(lua_State *L, lsr_loop *lp, int loop_idx);
 
 /* ------------------------------------------------------------ levents.c */
 void lsr_on_done(void *ud, const sr_error *err, const sr_value *result);
+/* A call's answer as Lua values: err, or nil and the result (err of kind
+ * protocol when the result cannot be converted). Returns how many. */
+int lsr_push_answer(lua_State *L, const sr_error *err, const sr_value *result);
 void lsr_on_item(void *ud, const sr_value *item);
 void lsr_conn_subscribe(lsr_conn *c);
 void lsr_log_sink(void *ud, sr_log_level level, const char *message);
@@ -207,6 +210,7 @@ char *lsr_access_token(void *ud);
 /* --------------------------------------------------------------- lloop.c */
 lsr_loop *lsr_live_loop(lua_State *L);
 void lsr_sync_refs(lua_State *L, lsr_loop *lp);
+int lsr_pump(lua_State *L, lsr_loop *lp, int ms);
 void lsr_ref_drop(lua_State *L, lsr_conn *c);
 void lsr_push_loop(lua_State *L);
 void lsr_loop_register(lua_State *L);
