@@ -136,9 +136,9 @@ bool has_repeated_key(const sr_value *map)
     return rep;
 }
 
-/* SR_OK, SR_ENOMEM or SR_JSON_UNDECIDED. Recursion is bounded by the
- * parser's depth limit. */
-int build(element e, sr_value **out)
+/* SR_OK, SR_ENOMEM or SR_JSON_UNDECIDED; in the arena a (on the heap when
+ * NULL). Recursion is bounded by the parser's depth limit. */
+int build(element e, sr_arena *a, sr_value **out)
 {
     sr_value *v = nullptr;
     int rc = SR_OK;
@@ -146,15 +146,15 @@ int build(element e, sr_value **out)
     *out = nullptr;
     switch (e.type()) {
     case element_type::ARRAY: {
-        simdjson::dom::array a = e.get_array().value_unsafe();
-        v = sr_value_array();
-        if (!v || sr__value_reserve(v, a.size()) != SR_OK) {
+        simdjson::dom::array arr = e.get_array().value_unsafe();
+        v = sr__value_new(a, SR_ARRAY);
+        if (!v || sr__value_reserve_in(a, v, arr.size()) != SR_OK) {
             rc = SR_ENOMEM;
             break;
         }
-        for (element item : a) {
+        for (element item : arr) {
             sr_value *iv;
-            if ((rc = build(item, &iv)) != SR_OK) break;
+            if ((rc = build(item, a, &iv)) != SR_OK) break;
             if (sr_value_array_push(v, iv) != SR_OK) {
                 rc = SR_ENOMEM;
                 break;
@@ -164,8 +164,8 @@ int build(element e, sr_value **out)
     }
     case element_type::OBJECT: {
         simdjson::dom::object o = e.get_object().value_unsafe();
-        v = sr_value_map();
-        if (!v || sr__value_reserve(v, o.size()) != SR_OK) {
+        v = sr__value_new(a, SR_MAP);
+        if (!v || sr__value_reserve_in(a, v, o.size()) != SR_OK) {
             rc = SR_ENOMEM;
             break;
         }
@@ -176,8 +176,8 @@ int build(element e, sr_value **out)
                 rc = SR_JSON_UNDECIDED;
                 break;
             }
-            if ((rc = build(kv.value, &iv)) != SR_OK) break;
-            if (sr__value_map_append(v, kv.key.data(), kv.key.size(), iv) != SR_OK) {
+            if ((rc = build(kv.value, a, &iv)) != SR_OK) break;
+            if (sr__value_map_append_in(a, v, kv.key.data(), kv.key.size(), iv) != SR_OK) {
                 rc = SR_ENOMEM;
                 break;
             }
@@ -186,30 +186,30 @@ int build(element e, sr_value **out)
         break;
     }
     case element_type::INT64:
-        v = sr_value_int(e.get_int64().value_unsafe());
+        v = sr__value_int_in(a, e.get_int64().value_unsafe());
         break;
     case element_type::UINT64:
         /* past int64: jansson refuses it ("too big integer") */
         rc = SR_JSON_UNDECIDED;
         break;
     case element_type::DOUBLE:
-        v = sr_value_float(e.get_double().value_unsafe());
+        v = sr__value_float_in(a, e.get_double().value_unsafe());
         break;
     case element_type::STRING: {
         std::string_view s = e.get_string().value_unsafe();
-        v = sr_value_string(s.data(), s.size());
+        v = sr__value_bytes(a, SR_STRING, s.data(), s.size());
         break;
     }
     case element_type::BOOL:
-        v = sr_value_bool(e.get_bool().value_unsafe());
+        v = sr__value_bool_in(a, e.get_bool().value_unsafe());
         break;
     case element_type::NULL_VALUE:
-        v = sr_value_null();
+        v = sr__value_new(a, SR_NULL);
         break;
     }
     if (rc == SR_OK && !v) rc = SR_ENOMEM;
     if (rc != SR_OK) {
-        sr_value_free(v);
+        sr_value_free(v); /* a no-op in an arena: its owner frees it */
         return rc;
     }
     *out = v;
@@ -238,11 +238,11 @@ extern "C" int sr__json_fast_read(const char *text, size_t len, sr_value **out)
 
     *out = nullptr;
     if (!parse(text, len, &root)) return SR_JSON_UNDECIDED;
-    return build(root, out);
+    return build(root, nullptr, out);
 }
 
 extern "C" int sr__json_fast_read_fields(const char *text, size_t len, sr_json_field *fields,
-                                         size_t max, size_t *n)
+                                         size_t max, size_t *n, sr_arena *a)
 {
     element root;
     simdjson::dom::object o;
@@ -260,7 +260,7 @@ extern "C" int sr__json_fast_read_fields(const char *text, size_t len, sr_json_f
             if (fields[i].keylen == kv.key.size() &&
                 std::memcmp(fields[i].key, kv.key.data(), kv.key.size()) == 0)
                 rc = SR_JSON_UNDECIDED; /* repeated: jansson's rule */
-        if (rc != SR_OK || (rc = build(kv.value, &v)) != SR_OK) break;
+        if (rc != SR_OK || (rc = build(kv.value, a, &v)) != SR_OK) break;
         fields[*n].key = kv.key.data();
         fields[*n].keylen = kv.key.size();
         fields[*n].val = v;

@@ -12,6 +12,7 @@
 #ifndef SR_JSON_FAST_H
 #define SR_JSON_FAST_H
 
+#include "arena.h"
 #include "signalr.h"
 #include <stddef.h>
 
@@ -32,7 +33,8 @@ extern "C" {
 int sr__json_fast_read(const char *text, size_t len, sr_value **out);
 
 /* A field of a record's top-level object: the key borrowed, the value
- * built (owned by whoever holds the field). */
+ * built (owned by whoever holds the field, or by the arena it was built
+ * in). */
 typedef struct sr_json_field {
     const char *key;
     size_t keylen;
@@ -43,9 +45,11 @@ typedef struct sr_json_field {
  * SR_JSON_UNDECIDED (also when the record is not an object or has more
  * than max fields). The keys point into this thread's parser: they are
  * valid until its next read. Saves the map and key copies of a whole
- * tree for the envelope of each message. */
+ * tree for the envelope of each message. With an arena a, the values are
+ * built in it (on the heap when NULL); after SR_JSON_UNDECIDED or
+ * SR_ENOMEM it may hold some, for its owner to free. */
 int sr__json_fast_read_fields(const char *text, size_t len, sr_json_field *fields, size_t max,
-                              size_t *n);
+                              size_t *n, sr_arena *a);
 
 /* Readers are kept per thread and freed by these, never by thread storage
  * destructors (json_fast.cpp says why): a thread of the core frees its own

@@ -622,13 +622,16 @@ int sr__json_decode_value(const char *text, size_t len, sr_value **out, sr_error
 
 /* A record's top-level object: its fields, values built, keys borrowed
  * (from simdjson's parser or jansson's tree, alive until the message is
- * made). The values the message keeps are moved out, the rest freed. */
+ * made). The values the message keeps are moved out, the rest freed. When
+ * simdjson read it, every value is in the arena, which the message takes
+ * over whole. */
 #define ENV_STACK 16
 typedef struct envelope {
     sr_json_field *f;
     size_t n;
     sr_json_field stack[ENV_STACK];
-    json_t *tree; /* when jansson read it: the keys live here */
+    json_t *tree;    /* when jansson read it: the keys live here */
+    sr_arena *arena; /* when simdjson read it: the values live here */
 } envelope;
 
 static void env_free(envelope *env)
@@ -639,6 +642,8 @@ static void env_free(envelope *env)
         sr_value_free(env->f[i].val);
     if (env->f != env->stack) free(env->f);
     if (env->tree) json_decref(env->tree);
+    sr__arena_free(env->arena);
+    env->arena = NULL;
     env->n = 0;
 }
 
@@ -650,6 +655,7 @@ static int env_from_tree(envelope *env, json_t *o, sr_error *err)
     json_t *item;
 
     env->tree = o;
+    env->arena = NULL;
     env->f = env->stack;
     env->n = 0;
     if (!json_is_object(o)) return sr__error_set(err, SR_EPROTOCOL, "message is not a JSON object");
@@ -669,17 +675,25 @@ static int env_from_tree(envelope *env, json_t *o, sr_error *err)
     return SR_OK;
 }
 
+/* What the values of a record of len bytes take in an arena, about: a
+ * hub message's envelope and arguments, in one block for most messages. */
+#define ARENA_SIZE(len) (2 * (len) + 256)
+
 /* One record's envelope: simdjson when it decides, else jansson, which
  * also says what is wrong with a record that is not a hub message. */
-static int env_read(envelope *env, const char *text, size_t len, sr_error *err)
+static int env_read(envelope *env, const char *text, size_t len, sr_arena_pool *pool, sr_error *err)
 {
     json_t *o;
     int rc;
 
     env->tree = NULL;
     env->f = env->stack;
-    rc = sr__json_fast_read_fields(text, len, env->stack, ENV_STACK, &env->n);
+    env->n = 0;
+    if (!(env->arena = sr__arena_get(pool, ARENA_SIZE(len)))) return sr__proto_oom(err);
+    rc = sr__json_fast_read_fields(text, len, env->stack, ENV_STACK, &env->n, env->arena);
     if (rc != SR_JSON_UNDECIDED) return rc == SR_OK ? SR_OK : sr__proto_oom(err);
+    sr__arena_put(pool, env->arena);
+    env->arena = NULL;
     if ((rc = load(text, len, "message", &o, err)) != SR_OK) return rc;
     return env_from_tree(env, o, err);
 }
@@ -741,6 +755,10 @@ static int get_str(const envelope *env, const char *name, int required, const sr
     if (memchr(s, '\0', len))
         return sr__error_set(err, SR_EPROTOCOL, "%s message has a NUL byte in '%s'",
                              sr__msg_type_name(m->type), name);
+    if (m->arena) {
+        *out = (char *)s; /* the value is NUL-terminated, in the message's arena */
+        return SR_OK;
+    }
     *out = malloc(len + 1);
     if (!*out) return sr__proto_oom(err);
     memcpy(*out, s, len + 1);
@@ -847,6 +865,9 @@ static int message_from(envelope *env, sr_msg *out, sr_error *err)
     int rc;
 
     memset(&m, 0, sizeof m);
+    /* from here on the message owns the arena, freed with it on a fault */
+    m.arena = env->arena;
+    env->arena = NULL;
     t = env_get(env, "type");
     if (!t) {
         rc = sr__error_set(err, SR_EPROTOCOL, "message is missing 'type'");
@@ -875,7 +896,8 @@ done:
     return SR_OK;
 }
 
-static int json_parse(const char *data, size_t len, size_t max_size, sr_msg *out, sr_error *err)
+static int json_parse_pooled(const char *data, size_t len, size_t max_size, sr_msg *out,
+                             sr_arena_pool *pool, sr_error *err)
 {
     long n = sr__rs_find(data, len);
     envelope env;
@@ -893,12 +915,17 @@ static int json_parse(const char *data, size_t len, size_t max_size, sr_msg *out
         return sr__error_set(err, SR_EPROTOCOL, "message too large (%ld bytes, limit %zu)", n,
                              max_size);
     if (n == 0) return sr__error_set(err, SR_EPROTOCOL, "empty message");
-    if ((rc = env_read(&env, data, (size_t)n, err)) != SR_OK) {
+    if ((rc = env_read(&env, data, (size_t)n, pool, err)) != SR_OK) {
         env_free(&env);
         return rc;
     }
     rc = message_from(&env, out, err);
     return rc == SR_OK ? (int)n + 1 : rc;
+}
+
+static int json_parse(const char *data, size_t len, size_t max_size, sr_msg *out, sr_error *err)
+{
+    return json_parse_pooled(data, len, max_size, out, NULL, err);
 }
 
 /* jansson pulls the record through this: the caller's reader hands it
@@ -934,7 +961,8 @@ static int json_parse_stream(sr_read_fn read, void *ud, sr_msg *out, sr_error *e
     return message_from(&env, out, err);
 }
 
-const sr_protocol sr__json_protocol = {"json", 1, 0, json_write, json_parse, json_parse_stream};
+const sr_protocol sr__json_protocol = {
+    "json", 1, 0, json_write, json_parse, json_parse_stream, json_parse_pooled};
 
 /* ============================================================== handshake */
 

@@ -829,4 +829,4 @@ static int mp_write(const sr_msg *m, sr_buf *out, sr_error *err)
     return SR_OK;
 }
 
-const sr_protocol sr__msgpack_protocol = {"messagepack", 1, 1, mp_write, mp_parse, NULL};
+const sr_protocol sr__msgpack_protocol = {"messagepack", 1, 1, mp_write, mp_parse, NULL, NULL};

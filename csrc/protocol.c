@@ -18,15 +18,24 @@ const sr_protocol *sr__protocol_find(const char *name)
 
 void sr__msg_clear(sr_msg *m)
 {
+    sr__msg_recycle(m, NULL);
+}
+
+void sr__msg_recycle(sr_msg *m, sr_arena_pool *pool)
+{
     if (!m) return;
-    free(m->invocation_id);
-    free(m->target);
-    sr_value_free(m->arguments);
-    sr_value_free(m->stream_ids);
-    sr_value_free(m->headers);
-    sr_value_free(m->item);
-    sr_value_free(m->result);
-    free(m->error);
+    if (m->arena) {
+        sr__arena_put(pool, m->arena);
+    } else {
+        free(m->invocation_id);
+        free(m->target);
+        sr_value_free(m->arguments);
+        sr_value_free(m->stream_ids);
+        sr_value_free(m->headers);
+        sr_value_free(m->item);
+        sr_value_free(m->result);
+        free(m->error);
+    }
     memset(m, 0, sizeof *m);
 }
 

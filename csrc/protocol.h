@@ -9,6 +9,7 @@
 #ifndef SR_PROTOCOL_H
 #define SR_PROTOCOL_H
 
+#include "arena.h"
 #include "buf.h"
 #include "error.h"
 #include "signalr.h"
@@ -27,7 +28,10 @@ typedef enum sr_msg_type {
 } sr_msg_type;
 
 /* One hub message. Every pointer is owned by the message (sr__msg_clear
- * frees them). Fields not used by a type stay NULL/0. */
+ * frees them). Fields not used by a type stay NULL/0. A parsed message may
+ * hold all its strings and values in its arena instead (then they are
+ * freed with it): a parsed message may move whole, but no field may be
+ * moved out of it alone. */
 typedef struct sr_msg {
     sr_msg_type type;
     char *invocation_id;  /* NULL when absent (fire-and-forget) */
@@ -41,9 +45,13 @@ typedef struct sr_msg {
     char *error;          /* Completion or Close error, or NULL */
     int allow_reconnect;  /* Close */
     int64_t sequence_id;  /* Ack, Sequence */
+    sr_arena *arena;      /* when set: holds every string and value above */
 } sr_msg;
 
 void sr__msg_clear(sr_msg *m); /* frees the fields, zeroes the struct */
+/* The same, but the message's arena goes back to pool (NULL: freed). Only
+ * on the pool's reader side. */
+void sr__msg_recycle(sr_msg *m, sr_arena_pool *pool);
 
 /* Both codecs report faults with sr__error_set (error.h); this is its
  * out-of-memory case. */
@@ -74,6 +82,10 @@ typedef struct sr_protocol {
      * sit whole in memory beside its parse. SR_OK with *m filled, or <0
      * with err set, as parse. */
     int (*parse_stream)(sr_read_fn read, void *ud, sr_msg *m, sr_error *err);
+    /* Optional: parse, taking the arena a message is built in from pool
+     * (one reader's; sr__msg_recycle gives it back). */
+    int (*parse_pooled)(const char *data, size_t len, size_t max_size, sr_msg *m,
+                        sr_arena_pool *pool, sr_error *err);
 } sr_protocol;
 
 extern const sr_protocol sr__json_protocol;

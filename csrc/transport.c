@@ -95,6 +95,7 @@ void sr__transport_unref(sr_transport *tp)
     batch_free(&tp->rx_msgs);
     batches_free(&tp->rx_done);
     sr__buf_free(&tp->rx_spare);
+    sr__arena_pool_trim(&tp->rx_pool, 0);
     pthread_mutex_destroy(&tp->mu);
     free(tp);
 }
@@ -274,23 +275,20 @@ void sr__transport_set_decoder(sr_transport *tp, const sr_transport_cfg *cfg)
     tp->rx_handshake = cfg->handshake_len > 0;
 }
 
-static void clear_msgs(sr_rx_msg *e, size_t n)
+/* A batch: an sr_buf of sr_rx_msg entries. Its messages are cleared, their
+ * arenas back to pool (NULL: freed; a pool only on the I/O side). */
+static void batch_clear(sr_buf *b, sr_arena_pool *pool)
 {
-    size_t i;
+    sr_rx_msg *e = (sr_rx_msg *)(void *)b->data;
+    size_t i, n = b->len / sizeof(sr_rx_msg);
     for (i = 0; i < n; i++)
-        sr__msg_clear(&e[i].m);
-}
-
-/* A batch: an sr_buf of sr_rx_msg entries. Its messages are cleared. */
-static void batch_clear(sr_buf *b)
-{
-    clear_msgs((sr_rx_msg *)(void *)b->data, b->len / sizeof(sr_rx_msg));
+        sr__msg_recycle(&e[i].m, pool);
     b->len = 0;
 }
 
 static void batch_free(sr_buf *b)
 {
-    batch_clear(b);
+    batch_clear(b, NULL);
     sr__buf_free(b);
 }
 
@@ -334,7 +332,7 @@ static int post_msgs(sr_transport *tp, size_t wire)
     if (!sr__transport_released(tp))
         ev = sr__event_new(tp_dispatch, tp_discard, tp, SR_EV_TP_MSGS, &batch, sizeof batch);
     if (!ev) {
-        batch_clear(&tp->rx_msgs);
+        batch_clear(&tp->rx_msgs, &tp->rx_pool);
         return sr__transport_released(tp) ? 0 : -1;
     }
     memset(&tp->rx_msgs, 0, sizeof tp->rx_msgs);
@@ -376,7 +374,10 @@ static int parse_into(sr_transport *tp, const char *data, size_t len, size_t *us
         sr_error err;
         int r;
         memset(&e, 0, sizeof e);
-        r = tp->rx_proto->parse(data + off, len - off, tp->rx_max, &e.m, &err);
+        r = tp->rx_proto->parse_pooled
+                ? tp->rx_proto->parse_pooled(data + off, len - off, tp->rx_max, &e.m, &tp->rx_pool,
+                                             &err)
+                : tp->rx_proto->parse(data + off, len - off, tp->rx_max, &e.m, &err);
         if (r == 0) break;
         if (r < 0) {
             *used = off;
@@ -396,11 +397,14 @@ static int parse_into(sr_transport *tp, const char *data, size_t len, size_t *us
 
 /* Free what the host handed back: on this thread, whose allocator made it,
  * the frees are cheap and the memory is reused here at once. One batch
- * buffer of a usual size is kept for the next batch. */
+ * buffer of a usual size is kept for the next batch, and the messages'
+ * arenas go to the pool for the next messages: twice as many as came back
+ * now at most, none for a single message (an idle connection's ping keeps
+ * nothing). */
 static void free_done(sr_transport *tp)
 {
     sr_buf list;
-    size_t i;
+    size_t i, n = 0;
     pthread_mutex_lock(&tp->mu);
     list = tp->rx_done;
     tp->rx_done = tp->rx_spare;
@@ -409,7 +413,8 @@ static void free_done(sr_transport *tp)
     pthread_mutex_unlock(&tp->mu);
     for (i = 0; i < list.len / sizeof(sr_buf); i++) {
         sr_buf *b = (sr_buf *)(void *)list.data + i;
-        batch_clear(b);
+        n += b->len / sizeof(sr_rx_msg);
+        batch_clear(b, &tp->rx_pool);
         if (tp->rx_msgs.cap == 0 && b->cap <= (256u << 10))
             tp->rx_msgs = *b;
         else
@@ -417,6 +422,7 @@ static void free_done(sr_transport *tp)
     }
     list.len = 0;
     tp->rx_spare = list;
+    sr__arena_pool_trim(&tp->rx_pool, n > 1 ? 2 * n : 0);
 }
 
 /* A large text record goes to pieces past this size (see rx_chunks). */

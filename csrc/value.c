@@ -5,6 +5,10 @@
  * (one malloc per scalar) with a trailing NUL that is not part of the length.
  * Arrays and maps grow by doubling. Maps are ordered arrays of entries; keys
  * are unique (sr_value_map_set replaces) and looked up linearly.
+ *
+ * A decoder may build a whole tree in an arena (arena.h) instead: its nodes
+ * are marked, sr_value_free leaves them to the arena, and its containers
+ * have exactly the room reserved for them.
  */
 #include "value.h"
 
@@ -20,6 +24,7 @@ typedef struct sr_entry {
 
 struct sr_value {
     sr_type type;
+    unsigned char in_arena; /* freed with its arena, never by sr_value_free */
     union {
         int b;
         int64_t i;
@@ -43,11 +48,19 @@ struct sr_value {
     } u;
 };
 
+sr_value *sr__value_new(sr_arena *a, sr_type t)
+{
+    sr_value *v = a ? sr__arena_alloc(a, sizeof *v) : calloc(1, sizeof *v);
+    if (v) {
+        v->type = t;
+        v->in_arena = a != NULL;
+    }
+    return v;
+}
+
 static sr_value *node(sr_type t)
 {
-    sr_value *v = calloc(1, sizeof *v);
-    if (v) v->type = t;
-    return v;
+    return sr__value_new(NULL, t);
 }
 
 sr_value *sr_value_null(void)
@@ -55,41 +68,62 @@ sr_value *sr_value_null(void)
     return node(SR_NULL);
 }
 
-sr_value *sr_value_bool(int b)
+sr_value *sr__value_bool_in(sr_arena *a, int b)
 {
-    sr_value *v = node(SR_BOOL);
+    sr_value *v = sr__value_new(a, SR_BOOL);
     if (v) v->u.b = b != 0;
     return v;
 }
 
-sr_value *sr_value_int(int64_t i)
+sr_value *sr__value_int_in(sr_arena *a, int64_t i)
 {
-    sr_value *v = node(SR_INT);
+    sr_value *v = sr__value_new(a, SR_INT);
     if (v) v->u.i = i;
     return v;
 }
 
-sr_value *sr_value_float(double d)
+sr_value *sr__value_float_in(sr_arena *a, double d)
 {
-    sr_value *v = node(SR_FLOAT);
+    sr_value *v = sr__value_new(a, SR_FLOAT);
     if (v) v->u.d = d;
     return v;
 }
 
-static sr_value *bytes(sr_type t, const void *p, size_t len)
+sr_value *sr_value_bool(int b)
+{
+    return sr__value_bool_in(NULL, b);
+}
+
+sr_value *sr_value_int(int64_t i)
+{
+    return sr__value_int_in(NULL, i);
+}
+
+sr_value *sr_value_float(double d)
+{
+    return sr__value_float_in(NULL, d);
+}
+
+sr_value *sr__value_bytes(sr_arena *a, sr_type t, const void *p, size_t len)
 {
     sr_value *v;
 
     if (len > SIZE_MAX - sizeof *v - 1 || (!p && len)) return NULL;
-    v = malloc(sizeof *v + len + 1);
+    v = a ? sr__arena_alloc(a, sizeof *v + len + 1) : malloc(sizeof *v + len + 1);
     if (!v) return NULL;
     memset(v, 0, sizeof *v);
     v->type = t;
+    v->in_arena = a != NULL;
     v->u.s.p = (char *)(v + 1);
     v->u.s.len = len;
     if (len) memcpy(v->u.s.p, p, len);
     v->u.s.p[len] = '\0';
     return v;
+}
+
+static sr_value *bytes(sr_type t, const void *p, size_t len)
+{
+    return sr__value_bytes(NULL, t, p, len);
 }
 
 sr_value *sr_value_string(const char *s, size_t len)
@@ -121,6 +155,7 @@ static int grow(sr_value *v, size_t extra)
     void *p;
 
     if (extra <= v->u.a.c.cap - v->u.a.len) return SR_OK;
+    if (v->in_arena) return SR_EUSAGE; /* its room was reserved once */
     if (extra > SIZE_MAX / esz - v->u.a.len) return SR_ENOMEM;
     need = v->u.a.len + extra;
     cap = v->u.a.c.cap ? v->u.a.c.cap : 4;
@@ -137,6 +172,20 @@ int sr__value_reserve(sr_value *v, size_t n)
 {
     if (!v || (v->type != SR_ARRAY && v->type != SR_MAP)) return SR_EUSAGE;
     return grow(v, n);
+}
+
+int sr__value_reserve_in(sr_arena *a, sr_value *v, size_t n)
+{
+    size_t esz;
+
+    if (!a) return sr__value_reserve(v, n);
+    if (!v || !v->in_arena || (v->type != SR_ARRAY && v->type != SR_MAP) || v->u.a.c.cap)
+        return SR_EUSAGE;
+    esz = v->type == SR_ARRAY ? sizeof(sr_value *) : sizeof(sr_entry);
+    if (n == 0) return SR_OK;
+    if (n > SIZE_MAX / esz || !(v->u.a.items = sr__arena_alloc(a, n * esz))) return SR_ENOMEM;
+    v->u.a.c.cap = n;
+    return SR_OK;
 }
 
 int sr_value_array_push(sr_value *arr, sr_value *item)
@@ -176,6 +225,26 @@ int sr__value_map_append(sr_value *map, const char *key, size_t keylen, sr_value
     }
     if (keylen) memcpy(k, key, keylen);
     k[keylen] = '\0';
+    e = (sr_entry *)map->u.a.items + map->u.a.len++;
+    e->key = k;
+    e->keylen = keylen;
+    e->val = item;
+    return SR_OK;
+}
+
+int sr__value_map_append_in(sr_arena *a, sr_value *map, const char *key, size_t keylen,
+                            sr_value *item)
+{
+    sr_entry *e;
+    char *k;
+
+    if (!a) return sr__value_map_append(map, key, keylen, item);
+    if (!item) return SR_ENOMEM;
+    if (!map || map->type != SR_MAP || !map->in_arena || map == item || (!key && keylen) ||
+        keylen == SIZE_MAX || grow(map, 1) != SR_OK)
+        return SR_EUSAGE;
+    if (!(k = sr__arena_alloc(a, keylen + 1))) return SR_ENOMEM;
+    if (keylen) memcpy(k, key, keylen);
     e = (sr_entry *)map->u.a.items + map->u.a.len++;
     e->key = k;
     e->keylen = keylen;
@@ -258,7 +327,7 @@ void sr_value_free(sr_value *v)
 {
     sr_value *child;
 
-    if (!v) return;
+    if (!v || v->in_arena) return; /* an arena's tree is all in it */
     if (is_container(v)) v->u.a.c.up = NULL;
     /* Depth-first with parent links threaded through the capacity slot:
      * take children off the end of the current node until it is empty, then

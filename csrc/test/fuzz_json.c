@@ -37,6 +37,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t off = 0, limit = size > 0 ? 1 + data[0] * 16u : 0;
     sr_negotiation neg;
     sr_value *v = NULL;
+    sr_arena_pool pool = {NULL, 0};
     sr_error err;
     sr_msg m;
     int n;
@@ -44,16 +45,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     n = sr__handshake_parse(p, size, &err);
     must(n <= (int)size, "handshake consumes at most the input");
 
-    /* The receive loop, as conn.c runs it. */
+    /* The receive loop, as the transport runs it: each message in an arena
+     * from its pool, and back to it. */
     while (off < size) {
-        n = sr__json_protocol.parse(p + off, size - off, 1 << 20, &m, &err);
+        n = sr__json_protocol.parse_pooled(p + off, size - off, 1 << 20, &m, &pool, &err);
         if (n <= 0) break;
         must((size_t)n <= size - off && p[off + (size_t)n - 1] == SR_RECORD_SEPARATOR,
              "a record ends at its separator");
         rewrite(&sr__json_protocol, &m);
-        sr__msg_clear(&m);
+        sr__msg_recycle(&m, &pool);
         off += (size_t)n;
     }
+    sr__arena_pool_trim(&pool, 0);
     /* A small limit takes the "too large" paths. */
     n = sr__json_protocol.parse(p, size, limit, &m, &err);
     if (n > 0) sr__msg_clear(&m);
@@ -79,7 +82,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         {
             sr_json_field f[16];
             size_t nf, i;
-            if (sr__json_fast_read_fields(p, size, f, 16, &nf) == SR_OK) {
+            sr_arena *a = sr__arena_new(8); /* grows by blocks for every input */
+            if (sr__json_fast_read_fields(p, size, f, 16, &nf, a) == SR_OK) {
                 must(rs == SR_OK && sr_value_type(slow) == SR_MAP && sr_value_len(slow) == nf,
                      "jansson reads the envelope simdjson read");
                 for (i = 0; i < nf; i++) {
@@ -91,6 +95,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     sr_value_free(f[i].val);
                 }
             }
+            sr__arena_free(a);
         }
         sr_value_free(fast);
         sr_value_free(slow);

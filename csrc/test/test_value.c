@@ -2,6 +2,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "harness.h"
 #include "signalr.h"
@@ -177,6 +178,97 @@ TEST(free_is_iterative)
     sr_value_free(root);
 }
 
+TEST(arena_blocks_are_aligned_zeroed_and_grow)
+{
+    sr_arena *a = sr__arena_new(16);
+    unsigned char *p, *q, *big;
+    size_t i;
+
+    CHECK(a);
+    p = sr__arena_alloc(a, 3);
+    q = sr__arena_alloc(a, 5);
+    CHECK(p && q && q != p && ((uintptr_t)p % 8) == 0 && ((uintptr_t)q % 8) == 0);
+    /* past the first block: a new one, large enough, and zeroed */
+    big = sr__arena_alloc(a, 5000);
+    CHECK(big && ((uintptr_t)big % 8) == 0);
+    for (i = 0; i < 5000; i++)
+        CHECK(big[i] == 0);
+    memset(big, 0xab, 5000);
+    /* what came before stays where it was */
+    memset(p, 1, 3);
+    CHECK(p[0] == 1 && q[0] == 0);
+    CHECK(sr__arena_alloc(a, SIZE_MAX) == NULL);
+    sr__arena_free(a);
+    sr__arena_free(NULL);
+}
+
+TEST(arena_pool_reuses_and_trims)
+{
+    sr_arena_pool pool = {NULL, 0};
+    sr_arena *a = sr__arena_get(&pool, 100), *b = sr__arena_get(&pool, 200), *c;
+
+    CHECK(a && b && pool.n == 0);
+    CHECK(sr__arena_alloc(a, 3000)); /* a block more: freed on the way back */
+    sr__arena_put(&pool, a);
+    sr__arena_put(&pool, b);
+    CHECK(pool.n == 2);
+    c = sr__arena_get(&pool, 50);
+    CHECK(c == b && pool.n == 1);
+    /* a reused arena starts empty and zeroed */
+    CHECK(((unsigned char *)sr__arena_alloc(c, SR_ARENA_POOL_BLOCK))[0] == 0);
+    sr__arena_put(&pool, c);
+    /* an arena too large for a pooled block is its own, and never pooled */
+    c = sr__arena_get(&pool, SR_ARENA_POOL_BLOCK + 1);
+    CHECK(c && pool.n == 2);
+    sr__arena_put(&pool, c);
+    CHECK(pool.n == 2);
+    sr__arena_put(NULL, sr__arena_get(NULL, 10)); /* no pool: plain new and free */
+    sr__arena_pool_trim(&pool, 1);
+    CHECK(pool.n == 1 && pool.free);
+    sr__arena_pool_trim(&pool, 0);
+    CHECK(pool.n == 0 && !pool.free);
+}
+
+TEST(values_in_an_arena)
+{
+    sr_arena *a = sr__arena_new(64);
+    sr_value *arr = sr__value_new(a, SR_ARRAY), *map = sr__value_new(a, SR_MAP), *copy;
+
+    CHECK(arr && map);
+    CHECK(sr__value_reserve_in(a, arr, 3) == SR_OK);
+    CHECK(sr__value_reserve_in(a, arr, 3) == SR_EUSAGE); /* room is given once */
+    CHECK(sr_value_array_push(arr, sr__value_int_in(a, INT64_MAX)) == SR_OK);
+    CHECK(sr_value_array_push(arr, sr__value_bytes(a, SR_STRING, "a\0b", 3)) == SR_OK);
+    CHECK(sr__value_reserve_in(a, map, 2) == SR_OK);
+    CHECK(sr__value_map_append_in(a, map, "f", 1, sr__value_float_in(a, 0.5)) == SR_OK);
+    CHECK(sr__value_map_append_in(a, map, "b", 1, sr__value_bool_in(a, 7)) == SR_OK);
+    /* full: an arena's container never grows */
+    CHECK(sr__value_map_append_in(a, map, "x", 1, sr__value_new(a, SR_NULL)) == SR_EUSAGE);
+    CHECK(sr_value_array_push(arr, map) == SR_OK);
+    CHECK(sr_value_array_push(arr, sr__value_new(a, SR_NULL)) == SR_EUSAGE);
+    CHECK(sr_value_len(arr) == 3 && sr_value_get_int(sr_value_at(arr, 0)) == INT64_MAX);
+    CHECK(sr_value_get_float(sr_value_get(map, "f")) == 0.5);
+    CHECK(sr_value_get_bool(sr_value_get(map, "b")) == 1);
+    /* a heap container never takes a reserve for an arena */
+    {
+        sr_value *h = sr_value_array();
+        CHECK(sr__value_reserve_in(a, h, 1) == SR_EUSAGE);
+        sr_value_free(h);
+    }
+    /* freeing leaves them to the arena; a copy is the caller's own */
+    sr_value_free(arr);
+    copy = sr_value_copy(arr);
+    sr__arena_free(a);
+    CHECK(copy && sr_value_len(copy) == 3);
+    {
+        size_t len;
+        const char *s = sr_value_get_string(sr_value_at(copy, 1), &len);
+        CHECK(len == 3 && memcmp(s, "a\0b", 3) == 0);
+    }
+    CHECK(sr_value_get_bool(sr_value_get(sr_value_at(copy, 2), "b")) == 1);
+    sr_value_free(copy);
+}
+
 int main(void)
 {
     RUN(scalars);
@@ -187,5 +279,8 @@ int main(void)
     RUN(map_keeps_order_and_replaces);
     RUN(copy_is_deep);
     RUN(free_is_iterative);
+    RUN(arena_blocks_are_aligned_zeroed_and_grow);
+    RUN(arena_pool_reuses_and_trims);
+    RUN(values_in_an_arena);
     DONE();
 }

@@ -1,0 +1,124 @@
+/*
+ * arena.c - the bump allocator of arena.h. The arena is its first block;
+ * later blocks hang off it, the newest first, and allocation goes on in
+ * the newest. A pooled arena is its first block, of SR_ARENA_POOL_BLOCK
+ * bytes; in a pool, the blocks are linked through that same next.
+ */
+#include "arena.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct block {
+    struct block *next; /* older blocks; in the first block: the newest */
+    size_t used, cap;
+    unsigned char data[]; /* at a multiple of 8: after a pointer and two size_t */
+} block;
+
+struct sr_arena {
+    block first;
+};
+
+/* What sr_value and its strings need: pointers, int64_t, double. */
+#define ALIGN ((size_t)8)
+
+static block *block_new(size_t cap)
+{
+    block *b;
+    if (cap > SIZE_MAX - sizeof *b) return NULL;
+    b = malloc(sizeof *b + cap);
+    if (!b) return NULL;
+    b->next = NULL;
+    b->used = 0;
+    b->cap = cap;
+    return b;
+}
+
+sr_arena *sr__arena_new(size_t size)
+{
+    return (sr_arena *)block_new(size);
+}
+
+void *sr__arena_alloc(sr_arena *a, size_t n)
+{
+    block *cur;
+    void *p;
+    if (!a || n > SIZE_MAX - ALIGN) return NULL;
+    n = (n + ALIGN - 1) & ~(size_t)(ALIGN - 1);
+    cur = a->first.next ? a->first.next : &a->first;
+    if (n > cur->cap - cur->used) {
+        size_t cap = cur->cap > SIZE_MAX / 4 ? n : cur->cap * 2;
+        block *b;
+        if (cap < n) cap = n;
+        if (!(b = block_new(cap))) return NULL;
+        /* the newest goes first, behind the first block */
+        b->next = a->first.next;
+        a->first.next = b;
+        cur = b;
+    }
+    p = cur->data + cur->used;
+    cur->used += n;
+    memset(p, 0, n);
+    return p;
+}
+
+/* Free the blocks after the first. */
+static void free_more(sr_arena *a)
+{
+    block *b = a->first.next;
+    while (b) {
+        block *next = b->next;
+        free(b);
+        b = next;
+    }
+    a->first.next = NULL;
+}
+
+void sr__arena_free(sr_arena *a)
+{
+    if (!a) return;
+    free_more(a);
+    free(a);
+}
+
+sr_arena *sr__arena_get(sr_arena_pool *p, size_t size)
+{
+    sr_arena *a;
+    if (size > SR_ARENA_POOL_BLOCK) return sr__arena_new(size);
+    if (p && (a = p->free)) {
+        p->free = (sr_arena *)a->first.next;
+        p->n--;
+        a->first.next = NULL;
+        a->first.used = 0;
+        return a;
+    }
+    return sr__arena_new(SR_ARENA_POOL_BLOCK);
+}
+
+void sr__arena_put(sr_arena_pool *p, sr_arena *a)
+{
+    if (!a) return;
+    if (!p || a->first.cap != SR_ARENA_POOL_BLOCK || p->n >= SR_ARENA_POOL_MAX) {
+        sr__arena_free(a);
+        return;
+    }
+    free_more(a);
+    a->first.next = (block *)p->free;
+    p->free = a;
+    p->n++;
+}
+
+void sr__arena_pool_trim(sr_arena_pool *p, size_t keep)
+{
+    sr_arena **link = &p->free;
+    size_t i;
+    for (i = 0; i < keep && *link; i++)
+        link = (sr_arena **)&(*link)->first.next;
+    while (*link) {
+        sr_arena *a = *link;
+        *link = (sr_arena *)a->first.next;
+        free(a);
+        p->n--;
+    }
+}
