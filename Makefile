@@ -218,5 +218,9 @@ $(BUILD)/bench/bench_parse: bench/bench_parse.c $(BUILD)/libsignalr.a
 # builds bench/peers/dotnet and runs npm ci in bench/peers/node when they are missing or stale.
 # Options: ROUNDS=n (3), QUICK=1, IDLE10K=1 (also 10,000 idle connections), OUT=file.tsv.
 .PHONY: bench-peers
-bench-peers: deps all
+bench-peers: deps all $(BUILD)/bench/peer_floor
 	@BUILD=$(BUILD) sh -c '. scripts/env.sh; ulimit -n "$$(ulimit -Hn)" 2>/dev/null; exec lua5.4 bench/peers.lua "$$@"' sh $(BENCH_ARGS)
+# The "floor" of that table: a raw-socket measuring instrument, no library (bench/peers/floor.c).
+$(BUILD)/bench/peer_floor: bench/peers/floor.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(LDFLAGS_ALL)

@@ -1,12 +1,18 @@
 -- bench/peers.lua: the same workloads run by the official .NET client, the
 -- official TypeScript client on node and ours, side by side against ONE test
 -- hub, interleaved client by client over several rounds so that machine noise
--- hits all three alike; prints the medians and the ratios ours/.NET and
--- ours/node, and saves every round's numbers plus the medians as TSV.
+-- hits all alike; prints the medians and the ratios ours/.NET and ours/node,
+-- and saves every round's numbers plus the medians as TSV.
+--
+-- A fourth column, "floor", is a measuring instrument, not a client
+-- (bench/peers/floor.c, built as $BUILD/bench/peer_floor): raw socket, frames
+-- built by hand, no library, no JSON parser. It runs invoke, send and receive
+-- only, and shows what the hub and this machine allow at best in the same run;
+-- the ratio floor/.NET is the best any client could reach against .NET.
 --
 --   make bench-peers [ROUNDS=n] [QUICK=1] [IDLE10K=1] [OUT=path] [BENCH_ARGS=...]
 --   lua5.4 bench/peers.lua [--rounds n] [--quick] [--idle10k] [--out path]
---                          [--clients dotnet,node,ours] [--workloads invoke,send,receive,stream,upload,idle]
+--                          [--clients dotnet,node,ours,floor] [--workloads invoke,send,receive,stream,upload,idle]
 --                          [--no-warm]
 --
 -- The workloads, what "sent" means for each client and how CPU is measured
@@ -23,7 +29,7 @@
 --            time runs until Sum returns (the hub has read them all)
 --   idle     k open connections: RSS growth per connection (after a GC)
 -- Each client is a separate program (bench/peers/dotnet, bench/peers/node,
--- bench/peers/lua.lua) taking HUB_URL WORKLOAD key=value... and printing one
+-- bench/peers/lua.lua, $BUILD/bench/peer_floor) taking HUB_URL WORKLOAD key=value... and printing one
 -- "RESULT client=... key=value ..." line, parsed here.
 --
 -- The peers are built on demand: `npm ci` in bench/peers/node when
@@ -88,7 +94,7 @@ do
     elseif a == "--no-warm" then opt.warm = false
     elseif a == "-h" or a == "--help" then
       print("usage: lua5.4 bench/peers.lua [--rounds n] [--quick] [--idle10k] [--out path]"
-        .. " [--clients dotnet,node,ours] [--workloads invoke,send,receive,stream,upload,idle] [--no-warm]")
+        .. " [--clients dotnet,node,ours,floor] [--workloads invoke,send,receive,stream,upload,idle] [--no-warm]")
       os.exit(0)
     else
       error("unknown argument " .. a .. " (--help)")
@@ -120,8 +126,10 @@ local PARAMS = opt.quick and {
   hub_warm = 5,
 }
 
-local CLIENT_NAMES = { dotnet = ".NET", node = "node", ours = "ours" }
-local ALL_CLIENTS = { "dotnet", "node", "ours" }
+local CLIENT_NAMES = { dotnet = ".NET", node = "node", ours = "ours", floor = "floor" }
+local ALL_CLIENTS = { "dotnet", "node", "ours", "floor" }
+-- the workloads the floor instrument measures; it is not run for the others ("-")
+local FLOOR_WORKLOADS = { invoke = true, send = true, receive = true }
 local ALL_WORKLOADS = { "invoke", "send", "receive", "stream", "upload", "idle" }
 
 local function list(s, all, what)
@@ -171,6 +179,13 @@ local DOTNET_DLL = DOTNET_DIR .. "/out/PeerBench.dll"
 local NODE_DIR = ROOT .. "/bench/peers/node"
 local LUA_PROG = ROOT .. "/bench/peers/lua.lua"
 
+local function build_dir()
+  local build = env("BUILD") or "build"
+  if build:sub(1, 1) ~= "/" then build = ROOT .. "/" .. build end
+  return build
+end
+local FLOOR_BIN = build_dir() .. "/bench/peer_floor"
+
 local function ensure_peers()
   if has(CLIENTS, "node") then
     local stale = capture("cd " .. q(NODE_DIR) .. " && { test node_modules/.package-lock.json -nt package-lock.json"
@@ -202,6 +217,9 @@ local function ensure_peers()
       error(build .. "/lua/signalr/core.so is missing: run make BUILD=" .. (env("BUILD") or "build") .. " all")
     end
   end
+  if has(CLIENTS, "floor") and not exists(FLOOR_BIN) then
+    error(FLOOR_BIN .. " is missing: run make BUILD=" .. (env("BUILD") or "build") .. " " .. FLOOR_BIN)
+  end
 end
 
 -- The Lua paths of the in-tree build (scripts/env.sh, absolute).
@@ -221,6 +239,8 @@ local function command(client, url, workload, params)
     prog = "env " .. DOTNET_ENV .. " dotnet " .. q(DOTNET_DLL)
   elseif client == "node" then
     prog = "node --expose-gc " .. q(NODE_DIR .. "/bench.js")
+  elseif client == "floor" then
+    prog = q(FLOOR_BIN)
   else
     prog = "env " .. lua_env() .. " lua5.4 " .. q(LUA_PROG)
   end
@@ -349,13 +369,15 @@ for round = 1, opt.rounds do
     -- rotate the order each round: no client always runs first
     for j = 0, #CLIENTS - 1 do
       local client = CLIENTS[(j + round - 1) % #CLIENTS + 1]
-      io.stderr:write(string.format("round %d/%d %-8s %-7s ", round, opt.rounds, w, CLIENT_NAMES[client]))
-      local r, err = run_client(client, url, w, PARAMS[w])
-      io.stderr:write(brief(r), "\n")
-      if r and r._stderr then log("  stderr: %s", r._stderr) end
-      record(w, client, round, r, err)
-      -- let the hub close what the program left (idle: many connections)
-      H.sleep(w == "idle" and 2 or 0.3)
+      if client ~= "floor" or FLOOR_WORKLOADS[w] then
+        io.stderr:write(string.format("round %d/%d %-8s %-7s ", round, opt.rounds, w, CLIENT_NAMES[client]))
+        local r, err = run_client(client, url, w, PARAMS[w])
+        io.stderr:write(brief(r), "\n")
+        if r and r._stderr then log("  stderr: %s", r._stderr) end
+        record(w, client, round, r, err)
+        -- let the hub close what the program left (idle: many connections)
+        H.sleep(w == "idle" and 2 or 0.3)
+      end
     end
   end
 end
@@ -442,8 +464,8 @@ local function ratio(a, b)
   return string.format("%.2f", a / b)
 end
 
-local header = { "workload", "metric", ".NET", "node", "ours", "ours/.NET", "ours/node" }
-local widths = { 9, 18, 10, 10, 10, 10, 9 }
+local header = { "workload", "metric", ".NET", "node", "ours", "floor", "ours/.NET", "ours/node", "floor/.NET" }
+local widths = { 8, 17, 9, 9, 9, 9, 9, 9, 10 }
 local lines = {}
 local function row(cells)
   local parts = {}
@@ -460,9 +482,9 @@ for _, spec in ipairs(ROWS) do
   if results[w] then
     local m = {}
     for _, c in ipairs(ALL_CLIENTS) do m[c] = (results[w][c] and med(w, c, key)) or nil end
-    if m.dotnet or m.node or m.ours then
-      row({ w, label, show(m.dotnet, key), show(m.node, key), show(m.ours, key), ratio(m.ours, m.dotnet),
-        ratio(m.ours, m.node) })
+    if m.dotnet or m.node or m.ours or m.floor then
+      row({ w, label, show(m.dotnet, key), show(m.node, key), show(m.ours, key), show(m.floor, key),
+        ratio(m.ours, m.dotnet), ratio(m.ours, m.node), ratio(m.floor, m.dotnet) })
       table_rows[#table_rows + 1] = { w, key, m }
     end
   end
@@ -482,6 +504,8 @@ local notes = {
   "send: the time runs until the server has processed every message (CountDone == n).",
   "cpu: utime+stime of the whole client process, all threads (/proc/self/stat); host cpu: ours = the",
   "Lua thread, node = the JavaScript main thread (/proc/thread-self/schedstat); .NET has no host thread (-).",
+  "floor: a raw-socket measuring instrument (bench/peers/floor.c), not a client: the best the hub and",
+  "this machine allow; invoke, send and receive only.",
 }
 
 print(title)
@@ -540,6 +564,7 @@ for _, tr in ipairs(table_rows) do
   local w, key, m = tr[1], tr[2], tr[3]
   f:write(w, "\t", key, "\tours/dotnet\tmedian\t", ratio(m.ours, m.dotnet), "\n")
   f:write(w, "\t", key, "\tours/node\tmedian\t", ratio(m.ours, m.node), "\n")
+  f:write(w, "\t", key, "\tfloor/dotnet\tmedian\t", ratio(m.floor, m.dotnet), "\n")
 end
 f:close()
 print("")
