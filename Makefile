@@ -181,10 +181,10 @@ install-lua: lua
 	install -m 644 lua/signalr/*.lua $(DESTDIR)$(LUADIR)/signalr/
 
 format:
-	clang-format -i csrc/*.c csrc/*.cpp csrc/*.h csrc/test/*.c csrc/test/*.h binding/*.c binding/*.h examples/*.c
+	clang-format -i csrc/*.c csrc/*.cpp csrc/*.h csrc/test/*.c csrc/test/*.h binding/*.c binding/*.h examples/*.c bench/peers/*.c
 
 lint:
-	clang-format --dry-run --Werror csrc/*.c csrc/*.cpp csrc/*.h csrc/test/*.c csrc/test/*.h binding/*.c binding/*.h examples/*.c
+	clang-format --dry-run --Werror csrc/*.c csrc/*.cpp csrc/*.h csrc/test/*.c csrc/test/*.h binding/*.c binding/*.h examples/*.c bench/peers/*.c
 
 clean:
 	rm -rf build build-asan build-rock build-lua5.* build-luajit
