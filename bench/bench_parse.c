@@ -35,10 +35,11 @@ int main(int argc, char **argv)
     };
     enum { BATCH = 256 };
     static sr_msg batch[BATCH];
-    sr_arena_pool pool = {NULL, 0};
+    sr_arena_pool pool;
     long n = argc > 1 ? atol(argv[1]) : 1000000, i;
     size_t k, j;
 
+    memset(&pool, 0, sizeof pool);
     for (k = 0; k < sizeof recs / sizeof *recs; k++) {
         size_t len = strlen(recs[k].rec);
         double t;
@@ -71,6 +72,6 @@ int main(int argc, char **argv)
                    len, t, (now() - t2) / (double)i * 1e9, BATCH);
         }
     }
-    sr__arena_pool_trim(&pool, 0);
+    sr__arena_pool_clear(&pool);
     return 0;
 }

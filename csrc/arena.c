@@ -1,8 +1,8 @@
 /*
  * arena.c - the bump allocator of arena.h. The arena is its first block;
  * later blocks hang off it, the newest first, and allocation goes on in
- * the newest. A pooled arena is its first block, of SR_ARENA_POOL_BLOCK
- * bytes; in a pool, the blocks are linked through that same next.
+ * the newest. A pooled arena is its first block, of a class's size; in a
+ * pool, the blocks are linked through that same next.
  */
 #include "arena.h"
 
@@ -82,36 +82,58 @@ void sr__arena_free(sr_arena *a)
     free(a);
 }
 
+/* The class whose payload holds size bytes, or -1 past the largest. */
+static int class_of(size_t size)
+{
+    size_t cap = SR_ARENA_CLASS_MIN;
+    int c;
+    for (c = 0; c < SR_ARENA_CLASSES; c++, cap *= 4)
+        if (size <= cap) return c;
+    return -1;
+}
+
+static size_t class_cap(int c)
+{
+    return (size_t)SR_ARENA_CLASS_MIN << (2 * c);
+}
+
 sr_arena *sr__arena_get(sr_arena_pool *p, size_t size)
 {
+    int c = class_of(size);
     sr_arena *a;
-    if (size > SR_ARENA_POOL_BLOCK) return sr__arena_new(size);
-    if (p && (a = p->free)) {
-        p->free = (sr_arena *)a->first.next;
-        p->n--;
+    if (c < 0) return sr__arena_new(size);
+    if (p && (a = p->free[c])) {
+        p->free[c] = (sr_arena *)a->first.next;
+        p->n[c]--;
+        p->bytes -= class_cap(c);
         a->first.next = NULL;
         a->first.used = 0;
         return a;
     }
-    return sr__arena_new(SR_ARENA_POOL_BLOCK);
+    return sr__arena_new(class_cap(c));
 }
 
 void sr__arena_put(sr_arena_pool *p, sr_arena *a)
 {
+    int c;
     if (!a) return;
-    if (!p || a->first.cap != SR_ARENA_POOL_BLOCK || p->n >= SR_ARENA_POOL_MAX) {
+    c = class_of(a->first.cap);
+    if (!p || c < 0 || a->first.cap != class_cap(c) ||
+        p->bytes + class_cap(c) > SR_ARENA_POOL_BYTES) {
         sr__arena_free(a);
         return;
     }
     free_more(a);
-    a->first.next = (block *)p->free;
-    p->free = a;
-    p->n++;
+    a->first.next = (block *)p->free[c];
+    p->free[c] = a;
+    p->n[c]++;
+    p->bytes += class_cap(c);
 }
 
-void sr__arena_pool_trim(sr_arena_pool *p, size_t keep)
+/* Keep the first keep blocks of class c, free the rest. */
+static void trim(sr_arena_pool *p, int c, size_t keep)
 {
-    sr_arena **link = &p->free;
+    sr_arena **link = &p->free[c];
     size_t i;
     for (i = 0; i < keep && *link; i++)
         link = (sr_arena **)&(*link)->first.next;
@@ -119,6 +141,21 @@ void sr__arena_pool_trim(sr_arena_pool *p, size_t keep)
         sr_arena *a = *link;
         *link = (sr_arena *)a->first.next;
         free(a);
-        p->n--;
+        p->n[c]--;
+        p->bytes -= class_cap(c);
     }
+}
+
+void sr__arena_pool_halve(sr_arena_pool *p)
+{
+    int c;
+    for (c = 0; c < SR_ARENA_CLASSES; c++)
+        trim(p, c, p->n[c] / 2);
+}
+
+void sr__arena_pool_clear(sr_arena_pool *p)
+{
+    int c;
+    for (c = 0; c < SR_ARENA_CLASSES; c++)
+        trim(p, c, 0);
 }

@@ -26,27 +26,30 @@ void sr__arena_free(sr_arena *a);
 
 /* Blocks kept for reuse by one reader (a transport's receiving side, which
  * parses on one thread at a time): a message's arena comes back once the
- * host has dispatched the message, and the next message reuses it. Freeing
+ * host has dispatched the message, and a later message reuses it. Freeing
  * them instead made glibc coalesce the runs of freed blocks into the top
- * of its heap, give it back to the kernel and fault it in again. */
+ * of its heap, give it back to the kernel and fault it in again. Blocks
+ * come in a few sizes, so a small message holds a small one. */
+#define SR_ARENA_CLASSES 3
+#define SR_ARENA_CLASS_MIN 256u /* payload of the smallest class; each next is 4x */
+/* Most bytes of blocks a pool keeps. */
+#define SR_ARENA_POOL_BYTES (1u << 20)
 typedef struct sr_arena_pool {
-    sr_arena *free; /* blocks of SR_ARENA_POOL_BLOCK bytes, linked */
-    size_t n;
+    sr_arena *free[SR_ARENA_CLASSES]; /* per class, linked */
+    size_t n[SR_ARENA_CLASSES];
+    size_t bytes; /* in all classes */
 } sr_arena_pool;
-/* With the block's header, a 1 KiB request: glibc's per-thread cache takes
- * it without a lock. */
-#define SR_ARENA_POOL_BLOCK 1000u
-/* Most blocks a pool keeps. */
-#define SR_ARENA_POOL_MAX 1024u
 
-/* An arena for about size bytes: a pooled block when size fits one (taken
- * from p, or a new one that may go back to p), an arena of its own
- * otherwise. p may be NULL. */
+/* An arena for about size bytes: a pooled block of the smallest class that
+ * holds size (taken from p, or a new one that may go back to p), an arena
+ * of its own past the largest. p may be NULL. */
 sr_arena *sr__arena_get(sr_arena_pool *p, size_t size);
-/* Give a back: its first block to p when it is a pooled block and p has
- * room, the rest freed. p may be NULL (then like sr__arena_free). */
+/* Give a back: its first block to p when it is of a class and p has room,
+ * the rest freed. p may be NULL (then like sr__arena_free). */
 void sr__arena_put(sr_arena_pool *p, sr_arena *a);
-/* Free the pool's blocks past the first keep. */
-void sr__arena_pool_trim(sr_arena_pool *p, size_t keep);
+/* Keep at most half of each class's blocks (what a reader does when its
+ * connection has gone quiet), or none. */
+void sr__arena_pool_halve(sr_arena_pool *p);
+void sr__arena_pool_clear(sr_arena_pool *p);
 
 #endif

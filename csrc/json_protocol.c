@@ -676,8 +676,10 @@ static int env_from_tree(envelope *env, json_t *o, sr_error *err)
 }
 
 /* What the values of a record of len bytes take in an arena, about: a
- * hub message's envelope and arguments, in one block for most messages. */
-#define ARENA_SIZE(len) (2 * (len) + 256)
+ * hub message's envelope and arguments (a node is 32 bytes, a string's
+ * text follows its node), in one block for most messages. A call with one
+ * number or a completion (about 50 bytes) takes the smallest pooled block. */
+#define ARENA_SIZE(len) (2 * (len) + 128)
 
 /* One record's envelope: simdjson when it decides, else jansson, which
  * also says what is wrong with a record that is not a hub message. */

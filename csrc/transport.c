@@ -95,7 +95,7 @@ void sr__transport_unref(sr_transport *tp)
     batch_free(&tp->rx_msgs);
     batches_free(&tp->rx_done);
     sr__buf_free(&tp->rx_spare);
-    sr__arena_pool_trim(&tp->rx_pool, 0);
+    sr__arena_pool_clear(&tp->rx_pool);
     pthread_mutex_destroy(&tp->mu);
     free(tp);
 }
@@ -398,9 +398,10 @@ static int parse_into(sr_transport *tp, const char *data, size_t len, size_t *us
 /* Free what the host handed back: on this thread, whose allocator made it,
  * the frees are cheap and the memory is reused here at once. One batch
  * buffer of a usual size is kept for the next batch, and the messages'
- * arenas go to the pool for the next messages: twice as many as came back
- * now at most, none for a single message (an idle connection's ping keeps
- * nothing). */
+ * arenas go to the pool for the next messages. A single message back (a
+ * quiet connection: a ping, a call now and then) halves the pool, so what
+ * a burst left goes over a few of them, and a connection that only ever
+ * sees pings keeps none. */
 static void free_done(sr_transport *tp)
 {
     sr_buf list;
@@ -422,7 +423,7 @@ static void free_done(sr_transport *tp)
     }
     list.len = 0;
     tp->rx_spare = list;
-    sr__arena_pool_trim(&tp->rx_pool, n > 1 ? 2 * n : 0);
+    if (n <= 1) sr__arena_pool_halve(&tp->rx_pool);
 }
 
 /* A large text record goes to pieces past this size (see rx_chunks). */

@@ -37,11 +37,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t off = 0, limit = size > 0 ? 1 + data[0] * 16u : 0;
     sr_negotiation neg;
     sr_value *v = NULL;
-    sr_arena_pool pool = {NULL, 0};
+    sr_arena_pool pool;
     sr_error err;
     sr_msg m;
     int n;
 
+    memset(&pool, 0, sizeof pool);
     n = sr__handshake_parse(p, size, &err);
     must(n <= (int)size, "handshake consumes at most the input");
 
@@ -56,7 +57,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         sr__msg_recycle(&m, &pool);
         off += (size_t)n;
     }
-    sr__arena_pool_trim(&pool, 0);
+    sr__arena_pool_clear(&pool);
     /* A small limit takes the "too large" paths. */
     n = sr__json_protocol.parse(p, size, limit, &m, &err);
     if (n > 0) sr__msg_clear(&m);

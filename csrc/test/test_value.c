@@ -202,31 +202,61 @@ TEST(arena_blocks_are_aligned_zeroed_and_grow)
     sr__arena_free(NULL);
 }
 
-TEST(arena_pool_reuses_and_trims)
+static size_t pooled(const sr_arena_pool *p)
 {
-    sr_arena_pool pool = {NULL, 0};
-    sr_arena *a = sr__arena_get(&pool, 100), *b = sr__arena_get(&pool, 200), *c;
+    size_t n = 0;
+    int c;
+    for (c = 0; c < SR_ARENA_CLASSES; c++)
+        n += p->n[c];
+    return n;
+}
 
-    CHECK(a && b && pool.n == 0);
+TEST(arena_pool_reuses_by_class_and_trims)
+{
+    sr_arena_pool pool;
+    sr_arena *a, *b, *c, *d;
+    unsigned char *x;
+
+    memset(&pool, 0, sizeof pool);
+    a = sr__arena_get(&pool, 100);
+    b = sr__arena_get(&pool, 200);
+    d = sr__arena_get(&pool, SR_ARENA_CLASS_MIN + 1); /* the next class */
+    CHECK(a && b && d && pooled(&pool) == 0);
     CHECK(sr__arena_alloc(a, 3000)); /* a block more: freed on the way back */
     sr__arena_put(&pool, a);
     sr__arena_put(&pool, b);
-    CHECK(pool.n == 2);
+    sr__arena_put(&pool, d);
+    CHECK(pool.n[0] == 2 && pool.n[1] == 1);
+    CHECK(pool.bytes == 2 * SR_ARENA_CLASS_MIN + 4 * SR_ARENA_CLASS_MIN);
     c = sr__arena_get(&pool, 50);
-    CHECK(c == b && pool.n == 1);
-    /* a reused arena starts empty and zeroed */
-    CHECK(((unsigned char *)sr__arena_alloc(c, SR_ARENA_POOL_BLOCK))[0] == 0);
+    CHECK(c == b && pool.n[0] == 1);
+    /* a reused arena starts empty and zeroed, with its class's room */
+    x = sr__arena_alloc(c, SR_ARENA_CLASS_MIN);
+    CHECK(x && x[0] == 0 && x[SR_ARENA_CLASS_MIN - 1] == 0);
     sr__arena_put(&pool, c);
-    /* an arena too large for a pooled block is its own, and never pooled */
-    c = sr__arena_get(&pool, SR_ARENA_POOL_BLOCK + 1);
-    CHECK(c && pool.n == 2);
+    CHECK(sr__arena_get(&pool, 4 * SR_ARENA_CLASS_MIN) == d && pool.n[1] == 0);
+    sr__arena_put(&pool, d);
+    /* past the largest class an arena is its own, never pooled */
+    c = sr__arena_get(&pool, (size_t)SR_ARENA_CLASS_MIN << (2 * SR_ARENA_CLASSES));
+    CHECK(c && pooled(&pool) == 3);
     sr__arena_put(&pool, c);
-    CHECK(pool.n == 2);
+    CHECK(pooled(&pool) == 3);
     sr__arena_put(NULL, sr__arena_get(NULL, 10)); /* no pool: plain new and free */
-    sr__arena_pool_trim(&pool, 1);
-    CHECK(pool.n == 1 && pool.free);
-    sr__arena_pool_trim(&pool, 0);
-    CHECK(pool.n == 0 && !pool.free);
+    /* the pool holds SR_ARENA_POOL_BYTES at most */
+    {
+        enum { N = SR_ARENA_POOL_BYTES / SR_ARENA_CLASS_MIN + 10 };
+        static sr_arena *many[N];
+        size_t i;
+        for (i = 0; i < N; i++)
+            CHECK((many[i] = sr__arena_get(NULL, 1)) != NULL);
+        for (i = 0; i < N; i++)
+            sr__arena_put(&pool, many[i]);
+        CHECK(pool.bytes <= SR_ARENA_POOL_BYTES && pool.bytes > SR_ARENA_POOL_BYTES / 2);
+    }
+    sr__arena_pool_halve(&pool);
+    CHECK(pool.bytes <= SR_ARENA_POOL_BYTES / 2 + 4 * SR_ARENA_CLASS_MIN);
+    sr__arena_pool_clear(&pool);
+    CHECK(pooled(&pool) == 0 && pool.bytes == 0 && !pool.free[0] && !pool.free[1]);
 }
 
 TEST(values_in_an_arena)
@@ -280,7 +310,7 @@ int main(void)
     RUN(copy_is_deep);
     RUN(free_is_iterative);
     RUN(arena_blocks_are_aligned_zeroed_and_grow);
-    RUN(arena_pool_reuses_and_trims);
+    RUN(arena_pool_reuses_by_class_and_trims);
     RUN(values_in_an_arena);
     DONE();
 }
