@@ -689,13 +689,16 @@ static int env_read(envelope *env, const char *text, size_t len, sr_arena_pool *
     int rc;
 
     env->tree = NULL;
+    env->arena = NULL;
     env->f = env->stack;
     env->n = 0;
-    if (!(env->arena = sr__arena_get(pool, ARENA_SIZE(len)))) return sr__proto_oom(err);
-    rc = sr__json_fast_read_fields(text, len, env->stack, ENV_STACK, &env->n, env->arena);
-    if (rc != SR_JSON_UNDECIDED) return rc == SR_OK ? SR_OK : sr__proto_oom(err);
-    sr__arena_put(pool, env->arena);
-    env->arena = NULL;
+    if (len <= SR_JSON_FAST_MAX) { /* past it, jansson reads it anyway */
+        if (!(env->arena = sr__arena_get(pool, ARENA_SIZE(len)))) return sr__proto_oom(err);
+        rc = sr__json_fast_read_fields(text, len, env->stack, ENV_STACK, &env->n, env->arena);
+        if (rc != SR_JSON_UNDECIDED) return rc == SR_OK ? SR_OK : sr__proto_oom(err);
+        sr__arena_put(pool, env->arena);
+        env->arena = NULL;
+    }
     if ((rc = load(text, len, "message", &o, err)) != SR_OK) return rc;
     return env_from_tree(env, o, err);
 }

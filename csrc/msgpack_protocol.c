@@ -140,7 +140,7 @@ static int timestamp_text(const msgpack_object *o, char *out, sr_error *err)
 
 /* ================================================================ reading */
 
-static int to_value(const msgpack_object *o, int depth, sr_value **out, sr_error *err);
+static int to_value(sr_arena *a, const msgpack_object *o, int depth, sr_value **out, sr_error *err);
 
 static int int_value(const msgpack_object *o, int64_t *v, sr_error *err)
 {
@@ -252,13 +252,13 @@ static int key_cmp(const void *a, const void *b)
 
 /* A map: keys to text, then repeated keys resolved (first position, last
  * value) by sorting, so a large hostile map stays O(n log n). */
-static int map_value(const msgpack_object *o, int depth, sr_value **out, sr_error *err)
+static int map_value(sr_arena *a, const msgpack_object *o, int depth, sr_value **out, sr_error *err)
 {
     uint32_t n = o->via.map.size, i, j;
     size_t *off = NULL;
     key_ref *keys = NULL;
     uint32_t *take = NULL; /* per position: the entry whose value it gets, or n to skip */
-    sr_value **vals = NULL, *map = sr_value_map();
+    sr_value **vals = NULL, *map = sr__value_new(a, SR_MAP);
     sr_buf arena = SR_BUF_INIT;
     const char *base;
     int rc = SR_OK;
@@ -269,7 +269,7 @@ static int map_value(const msgpack_object *o, int depth, sr_value **out, sr_erro
     keys = malloc((size_t)n * sizeof *keys);
     take = malloc((size_t)n * sizeof *take);
     vals = calloc(n, sizeof *vals);
-    if (!off || !keys || !take || !vals || sr__value_reserve(map, n) != SR_OK) {
+    if (!off || !keys || !take || !vals || sr__value_reserve_in(a, map, n) != SR_OK) {
         rc = sr__proto_oom(err);
         goto done;
     }
@@ -278,7 +278,8 @@ static int map_value(const msgpack_object *o, int depth, sr_value **out, sr_erro
         if ((rc = key_text(&o->via.map.ptr[i].key, &arena, err)) != SR_OK) goto done;
         /* Values of repeated keys are converted too: bad data is bad
          * wherever it sits. */
-        if ((rc = to_value(&o->via.map.ptr[i].val, depth + 1, &vals[i], err)) != SR_OK) goto done;
+        if ((rc = to_value(a, &o->via.map.ptr[i].val, depth + 1, &vals[i], err)) != SR_OK)
+            goto done;
     }
     off[n] = arena.len;
     base = arena.data ? arena.data : "";
@@ -300,7 +301,7 @@ static int map_value(const msgpack_object *o, int depth, sr_value **out, sr_erro
     }
     for (i = 0; i < n; i++) {
         if (take[i] == n) continue;
-        rc = sr__value_map_append(map, base + off[i], off[i + 1] - off[i], vals[take[i]]);
+        rc = sr__value_map_append_in(a, map, base + off[i], off[i + 1] - off[i], vals[take[i]]);
         vals[take[i]] = NULL;
         if (rc != SR_OK) {
             rc = sr__proto_oom(err);
@@ -323,7 +324,9 @@ done:
     return rc;
 }
 
-static int to_value(const msgpack_object *o, int depth, sr_value **out, sr_error *err)
+/* In the arena a (on the heap when NULL); in an arena, what a fault leaves
+ * half built stays there until the arena goes. */
+static int to_value(sr_arena *a, const msgpack_object *o, int depth, sr_value **out, sr_error *err)
 {
     sr_value *v = NULL, *item;
     int64_t i64 = 0;
@@ -336,31 +339,34 @@ static int to_value(const msgpack_object *o, int depth, sr_value **out, sr_error
                              SR_VALUE_MAX_DEPTH);
     switch (o->type) {
     case MSGPACK_OBJECT_NIL:
-        v = sr_value_null();
+        v = sr__value_new(a, SR_NULL);
         break;
     case MSGPACK_OBJECT_BOOLEAN:
-        v = sr_value_bool(o->via.boolean);
+        v = sr__value_bool_in(a, o->via.boolean);
         break;
     case MSGPACK_OBJECT_POSITIVE_INTEGER:
     case MSGPACK_OBJECT_NEGATIVE_INTEGER:
         if ((rc = int_value(o, &i64, err)) != SR_OK) return rc;
-        v = sr_value_int(i64);
+        v = sr__value_int_in(a, i64);
         break;
     case MSGPACK_OBJECT_FLOAT32:
     case MSGPACK_OBJECT_FLOAT64:
-        v = sr_value_float(o->via.f64);
+        v = sr__value_float_in(a, o->via.f64);
         break;
     case MSGPACK_OBJECT_STR:
-        v = sr_value_string(o->via.str.ptr, o->via.str.size);
+        v = sr__value_bytes(a, SR_STRING, o->via.str.ptr, o->via.str.size);
         break;
     case MSGPACK_OBJECT_BIN:
-        v = sr_value_binary(o->via.bin.ptr, o->via.bin.size);
+        v = sr__value_bytes(a, SR_BINARY, o->via.bin.ptr, o->via.bin.size);
         break;
     case MSGPACK_OBJECT_ARRAY:
-        v = sr_value_array();
-        if (!v || sr__value_reserve(v, o->via.array.size) != SR_OK) break;
+        v = sr__value_new(a, SR_ARRAY);
+        if (!v || sr__value_reserve_in(a, v, o->via.array.size) != SR_OK) {
+            sr_value_free(v);
+            return sr__proto_oom(err);
+        }
         for (i = 0; i < o->via.array.size; i++) {
-            if ((rc = to_value(&o->via.array.ptr[i], depth + 1, &item, err)) != SR_OK) {
+            if ((rc = to_value(a, &o->via.array.ptr[i], depth + 1, &item, err)) != SR_OK) {
                 sr_value_free(v);
                 return rc;
             }
@@ -372,7 +378,7 @@ static int to_value(const msgpack_object *o, int depth, sr_value **out, sr_error
         *out = v;
         return SR_OK;
     case MSGPACK_OBJECT_MAP:
-        return map_value(o, depth, out, err);
+        return map_value(a, o, depth, out, err);
     case MSGPACK_OBJECT_EXT: {
         char t[48];
         int n;
@@ -380,7 +386,7 @@ static int to_value(const msgpack_object *o, int depth, sr_value **out, sr_error
             return sr__error_set(err, SR_EPROTOCOL, "unsupported MessagePack extension type %d",
                                  (int)o->via.ext.type);
         if ((n = timestamp_text(o, t, err)) < 0) return n;
-        v = sr_value_string(t, (size_t)n);
+        v = sr__value_bytes(a, SR_STRING, t, (size_t)n);
         break;
     }
     default:
@@ -427,7 +433,7 @@ int sr__msgpack_decode_value(const char *data, size_t len, sr_value **out, sr_er
     *out = NULL;
     msgpack_unpacked_init(&u);
     rc = unpack(data, len, "value", &u, err);
-    if (rc == SR_OK) rc = to_value(&u.data, 1, out, err);
+    if (rc == SR_OK) rc = to_value(NULL, &u.data, 1, out, err);
     msgpack_unpacked_destroy(&u);
     return rc;
 }
@@ -448,16 +454,18 @@ static int get_str(const msgpack_object *f, const char *name, int required, cons
     if (f->via.str.size && memchr(f->via.str.ptr, '\0', f->via.str.size))
         return sr__error_set(err, SR_EPROTOCOL, "%s message has a NUL byte in '%s'",
                              sr__msg_type_name(m->type), name);
-    *out = malloc((size_t)f->via.str.size + 1);
+    /* in the message's arena when it has one (zeroed: the NUL is there) */
+    *out = m->arena ? sr__arena_alloc(m->arena, (size_t)f->via.str.size + 1)
+                    : malloc((size_t)f->via.str.size + 1);
     if (!*out) return sr__proto_oom(err);
     if (f->via.str.size) memcpy(*out, f->via.str.ptr, f->via.str.size);
     (*out)[f->via.str.size] = '\0';
     return SR_OK;
 }
 
-static int get_value(const msgpack_object *f, sr_value **out, sr_error *err)
+static int get_value(const msgpack_object *f, const sr_msg *m, sr_value **out, sr_error *err)
 {
-    return to_value(f, 1, out, err);
+    return to_value(m->arena, f, 1, out, err);
 }
 
 /* Headers (a map) or streamIds (an array): strings only; nil or empty is
@@ -480,7 +488,7 @@ static int get_strings(const msgpack_object *f, const char *name, int map, const
             if (f->via.array.ptr[i].type != MSGPACK_OBJECT_STR) goto bad;
         if (f->via.array.size == 0) return SR_OK;
     }
-    return get_value(f, out, err);
+    return get_value(f, m, out, err);
 bad:
     return sr__error_set(err, SR_EPROTOCOL,
                          "%s message has an invalid '%s' (expected %s of strings)",
@@ -515,12 +523,12 @@ static int read_body(const msgpack_object *it, uint32_t n, sr_msg *m, sr_error *
         if (it[4].type != MSGPACK_OBJECT_ARRAY)
             return sr__error_set(err, SR_EPROTOCOL, "%s message has a non-array 'arguments' (%s)",
                                  sr__msg_type_name(m->type), kind_name(&it[4]));
-        if ((rc = get_value(&it[4], &m->arguments, err))) return rc;
+        if ((rc = get_value(&it[4], m, &m->arguments, err))) return rc;
         /* Servers before ASP.NET Core 3.0 send no StreamIds. */
         return n > 5 ? get_strings(&it[5], "streamIds", 0, m, &m->stream_ids, err) : SR_OK;
     case SR_MSG_STREAM_ITEM:
         if ((rc = get_str(&it[2], "invocationId", 1, m, &m->invocation_id, err))) return rc;
-        return get_value(&it[3], &m->item, err);
+        return get_value(&it[3], m, &m->item, err);
     case SR_MSG_COMPLETION:
         if ((rc = get_str(&it[2], "invocationId", 1, m, &m->invocation_id, err)) ||
             (rc = get_int(&it[3], "resultKind", m, &kind, err)))
@@ -539,7 +547,7 @@ static int read_body(const msgpack_object *it, uint32_t n, sr_msg *m, sr_error *
         if (kind == 1) return get_str(&it[4], "error", 0, m, &m->error, err);
         if (kind == 3) {
             m->has_result = 1;
-            return get_value(&it[4], &m->result, err);
+            return get_value(&it[4], m, &m->result, err);
         }
         return SR_OK;
     case SR_MSG_CANCEL_INVOCATION:
@@ -599,7 +607,13 @@ static int read_msg(const msgpack_object *o, sr_msg *m, sr_error *err)
     return read_body(it, n, m, err);
 }
 
-static int mp_parse(const char *data, size_t len, size_t max_size, sr_msg *out, sr_error *err)
+/* What the values of a message of len bytes take in an arena, about:
+ * MessagePack is compact (a small number is one byte, a node 32). A large
+ * message starts at 16 KiB and grows by doubling blocks. */
+#define ARENA_SIZE(len) ((len) < 4000 ? 4 * (size_t)(len) + 128 : (size_t)16384)
+
+static int mp_parse_pooled(const char *data, size_t len, size_t max_size, sr_msg *out,
+                           sr_arena_pool *pool, sr_error *err)
 {
     msgpack_unpacked u;
     uint32_t body;
@@ -621,16 +635,23 @@ static int mp_parse(const char *data, size_t len, size_t max_size, sr_msg *out, 
                              (unsigned long)body, max_size);
     if (len - (size_t)k < body) return 0;
     memset(&m, 0, sizeof m);
+    /* every string and value of the message in one arena, freed with it */
+    if (!(m.arena = sr__arena_get(pool, ARENA_SIZE(body)))) return sr__proto_oom(err);
     msgpack_unpacked_init(&u);
     rc = unpack(data + k, body, "message", &u, err);
     if (rc == SR_OK) rc = read_msg(&u.data, &m, err);
     msgpack_unpacked_destroy(&u);
     if (rc != SR_OK) {
-        sr__msg_clear(&m);
+        sr__msg_recycle(&m, pool);
         return rc;
     }
     *out = m;
     return k + (int)body;
+}
+
+static int mp_parse(const char *data, size_t len, size_t max_size, sr_msg *out, sr_error *err)
+{
+    return mp_parse_pooled(data, len, max_size, out, NULL, err);
 }
 
 /* ================================================================ writing */
@@ -829,4 +850,5 @@ static int mp_write(const sr_msg *m, sr_buf *out, sr_error *err)
     return SR_OK;
 }
 
-const sr_protocol sr__msgpack_protocol = {"messagepack", 1, 1, mp_write, mp_parse, NULL, NULL};
+const sr_protocol sr__msgpack_protocol = {"messagepack",  1, 1, mp_write, mp_parse, NULL,
+                                          mp_parse_pooled};

@@ -31,28 +31,32 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* The receive loop, as conn.c runs it. */
+/* The receive loop, as the transport runs it: each message in an arena
+ * from its pool, and back to it. */
 static void receive(const char *p, size_t size)
 {
+    sr_arena_pool pool;
     size_t off = 0;
     sr_error err;
     sr_msg m;
     int n;
 
+    memset(&pool, 0, sizeof pool);
     while (off < size) {
-        n = P->parse(p + off, size - off, 1 << 20, &m, &err);
+        n = P->parse_pooled(p + off, size - off, 1 << 20, &m, &pool, &err);
         if (n <= 0) {
             must(n == 0 || (err.code == SR_EPROTOCOL && err.message[0]), "errors say what");
             break;
         }
         must((size_t)n <= size - off, "a frame is inside the input");
         rewrite(P, &m);
-        sr__msg_clear(&m);
+        sr__msg_recycle(&m, &pool);
         /* A frame cut short anywhere is incomplete, whatever it holds. */
         must(P->parse(p + off, (size_t)n - 1, 1 << 20, &m, &err) == 0, "a cut frame waits");
         if (n > 2) must(P->parse(p + off, 1, 1 << 20, &m, &err) == 0, "a lone byte waits");
         off += (size_t)n;
     }
+    sr__arena_pool_clear(&pool);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

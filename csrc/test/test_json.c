@@ -1123,8 +1123,6 @@ TEST(parse_pooled_reuses_arenas)
     CHECK(sr__json_protocol.parse_pooled(bad, sizeof bad - 1, 0, &m, &pool, &err) < 0);
     CHECK(strstr(err.message, "non-string 'target'") != NULL);
     sr__arena_pool_clear(&pool);
-    /* MessagePack has no pooled parse: the transport uses its parse */
-    CHECK(sr__msgpack_protocol.parse_pooled == NULL);
 }
 
 TEST(protocol_find)

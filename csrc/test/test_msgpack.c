@@ -993,6 +993,48 @@ TEST(several_messages_in_one_buffer)
     sr__buf_free(&b);
 }
 
+/* The transport's way in: the same messages in arenas from its pool, each
+ * arena back to the pool once cleared and reused by the next message. */
+TEST(parse_pooled_reuses_arenas)
+{
+    sr_buf b = three_messages();
+    sr_arena_pool pool;
+    sr_msg got[3];
+    sr_error err;
+    size_t off = 0, pooled;
+    int i, c, n;
+
+    memset(&pool, 0, sizeof pool);
+    for (i = 0; i < 3; i++) {
+        n = P->parse_pooled(b.data + off, b.len - off, 1 << 20, &got[i], &pool, &err);
+        CHECK(n > 0 && got[i].arena);
+        off += (size_t)n;
+    }
+    CHECK(off == b.len && check_three(got));
+    for (i = 0; i < 3; i++)
+        sr__msg_recycle(&got[i], &pool);
+    for (pooled = 0, c = 0; c < SR_ARENA_CLASSES; c++)
+        pooled += pool.n[c];
+    CHECK(pooled == 3);
+    /* again from the pool: nothing new, the same messages */
+    for (off = 0, i = 0; i < 3; i++) {
+        n = P->parse_pooled(b.data + off, b.len - off, 1 << 20, &got[i], &pool, &err);
+        CHECK(n > 0);
+        off += (size_t)n;
+    }
+    CHECK(check_three(got));
+    for (pooled = 0, c = 0; c < SR_ARENA_CLASSES; c++)
+        pooled += pool.n[c];
+    CHECK(pooled == 0);
+    for (i = 0; i < 3; i++)
+        sr__msg_recycle(&got[i], &pool);
+    /* a fault gives the arena back too */
+    b.data[b.len - 1] = (char)0xc1; /* a byte MessagePack never uses */
+    CHECK(P->parse_pooled(b.data + off - (size_t)n, (size_t)n, 1 << 20, &got[0], &pool, &err) < 0);
+    sr__arena_pool_clear(&pool);
+    sr__buf_free(&b);
+}
+
 /* Parse what acc holds into got[*k..3), consuming it as a receive loop
  * does; 0 when a parse failed. */
 static int drain(sr_buf *acc, sr_msg *got, int *k)
@@ -1188,6 +1230,7 @@ int main(void)
     RUN(timestamps_agree_with_gmtime);
     RUN(round_trip_and_depth);
     RUN(several_messages_in_one_buffer);
+    RUN(parse_pooled_reuses_arenas);
     RUN(split_at_every_offset);
     RUN(size_limit);
     RUN(malformed_framing);
