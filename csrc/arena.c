@@ -10,15 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct block {
-    struct block *next; /* older blocks; in the first block: the newest */
+/* Every block, the first (the arena itself) as the others. */
+struct sr_arena {
+    struct sr_arena *next; /* older blocks; in the first block: the newest */
     size_t used, cap;
     unsigned char data[]; /* at a multiple of 8: after a pointer and two size_t */
-} block;
-
-struct sr_arena {
-    block first;
 };
+typedef struct sr_arena block;
 
 /* What sr_value and its strings need: pointers, int64_t, double. */
 #define ALIGN ((size_t)8)
@@ -37,7 +35,7 @@ static block *block_new(size_t cap)
 
 sr_arena *sr__arena_new(size_t size)
 {
-    return (sr_arena *)block_new(size);
+    return block_new(size);
 }
 
 void *sr__arena_alloc(sr_arena *a, size_t n)
@@ -46,15 +44,15 @@ void *sr__arena_alloc(sr_arena *a, size_t n)
     void *p;
     if (!a || n > SIZE_MAX - ALIGN) return NULL;
     n = (n + ALIGN - 1) & ~(size_t)(ALIGN - 1);
-    cur = a->first.next ? a->first.next : &a->first;
+    cur = a->next ? a->next : a;
     if (n > cur->cap - cur->used) {
         size_t cap = cur->cap > SIZE_MAX / 4 ? n : cur->cap * 2;
         block *b;
         if (cap < n) cap = n;
         if (!(b = block_new(cap))) return NULL;
         /* the newest goes first, behind the first block */
-        b->next = a->first.next;
-        a->first.next = b;
+        b->next = a->next;
+        a->next = b;
         cur = b;
     }
     p = cur->data + cur->used;
@@ -66,13 +64,13 @@ void *sr__arena_alloc(sr_arena *a, size_t n)
 /* Free the blocks after the first. */
 static void free_more(sr_arena *a)
 {
-    block *b = a->first.next;
+    block *b = a->next;
     while (b) {
         block *next = b->next;
         free(b);
         b = next;
     }
-    a->first.next = NULL;
+    a->next = NULL;
 }
 
 void sr__arena_free(sr_arena *a)
@@ -103,11 +101,11 @@ sr_arena *sr__arena_get(sr_arena_pool *p, size_t size)
     sr_arena *a;
     if (c < 0) return sr__arena_new(size);
     if (p && (a = p->free[c])) {
-        p->free[c] = (sr_arena *)a->first.next;
+        p->free[c] = a->next;
         p->n[c]--;
         p->bytes -= class_cap(c);
-        a->first.next = NULL;
-        a->first.used = 0;
+        a->next = NULL;
+        a->used = 0;
         return a;
     }
     return sr__arena_new(class_cap(c));
@@ -117,14 +115,13 @@ void sr__arena_put(sr_arena_pool *p, sr_arena *a)
 {
     int c;
     if (!a) return;
-    c = class_of(a->first.cap);
-    if (!p || c < 0 || a->first.cap != class_cap(c) ||
-        p->bytes + class_cap(c) > SR_ARENA_POOL_BYTES) {
+    c = class_of(a->cap);
+    if (!p || c < 0 || a->cap != class_cap(c) || p->bytes + class_cap(c) > SR_ARENA_POOL_BYTES) {
         sr__arena_free(a);
         return;
     }
     free_more(a);
-    a->first.next = (block *)p->free[c];
+    a->next = p->free[c];
     p->free[c] = a;
     p->n[c]++;
     p->bytes += class_cap(c);
@@ -136,10 +133,10 @@ static void trim(sr_arena_pool *p, int c, size_t keep)
     sr_arena **link = &p->free[c];
     size_t i;
     for (i = 0; i < keep && *link; i++)
-        link = (sr_arena **)&(*link)->first.next;
+        link = &(*link)->next;
     while (*link) {
         sr_arena *a = *link;
-        *link = (sr_arena *)a->first.next;
+        *link = a->next;
         free(a);
         p->n[c]--;
         p->bytes -= class_cap(c);
