@@ -454,7 +454,7 @@ static int get_str(const msgpack_object *f, const char *name, int required, cons
     if (f->via.str.size && memchr(f->via.str.ptr, '\0', f->via.str.size))
         return sr__error_set(err, SR_EPROTOCOL, "%s message has a NUL byte in '%s'",
                              sr__msg_type_name(m->type), name);
-    /* in the message's arena when it has one (zeroed: the NUL is there) */
+    /* in the message's arena when it has one */
     *out = m->arena ? sr__arena_alloc(m->arena, (size_t)f->via.str.size + 1)
                     : malloc((size_t)f->via.str.size + 1);
     if (!*out) return sr__proto_oom(err);

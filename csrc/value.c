@@ -206,19 +206,26 @@ int sr_value_array_push(sr_value *arr, sr_value *item)
     return SR_OK;
 }
 
-int sr__value_map_append(sr_value *map, const char *key, size_t keylen, sr_value *item)
+int sr__value_map_append_in(sr_arena *a, sr_value *map, const char *key, size_t keylen,
+                            sr_value *item)
 {
     sr_entry *e;
     char *k;
     int rc;
 
     if (!item) return SR_ENOMEM;
-    if (!map || map->type != SR_MAP || map == item || (!key && keylen) || keylen == SIZE_MAX) {
+    /* an arena's map takes keys from its arena only, a heap map from the heap */
+    if (!map || map->type != SR_MAP || map == item || (!key && keylen) || keylen == SIZE_MAX ||
+        (a != NULL) != map->in_arena) {
         sr_value_free(item);
         return SR_EUSAGE;
     }
-    rc = grow(map, 1);
-    k = rc == SR_OK ? malloc(keylen + 1) : NULL;
+    /* a heap map grows or is out of memory; an arena's is full (SR_EUSAGE) */
+    if ((rc = grow(map, 1)) != SR_OK) {
+        sr_value_free(item);
+        return rc;
+    }
+    k = a ? sr__arena_alloc(a, keylen + 1) : malloc(keylen + 1);
     if (!k) {
         sr_value_free(item);
         return SR_ENOMEM;
@@ -232,24 +239,9 @@ int sr__value_map_append(sr_value *map, const char *key, size_t keylen, sr_value
     return SR_OK;
 }
 
-int sr__value_map_append_in(sr_arena *a, sr_value *map, const char *key, size_t keylen,
-                            sr_value *item)
+int sr__value_map_append(sr_value *map, const char *key, size_t keylen, sr_value *item)
 {
-    sr_entry *e;
-    char *k;
-
-    if (!a) return sr__value_map_append(map, key, keylen, item);
-    if (!item) return SR_ENOMEM;
-    if (!map || map->type != SR_MAP || !map->in_arena || map == item || (!key && keylen) ||
-        keylen == SIZE_MAX || grow(map, 1) != SR_OK)
-        return SR_EUSAGE;
-    if (!(k = sr__arena_alloc(a, keylen + 1))) return SR_ENOMEM;
-    if (keylen) memcpy(k, key, keylen);
-    e = (sr_entry *)map->u.a.items + map->u.a.len++;
-    e->key = k;
-    e->keylen = keylen;
-    e->val = item;
-    return SR_OK;
+    return sr__value_map_append_in(NULL, map, key, keylen, item);
 }
 
 static sr_entry *find(const sr_value *map, const char *key, size_t keylen)
