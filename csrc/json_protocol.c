@@ -626,13 +626,84 @@ int sr__json_decode_value(const char *text, size_t len, sr_value **out, sr_error
  * simdjson read it, every value is in the arena, which the message takes
  * over whole. */
 #define ENV_STACK 16
+
+/* The fields a hub message may have, looked up by these ids: each record's
+ * keys are matched once (env_index), not once per lookup. */
+enum {
+    K_TYPE,
+    K_INVOCATION_ID,
+    K_TARGET,
+    K_ARGUMENTS,
+    K_STREAM_IDS,
+    K_HEADERS,
+    K_ITEM,
+    K_RESULT,
+    K_ERROR,
+    K_ALLOW_RECONNECT,
+    K_SEQUENCE_ID,
+    K_COUNT
+};
+static const char *const key_names[K_COUNT] = {
+    "type", "invocationId", "target", "arguments",      "streamIds", "headers",
+    "item", "result",       "error",  "allowReconnect", "sequenceId"};
+
 typedef struct envelope {
     sr_json_field *f;
     size_t n;
+    sr_json_field *key[K_COUNT]; /* the first field of each name, or NULL */
     sr_json_field stack[ENV_STACK];
     json_t *tree;    /* when jansson read it: the keys live here */
     sr_arena *arena; /* when simdjson read it: the values live here */
 } envelope;
+
+/* Which of the names above a key is: its length leaves one or two. */
+static int key_id(const char *k, size_t len)
+{
+    int a = -1, b = -1;
+    switch (len) {
+    case 4:
+        a = K_TYPE, b = K_ITEM;
+        break;
+    case 5:
+        a = K_ERROR;
+        break;
+    case 6:
+        a = K_TARGET, b = K_RESULT;
+        break;
+    case 7:
+        a = K_HEADERS;
+        break;
+    case 9:
+        a = K_ARGUMENTS, b = K_STREAM_IDS;
+        break;
+    case 10:
+        a = K_SEQUENCE_ID;
+        break;
+    case 12:
+        a = K_INVOCATION_ID;
+        break;
+    case 14:
+        a = K_ALLOW_RECONNECT;
+        break;
+    default:
+        return -1;
+    }
+    if (memcmp(k, key_names[a], len) == 0) return a;
+    if (b >= 0 && memcmp(k, key_names[b], len) == 0) return b;
+    return -1;
+}
+
+/* Index the fields by name. Names are unique here: the fast reader leaves a
+ * record with a repeated key to jansson, which keeps one of them. */
+static void env_index(envelope *env)
+{
+    size_t i;
+    memset(env->key, 0, sizeof env->key);
+    for (i = 0; i < env->n; i++) {
+        int id = key_id(env->f[i].key, env->f[i].keylen);
+        if (id >= 0) env->key[id] = &env->f[i];
+    }
+}
 
 static void env_free(envelope *env)
 {
@@ -672,6 +743,7 @@ static int env_from_tree(envelope *env, json_t *o, sr_error *err)
         f->keylen = keylen;
         env->n++;
     }
+    env_index(env);
     return SR_OK;
 }
 
@@ -695,6 +767,7 @@ static int env_read(envelope *env, const char *text, size_t len, sr_arena_pool *
     if (len <= SR_JSON_FAST_MAX) { /* past it, jansson reads it anyway */
         if (!(env->arena = sr__arena_get(pool, ARENA_SIZE(len)))) return sr__proto_oom(err);
         rc = sr__json_fast_read_fields(text, len, env->stack, ENV_STACK, &env->n, env->arena);
+        if (rc == SR_OK) env_index(env);
         if (rc != SR_JSON_UNDECIDED) return rc == SR_OK ? SR_OK : sr__proto_oom(err);
         sr__arena_put(pool, env->arena);
         env->arena = NULL;
@@ -703,27 +776,23 @@ static int env_read(envelope *env, const char *text, size_t len, sr_arena_pool *
     return env_from_tree(env, o, err);
 }
 
-static sr_json_field *env_find(const envelope *env, const char *name)
+static sr_json_field *env_find(const envelope *env, int id)
 {
-    size_t i, len = strlen(name);
-
-    for (i = 0; i < env->n; i++)
-        if (env->f[i].keylen == len && memcmp(env->f[i].key, name, len) == 0 && env->f[i].val)
-            return &env->f[i];
-    return NULL;
+    sr_json_field *f = env->key[id];
+    return f && f->val ? f : NULL;
 }
 
 /* A field's value, or NULL when absent. */
-static const sr_value *env_get(const envelope *env, const char *name)
+static const sr_value *env_get(const envelope *env, int id)
 {
-    sr_json_field *f = env_find(env, name);
+    sr_json_field *f = env_find(env, id);
     return f ? f->val : NULL;
 }
 
 /* A field's value moved out (the caller owns it), or NULL when absent. */
-static sr_value *env_take(envelope *env, const char *name)
+static sr_value *env_take(envelope *env, int id)
 {
-    sr_json_field *f = env_find(env, name);
+    sr_json_field *f = env_find(env, id);
     sr_value *v = f ? f->val : NULL;
 
     if (f) f->val = NULL;
@@ -731,35 +800,35 @@ static sr_value *env_take(envelope *env, const char *name)
 }
 
 /* Optional fields treat JSON null as absent, as the .NET reader does. */
-static const sr_value *field(const envelope *env, const char *name)
+static const sr_value *field(const envelope *env, int id)
 {
-    const sr_value *f = env_get(env, name);
+    const sr_value *f = env_get(env, id);
     return f && sr_value_type(f) != SR_NULL ? f : NULL;
 }
 
-static int get_str(const envelope *env, const char *name, int required, const sr_msg *m, char **out,
+static int get_str(const envelope *env, int id, int required, const sr_msg *m, char **out,
                    sr_error *err)
 {
-    const sr_value *f = field(env, name);
+    const sr_value *f = field(env, id);
     const char *s;
     size_t len;
 
     if (!f) {
         if (!required) return SR_OK;
-        if (env_get(env, name))
+        if (env_get(env, id))
             return sr__error_set(err, SR_EPROTOCOL, "%s message has a null '%s'",
-                                 sr__msg_type_name(m->type), name);
+                                 sr__msg_type_name(m->type), key_names[id]);
         return sr__error_set(err, SR_EPROTOCOL, "%s message is missing '%s'",
-                             sr__msg_type_name(m->type), name);
+                             sr__msg_type_name(m->type), key_names[id]);
     }
     if (sr_value_type(f) != SR_STRING)
         return sr__error_set(err, SR_EPROTOCOL, "%s message has a non-string '%s'",
-                             sr__msg_type_name(m->type), name);
+                             sr__msg_type_name(m->type), key_names[id]);
     s = sr_value_get_string(f, &len);
     /* These become C strings; a NUL would silently cut an id or target. */
     if (memchr(s, '\0', len))
         return sr__error_set(err, SR_EPROTOCOL, "%s message has a NUL byte in '%s'",
-                             sr__msg_type_name(m->type), name);
+                             sr__msg_type_name(m->type), key_names[id]);
     if (m->arena) {
         *out = (char *)s; /* the value is NUL-terminated, in the message's arena */
         return SR_OK;
@@ -771,10 +840,10 @@ static int get_str(const envelope *env, const char *name, int required, const sr
 }
 
 /* streamIds (array) or headers (object): strings only; moved out. */
-static int get_strings(envelope *env, const char *name, int object, const sr_msg *m, sr_value **out,
+static int get_strings(envelope *env, int id, int object, const sr_msg *m, sr_value **out,
                        sr_error *err)
 {
-    const sr_value *f = field(env, name);
+    const sr_value *f = field(env, id);
     size_t i, n;
 
     if (!f) return SR_OK;
@@ -782,12 +851,12 @@ static int get_strings(envelope *env, const char *name, int object, const sr_msg
     n = sr_value_len(f);
     for (i = 0; i < n; i++)
         if (sr_value_type(sr_value_at(f, i)) != SR_STRING) goto bad;
-    *out = env_take(env, name);
+    *out = env_take(env, id);
     return SR_OK;
 bad:
-    return sr__error_set(err, SR_EPROTOCOL,
-                         "%s message has an invalid '%s' (expected %s of strings)",
-                         sr__msg_type_name(m->type), name, object ? "an object" : "an array");
+    return sr__error_set(
+        err, SR_EPROTOCOL, "%s message has an invalid '%s' (expected %s of strings)",
+        sr__msg_type_name(m->type), key_names[id], object ? "an object" : "an array");
 }
 
 static int read_invocation(envelope *env, sr_msg *m, sr_error *err)
@@ -795,19 +864,19 @@ static int read_invocation(envelope *env, sr_msg *m, sr_error *err)
     const sr_value *args;
     int rc;
 
-    if ((rc = get_str(env, "invocationId", m->type != SR_MSG_INVOCATION, m, &m->invocation_id,
+    if ((rc = get_str(env, K_INVOCATION_ID, m->type != SR_MSG_INVOCATION, m, &m->invocation_id,
                       err)) ||
-        (rc = get_str(env, "target", 1, m, &m->target, err)))
+        (rc = get_str(env, K_TARGET, 1, m, &m->target, err)))
         return rc;
-    args = env_get(env, "arguments");
+    args = env_get(env, K_ARGUMENTS);
     if (!args)
         return sr__error_set(err, SR_EPROTOCOL, "%s message is missing 'arguments'",
                              sr__msg_type_name(m->type));
     if (sr_value_type(args) != SR_ARRAY)
         return sr__error_set(err, SR_EPROTOCOL, "%s message has a non-array 'arguments'",
                              sr__msg_type_name(m->type));
-    m->arguments = env_take(env, "arguments");
-    return get_strings(env, "streamIds", 0, m, &m->stream_ids, err);
+    m->arguments = env_take(env, K_ARGUMENTS);
+    return get_strings(env, K_STREAM_IDS, 0, m, &m->stream_ids, err);
 }
 
 static int read_body(envelope *env, sr_msg *m, sr_error *err)
@@ -820,28 +889,28 @@ static int read_body(envelope *env, sr_msg *m, sr_error *err)
     case SR_MSG_STREAM_INVOCATION:
         return read_invocation(env, m, err);
     case SR_MSG_STREAM_ITEM:
-        if ((rc = get_str(env, "invocationId", 1, m, &m->invocation_id, err))) return rc;
-        if (!(m->item = env_take(env, "item")))
+        if ((rc = get_str(env, K_INVOCATION_ID, 1, m, &m->invocation_id, err))) return rc;
+        if (!(m->item = env_take(env, K_ITEM)))
             return sr__error_set(err, SR_EPROTOCOL, "StreamItem message is missing 'item'");
         return SR_OK;
     case SR_MSG_COMPLETION:
-        if ((rc = get_str(env, "invocationId", 1, m, &m->invocation_id, err)) ||
-            (rc = get_str(env, "error", 0, m, &m->error, err)))
+        if ((rc = get_str(env, K_INVOCATION_ID, 1, m, &m->invocation_id, err)) ||
+            (rc = get_str(env, K_ERROR, 0, m, &m->error, err)))
             return rc;
-        if (!env_get(env, "result")) return SR_OK;
+        if (!env_get(env, K_RESULT)) return SR_OK;
         if (m->error)
             return sr__error_set(err, SR_EPROTOCOL,
                                  "Completion message has both 'result' and 'error'");
         m->has_result = 1;
-        m->result = env_take(env, "result");
+        m->result = env_take(env, K_RESULT);
         return SR_OK;
     case SR_MSG_CANCEL_INVOCATION:
-        return get_str(env, "invocationId", 1, m, &m->invocation_id, err);
+        return get_str(env, K_INVOCATION_ID, 1, m, &m->invocation_id, err);
     case SR_MSG_PING:
         return SR_OK;
     case SR_MSG_CLOSE:
-        if ((rc = get_str(env, "error", 0, m, &m->error, err))) return rc;
-        f = field(env, "allowReconnect");
+        if ((rc = get_str(env, K_ERROR, 0, m, &m->error, err))) return rc;
+        f = field(env, K_ALLOW_RECONNECT);
         if (f && sr_value_type(f) != SR_BOOL)
             return sr__error_set(err, SR_EPROTOCOL,
                                  "Close message has a non-boolean 'allowReconnect'");
@@ -849,7 +918,7 @@ static int read_body(envelope *env, sr_msg *m, sr_error *err)
         return SR_OK;
     case SR_MSG_ACK:
     case SR_MSG_SEQUENCE:
-        f = env_get(env, "sequenceId");
+        f = env_get(env, K_SEQUENCE_ID);
         if (!f)
             return sr__error_set(err, SR_EPROTOCOL, "%s message is missing 'sequenceId'",
                                  sr__msg_type_name(m->type));
@@ -873,7 +942,7 @@ static int message_from(envelope *env, sr_msg *out, sr_error *err)
     /* from here on the message owns the arena, freed with it on a fault */
     m.arena = env->arena;
     env->arena = NULL;
-    t = env_get(env, "type");
+    t = env_get(env, K_TYPE);
     if (!t) {
         rc = sr__error_set(err, SR_EPROTOCOL, "message is missing 'type'");
         goto done;
@@ -890,7 +959,7 @@ static int message_from(envelope *env, sr_msg *out, sr_error *err)
     rc = read_body(env, &m, err);
     /* Headers belong to the invocation-type messages (1..5). */
     if (rc == SR_OK && m.type <= SR_MSG_CANCEL_INVOCATION)
-        rc = get_strings(env, "headers", 1, &m, &m.headers, err);
+        rc = get_strings(env, K_HEADERS, 1, &m, &m.headers, err);
 done:
     env_free(env);
     if (rc != SR_OK) {

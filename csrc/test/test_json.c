@@ -790,6 +790,35 @@ TEST(malformed_records)
     CHECK(bad("", "empty"));
 }
 
+/* Fields are found by their exact names: near misses of the same length
+ * (another case, one letter off, a name of the other candidate's length)
+ * are unknown fields, ignored, whichever reader took the record. */
+TEST(envelope_names_are_exact)
+{
+    static const char *const fast[] = {
+        "{\"tYpe\":3,\"Target\":\"x\",\"type\":1,\"items\":[1],\"target\":\"T\",\"argumentz\":[3],"
+        "\"arguments\":[2],\"streamIDs\":[\"s\"],\"Headers\":{\"k\":1}}",
+        /* a repeated unknown key sends the record to jansson */
+        "{\"tYpe\":3,\"tYpe\":4,\"Target\":\"x\",\"type\":1,\"items\":[1],\"target\":\"T\","
+        "\"argumentz\":[3],\"arguments\":[2],\"streamIDs\":[\"s\"],\"Headers\":{\"k\":1}}"};
+    size_t i;
+    sr_msg m;
+    sr_error err;
+
+    for (i = 0; i < sizeof fast / sizeof *fast; i++) {
+        CHECK(parse_text(fast[i], &m, &err) > 0);
+        CHECK(m.type == SR_MSG_INVOCATION && !m.invocation_id && !m.stream_ids && !m.headers);
+        CHECK_STR(m.target, "T");
+        CHECK(sr_value_len(m.arguments) == 1 && sr_value_get_int(sr_value_at(m.arguments, 0)) == 2);
+        sr__msg_clear(&m);
+    }
+    CHECK(bad("{\"type\":1,\"targeT\":\"x\",\"arguments\":[]}", "missing 'target'"));
+    CHECK(bad("{\"Type\":1,\"target\":\"x\",\"arguments\":[]}", "missing 'type'"));
+    CHECK(bad("{\"type\":3,\"invocationID\":\"1\"}", "missing 'invocationId'"));
+    CHECK(bad("{\"type\":9,\"sequenceID\":1}", "missing 'sequenceId'"));
+    CHECK(bad("{\"type\":2,\"invocationId\":\"1\",\"itemz\":1}", "missing 'item'"));
+}
+
 TEST(size_limit)
 {
     static char big[4096];
@@ -1155,6 +1184,7 @@ int main(void)
     RUN(several_records_in_one_buffer);
     RUN(record_split_across_feeds);
     RUN(malformed_records);
+    RUN(envelope_names_are_exact);
     RUN(size_limit);
     RUN(deep_record_is_an_error_not_a_crash);
     RUN(fast_reader_agrees_with_jansson);
