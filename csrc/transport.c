@@ -35,6 +35,7 @@ static void tp_dispatch(sr_event *ev);
 static void tp_discard(sr_event *ev);
 static void batch_free(sr_buf *b);
 static void batches_free(sr_buf *list);
+static void free_spares(sr_transport *tp);
 
 int sr__transport_init(sr_transport *tp, const sr_transport_ops *ops, sr_loop *loop,
                        const sr_transport_upcalls *up, void *ud, size_t pre)
@@ -95,6 +96,7 @@ void sr__transport_unref(sr_transport *tp)
     batch_free(&tp->rx_msgs);
     batches_free(&tp->rx_done);
     sr__buf_free(&tp->rx_spare);
+    free_spares(tp);
     sr__arena_pool_clear(&tp->rx_pool);
     pthread_mutex_destroy(&tp->mu);
     free(tp);
@@ -384,6 +386,7 @@ static int parse_into(sr_transport *tp, const char *data, size_t len, size_t *us
             return -1;
         }
         e.bytes = (size_t)r;
+        if (tp->rx_msgs.cap == 0 && tp->rx_nfree) tp->rx_msgs = tp->rx_free[--tp->rx_nfree];
         if (sr__buf_append(&tp->rx_msgs, (const char *)&e, sizeof e) != 0) {
             sr__msg_clear(&e.m);
             *used = off;
@@ -396,12 +399,12 @@ static int parse_into(sr_transport *tp, const char *data, size_t len, size_t *us
 }
 
 /* Free what the host handed back: on this thread, whose allocator made it,
- * the frees are cheap and the memory is reused here at once. One batch
- * buffer of a usual size is kept for the next batch, and the messages'
+ * the frees are cheap and the memory is reused here at once. Emptied batch
+ * buffers of a usual size are kept for the next batches, and the messages'
  * arenas go to the pool for the next messages. A single message back (a
- * quiet connection: a ping, a call now and then) halves the pool, so what
- * a burst left goes over a few of them, and a connection that only ever
- * sees pings keeps none. */
+ * quiet connection: a ping, a call now and then) halves the pool and lets
+ * the spare buffers go, so what a burst left goes over a few of them, and
+ * a connection that only ever sees pings keeps none. */
 static void free_done(sr_transport *tp)
 {
     sr_buf list;
@@ -416,14 +419,24 @@ static void free_done(sr_transport *tp)
         sr_buf *b = (sr_buf *)(void *)list.data + i;
         n += b->len / sizeof(sr_rx_msg);
         batch_clear(b, &tp->rx_pool);
-        if (tp->rx_msgs.cap == 0 && b->cap <= (256u << 10))
-            tp->rx_msgs = *b;
+        if (b->cap <= (256u << 10) &&
+            tp->rx_nfree < (int)(sizeof tp->rx_free / sizeof *tp->rx_free))
+            tp->rx_free[tp->rx_nfree++] = *b;
         else
             sr__buf_free(b);
     }
     list.len = 0;
     tp->rx_spare = list;
-    if (n <= 1) sr__arena_pool_halve(&tp->rx_pool);
+    if (n <= 1) {
+        sr__arena_pool_halve(&tp->rx_pool);
+        free_spares(tp);
+    }
+}
+
+static void free_spares(sr_transport *tp)
+{
+    while (tp->rx_nfree)
+        sr__buf_free(&tp->rx_free[--tp->rx_nfree]);
 }
 
 /* A large text record goes to pieces past this size (see rx_chunks). */

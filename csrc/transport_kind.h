@@ -80,9 +80,13 @@ struct sr_transport {
      * that their messages are freed where they were allocated and their
      * buffers reused (see sr__transport_post_data). */
     sr_buf rx_done;
-    size_t rx_done_bytes;  /* mu: the entries' bytes in rx_done's batches */
-    int rx_returned;       /* __atomic: rx_done is not empty */
-    sr_buf rx_spare;       /* I/O side: rx_done's list swapped out, being cleared */
+    size_t rx_done_bytes; /* mu: the entries' bytes in rx_done's batches */
+    int rx_returned;      /* __atomic: rx_done is not empty */
+    sr_buf rx_spare;      /* I/O side: rx_done's list swapped out, being cleared */
+    /* I/O side: emptied batch buffers for the next batches (a batch's
+     * buffer goes with its event, so each new one would start small). */
+    sr_buf rx_free[4];
+    int rx_nfree;
     sr_arena_pool rx_pool; /* I/O side: the arenas of dispatched messages, for the next */
 
     /* __atomic: the host holds what this transport delivered (a paused
