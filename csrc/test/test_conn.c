@@ -631,6 +631,64 @@ TEST(large_records_parse_in_pieces)
     sr_conn_free(c);
 }
 
+/* The reading side reuses the buffers of batches the host handed back, all
+ * of them (each event takes its batch's buffer along), and lets them go
+ * when the connection turns quiet. */
+static void post_calls(sr_buf *b, int n)
+{
+    int i;
+    b->len = 0;
+    for (i = 0; i < n; i++)
+        sr__buf_append_str(b, "{\"type\":1,\"target\":\"t\",\"arguments\":[1]}" RS);
+    sr__transport_post_data(last_tp, b->data, b->len);
+}
+
+static int returned_has(const void *p)
+{
+    size_t i;
+    for (i = 0; i < last_tp->rx_done.len / sizeof(sr_buf); i++)
+        if (((sr_buf *)(void *)last_tp->rx_done.data)[i].data == p) return 1;
+    return 0;
+}
+
+TEST(batch_buffers_are_reused_then_let_go)
+{
+    sr_conn *c;
+    sr_buf b = SR_BUF_INIT;
+    void *first, *second;
+    if (mem_raw) return; /* the host parses: no batches */
+    c = connected();
+    invocations = 0;
+    /* two events: the second batch is too big to merge into the first */
+    post_calls(&b, 70);
+    post_calls(&b, 70);
+    pump(loop);
+    CHECK(invocations == 140);
+    CHECK(last_tp->rx_done.len == 2 * sizeof(sr_buf));
+    first = ((sr_buf *)(void *)last_tp->rx_done.data)[0].data;
+    second = ((sr_buf *)(void *)last_tp->rx_done.data)[1].data;
+    /* the next two batches are built in exactly those buffers */
+    post_calls(&b, 70);
+    CHECK(last_tp->rx_nfree == 1);
+    post_calls(&b, 70);
+    CHECK(last_tp->rx_nfree == 0);
+    pump(loop);
+    CHECK(invocations == 280);
+    CHECK(last_tp->rx_done.len == 2 * sizeof(sr_buf) && returned_has(first) &&
+          returned_has(second));
+    /* one message: one of the two serves it, the other waits */
+    post_calls(&b, 1);
+    pump(loop);
+    CHECK(last_tp->rx_nfree == 1);
+    CHECK(returned_has(first) || returned_has(second));
+    /* a second single message: quiet; nothing is kept */
+    post_calls(&b, 1);
+    pump(loop);
+    CHECK(invocations == 282 && last_tp->rx_nfree == 0);
+    sr__buf_free(&b);
+    sr_conn_free(c);
+}
+
 TEST(large_record_over_the_limit)
 {
     result start = {0, 0, "", NULL};
@@ -666,6 +724,7 @@ static void run_all(void)
     RUN(client_results_answer_once);
     RUN(pause_holds_messages_in_order_until_resumed);
     RUN(large_records_parse_in_pieces);
+    RUN(batch_buffers_are_reused_then_let_go);
     RUN(large_record_over_the_limit);
 }
 
