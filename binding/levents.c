@@ -134,9 +134,41 @@ static int on_invocation(void *ud, sr_conn *conn, const char *target, const sr_v
     cb.fn = invocation_id ? LSR_FN_RESULT : LSR_FN_INVOCATION;
     cb.push = push_invocation;
     cb.data = &a;
+    if (!invocation_id && c->lp) {
+        const char *outer = c->pull_target;
+        int outer_run = c->pull_run;
+        c->pull_target = target;
+        c->pull_run = c->lp->running + 1; /* run() counts this callback */
+        lsr_callback(c->lp, &cb);
+        c->pull_target = outer;
+        c->pull_run = outer_run;
+        return 0;
+    }
     lsr_callback(c->lp, &cb);
     /* An error before the Lua side took the call: the core answers. */
     return a.taken;
+}
+
+/* c:take_call(target) -> true, args... of the server's next plain call of
+ * target, the method being dispatched, when the core has it ready next in
+ * the batch (sr_conn_next_call); nothing otherwise. Only from the dispatch
+ * of that call itself, never from a callback nested in it. */
+int lsr_conn_take_call(lua_State *L)
+{
+    lsr_conn *c = luaL_checkudata(L, 1, CONN_MT);
+    const char *target = luaL_checkstring(L, 2);
+    const sr_value *args;
+    size_t i, n;
+    if (!c->conn || !c->pull_target || !c->lp || c->finalizing || c->lp->running != c->pull_run)
+        return 0;
+    args = sr_conn_next_call(c->conn, target, LSR_MAX_SERVER_ARGS);
+    if (!args) return 0;
+    n = sr_value_len(args);
+    luaL_checkstack(L, (int)n + 1, "too many arguments from the server");
+    lua_pushboolean(L, 1);
+    for (i = 0; i < n; i++)
+        lsr_push_top_value(L, sr_value_at(args, i));
+    return (int)n + 1;
 }
 
 /* ------------------------------------------------------------- events */

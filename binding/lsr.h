@@ -128,6 +128,10 @@ struct lsr_conn {
     int finalizing; /* never call Lua for this connection again */
     int json;       /* the protocol is JSON: refuse NaN and infinities */
     sr_log_level log_level;
+    /* During the callback of a server's plain call: its target, and the
+     * callback depth (lp->running) where take_call may take the next. */
+    const char *pull_target;
+    int pull_run;
 };
 
 /* Around an sr_* call that may call back synchronously: callbacks run only
@@ -202,6 +206,7 @@ void lsr_on_done(void *ud, const sr_error *err, const sr_value *result);
 int lsr_push_answer(lua_State *L, const sr_error *err, const sr_value *result);
 void lsr_on_item(void *ud, const sr_value *item);
 void lsr_conn_subscribe(lsr_conn *c);
+int lsr_conn_take_call(lua_State *L); /* c:take_call(), see levents.c */
 void lsr_log_sink(void *ud, sr_log_level level, const char *message);
 double lsr_retry_policy(void *ud, const sr_retry_context *ctx);
 double lsr_never_retry(void *ud, const sr_retry_context *ctx);

@@ -172,6 +172,13 @@ struct sr_conn {
 
     sr_invocation_fn on_invocation;
     void *on_invocation_ud;
+    /* The batch being delivered (tp_on_msgs_body) and, during the
+     * invocation callback of a plain call, its target: what
+     * sr_conn_next_call may take from. */
+    sr_rx_msg *cur_msgs;
+    size_t cur_n, *cur_i;
+    const char *call_target;
+    uint64_t call_gen;
     sr_close_fn on_close;
     void *on_close_ud;
     sr_state_fn on_state;
@@ -717,8 +724,18 @@ static int handle_message(sr_conn *c, sr_msg *m)
         {
             int answered = 0;
             if (c->on_invocation) {
+                /* The next calls may be taken only by a plain call of the
+                 * batch being delivered (not a held one, not a nested one). */
+                const char *outer = c->call_target;
+                uint64_t outer_gen = c->call_gen;
+                c->call_target = !m->invocation_id && c->cur_msgs && m == &c->cur_msgs[*c->cur_i].m
+                                     ? m->target
+                                     : NULL;
+                c->call_gen = g;
                 answered = c->on_invocation(c->on_invocation_ud, c, m->target, m->arguments,
                                             m->invocation_id);
+                c->call_target = outer; /* the caller holds c */
+                c->call_gen = outer_gen;
             } else {
                 sr__logf(&c->log, SR_LOG_WARNING, "no handler for the server's call to '%s'",
                          m->target);
@@ -976,16 +993,46 @@ void sr_conn_resume(sr_conn *c)
  * follow the handshake reply, which came through tp_on_data. */
 static void tp_on_msgs_body(sr_conn *c, sr_transport *tp, sr_rx_msg *msgs, size_t n)
 {
-    size_t i;
+    size_t i, outer_n = c->cur_n, *outer_i = c->cur_i;
+    sr_rx_msg *outer = c->cur_msgs;
     if (tp != c->tp || !c->attached) return;
+    /* A handler that polls delivers later batches inside this one. */
+    c->cur_msgs = msgs;
+    c->cur_n = n;
+    c->cur_i = &i;
     for (i = 0; i < n; i++) {
         if (c->paused || c->held.n) {
             hold_msgs(c, msgs + i, n - i);
             break;
         }
-        if (!duplicate(c, &msgs[i].m, msgs[i].bytes) && handle_message(c, &msgs[i].m)) return;
+        if (!duplicate(c, &msgs[i].m, msgs[i].bytes) && handle_message(c, &msgs[i].m)) goto out;
     }
     plan_ack(c);
+out:
+    c->cur_msgs = outer;
+    c->cur_n = outer_n;
+    c->cur_i = outer_i;
+}
+
+const sr_value *sr_conn_next_call(sr_conn *c, const char *target, size_t max_args)
+{
+    if (!c || !target || !c->call_target || c->call_gen != c->gen || c->dead || !c->cur_msgs ||
+        strcmp(target, c->call_target) != 0)
+        return NULL;
+    for (;;) {
+        size_t j = *c->cur_i + 1;
+        sr_rx_msg *e;
+        if (j >= c->cur_n || c->paused || c->held.n || !c->attached) return NULL;
+        e = &c->cur_msgs[j];
+        if (e->m.type != SR_MSG_INVOCATION || e->m.invocation_id ||
+            strcmp(e->m.target, target) != 0 || sr_value_len(e->m.arguments) > max_args)
+            return NULL;
+        *c->cur_i = j;
+        if (duplicate(c, &e->m, e->bytes)) continue; /* as the delivery loop does */
+        if (SR_LOG_ON(&c->log, SR_LOG_DEBUG))
+            sr__logf(&c->log, SR_LOG_DEBUG, "received invocation of '%s'", e->m.target);
+        return e->m.arguments;
+    }
 }
 
 static void tp_on_close_body(sr_conn *c, const sr_error *err)

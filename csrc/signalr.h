@@ -346,6 +346,17 @@ SR_API void sr_conn_resume(sr_conn *c);
 typedef int (*sr_invocation_fn)(void *ud, sr_conn *c, const char *target, const sr_value *args,
                                 const char *invocation_id);
 SR_API void sr_conn_on_invocation(sr_conn *c, sr_invocation_fn fn, void *ud);
+
+/* Inside the invocation callback of a plain call (no invocation_id), and
+ * not from a callback nested in it: take the next call the server sent
+ * when it would be delivered next anyway and is a plain call of the same
+ * target (exactly as sent) with at most max_args arguments. Returns its
+ * arguments (an SR_ARRAY, valid until the next take or the callback's
+ * return); the core then delivers it to no one. NULL when there is none
+ * ready (another message comes first, the connection paused, moved on, or
+ * the batch ends): the core goes on delivering as usual. A flood of one
+ * method then costs one callback, not one per call. */
+SR_API const sr_value *sr_conn_next_call(sr_conn *c, const char *target, size_t max_args);
 /* Answer a server's call that waits for a result: result (borrowed; NULL
  * sends null) when error is NULL, else the error text. SR_ECLOSED when the
  * connection is not connected any more (the server has failed its call). */

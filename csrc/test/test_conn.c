@@ -689,6 +689,69 @@ TEST(batch_buffers_are_reused_then_let_go)
     sr_conn_free(c);
 }
 
+/* sr_conn_next_call: a plain call's callback takes the same method's next
+ * calls ready right behind it in the batch, and nothing else: not another
+ * method (nor another case of it), not a call that waits for a result, not
+ * one with too many arguments, not after a pause, not outside a callback. */
+static char took[512];
+static int take_pause; /* the callback of "P" pauses before it takes */
+static void took_add(const char *prefix, const char *target, const sr_value *args)
+{
+    size_t n = strlen(took);
+    snprintf(took + n, sizeof took - n, "%s%s%lld,", prefix, target,
+             (long long)sr_value_get_int(sr_value_at(args, 0)));
+}
+
+static int on_taking(void *ud, sr_conn *c, const char *target, const sr_value *args,
+                     const char *invocation_id)
+{
+    const sr_value *next;
+    (void)ud;
+    took_add(invocation_id ? "?" : "", target, args);
+    if (take_pause && strcmp(target, "P") == 0) sr_conn_pause(c);
+    while ((next = sr_conn_next_call(c, target, 1)))
+        took_add("+", target, next);
+    return 0;
+}
+
+TEST(a_call_takes_the_next_calls_of_its_method)
+{
+    sr_conn *c = connected();
+    const char *want;
+    CHECK(c);
+    sr_conn_on_invocation(c, on_taking, NULL);
+    took[0] = '\0';
+    feed(loop, "{\"type\":1,\"target\":\"A\",\"arguments\":[1]}" RS
+               "{\"type\":1,\"target\":\"A\",\"arguments\":[2]}" RS
+               "{\"type\":1,\"target\":\"B\",\"arguments\":[3]}" RS
+               "{\"type\":1,\"target\":\"A\",\"arguments\":[4]}" RS
+               "{\"type\":1,\"target\":\"A\",\"arguments\":[5]}" RS
+               "{\"type\":1,\"invocationId\":\"s\",\"target\":\"A\",\"arguments\":[6]}" RS
+               "{\"type\":1,\"target\":\"A\",\"arguments\":[7]}" RS
+               "{\"type\":1,\"target\":\"a\",\"arguments\":[8]}" RS
+               "{\"type\":1,\"target\":\"a\",\"arguments\":[9,0]}" RS "{\"type\":6}" RS
+               "{\"type\":1,\"target\":\"a\",\"arguments\":[10]}" RS);
+    /* the host parses (mem_raw): there is no batch to take from */
+    want = mem_raw ? "A1,A2,B3,A4,A5,?A6,A7,a8,a9,a10," : "A1,+A2,B3,A4,+A5,?A6,A7,a8,a9,a10,";
+    CHECK_STR(took, want);
+    CHECK_STR(
+        take_sent(),
+        "{\"type\":3,\"invocationId\":\"s\",\"error\":\"Client didn't provide a result.\"}" RS);
+    CHECK(sr_conn_next_call(c, "A", 1) == NULL);
+    /* a pause stops the run: the rest is held and delivered as usual */
+    took[0] = '\0';
+    take_pause = 1;
+    feed(loop, "{\"type\":1,\"target\":\"P\",\"arguments\":[1]}" RS
+               "{\"type\":1,\"target\":\"P\",\"arguments\":[2]}" RS);
+    take_pause = 0;
+    CHECK_STR(took, "P1,");
+    sr_conn_resume(c);
+    pump(loop);
+    CHECK_STR(took, "P1,P2,");
+    sr_conn_on_invocation(c, on_invocation, NULL);
+    sr_conn_free(c);
+}
+
 TEST(large_record_over_the_limit)
 {
     result start = {0, 0, "", NULL};
@@ -725,6 +788,7 @@ static void run_all(void)
     RUN(pause_holds_messages_in_order_until_resumed);
     RUN(large_records_parse_in_pieces);
     RUN(batch_buffers_are_reused_then_let_go);
+    RUN(a_call_takes_the_next_calls_of_its_method);
     RUN(large_record_over_the_limit);
 }
 

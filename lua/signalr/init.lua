@@ -598,9 +598,35 @@ end
 -- Its error handler is set only once it fails or waits: until then the
 -- coroutine's `true` in managed is all that is read (waiter, yxpcall).
 local function invocation_dispatcher(self)
-  local handlers = self._handlers
+  local handlers, c = self._handlers, self._c
+  local take = c.take_call
+  -- A flood of one method: the calls right behind this one that the core
+  -- has ready (c:take_call) run in the same coroutine, each with the
+  -- method's handlers as they are when it comes, sparing a resume, a yield
+  -- and the core's callback per call. The first error or wait ends the run;
+  -- the core delivers the rest as usual.
+  local function next_call(key, target, ok, ...)
+    if not ok then return false end
+    local list = handlers[key]
+    if not list then
+      log(self._logger, "warning", ("no handler registered for the server's call to '%s'"):format(target))
+    elseif not list[2] then
+      list[1](...)
+    else
+      run_handlers(self, list, target, ...)
+    end
+    return true
+  end
+  local function more_calls(key, target)
+    while next_call(key, target, take(c, target)) do end
+  end
+  local function run_calls(fn, key, target, ...)
+    fn(...)
+    return more_calls(key, target) -- a tail call: the first call's arguments go
+  end
   return function(target, ...)
-    local list = handlers[lower_cache[target] or lower_name(target)]
+    local key = lower_cache[target] or lower_name(target)
+    local list = handlers[key]
     if not list then -- TEST is inline; == nil calls luaV_equalobj (also below)
       log(self._logger, "warning", ("no handler registered for the server's call to '%s'"):format(target))
       return
@@ -612,7 +638,7 @@ local function invocation_dispatcher(self)
       co = take_pooled()
     end
     if not list[2] then
-      local ok, tok = co_resume(co, list[1], ...)
+      local ok, tok = co_resume(co, run_calls, list[1], key, target, ...)
       if tok == IDLE and ok and not spare then -- resumed, inline
         spare = co -- its managed entry is still true (take_pooled)
       else

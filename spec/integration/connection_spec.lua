@@ -155,6 +155,52 @@ describe("connection", function()
       conn:stop()
     end)
 
+    it("delivers floods of two methods in order, through a handler's error, a wait and a handler added midway", function()
+      -- A run of one method's calls goes to its handler in one coroutine
+      -- (c:take_call); each call still sees the handlers of its own moment,
+      -- and an error or a wait ends a run, never a call.
+      local b = signalr.builder():with_url(hub_url .. "/testhub")
+      local logs = capture_logs(b, "warning")
+      local conn = b:build()
+      conn:start()
+      local N = 3000
+      local a, bs, extra, waited = {}, {}, {}, false
+      conn:on("floodA", function(i)
+        a[#a + 1] = i
+        if i == 1000 then error("boom at 1000") end
+        if i == 1200 then conn:on("floodA", function(j) extra[#extra + 1] = j end) end
+        if i == 2000 then
+          signalr.sleep(0.05)
+          waited = true
+        end
+      end)
+      conn:on("floodB", function(i) bs[#bs + 1] = i end)
+      assert.equals("started", conn:invoke("StartPush", "floodA", N, 0))
+      assert.equals("started", conn:invoke("StartPush", "floodB", N, 0))
+      helper.wait_until(function()
+        signalr.poll(0.01)
+        return #a == N and #bs == N and #extra == N - 1200 and waited
+      end, 20)
+      for i = 1, N do
+        assert.equals(i, a[i])
+        assert.equals(i, bs[i])
+      end
+      -- every call from the 1201st on, once (the 2000th reaches the added
+      -- handler after its first handler's wait, so later ones come first)
+      table.sort(extra)
+      for i = 1201, N do assert.equals(i, extra[i - 1200]) end
+      local failed = 0
+      for _, l in ipairs(logs) do
+        if l:find("boom at 1000", 1, true) then
+          failed = failed + 1
+          assert.truthy(l:find("handler for 'floodA' failed", 1, true), l)
+        end
+      end
+      assert.equals(1, failed)
+      assert.equals(7, conn:invoke("Add", 3, 4))
+      conn:stop()
+    end)
+
     it("passes several arguments, nil for null", function()
       local conn = connect()
       local args
