@@ -14,10 +14,22 @@
 
 const char lsr_weak_key = 'w';
 
-static lsr_conn *check_conn(lua_State *L)
+/* The methods have the metatable as their upvalue: comparing with it is a
+ * fraction of luaL_checkudata, which looks the metatable up by name (a
+ * string made and hashed per call). Anything else, and the metamethods,
+ * which have no upvalue, go the standard way (and its error). */
+lsr_conn *lsr_check_conn(lua_State *L)
 {
+    void *p = lua_touserdata(L, 1);
+    if (p && lua_getmetatable(L, 1)) {
+        int ours = lua_rawequal(L, -1, lua_upvalueindex(1));
+        lua_pop(L, 1);
+        if (ours) return p;
+    }
     return luaL_checkudata(L, 1, CONN_MT);
 }
+
+#define check_conn lsr_check_conn
 
 static lsr_conn *open_conn(lua_State *L)
 {
@@ -665,7 +677,9 @@ static const luaL_Reg conn_methods[] = {{"start", lsr_conn_start},
 void lsr_conn_register(lua_State *L)
 {
     if (luaL_newmetatable(L, CONN_MT)) {
-        luaL_newlib(L, conn_methods);
+        luaL_newlibtable(L, conn_methods);
+        lua_pushvalue(L, -2); /* the metatable, the methods' upvalue */
+        luaL_setfuncs(L, conn_methods, 1);
         lua_setfield(L, -2, "__index");
         lua_pushcfunction(L, lsr_conn_gc);
         lua_setfield(L, -2, "__gc");

@@ -155,7 +155,7 @@ static int on_invocation(void *ud, sr_conn *conn, const char *target, const sr_v
  * of that call itself, never from a callback nested in it. */
 int lsr_conn_take_call(lua_State *L)
 {
-    lsr_conn *c = luaL_checkudata(L, 1, CONN_MT);
+    lsr_conn *c = lsr_check_conn(L);
     const char *target = luaL_checkstring(L, 2);
     const sr_value *args;
     size_t i, n;

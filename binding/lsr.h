@@ -207,6 +207,8 @@ int lsr_push_answer(lua_State *L, const sr_error *err, const sr_value *result);
 void lsr_on_item(void *ud, const sr_value *item);
 void lsr_conn_subscribe(lsr_conn *c);
 int lsr_conn_take_call(lua_State *L); /* c:take_call(), see levents.c */
+/* Argument 1 as a connection, for the connection's methods (lconn.c). */
+lsr_conn *lsr_check_conn(lua_State *L);
 void lsr_log_sink(void *ud, sr_log_level level, const char *message);
 double lsr_retry_policy(void *ud, const sr_retry_context *ctx);
 double lsr_never_retry(void *ud, const sr_retry_context *ctx);
