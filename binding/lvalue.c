@@ -373,19 +373,38 @@ static void push_value_at(lua_State *L, const sr_value *v, int depth)
     push_value(L, v, depth);
 }
 
+/* A value that makes nothing in Lua, so it cannot raise: pushed, and 1;
+ * otherwise 0 and nothing pushed. */
+static int push_plain(lua_State *L, const sr_value *v)
+{
+    switch (sr_value_type(v)) {
+    case SR_NULL:
+        lua_pushlightuserdata(L, NULL);
+        return 1;
+    case SR_BOOL:
+        lua_pushboolean(L, sr_value_get_bool(v));
+        return 1;
+    case SR_FLOAT:
+        lua_pushnumber(L, (lua_Number)sr_value_get_float(v));
+        return 1;
+#if LUA_VERSION_NUM >= 503
+    case SR_INT:
+        lua_pushinteger(L, (lua_Integer)sr_value_get_int(v));
+        return 1;
+#endif
+    default:
+        return 0;
+    }
+}
+
 static void push_value(lua_State *L, const sr_value *v, int depth)
 {
     size_t i, n, len;
     const char *s;
+    if (push_plain(L, v)) return;
     switch (sr_value_type(v)) {
-    case SR_NULL:
-        lua_pushlightuserdata(L, NULL);
-        break;
-    case SR_BOOL:
-        lua_pushboolean(L, sr_value_get_bool(v));
-        break;
-    case SR_INT:
 #if LUA_VERSION_NUM < 503
+    case SR_INT:
         /* Lua 5.1 and LuaJIT have doubles only, which hold every integer
          * up to 2^53 exactly: those are numbers. Beyond, a number would be
          * silently rounded, so the integer arrives as its decimal digits (a
@@ -400,13 +419,8 @@ static void push_value(lua_State *L, const sr_value *v, int depth)
                 lua_pushstring(L, num);
             }
         }
-#else
-        lua_pushinteger(L, (lua_Integer)sr_value_get_int(v));
+        break;
 #endif
-        break;
-    case SR_FLOAT:
-        lua_pushnumber(L, (lua_Number)sr_value_get_float(v));
-        break;
     case SR_STRING:
         s = sr_value_get_string(v, &len);
         lua_pushlstring(L, s, len);
@@ -471,6 +485,16 @@ static int convert_f(lua_State *L)
 int lsr_push_converted(lua_State *L, const sr_value *v, int top, const char *what)
 {
     convert_args a;
+    /* A number, a boolean or null cannot fail: no protected call for it
+     * (most of what a stream of numbers cost per item). */
+    if (!v || sr_value_type(v) == SR_NULL) {
+        if (top)
+            lua_pushnil(L);
+        else
+            lua_pushlightuserdata(L, NULL);
+        return 1;
+    }
+    if (push_plain(L, v)) return 1;
     a.v = v;
     a.top = top;
     lua_pushcfunction(L, convert_f);
