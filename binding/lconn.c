@@ -29,11 +29,9 @@ lsr_conn *lsr_check_conn(lua_State *L)
     return luaL_checkudata(L, 1, CONN_MT);
 }
 
-#define check_conn lsr_check_conn
-
 static lsr_conn *open_conn(lua_State *L)
 {
-    lsr_conn *c = check_conn(L);
+    lsr_conn *c = lsr_check_conn(L);
     if (!c->conn) lsr_raise_error(L, "closed", "the connection was closed");
     return c;
 }
@@ -154,7 +152,7 @@ static int lsr_conn_gc(lua_State *L)
  * without calling back). Idempotent; __gc shares lsr_conn_release. */
 static int lsr_conn_close(lua_State *L)
 {
-    lsr_conn *c = check_conn(L);
+    lsr_conn *c = lsr_check_conn(L);
     lsr_loop *lp = c->lp;
     int list, i, n = 0;
     lua_settop(L, 1);
@@ -479,7 +477,7 @@ static int lsr_conn_upload_close(lua_State *L)
  * sent: then the server gets that error instead). */
 static int lsr_conn_complete(lua_State *L)
 {
-    lsr_conn *c = check_conn(L);
+    lsr_conn *c = lsr_check_conn(L);
     const char *id = luaL_checkstring(L, 2);
     int ok = lua_toboolean(L, 3);
     sr_value *v = NULL;
@@ -519,14 +517,14 @@ static int lsr_conn_complete(lua_State *L)
 
 static int lsr_conn_pause(lua_State *L)
 {
-    lsr_conn *c = check_conn(L);
+    lsr_conn *c = lsr_check_conn(L);
     if (c->conn) sr_conn_pause(c->conn);
     return 0;
 }
 
 static int lsr_conn_resume(lua_State *L)
 {
-    lsr_conn *c = check_conn(L);
+    lsr_conn *c = lsr_check_conn(L);
     if (c->conn) sr_conn_resume(c->conn);
     return 0;
 }
@@ -577,13 +575,13 @@ static int lsr_conn_cancel(lua_State *L)
 
 static int lsr_conn_state(lua_State *L)
 {
-    lua_pushstring(L, state_of(check_conn(L)));
+    lua_pushstring(L, state_of(lsr_check_conn(L)));
     return 1;
 }
 
 static int lsr_conn_connection_id(lua_State *L)
 {
-    lsr_conn *c = check_conn(L);
+    lsr_conn *c = lsr_check_conn(L);
     const char *id = c->conn ? sr_conn_connection_id(c->conn) : NULL;
     if (id)
         lua_pushstring(L, id);
@@ -594,7 +592,7 @@ static int lsr_conn_connection_id(lua_State *L)
 
 static int set_callback(lua_State *L, int fn)
 {
-    check_conn(L);
+    lsr_check_conn(L);
     if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TFUNCTION);
     lua_settop(L, 2);
     lua_getiuservalue(L, 1, UV_CALLBACKS);
@@ -642,7 +640,7 @@ static int lsr_conn_on_reconnected(lua_State *L)
 
 static int lsr_conn_tostring(lua_State *L)
 {
-    lsr_conn *c = check_conn(L);
+    lsr_conn *c = lsr_check_conn(L);
     lua_pushfstring(L, CONN_MT " (%s): %p", state_of(c), (void *)c);
     return 1;
 }

@@ -135,13 +135,10 @@ static int on_invocation(void *ud, sr_conn *conn, const char *target, const sr_v
     cb.push = push_invocation;
     cb.data = &a;
     if (!invocation_id && c->lp) {
-        const char *outer = c->pull_target;
-        int outer_run = c->pull_run;
-        c->pull_target = target;
+        int outer = c->pull_run;
         c->pull_run = c->lp->running + 1; /* run() counts this callback */
         lsr_callback(c->lp, &cb);
-        c->pull_target = outer;
-        c->pull_run = outer_run;
+        c->pull_run = outer;
         return 0;
     }
     lsr_callback(c->lp, &cb);
@@ -159,7 +156,7 @@ int lsr_conn_take_call(lua_State *L)
     const char *target = luaL_checkstring(L, 2);
     const sr_value *args;
     size_t i, n;
-    if (!c->conn || !c->pull_target || !c->lp || c->finalizing || c->lp->running != c->pull_run)
+    if (!c->conn || !c->pull_run || !c->lp || c->finalizing || c->lp->running != c->pull_run)
         return 0;
     args = sr_conn_next_call(c->conn, target, LSR_MAX_SERVER_ARGS);
     if (!args) return 0;

@@ -128,9 +128,8 @@ struct lsr_conn {
     int finalizing; /* never call Lua for this connection again */
     int json;       /* the protocol is JSON: refuse NaN and infinities */
     sr_log_level log_level;
-    /* During the callback of a server's plain call: its target, and the
-     * callback depth (lp->running) where take_call may take the next. */
-    const char *pull_target;
+    /* During the callback of a server's plain call: the callback depth
+     * (lp->running) where take_call may take the next; 0 outside one. */
     int pull_run;
 };
 

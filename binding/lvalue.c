@@ -487,11 +487,8 @@ int lsr_push_converted(lua_State *L, const sr_value *v, int top, const char *wha
     convert_args a;
     /* A number, a boolean or null cannot fail: no protected call for it
      * (most of what a stream of numbers cost per item). */
-    if (!v || sr_value_type(v) == SR_NULL) {
-        if (top)
-            lua_pushnil(L);
-        else
-            lua_pushlightuserdata(L, NULL);
+    if (top && sr_value_type(v) == SR_NULL) {
+        lua_pushnil(L); /* null and absent, as lsr_push_top_value */
         return 1;
     }
     if (push_plain(L, v)) return 1;

@@ -650,7 +650,7 @@ static const char *const key_names[K_COUNT] = {
 typedef struct envelope {
     sr_json_field *f;
     size_t n;
-    sr_json_field *key[K_COUNT]; /* the first field of each name, or NULL */
+    sr_json_field *key[K_COUNT]; /* the field of each name, or NULL */
     sr_json_field stack[ENV_STACK];
     json_t *tree;    /* when jansson read it: the keys live here */
     sr_arena *arena; /* when simdjson read it: the values live here */
