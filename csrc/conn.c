@@ -950,13 +950,20 @@ static void deliver_held(sr_conn *c, int force)
 {
     sr_rx_msg m;
     uint64_t g = c->gen;
-    while ((force || !c->paused) && sr__held_pop(&c->held, &m)) {
-        int stop;
+    int stop = 0;
+    while (!stop && (force || !c->paused) && sr__held_pop(&c->held, &m)) {
         release_reading(c);
         stop = !duplicate(c, &m.m, m.bytes) && handle_message(c, &m.m);
-        sr__msg_clear(&m.m);
-        if (stop) return;
+        /* Back to the reading side, whose allocator made its arena: freed
+         * here, in a stream that keeps pausing, glibc's frees across
+         * threads and the reader's fresh mallocs doubled a message's cost. */
+        if (c->tp)
+            sr__transport_recycle(c->tp, &m);
+        else
+            sr__msg_clear(&m.m);
     }
+    if (c->tp) sr__transport_recycle_flush(c->tp);
+    if (stop) return;
     if (!c->held.n && (force || !c->paused) && c->in.len && c->attached) {
         c->draining = force;
         parse_in(c, 0);

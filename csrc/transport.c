@@ -95,6 +95,7 @@ void sr__transport_unref(sr_transport *tp)
     chunks_free(tp);
     batch_free(&tp->rx_msgs);
     batches_free(&tp->rx_done);
+    batch_free(&tp->host_ret);
     sr__buf_free(&tp->rx_spare);
     free_spares(tp);
     sr__arena_pool_clear(&tp->rx_pool);
@@ -676,9 +677,8 @@ void sr__transport_post_closed(sr_transport *tp, int code, long status, const ch
  * when that side has finished (it will not run again) or has not come for
  * what it was given already (it frees on its next receive). */
 #define RX_DONE_MAX (256u << 10)
-static void give_back(sr_transport *tp, sr_event *ev)
+static void give_back(sr_transport *tp, sr_buf *batch)
 {
-    sr_buf *batch = (sr_buf *)(void *)ev->data;
     int kept = 0;
     pthread_mutex_lock(&tp->mu);
     if (!tp->dead && !sr__transport_released(tp) && tp->rx_done_bytes + batch->len <= RX_DONE_MAX &&
@@ -689,6 +689,24 @@ static void give_back(sr_transport *tp, sr_event *ev)
     }
     pthread_mutex_unlock(&tp->mu);
     if (!kept) batch_free(batch);
+}
+
+/* Kept messages go back in batches of this many (a hand-back takes the
+ * transport's lock). */
+#define RECYCLE_BATCH 64
+void sr__transport_recycle(sr_transport *tp, sr_rx_msg *m)
+{
+    if (sr__buf_append(&tp->host_ret, m, sizeof *m) != 0) sr__msg_clear(&m->m);
+    memset(m, 0, sizeof *m);
+    if (tp->host_ret.len >= RECYCLE_BATCH * sizeof *m) sr__transport_recycle_flush(tp);
+}
+
+void sr__transport_recycle_flush(sr_transport *tp)
+{
+    sr_buf b = tp->host_ret;
+    if (b.len == 0) return;
+    memset(&tp->host_ret, 0, sizeof tp->host_ret);
+    give_back(tp, &b);
 }
 
 static void tp_dispatch(sr_event *ev)
@@ -733,7 +751,7 @@ static void tp_dispatch(sr_event *ev)
             break;
         }
     }
-    if (ev->type == SR_EV_TP_MSGS) give_back(tp, ev);
+    if (ev->type == SR_EV_TP_MSGS) give_back(tp, (sr_buf *)(void *)ev->data);
     /* The event's reference; the upcall may have released the host's. */
     sr__transport_unref(tp);
 }

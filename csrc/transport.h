@@ -125,6 +125,13 @@ void sr__transport_close(sr_transport *tp);
 /* Host thread. on: stop reading from the server (backpressure for this
  * transport alone; nothing is dropped); off: read again. */
 void sr__transport_hold(sr_transport *tp, int on);
+/* Host thread. A message of this transport's on_msgs that the host moved
+ * out of its batch (held) and is done with: it goes back to the reading
+ * side with the next hand-back, like the batches' own, so its arena is
+ * reused there, not freed on this thread. *m is zeroed. */
+void sr__transport_recycle(sr_transport *tp, sr_rx_msg *m);
+/* Host thread. Hand back what sr__transport_recycle gathered, now. */
+void sr__transport_recycle_flush(sr_transport *tp);
 /* Host thread. Drop the host's reference; no upcall runs afterwards. */
 void sr__transport_release(sr_transport *tp);
 const char *sr__transport_name(const sr_transport *tp); /* "WebSockets" */

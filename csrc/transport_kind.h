@@ -88,6 +88,9 @@ struct sr_transport {
     sr_buf rx_free[4];
     int rx_nfree;
     sr_arena_pool rx_pool; /* I/O side: the arenas of dispatched messages, for the next */
+    /* Host: messages the host kept past their batch (a paused connection's)
+     * and is done with, gathered to be handed back like a batch. */
+    sr_buf host_ret;
 
     /* __atomic: the host holds what this transport delivered (a paused
      * connection with much held): stop reading, as under congestion. */

@@ -689,6 +689,40 @@ TEST(batch_buffers_are_reused_then_let_go)
     sr_conn_free(c);
 }
 
+/* Messages held while paused go back to the reading side once delivered,
+ * as the batches they came in do: their arenas end in its pool. */
+TEST(held_messages_go_back_to_the_reader)
+{
+    sr_conn *c;
+    sr_buf b = SR_BUF_INIT;
+    size_t i, j, back = 0, pooled;
+    if (mem_raw) return; /* the host parses: no batches */
+    c = connected();
+    invocations = 0;
+    sr_conn_pause(c);
+    post_calls(&b, 10);
+    pump(loop);
+    CHECK(invocations == 0);
+    sr_conn_resume(c);
+    pump(loop);
+    CHECK(invocations == 10);
+    /* the emptied batch they came in, and the ten themselves */
+    for (i = 0; i < last_tp->rx_done.len / sizeof(sr_buf); i++) {
+        sr_buf *d = (sr_buf *)(void *)last_tp->rx_done.data + i;
+        sr_rx_msg *e = (sr_rx_msg *)(void *)d->data;
+        for (j = 0; j < d->len / sizeof *e; j++)
+            if (e[j].m.arena) back++;
+    }
+    CHECK(back == 10);
+    pooled = last_tp->rx_pool.n[0];
+    post_calls(&b, 1); /* the reader takes them: ten arenas in, one out */
+    CHECK(last_tp->rx_done.len == 0 && last_tp->rx_pool.n[0] == pooled + 9);
+    pump(loop);
+    CHECK(invocations == 11);
+    sr__buf_free(&b);
+    sr_conn_free(c);
+}
+
 /* sr_conn_next_call: a plain call's callback takes the same method's next
  * calls ready right behind it in the batch, and nothing else: not another
  * method (nor another case of it), not a call that waits for a result, not
@@ -788,6 +822,7 @@ static void run_all(void)
     RUN(pause_holds_messages_in_order_until_resumed);
     RUN(large_records_parse_in_pieces);
     RUN(batch_buffers_are_reused_then_let_go);
+    RUN(held_messages_go_back_to_the_reader);
     RUN(a_call_takes_the_next_calls_of_its_method);
     RUN(large_record_over_the_limit);
 }
