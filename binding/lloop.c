@@ -91,6 +91,14 @@ static int lsr_poll(lua_State *L)
     return 1;
 }
 
+/* core.break_dispatch(): the running poll returns after this callback (a
+ * blocking wait's result has come; the rest can wait for the next poll) */
+static int lsr_break_dispatch(lua_State *L)
+{
+    sr_loop_break(lsr_live_loop(L)->loop);
+    return 0;
+}
+
 static int lsr_fd(lua_State *L)
 {
     lsr_loop *lp = lsr_live_loop(L);
@@ -206,6 +214,7 @@ static int lsr_now(lua_State *L)
 const luaL_Reg lsr_loop_funcs[] = {{"connection", lsr_connection},
                                    {"now", lsr_now},
                                    {"poll", lsr_poll},
+                                   {"break_dispatch", lsr_break_dispatch},
                                    {"fd", lsr_fd},
                                    {"next_timeout", lsr_next_timeout},
                                    {"timer", lsr_add_timer},

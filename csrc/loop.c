@@ -96,6 +96,7 @@ struct sr_loop {
     int driving;             /* mu */
     int drive_woken;         /* mu */
     pthread_t host;          /* mu: the driving thread while driving */
+    int brk;                 /* host only: sr_loop_break was called */
 };
 
 static uint64_t now_ns(void)
@@ -367,7 +368,7 @@ static int run_timers(sr_loop *loop)
 {
     uint64_t now = now_ns(), limit = loop->seq << SLOT_BITS;
     int n = 0;
-    while (loop->nheap) {
+    while (loop->nheap && !loop->brk) {
         tslot *t = &loop->slots[loop->heap[0]];
         sr_timer_fn fn;
         void *ud;
@@ -401,7 +402,7 @@ static int run_events(sr_loop *loop)
         loop->qhead = loop->qtail = NULL;
         pthread_mutex_unlock(&loop->mu);
     }
-    while (n < DISPATCH_MAX && loop->bhead) {
+    while (n < DISPATCH_MAX && loop->bhead && !loop->brk) {
         sr_event *ev = loop->bhead;
         size_t len = ev->weight;
         loop->bhead = ev->next;
@@ -485,6 +486,10 @@ int sr_loop_dispatch(sr_loop *loop, int timeout_ms)
         struct epoll_event evs[2];
         int wait_ms = -1;
         n = run_ready(loop);
+        if (loop->brk) {
+            loop->brk = 0;
+            return n;
+        }
         if (timeout_ms == 0) {
             /* Never waits, but sends what waits for a host holding the
              * sockets (cheap: nothing unless such commands exist). */
@@ -502,6 +507,11 @@ int sr_loop_dispatch(sr_loop *loop, int timeout_ms)
          * a timer cancelled meanwhile just goes round again. */
         if (epoll_wait(loop->epfd, evs, 2, wait_ms) < 0 && errno != EINTR) return 0;
     }
+}
+
+void sr_loop_break(sr_loop *loop)
+{
+    if (loop) loop->brk = 1;
 }
 
 int sr_loop_fd(const sr_loop *loop)

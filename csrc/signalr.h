@@ -142,6 +142,11 @@ SR_API int sr_loop_fd(const sr_loop *loop);
  * first event (0: never block, -1: no limit). Returns the number of events
  * dispatched. */
 SR_API int sr_loop_dispatch(sr_loop *loop, int timeout_ms);
+/* From a callback: the sr_loop_dispatch running it returns once that
+ * callback is done, leaving what else is ready for the next call (the
+ * descriptor stays readable): for a host that waits for one thing amid a
+ * flood. Called outside a dispatch, the next one returns at once. */
+SR_API void sr_loop_break(sr_loop *loop);
 /* Milliseconds until the next timer is due, -1 if none. */
 SR_API int sr_loop_next_timeout(const sr_loop *loop);
 

@@ -240,6 +240,47 @@ TEST(nested_blocking_wait)
     sr_loop_free(loop);
 }
 
+static void mark_and_break(void *ud)
+{
+    mark(ud);
+    sr_loop_break(g_loop);
+}
+
+/* sr_loop_break: the dispatch running the callback returns after it, with
+ * the rest ready for the next call (from an event or a timer); outside a
+ * dispatch, the next one returns at once. */
+TEST(break_ends_the_dispatch)
+{
+    sr_loop *loop = sr_loop_new(NULL);
+    g_loop = loop;
+    norder = 0;
+    order[0] = '\0';
+    post_call(loop, mark, T("A"), 0);
+    post_call(loop, mark_and_break, T("B"), 0);
+    post_call(loop, mark, T("C"), 0);
+    post_call(loop, mark, T("D"), 0);
+    CHECK(sr_loop_dispatch(loop, -1) == 2);
+    CHECK_STR(order, "AB");
+    CHECK(readable(loop));
+    CHECK(sr_loop_dispatch(loop, 0) == 2);
+    CHECK_STR(order, "ABCD");
+    CHECK(!readable(loop));
+    /* a timer's callback, with an event ready behind it */
+    sr_loop_add_timer(loop, 0, mark_and_break, T("T"));
+    post_call(loop, mark, T("E"), 0);
+    CHECK(sr_loop_dispatch(loop, -1) == 1);
+    CHECK_STR(order, "ABCDT");
+    CHECK(readable(loop));
+    /* called outside: the next dispatch returns without running E */
+    sr_loop_break(loop);
+    CHECK(sr_loop_dispatch(loop, -1) == 0);
+    CHECK_STR(order, "ABCDT");
+    CHECK(sr_loop_dispatch(loop, -1) == 1);
+    CHECK_STR(order, "ABCDTE");
+    CHECK(!readable(loop));
+    sr_loop_free(loop);
+}
+
 TEST(fd_readability)
 {
     sr_loop *loop = sr_loop_new(NULL);
@@ -652,6 +693,7 @@ int main(void)
     RUN(many_timers);
     RUN(nested_dispatch);
     RUN(nested_blocking_wait);
+    RUN(break_ends_the_dispatch);
     RUN(fd_readability);
     RUN(one_thread_posts);
     RUN(threads_post_in_order);

@@ -20,6 +20,7 @@ local co_create, co_resume, co_yield = coroutine.create, coroutine.resume, corou
 local co_running, co_status, co_isyieldable = coroutine.running, coroutine.status, coroutine.isyieldable
 local traceback = debug.traceback
 local HUGE, floor = math.huge, math.floor
+local break_dispatch = core.break_dispatch
 
 -- Lua 5.1 and LuaJIT (without its 5.2 extensions) have no table.pack and a
 -- global unpack.
@@ -392,6 +393,9 @@ local function waiter()
       resume(w.co, a, b)
     else
       w.a, w.b = a, b
+      -- a blocking wait: its poll returns now, not after a flood's backlog
+      -- (a stream read this way paused the connection at every batch)
+      if not w.co then break_dispatch() end
     end
   end
   return w

@@ -2,8 +2,9 @@
 -- protocols (MessagePack not over Server-Sent Events): server-to-
 -- client streams (items, completion, errors, cancel, subscribe, the end of
 -- the connection), client-to-server channels (one or several per call,
--- errors, bidirectional), and a slow reader of a million items whose
--- memory stays bounded because reading pauses.
+-- errors, bidirectional), a slow reader of a million items whose
+-- memory stays bounded because reading pauses, and a reader at the top
+-- level that keeps up with a flood without pausing.
 local signalr = require("signalr")
 local H = require("spec.helper")
 local L = require("spec.support.live")
@@ -403,6 +404,32 @@ describe("streams", function()
       L.wait_for(function() return done end, 60, "the stream completes")
       L.wait_for(function() return got == 5000 end, 10, "every callback ends")
       assert.is_true(most <= 50 + 1, "callbacks at once: " .. most)
+    end)
+  end)
+
+  describe("a reader at the top level", function()
+    it("gets each batch of a flood as it comes, so reading never pauses", function()
+      -- A blocking wait's poll returns once its result has come, rather
+      -- than after every batch already queued: one batch is at most 64 KiB
+      -- of records (under 1,600 items), so a buffer of 2,000 never fills.
+      -- White-box: the core connection's pause is counted.
+      local conn = L.build(hub.url .. "/testhub", function(b) b:with_stream_buffer(2000) end,
+        { transports = { "websockets" } })
+      conn:start()
+      local core_mt = getmetatable(conn._c).__index
+      local pause, pauses = core_mt.pause, 0
+      core_mt.pause = function(c) pauses = pauses + 1; return pause(c) end
+      local ok, err = pcall(function()
+        local n, expect = 200000, 1
+        for item in conn:stream("Counter", n, 0):items() do
+          if item ~= expect then error(("item %d where %d was due"):format(item, expect)) end
+          expect = expect + 1
+        end
+        assert.equals(n + 1, expect)
+      end)
+      core_mt.pause = pause
+      assert(ok, err)
+      assert.equals(0, pauses)
     end)
   end)
 
