@@ -45,6 +45,7 @@
 #include "error.h"
 #include "json_fast.h"
 #include "loop.h"
+#include "prefetch.h"
 
 /* Events handled per sr_loop_dispatch call, so a host that calls it from a
  * foreign loop keeps serving its other descriptors. Left-over events keep
@@ -530,6 +531,7 @@ sr_loop *sr_loop_new(sr_error *err)
         return NULL;
     }
     sr__json_fast_loop_born(); /* sr_loop_free counts it gone, whatever fails next */
+    sr__prefetch_init();
     loop->epfd = loop->efd = loop->tfd = -1;
     loop->free_slot = UINT32_MAX;
     loop->seq = 1; /* id 0 means "no timer" */
