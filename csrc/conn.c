@@ -41,6 +41,7 @@
 #include "negotiate.h"
 #include "options.h"
 #include "pending.h"
+#include "prefetch.h"
 #include "protocol.h"
 #include "stream.h"
 #include "transport.h"
@@ -996,6 +997,17 @@ void sr_conn_resume(sr_conn *c)
         c->held_timer = sr_loop_add_timer(c->loop, 0, held_timer_fired, c);
 }
 
+/* The start of a message's arena, asked for two messages ahead: the
+ * reading thread's CPU wrote it, and the host's first reads of each
+ * message (its type, target, arguments) waited for the lines to cross. */
+static void prefetch_msg(const sr_rx_msg *e)
+{
+    if (e->m.arena) {
+        sr__prefetch_r(e->m.arena);
+        sr__prefetch_r((const char *)e->m.arena + 64);
+    }
+}
+
 /* Messages the transport parsed where it read them (cfg.protocol). They
  * follow the handshake reply, which came through tp_on_data. */
 static void tp_on_msgs_body(sr_conn *c, sr_transport *tp, sr_rx_msg *msgs, size_t n)
@@ -1008,6 +1020,7 @@ static void tp_on_msgs_body(sr_conn *c, sr_transport *tp, sr_rx_msg *msgs, size_
     c->cur_n = n;
     c->cur_i = &i;
     for (i = 0; i < n; i++) {
+        if (i + 2 < n) prefetch_msg(&msgs[i + 2]);
         if (c->paused || c->held.n) {
             hold_msgs(c, msgs + i, n - i);
             break;
@@ -1031,6 +1044,7 @@ const sr_value *sr_conn_next_call(sr_conn *c, const char *target, size_t max_arg
         sr_rx_msg *e;
         if (j >= c->cur_n || c->paused || c->held.n || !c->attached) return NULL;
         e = &c->cur_msgs[j];
+        if (j + 2 < c->cur_n) prefetch_msg(&c->cur_msgs[j + 2]);
         if (e->m.type != SR_MSG_INVOCATION || e->m.invocation_id ||
             strcmp(e->m.target, target) != 0 || sr_value_len(e->m.arguments) > max_args)
             return NULL;

@@ -1,6 +1,6 @@
 /*
  * prefetch.h - asking for cache lines that are about to be written
- * (sr__prefetch_w).
+ * (sr__prefetch_w) or read (sr__prefetch_r).
  *
  * The reading thread reuses memory that comes back from the host: the
  * arena blocks of dispatched messages (arena.c). The host's CPU read them
@@ -27,6 +27,17 @@ static inline void sr__prefetch_w(const void *p)
         __asm__ volatile("prefetchw %0" : : "m"(*(const char *)p));
 #elif defined(__GNUC__) || defined(__clang__)
     __builtin_prefetch(p, 1, 3);
+#else
+    (void)p;
+#endif
+}
+
+/* A line about to be read: the host asks for the messages the reading
+ * thread's CPU wrote, a few ahead of the one it dispatches. */
+static inline void sr__prefetch_r(const void *p)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    __builtin_prefetch(p, 0, 3);
 #else
     (void)p;
 #endif
