@@ -104,7 +104,7 @@ static void prefetch_block(const block *b)
 {
     const char *p = (const char *)b;
     size_t n = sizeof *b + (b->cap < PREFETCH_BYTES ? b->cap : PREFETCH_BYTES), i;
-    for (i = 0; i < n; i += 64)
+    for (i = 0; i < n; i += SR_CACHE_LINE)
         sr__prefetch_w(p + i);
 }
 

@@ -1004,7 +1004,7 @@ static void prefetch_msg(const sr_rx_msg *e)
 {
     if (e->m.arena) {
         sr__prefetch_r(e->m.arena);
-        sr__prefetch_r((const char *)e->m.arena + 64);
+        sr__prefetch_r((const char *)e->m.arena + SR_CACHE_LINE);
     }
 }
 

@@ -14,6 +14,9 @@
 #ifndef SR_PREFETCH_H
 #define SR_PREFETCH_H
 
+/* The line size the prefetches step by (x86-64's and most ARM cores'). */
+#define SR_CACHE_LINE 64
+
 /* Set by sr__prefetch_init: the CPU has PREFETCHW. */
 extern int sr__have_prefetchw;
 /* Looks the CPU up once; sr_loop_new calls it before any thread of ours
