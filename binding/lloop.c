@@ -92,10 +92,13 @@ static int lsr_poll(lua_State *L)
 }
 
 /* core.break_dispatch(): the running poll returns after this callback (a
- * blocking wait's result has come; the rest can wait for the next poll) */
+ * blocking wait's result has come; the rest can wait for the next poll).
+ * Outside a poll (a wait that completed inside the call that started it)
+ * there is none to end, and the core would end the next one at once. */
 static int lsr_break_dispatch(lua_State *L)
 {
-    sr_loop_break(lsr_live_loop(L)->loop);
+    lsr_loop *lp = lsr_live_loop(L);
+    if (lp->depth > 0) sr_loop_break(lp->loop);
     return 0;
 }
 

@@ -437,6 +437,22 @@ describe("event loop", function()
     assert.is_true(now() - t0 < 0.5)
   end)
 
+  it("break_dispatch ends the poll it runs in, and is forgotten outside one", function()
+    drain()
+    local order = {}
+    core.timer(0, function() order[#order + 1] = "a"; core.break_dispatch() end)
+    core.timer(0, function() order[#order + 1] = "b" end)
+    assert.equals(1, core.poll(0))
+    assert.same({ "a" }, order)
+    assert.equals(1, core.poll(0))
+    assert.same({ "a", "b" }, order)
+    -- outside a poll: no poll to end, and the next one is not cut short
+    core.break_dispatch()
+    core.timer(0, function() order[#order + 1] = "c" end)
+    assert.equals(1, core.poll(0))
+    assert.same({ "a", "b", "c" }, order)
+  end)
+
   it("poll(timeout) waits about the timeout when idle", function()
     drain()
     local t0 = now()
